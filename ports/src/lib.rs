@@ -1,1 +1,27 @@
+//! Ports: the async traits the application needs from the outside world.
+//!
+//! Every trait is object-safe and used as `Arc<dyn …>` (or `Box<dyn UnitOfWork>`), so the
+//! runtime picks adapters from configuration: SQLite or PostgreSQL or MySQL for the stores,
+//! in-process or Kafka for events, in-process or Redis for the cache-like ports. With the
+//! `mocks` feature each trait has a mockall `Mock…` twin for application tests.
 
+pub mod cache;
+pub mod events;
+pub mod health;
+pub mod limits;
+pub mod reads;
+pub mod store;
+pub mod system;
+pub mod tokens;
+
+pub use cache::*;
+pub use events::*;
+pub use health::*;
+pub use limits::*;
+pub use reads::*;
+pub use store::*;
+pub use system::*;
+pub use tokens::*;
+
+/// A boxed, sendable future, for loaders passed across `dyn` boundaries.
+pub type BoxFuture<T> = futures::future::BoxFuture<'static, T>;

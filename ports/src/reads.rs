@@ -1,0 +1,152 @@
+//! The read side: queries that name their consistency, so adapters can route them to a
+//! replica (`Eventual`), to a replica that has caught up (`ReadYourWrites`) or the primary.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use core_domain::catalog::{PopularProduct, Product};
+use core_domain::coupon::{Coupon, CouponCampaign};
+use core_domain::insurance::{DrivingSession, Policy, PolicyAudit};
+use core_domain::member::Member;
+use core_domain::order::{Order, Payment};
+use core_domain::wallet::LedgerEntry;
+use core_domain::{CampaignId, Krw, MemberId, OrderId, PolicyId, ProductId, SessionId};
+
+use crate::store::{Consistency, StoreError};
+
+/// # Errors (every method)
+/// MUST return [`StoreError::Unavailable`] when no suitable server answers in time.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait MemberReads: Send + Sync {
+    async fn member(
+        &self,
+        id: MemberId,
+        consistency: Consistency,
+    ) -> Result<Option<Member>, StoreError>;
+    /// `email` is matched exactly (it is stored lower-cased).
+    async fn member_by_email(
+        &self,
+        email: &str,
+        consistency: Consistency,
+    ) -> Result<Option<Member>, StoreError>;
+    /// Members whose e-mail starts with `prefix`, by e-mail, at most `limit`.
+    async fn search_members(
+        &self,
+        prefix: &str,
+        limit: i64,
+        consistency: Consistency,
+    ) -> Result<Vec<Member>, StoreError>;
+}
+
+/// # Errors (every method)
+/// MUST return [`StoreError::Unavailable`] when no suitable server answers in time.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait InsuranceReads: Send + Sync {
+    async fn policy(
+        &self,
+        id: PolicyId,
+        consistency: Consistency,
+    ) -> Result<Option<Policy>, StoreError>;
+    /// Newest first.
+    async fn policies_of_member(
+        &self,
+        member_id: MemberId,
+        consistency: Consistency,
+    ) -> Result<Vec<Policy>, StoreError>;
+    /// Audit trail of a policy, oldest first.
+    async fn policy_audit(
+        &self,
+        id: PolicyId,
+        consistency: Consistency,
+    ) -> Result<Vec<PolicyAudit>, StoreError>;
+    async fn session(
+        &self,
+        id: SessionId,
+        consistency: Consistency,
+    ) -> Result<Option<DrivingSession>, StoreError>;
+    /// Sessions of the policy that overlap `[from, to)` (an open session overlaps if it
+    /// started before `to`), oldest first.
+    async fn sessions_of_policy(
+        &self,
+        policy_id: PolicyId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        consistency: Consistency,
+    ) -> Result<Vec<DrivingSession>, StoreError>;
+}
+
+/// # Errors (every method)
+/// MUST return [`StoreError::Unavailable`] when no suitable server answers in time.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait CatalogReads: Send + Sync {
+    async fn product(
+        &self,
+        id: ProductId,
+        consistency: Consistency,
+    ) -> Result<Option<Product>, StoreError>;
+    /// Products by id (creation order), after `after` if given, at most `limit`.
+    async fn products(
+        &self,
+        after: Option<ProductId>,
+        limit: i64,
+        consistency: Consistency,
+    ) -> Result<Vec<Product>, StoreError>;
+    /// The top `limit` products by units in orders paid at or after `since`.
+    async fn popular_products(
+        &self,
+        since: OffsetDateTime,
+        limit: i64,
+        consistency: Consistency,
+    ) -> Result<Vec<PopularProduct>, StoreError>;
+}
+
+/// # Errors (every method)
+/// MUST return [`StoreError::Unavailable`] when no suitable server answers in time.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait CommerceReads: Send + Sync {
+    /// 0 for a member without a wallet yet.
+    async fn balance(
+        &self,
+        member_id: MemberId,
+        consistency: Consistency,
+    ) -> Result<Krw, StoreError>;
+    /// Newest first, at most `limit`.
+    async fn ledger(
+        &self,
+        member_id: MemberId,
+        limit: i64,
+        consistency: Consistency,
+    ) -> Result<Vec<LedgerEntry>, StoreError>;
+    async fn campaign(
+        &self,
+        id: CampaignId,
+        consistency: Consistency,
+    ) -> Result<Option<CouponCampaign>, StoreError>;
+    /// Newest first.
+    async fn coupons_of_member(
+        &self,
+        member_id: MemberId,
+        consistency: Consistency,
+    ) -> Result<Vec<Coupon>, StoreError>;
+    async fn order(
+        &self,
+        id: OrderId,
+        consistency: Consistency,
+    ) -> Result<Option<Order>, StoreError>;
+    /// Newest first, at most `limit`.
+    async fn orders_of_member(
+        &self,
+        member_id: MemberId,
+        limit: i64,
+        consistency: Consistency,
+    ) -> Result<Vec<Order>, StoreError>;
+    async fn payment_of_order(
+        &self,
+        order_id: OrderId,
+        consistency: Consistency,
+    ) -> Result<Option<Payment>, StoreError>;
+}

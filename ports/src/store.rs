@@ -1,0 +1,217 @@
+//! The write side: a unit of work (one database transaction on the primary) whose commit
+//! returns a consistency token, so a member's later reads can demand to see that write.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use core_domain::catalog::Product;
+use core_domain::coupon::{Coupon, CouponCampaign};
+use core_domain::event::DomainEvent;
+use core_domain::insurance::{DrivingSession, Policy, PolicyAudit};
+use core_domain::member::Member;
+use core_domain::order::{Order, Payment};
+use core_domain::wallet::LedgerEntry;
+use core_domain::{
+    CampaignId, CouponId, EventId, Krw, MemberId, OrderId, PolicyId, ProductId, SessionId,
+};
+
+/// A position in the primary's commit history: the PostgreSQL commit LSN, a MySQL/MariaDB
+/// GTID, or an adapter-specific counter. Opaque to the application; only the adapter that
+/// minted it compares tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct CommitToken(pub String);
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consistency {
+    /// Any healthy replica (or the primary when none is healthy).
+    Eventual,
+    /// A replica that has replayed this token, else the primary after a bounded wait.
+    ReadYourWrites(CommitToken),
+    /// The primary.
+    Strong,
+}
+
+/// A uniqueness rule the store enforces, named so callers can map it to a domain conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unique {
+    MemberEmail,
+    PolicyNumber,
+    /// A member may hold one active policy.
+    ActivePolicy,
+    /// A rider may have one open driving session.
+    OpenSession,
+    /// One coupon per member per campaign.
+    CouponPerMember,
+    Other(String),
+}
+
+/// Errors of every store operation. Adapters translate driver errors into these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was violated.
+    #[error("conflict: {0:?} already exists")]
+    Conflict(Unique),
+    /// A concurrent transaction got in the way (serialization failure, deadlock, stale
+    /// version). Retrying the whole unit of work may succeed.
+    #[error("concurrent update, retry")]
+    Concurrency,
+    /// The database cannot be reached or did not answer in time.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or corrupt data. Logged, answered as an opaque 500.
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+impl StoreError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Concurrency)
+    }
+}
+
+/// Opens units of work on the primary.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait Database: Send + Sync {
+    /// Begins a transaction on the primary.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Unavailable`] when no connection can be had in time.
+    async fn begin(&self) -> Result<Box<dyn UnitOfWork>, StoreError>;
+}
+
+/// What [`UnitOfWork::begin_idempotent`] found under a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyStart {
+    /// The key is new and now reserved by this transaction.
+    New,
+    /// The key was used before, with this request fingerprint and (once completed) response.
+    Seen {
+        fingerprint: String,
+        response: Option<String>,
+    },
+}
+
+/// One database transaction on the primary. Every method runs inside it; nothing is visible
+/// to others until [`UnitOfWork::commit`]. Dropping it without committing rolls back.
+///
+/// Methods that read a row for change (`member`, `policy`, `order`, …) lock it where the
+/// database supports row locks, so two transactions cannot both act on the same state.
+///
+/// # Errors (every method)
+/// - MUST return [`StoreError::Conflict`] naming the rule when a uniqueness rule is violated;
+/// - MUST return [`StoreError::Concurrency`] on serialization failures and deadlocks, and from
+///   `update_policy` when the stored version is not `expected_version`;
+/// - MUST return [`StoreError::Unavailable`] when the connection is lost or times out.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait UnitOfWork: Send {
+    // --- members -------------------------------------------------------------------
+    async fn insert_member(&mut self, member: &Member) -> Result<(), StoreError>;
+    async fn member(&mut self, id: MemberId) -> Result<Option<Member>, StoreError>;
+    async fn member_by_email(&mut self, email: &str) -> Result<Option<Member>, StoreError>;
+    async fn update_member(&mut self, member: &Member) -> Result<(), StoreError>;
+    /// Withdrawn, not yet anonymised, withdrawn at or before `withdrawn_before`.
+    async fn members_to_anonymise(
+        &mut self,
+        withdrawn_before: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<Member>, StoreError>;
+
+    // --- insurance -----------------------------------------------------------------
+    /// Conflicts: [`Unique::PolicyNumber`], [`Unique::ActivePolicy`].
+    async fn insert_policy(&mut self, policy: &Policy) -> Result<(), StoreError>;
+    async fn policy(&mut self, id: PolicyId) -> Result<Option<Policy>, StoreError>;
+    async fn policy_by_number(&mut self, policy_number: &str)
+    -> Result<Option<Policy>, StoreError>;
+    async fn policies_of_member(&mut self, member_id: MemberId) -> Result<Vec<Policy>, StoreError>;
+    /// Saves `policy` if the stored version is still `expected_version`.
+    async fn update_policy(
+        &mut self,
+        policy: &Policy,
+        expected_version: i64,
+    ) -> Result<(), StoreError>;
+    async fn insert_policy_audit(&mut self, audit: &PolicyAudit) -> Result<(), StoreError>;
+    /// Conflict: [`Unique::OpenSession`].
+    async fn insert_session(&mut self, session: &DrivingSession) -> Result<(), StoreError>;
+    async fn session(&mut self, id: SessionId) -> Result<Option<DrivingSession>, StoreError>;
+    async fn update_session(&mut self, session: &DrivingSession) -> Result<(), StoreError>;
+
+    // --- catalogue -----------------------------------------------------------------
+    async fn insert_product(&mut self, product: &Product) -> Result<(), StoreError>;
+    async fn product(&mut self, id: ProductId) -> Result<Option<Product>, StoreError>;
+    async fn update_product(&mut self, product: &Product) -> Result<(), StoreError>;
+    /// Atomically `stock -= quantity` if `stock >= quantity`; `false` when there is not enough.
+    async fn take_stock(&mut self, id: ProductId, quantity: i64) -> Result<bool, StoreError>;
+    async fn return_stock(&mut self, id: ProductId, quantity: i64) -> Result<(), StoreError>;
+
+    // --- wallet --------------------------------------------------------------------
+    /// Atomically adds `amount` if the balance stays `<= max_balance`; the new balance, or
+    /// `None` when it would exceed it. Creates the wallet at 0 first if needed.
+    async fn credit_points(
+        &mut self,
+        member_id: MemberId,
+        amount: Krw,
+        max_balance: Krw,
+    ) -> Result<Option<Krw>, StoreError>;
+    /// Atomically takes `amount` if the balance stays `>= 0`; the new balance, or `None`.
+    async fn debit_points(
+        &mut self,
+        member_id: MemberId,
+        amount: Krw,
+    ) -> Result<Option<Krw>, StoreError>;
+    async fn insert_ledger(&mut self, entry: &LedgerEntry) -> Result<(), StoreError>;
+
+    // --- coupons -------------------------------------------------------------------
+    async fn insert_campaign(&mut self, campaign: &CouponCampaign) -> Result<(), StoreError>;
+    async fn campaign(&mut self, id: CampaignId) -> Result<Option<CouponCampaign>, StoreError>;
+    /// Atomically `issued_count += 1` if `issued_count < total_quantity`; `false` when sold out.
+    async fn claim_coupon_slot(&mut self, id: CampaignId) -> Result<bool, StoreError>;
+    /// Conflict: [`Unique::CouponPerMember`].
+    async fn insert_coupon(&mut self, coupon: &Coupon) -> Result<(), StoreError>;
+    async fn coupon(&mut self, id: CouponId) -> Result<Option<Coupon>, StoreError>;
+    async fn update_coupon(&mut self, coupon: &Coupon) -> Result<(), StoreError>;
+
+    // --- orders and payments -------------------------------------------------------
+    async fn insert_order(&mut self, order: &Order) -> Result<(), StoreError>;
+    async fn order(&mut self, id: OrderId) -> Result<Option<Order>, StoreError>;
+    /// Saves status, `paid_at` and `cancelled_at`.
+    async fn update_order(&mut self, order: &Order) -> Result<(), StoreError>;
+    /// Pending orders created at or before `created_before`, oldest first, skipping rows
+    /// locked by other transactions where the database can.
+    async fn stale_orders(
+        &mut self,
+        created_before: OffsetDateTime,
+        limit: i64,
+    ) -> Result<Vec<Order>, StoreError>;
+    async fn insert_payment(&mut self, payment: &Payment) -> Result<(), StoreError>;
+    /// Reserves `(scope, key)` for this transaction, or reports what was stored under it. A
+    /// concurrent transaction holding the same key makes this wait for it to finish.
+    async fn begin_idempotent(
+        &mut self,
+        scope: &str,
+        key: &str,
+        fingerprint: &str,
+    ) -> Result<IdempotencyStart, StoreError>;
+    /// Stores the response for a key reserved by `begin_idempotent`.
+    async fn complete_idempotent(
+        &mut self,
+        scope: &str,
+        key: &str,
+        response: &str,
+    ) -> Result<(), StoreError>;
+
+    // --- events --------------------------------------------------------------------
+    /// Appends events to the outbox, in order.
+    async fn append_events(&mut self, events: &[DomainEvent]) -> Result<(), StoreError>;
+    /// Records that `consumer` applied `event_id`; `false` if it already had (a redelivery).
+    async fn record_inbox(&mut self, consumer: &str, event_id: EventId)
+    -> Result<bool, StoreError>;
+
+    // --- end -----------------------------------------------------------------------
+    /// Commits and returns the commit's consistency token. The unit of work is spent after.
+    async fn commit(&mut self) -> Result<CommitToken, StoreError>;
+    /// Rolls back. The unit of work is spent after.
+    async fn rollback(&mut self) -> Result<(), StoreError>;
+}
