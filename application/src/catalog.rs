@@ -1,0 +1,279 @@
+//! The catalogue: admin writes on the primary, reads from replicas through the cache
+//! (cache-aside, one load per cold key). A cache outage serves from the database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use core_domain::catalog::{
+    NewProduct, POPULAR_LIMIT, POPULAR_WINDOW, PopularProduct, Product, ProductPatch,
+};
+use core_domain::{ProductId, ValidationErrors};
+use ports::{CacheError, Consistency, Loader, StoreError};
+
+use crate::error::problem;
+use crate::{Ports, Settings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error(transparent)]
+    Validation(#[from] ValidationErrors),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("product not found")]
+    NotFound,
+}
+
+problem!(CatalogError {
+    NotFound => NotFound, "product.not_found";
+});
+
+/// The first page of the list uses this size (and is the only page cached).
+pub const DEFAULT_PAGE: i64 = 20;
+pub const MAX_PAGE: i64 = 100;
+
+fn product_key(id: ProductId) -> String {
+    format!("product:{id}")
+}
+const LIST_KEY: &str = "products:list";
+const POPULAR_KEY: &str = "products:popular";
+
+#[derive(Clone)]
+pub struct CatalogService {
+    ports: Ports,
+    settings: Arc<Settings>,
+}
+
+impl CatalogService {
+    pub fn new(ports: Ports, settings: Arc<Settings>) -> Self {
+        Self { ports, settings }
+    }
+
+    /// Reads through the cache; any cache failure falls back to the database.
+    async fn cached<T, F>(&self, key: &str, ttl: Duration, load: F) -> Result<T, StoreError>
+    where
+        T: Serialize + DeserializeOwned + Send + 'static,
+        F: Fn() -> futures::future::BoxFuture<'static, Result<T, StoreError>>,
+    {
+        let fill = load();
+        let loader: Loader = Box::pin(async move {
+            let value = fill.await?;
+            serde_json::to_vec(&value).map_err(|e| StoreError::Other(e.to_string()))
+        });
+        match self.ports.cache.get_or_load(key, ttl, loader).await {
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(value) => return Ok(value),
+                Err(error) => {
+                    tracing::warn!(%error, key, "undecodable cache entry; reading the database")
+                }
+            },
+            Err(CacheError::Load(error)) => return Err(error),
+            Err(CacheError::Unavailable(error)) => {
+                tracing::debug!(%error, key, "cache unavailable; reading the database");
+            }
+        }
+        load().await
+    }
+
+    async fn invalidate(&self, keys: Vec<String>) {
+        if let Err(error) = self.ports.cache.invalidate(&keys).await {
+            // Entries expire on their own TTL; the write has committed.
+            tracing::warn!(%error, ?keys, "cache invalidation failed");
+        }
+    }
+
+    pub async fn create(
+        &self,
+        name: &str,
+        price: i64,
+        stock: i64,
+    ) -> Result<Product, CatalogError> {
+        let new = NewProduct::parse(name, price, stock)?;
+        let product = Product::create(
+            ProductId(self.ports.ids.new_id()),
+            new,
+            self.ports.clock.now(),
+        );
+        let mut uow = self.ports.db.begin().await?;
+        uow.insert_product(&product).await?;
+        uow.commit().await?;
+        self.invalidate(vec![LIST_KEY.to_owned(), POPULAR_KEY.to_owned()])
+            .await;
+        Ok(product)
+    }
+
+    pub async fn update(
+        &self,
+        id: ProductId,
+        price: Option<i64>,
+        stock: Option<i64>,
+    ) -> Result<Product, CatalogError> {
+        let patch = ProductPatch::parse(price, stock)?;
+        let mut uow = self.ports.db.begin().await?;
+        let mut product = uow.product(id).await?.ok_or(CatalogError::NotFound)?;
+        product.apply(patch, self.ports.clock.now());
+        uow.update_product(&product).await?;
+        uow.commit().await?;
+        self.invalidate(vec![
+            product_key(id),
+            LIST_KEY.to_owned(),
+            POPULAR_KEY.to_owned(),
+        ])
+        .await;
+        Ok(product)
+    }
+
+    pub async fn get(&self, id: ProductId) -> Result<Product, CatalogError> {
+        let reads = self.ports.catalog.clone();
+        let product: Option<Product> = self
+            .cached(
+                &product_key(id),
+                self.settings.product_cache_ttl,
+                move || {
+                    let reads = reads.clone();
+                    Box::pin(async move { reads.product(id, Consistency::Eventual).await })
+                },
+            )
+            .await?;
+        product.ok_or(CatalogError::NotFound)
+    }
+
+    /// A page of products; the default first page is cached.
+    pub async fn list(
+        &self,
+        after: Option<ProductId>,
+        limit: Option<i64>,
+    ) -> Result<Vec<Product>, CatalogError> {
+        let limit = limit.unwrap_or(DEFAULT_PAGE);
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ValidationErrors::field(
+                "limit",
+                format!("must be between 1 and {MAX_PAGE}"),
+            )
+            .into());
+        }
+        if after.is_some() || limit != DEFAULT_PAGE {
+            return Ok(self
+                .ports
+                .catalog
+                .products(after, limit, Consistency::Eventual)
+                .await?);
+        }
+        let reads = self.ports.catalog.clone();
+        Ok(self
+            .cached(LIST_KEY, self.settings.product_cache_ttl, move || {
+                let reads = reads.clone();
+                Box::pin(async move {
+                    reads
+                        .products(None, DEFAULT_PAGE, Consistency::Eventual)
+                        .await
+                })
+            })
+            .await?)
+    }
+
+    /// Top 5 by units in paid orders over the last 3 days.
+    pub async fn popular(&self) -> Result<Vec<PopularProduct>, CatalogError> {
+        let reads = self.ports.catalog.clone();
+        let clock = self.ports.clock.clone();
+        Ok(self
+            .cached(POPULAR_KEY, self.settings.popular_cache_ttl, move || {
+                let (reads, since) = (reads.clone(), clock.now() - POPULAR_WINDOW);
+                Box::pin(async move {
+                    reads
+                        .popular_products(since, POPULAR_LIMIT, Consistency::Eventual)
+                        .await
+                })
+            })
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Problem;
+    use crate::testing::TestPorts;
+
+    #[tokio::test]
+    async fn a_cache_outage_serves_from_the_database() {
+        let mut t = TestPorts::new();
+        t.cache
+            .expect_get_or_load()
+            .returning(|_, _, _| Err(CacheError::Unavailable("down".into())));
+        t.catalog
+            .expect_product()
+            .times(1)
+            .returning(|_, _| Ok(None));
+        let err = CatalogService::new(t.build(), Default::default())
+            .get(ProductId(uuid::Uuid::now_v7()))
+            .await
+            .expect_err("missing");
+        assert_eq!(err.code(), "product.not_found");
+    }
+
+    #[tokio::test]
+    async fn the_cache_loader_reads_a_replica() {
+        let mut t = TestPorts::new();
+        t.cache.expect_get_or_load().returning(|_, _, loader| {
+            Box::pin(async move { Ok(loader.await?) }) // run the loader inline
+                .now_or_never_ok()
+        });
+        t.catalog
+            .expect_products()
+            .withf(|after, limit, c| {
+                after.is_none() && *limit == DEFAULT_PAGE && *c == Consistency::Eventual
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(vec![]));
+        let list = CatalogService::new(t.build(), Default::default())
+            .list(None, None)
+            .await
+            .expect("ok");
+        assert!(list.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_patch_invalidates_the_product_and_lists() {
+        let mut t = TestPorts::new();
+        let now = time::OffsetDateTime::now_utc();
+        let product = Product::create(
+            ProductId(uuid::Uuid::now_v7()),
+            NewProduct::parse("P", 10, 1).expect("ok"),
+            now,
+        );
+        let id = product.id;
+        t.expect_uow(move |uow| {
+            uow.expect_product().return_once(move |_| Ok(Some(product)));
+            uow.expect_update_product()
+                .withf(|p| p.price == 99)
+                .returning(|_| Ok(()));
+            uow.expect_commit()
+                .returning(|| Ok(ports::CommitToken("1".into())));
+        });
+        t.cache
+            .expect_invalidate()
+            .withf(move |keys| {
+                keys.contains(&format!("product:{id}")) && keys.contains(&LIST_KEY.to_owned())
+            })
+            .times(1)
+            .returning(|_| Ok(()));
+        let p = CatalogService::new(t.build(), Default::default())
+            .update(id, Some(99), None)
+            .await
+            .expect("ok");
+        assert_eq!(p.price, 99);
+    }
+
+    /// Runs a ready-made future to completion in a mock's synchronous `returning`.
+    trait NowOrNeverOk {
+        fn now_or_never_ok(self) -> Result<Vec<u8>, CacheError>;
+    }
+    impl<F: std::future::Future<Output = Result<Vec<u8>, CacheError>>> NowOrNeverOk for F {
+        fn now_or_never_ok(self) -> Result<Vec<u8>, CacheError> {
+            futures::executor::block_on(self)
+        }
+    }
+}

@@ -1,0 +1,295 @@
+//! First-come-first-served coupons. The gate (Redis or in-process) turns away the crowd
+//! once a campaign is sold out; the database has the last word with an atomic
+//! conditional count and a unique (campaign, member) row, so it never over-issues.
+
+use time::OffsetDateTime;
+
+use core_domain::coupon::{Coupon, CouponCampaign, CouponError, Discount, NewCampaign};
+use core_domain::{CampaignId, CouponId, MemberId, ValidationErrors};
+use ports::{Consistency, GateDecision, StoreError, Unique};
+
+use crate::Ports;
+use crate::error::problem;
+use crate::freshness::Freshness;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CouponsError {
+    #[error(transparent)]
+    Validation(#[from] ValidationErrors),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("coupon campaign not found")]
+    CampaignNotFound,
+    #[error("the campaign has not started")]
+    NotStarted,
+    #[error("the campaign has ended")]
+    Ended,
+    #[error("the campaign is sold out")]
+    SoldOut,
+    #[error("you already hold a coupon of this campaign")]
+    AlreadyIssued,
+}
+
+problem!(CouponsError {
+    CampaignNotFound => NotFound, "coupon.campaign_not_found";
+    NotStarted => Conflict, "coupon.not_started";
+    Ended => Conflict, "coupon.ended";
+    SoldOut => Conflict, "coupon.sold_out";
+    AlreadyIssued => Conflict, "coupon.already_issued";
+});
+
+impl From<CouponError> for CouponsError {
+    fn from(e: CouponError) -> Self {
+        match e {
+            CouponError::NotStarted => CouponsError::NotStarted,
+            CouponError::Ended => CouponsError::Ended,
+            CouponError::SoldOut => CouponsError::SoldOut,
+            _ => CouponsError::AlreadyIssued,
+        }
+    }
+}
+
+/// A campaign creation request as the client sent it.
+#[derive(Debug, Clone)]
+pub struct CampaignRequest {
+    pub name: String,
+    pub discount: Discount,
+    pub total_quantity: i64,
+    pub starts_at: Option<OffsetDateTime>,
+    pub ends_at: Option<OffsetDateTime>,
+}
+
+#[derive(Clone)]
+pub struct CouponService {
+    ports: Ports,
+    freshness: Freshness,
+}
+
+impl CouponService {
+    pub fn new(ports: Ports) -> Self {
+        let freshness = Freshness::new(ports.consistency.clone());
+        Self { ports, freshness }
+    }
+
+    pub async fn create_campaign(
+        &self,
+        request: CampaignRequest,
+    ) -> Result<CouponCampaign, CouponsError> {
+        let new = NewCampaign::parse(
+            &request.name,
+            request.discount,
+            request.total_quantity,
+            request.starts_at,
+            request.ends_at,
+        )?;
+        let campaign = CouponCampaign::create(
+            CampaignId(self.ports.ids.new_id()),
+            new,
+            self.ports.clock.now(),
+        );
+        let mut uow = self.ports.db.begin().await?;
+        uow.insert_campaign(&campaign).await?;
+        uow.commit().await?;
+        Ok(campaign)
+    }
+
+    /// Issues one coupon of the campaign to the member, first come first served.
+    #[tracing::instrument(skip(self))]
+    pub async fn issue(
+        &self,
+        member_id: MemberId,
+        campaign_id: CampaignId,
+    ) -> Result<Coupon, CouponsError> {
+        let now = self.ports.clock.now();
+        // A replica may lag on `issued_count`, but "sold out" only ever becomes true, so
+        // its answer is safe to act on; the window does not change.
+        let campaign = match self
+            .ports
+            .commerce
+            .campaign(campaign_id, Consistency::Eventual)
+            .await?
+        {
+            Some(c) => c,
+            None => self
+                .ports
+                .commerce
+                .campaign(campaign_id, Consistency::Strong)
+                .await?
+                .ok_or(CouponsError::CampaignNotFound)?,
+        };
+        campaign.check_window(now)?;
+        if campaign.is_sold_out() {
+            return Err(CouponsError::SoldOut);
+        }
+        let gated = match self
+            .ports
+            .coupon_gate
+            .try_acquire(campaign_id, member_id, campaign.total_quantity)
+            .await
+        {
+            Ok(GateDecision::Admitted) => true,
+            Ok(GateDecision::SoldOut) => return Err(CouponsError::SoldOut),
+            Ok(GateDecision::AlreadyIssued) => return Err(CouponsError::AlreadyIssued),
+            Err(error) => {
+                tracing::debug!(%error, "coupon gate unavailable; relying on the database");
+                false
+            }
+        };
+        let result = self.issue_in_database(member_id, &campaign, now).await;
+        if gated && matches!(result, Err(CouponsError::Store(_))) {
+            // The database did not issue: give the slot back so the gate does not sell
+            // out ahead of the database. (SoldOut and AlreadyIssued keep theirs: the
+            // database agrees the slot is gone.)
+            if let Err(error) = self.ports.coupon_gate.release(campaign_id, member_id).await {
+                tracing::warn!(%error, "could not release a coupon gate slot");
+            }
+        }
+        result
+    }
+
+    async fn issue_in_database(
+        &self,
+        member_id: MemberId,
+        campaign: &CouponCampaign,
+        now: OffsetDateTime,
+    ) -> Result<Coupon, CouponsError> {
+        let coupon = Coupon::issue(CouponId(self.ports.ids.new_id()), campaign, member_id, now);
+        let mut uow = self.ports.db.begin().await?;
+        match uow.insert_coupon(&coupon).await {
+            Err(StoreError::Conflict(Unique::CouponPerMember)) => {
+                return Err(CouponsError::AlreadyIssued);
+            }
+            other => other?,
+        }
+        if !uow.claim_coupon_slot(campaign.id).await? {
+            return Err(CouponsError::SoldOut);
+        }
+        self.freshness.commit(uow.as_mut(), member_id).await?;
+        Ok(coupon)
+    }
+
+    pub async fn my_coupons(&self, member_id: MemberId) -> Result<Vec<Coupon>, CouponsError> {
+        let consistency = self.freshness.for_member(member_id).await;
+        Ok(self
+            .ports
+            .commerce
+            .coupons_of_member(member_id, consistency)
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Problem;
+    use crate::testing::TestPorts;
+    use ports::GateError;
+
+    fn campaign() -> CouponCampaign {
+        let new =
+            NewCampaign::parse("c", Discount::Fixed { amount: 100 }, 10, None, None).expect("ok");
+        CouponCampaign::create(
+            CampaignId(uuid::Uuid::now_v7()),
+            new,
+            OffsetDateTime::now_utc() - time::Duration::hours(1),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_gate_turns_the_crowd_away_without_touching_the_database() {
+        let mut t = TestPorts::new();
+        let c = campaign();
+        t.commerce
+            .expect_campaign()
+            .return_once(move |_, _| Ok(Some(c)));
+        t.coupon_gate
+            .expect_try_acquire()
+            .return_once(|_, _, _| Ok(GateDecision::SoldOut));
+        t.db.expect_begin().never();
+        let err = CouponService::new(t.build())
+            .issue(
+                MemberId(uuid::Uuid::now_v7()),
+                CampaignId(uuid::Uuid::now_v7()),
+            )
+            .await
+            .expect_err("sold out");
+        assert_eq!(err.code(), "coupon.sold_out");
+    }
+
+    #[tokio::test]
+    async fn a_gate_outage_falls_back_to_the_database_which_can_refuse() {
+        let mut t = TestPorts::new();
+        let c = campaign();
+        t.commerce
+            .expect_campaign()
+            .return_once(move |_, _| Ok(Some(c)));
+        t.coupon_gate
+            .expect_try_acquire()
+            .return_once(|_, _, _| Err(GateError::Unavailable("down".into())));
+        t.coupon_gate.expect_release().never();
+        t.expect_uow(|uow| {
+            uow.expect_insert_coupon().returning(|_| Ok(()));
+            uow.expect_claim_coupon_slot().return_once(|_| Ok(false));
+            uow.expect_commit().never();
+        });
+        let err = CouponService::new(t.build())
+            .issue(
+                MemberId(uuid::Uuid::now_v7()),
+                CampaignId(uuid::Uuid::now_v7()),
+            )
+            .await
+            .expect_err("sold out");
+        assert_eq!(err.code(), "coupon.sold_out");
+    }
+
+    #[tokio::test]
+    async fn a_database_failure_after_admission_gives_the_slot_back() {
+        let mut t = TestPorts::new();
+        let c = campaign();
+        t.commerce
+            .expect_campaign()
+            .return_once(move |_, _| Ok(Some(c)));
+        t.coupon_gate
+            .expect_try_acquire()
+            .return_once(|_, _, _| Ok(GateDecision::Admitted));
+        t.coupon_gate
+            .expect_release()
+            .times(1)
+            .returning(|_, _| Ok(()));
+        t.db.expect_begin()
+            .returning(|| Err(StoreError::Unavailable("down".into())));
+        let err = CouponService::new(t.build())
+            .issue(
+                MemberId(uuid::Uuid::now_v7()),
+                CampaignId(uuid::Uuid::now_v7()),
+            )
+            .await
+            .expect_err("down");
+        assert_eq!(err.code(), "service.unavailable");
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_in_the_database_is_already_issued() {
+        let mut t = TestPorts::new();
+        let c = campaign();
+        t.commerce
+            .expect_campaign()
+            .return_once(move |_, _| Ok(Some(c)));
+        t.coupon_gate
+            .expect_try_acquire()
+            .return_once(|_, _, _| Ok(GateDecision::Admitted));
+        t.coupon_gate.expect_release().never();
+        t.expect_uow(|uow| {
+            uow.expect_insert_coupon()
+                .return_once(|_| Err(StoreError::Conflict(Unique::CouponPerMember)));
+        });
+        let err = CouponService::new(t.build())
+            .issue(
+                MemberId(uuid::Uuid::now_v7()),
+                CampaignId(uuid::Uuid::now_v7()),
+            )
+            .await
+            .expect_err("dup");
+        assert_eq!(err.code(), "coupon.already_issued");
+    }
+}

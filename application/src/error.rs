@@ -1,0 +1,105 @@
+//! How a use-case error presents itself to a client, without naming HTTP.
+
+use std::time::Duration;
+
+use core_domain::ValidationErrors;
+use ports::StoreError;
+
+/// The class of an error; the HTTP layer maps each to a status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Invalid values (422).
+    Invalid,
+    /// Missing or bad credentials (401).
+    Unauthorized,
+    /// Authenticated but not allowed (403).
+    Forbidden,
+    NotFound,
+    /// The state forbids it (409).
+    Conflict,
+    TooManyRequests {
+        retry_after: Duration,
+    },
+    /// A dependency is down (503).
+    Unavailable,
+    /// A bug: logged with its cause, answered opaquely (500).
+    Internal,
+}
+
+/// A use-case error a client can be told about.
+pub trait Problem: std::error::Error {
+    fn kind(&self) -> ErrorKind;
+    /// Stable, dotted, documented: clients branch on it.
+    fn code(&self) -> &'static str;
+    /// Field errors, for [`ErrorKind::Invalid`].
+    fn validation(&self) -> Option<&ValidationErrors> {
+        None
+    }
+}
+
+impl Problem for StoreError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            StoreError::Conflict(_) | StoreError::Concurrency => ErrorKind::Conflict,
+            StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::Other(_) => ErrorKind::Internal,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            StoreError::Conflict(_) => "conflict",
+            StoreError::Concurrency => "conflict.concurrent_update",
+            StoreError::Unavailable(_) => "service.unavailable",
+            StoreError::Other(_) => "internal",
+        }
+    }
+}
+
+impl Problem for ValidationErrors {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Invalid
+    }
+
+    fn code(&self) -> &'static str {
+        "validation.failed"
+    }
+
+    fn validation(&self) -> Option<&ValidationErrors> {
+        Some(self)
+    }
+}
+
+/// Implements [`Problem`] for a context error enum: the shared `Validation` and `Store`
+/// variants delegate, every other variant is listed with its kind and code.
+macro_rules! problem {
+    ($error:ident { $($variant:ident $(($($field:tt)*))? $({ $($named:tt)* })? => $kind:expr, $code:literal;)* }) => {
+        impl $crate::error::Problem for $error {
+            fn kind(&self) -> $crate::error::ErrorKind {
+                #[allow(unused_imports)]
+                use $crate::error::ErrorKind::*;
+                match self {
+                    $error::Validation(e) => $crate::error::Problem::kind(e),
+                    $error::Store(e) => $crate::error::Problem::kind(e),
+                    $($error::$variant $(($($field)*))? $({ $($named)* })? => $kind,)*
+                }
+            }
+
+            fn code(&self) -> &'static str {
+                match self {
+                    $error::Validation(e) => $crate::error::Problem::code(e),
+                    $error::Store(e) => $crate::error::Problem::code(e),
+                    $($error::$variant { .. } => $code,)*
+                }
+            }
+
+            fn validation(&self) -> Option<&core_domain::ValidationErrors> {
+                match self {
+                    $error::Validation(e) => Some(e),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+pub(crate) use problem;

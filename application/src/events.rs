@@ -1,0 +1,419 @@
+//! Event plumbing of the application: minting events, the outbox relay that drains the
+//! outbox to a publisher (Kafka or in-process), and the data-platform consumer.
+//!
+//! Delivery is at-least-once: a row is marked sent only after the publisher acknowledged
+//! it, and consumers record an inbox row with their effect so a redelivery is a no-op.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use core_domain::EventId;
+use core_domain::event::{DomainEvent, EventPayload, PAYMENT_EVENTS};
+use ports::{
+    DataPlatformSink, Database, EventHandler, EventPublisher, HandlerError, OutboxStore, SinkError,
+    StoreError,
+};
+
+use crate::Ports;
+
+/// Wraps payloads into events with fresh ids, all occurring at `now`.
+pub fn new_events(
+    ports: &Ports,
+    now: OffsetDateTime,
+    payloads: impl IntoIterator<Item = EventPayload>,
+) -> Vec<DomainEvent> {
+    payloads
+        .into_iter()
+        .map(|payload| DomainEvent::new(EventId(ports.ids.new_id()), now, payload))
+        .collect()
+}
+
+/// Every store failure may pass (a concurrent consumer's conflict, an outage): retry.
+pub(crate) fn transient(e: StoreError) -> HandlerError {
+    HandlerError::Transient(e.to_string())
+}
+
+/// Relay tunables.
+#[derive(Debug, Clone)]
+pub struct RelaySettings {
+    pub batch_size: i64,
+    /// How long a claim protects rows from other relays.
+    pub lease: Duration,
+    /// Attempts before a row is marked `dead`.
+    pub max_attempts: i32,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Longest sleep when idle (a commit that appends events wakes the relay sooner).
+    pub idle_wait: Duration,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 200,
+            lease: Duration::from_secs(30),
+            max_attempts: 12,
+            base_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(300),
+            idle_wait: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Drains the outbox to a publisher. Any number may run at once (rows are claimed).
+pub struct OutboxRelay {
+    outbox: Arc<dyn OutboxStore>,
+    publisher: Arc<dyn EventPublisher>,
+    clock: Arc<dyn ports::Clock>,
+    settings: RelaySettings,
+    owner: String,
+}
+
+/// `base * 2^(attempt-1)`, capped.
+pub fn backoff(attempt: i32, base: Duration, max: Duration) -> Duration {
+    let exponent = u32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(0)
+        .min(20);
+    base.saturating_mul(1u32 << exponent).min(max)
+}
+
+impl OutboxRelay {
+    pub fn new(
+        outbox: Arc<dyn OutboxStore>,
+        publisher: Arc<dyn EventPublisher>,
+        clock: Arc<dyn ports::Clock>,
+        settings: RelaySettings,
+        owner: impl Into<String>,
+    ) -> Self {
+        Self {
+            outbox,
+            publisher,
+            clock,
+            settings,
+            owner: owner.into(),
+        }
+    }
+
+    /// Claims one batch, publishes it, records the outcome. Returns how many were claimed.
+    pub async fn run_once(&self) -> Result<usize, StoreError> {
+        let records = self
+            .outbox
+            .claim(&self.owner, self.settings.batch_size, self.settings.lease)
+            .await?;
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let results = self.publisher.publish(&records).await;
+        let mut sent = Vec::with_capacity(records.len());
+        for (record, result) in
+            records
+                .iter()
+                .zip(results.into_iter().chain(std::iter::repeat_with(|| {
+                    Err(ports::PublishError::Failed(
+                        "no result from publisher".into(),
+                    ))
+                })))
+        {
+            match result {
+                Ok(()) => sent.push(record.id),
+                Err(error) => {
+                    let attempt = record.attempts + 1;
+                    let dead = attempt >= self.settings.max_attempts;
+                    let delay = backoff(
+                        attempt,
+                        self.settings.base_backoff,
+                        self.settings.max_backoff,
+                    );
+                    let retry_at = self.clock.now()
+                        + time::Duration::try_from(delay).unwrap_or(time::Duration::MAX);
+                    if dead {
+                        tracing::error!(event_id = %record.id, topic = %record.topic, %error, attempt, "outbox row is dead");
+                        metrics::counter!("outbox_dead_total").increment(1);
+                    } else {
+                        tracing::warn!(event_id = %record.id, topic = %record.topic, %error, attempt, "publish failed; will retry");
+                    }
+                    metrics::counter!("outbox_publish_failures_total").increment(1);
+                    self.outbox
+                        .mark_failed(record.id, &error.to_string(), retry_at, dead)
+                        .await?;
+                }
+            }
+        }
+        if !sent.is_empty() {
+            self.outbox.mark_sent(&sent).await?;
+            metrics::counter!("outbox_published_total").increment(sent.len() as u64);
+        }
+        Ok(records.len())
+    }
+
+    /// Publishes the backlog gauges.
+    pub async fn report_backlog(&self) {
+        match self.outbox.stats().await {
+            Ok(stats) => {
+                metrics::gauge!("outbox_backlog").set(stats.backlog as f64);
+                metrics::gauge!("outbox_dead").set(stats.dead as f64);
+                let age = stats.oldest_created_at.map_or(0.0, |oldest| {
+                    (self.clock.now() - oldest).as_seconds_f64().max(0.0)
+                });
+                metrics::gauge!("outbox_oldest_age_seconds").set(age);
+            }
+            Err(error) => tracing::warn!(%error, "could not read outbox stats"),
+        }
+    }
+
+    /// Runs until `shutdown` resolves: drains while there is work, otherwise waits for a
+    /// commit that appended events (or `idle_wait`). A store error backs off briefly.
+    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut last_report = std::time::Instant::now() - Duration::from_secs(60);
+        loop {
+            if last_report.elapsed() >= Duration::from_secs(5) {
+                self.report_backlog().await;
+                last_report = std::time::Instant::now();
+            }
+            let pause = match self.run_once().await {
+                Ok(n) if n > 0 => None,
+                Ok(_) => Some(self.settings.idle_wait),
+                Err(error) => {
+                    tracing::warn!(%error, "outbox relay: store error");
+                    Some(self.settings.base_backoff.max(Duration::from_millis(500)))
+                }
+            };
+            if let Some(pause) = pause {
+                tokio::select! {
+                    () = &mut shutdown => return,
+                    () = self.outbox.wait_for_events(pause) => {}
+                }
+            } else if futures::FutureExt::now_or_never(&mut shutdown).is_some() {
+                return;
+            }
+        }
+    }
+}
+
+/// Streams `payment.succeeded` to the external data platform, once per event.
+///
+/// The effect is outside our database, so the inbox is checked before sending (a
+/// redelivery is skipped) and written after the platform acknowledged; the event id goes
+/// along as an idempotency key for the rare crash between the two.
+pub struct DataPlatformHandler {
+    db: Arc<dyn Database>,
+    sink: Arc<dyn DataPlatformSink>,
+}
+
+pub const DATA_PLATFORM: &str = "data-platform";
+
+impl DataPlatformHandler {
+    pub fn new(db: Arc<dyn Database>, sink: Arc<dyn DataPlatformSink>) -> Self {
+        Self { db, sink }
+    }
+
+    /// Whether the inbox already has the event (checked in a throwaway transaction, so no
+    /// write lock is held while the network call runs).
+    async fn already_delivered(&self, event_id: EventId) -> Result<bool, StoreError> {
+        let mut uow = self.db.begin().await?;
+        let fresh = uow.record_inbox(DATA_PLATFORM, event_id).await?;
+        uow.rollback().await?;
+        Ok(!fresh)
+    }
+}
+
+#[async_trait]
+impl EventHandler for DataPlatformHandler {
+    fn name(&self) -> &'static str {
+        DATA_PLATFORM
+    }
+
+    fn topics(&self) -> Vec<&'static str> {
+        vec![PAYMENT_EVENTS]
+    }
+
+    async fn handle(&self, event: &DomainEvent) -> Result<(), HandlerError> {
+        if !matches!(event.payload, EventPayload::PaymentSucceeded { .. }) {
+            return Ok(());
+        }
+        if self.already_delivered(event.id).await.map_err(transient)? {
+            return Ok(());
+        }
+        self.sink.send(event).await.map_err(|e| match e {
+            SinkError::Unavailable(m) => HandlerError::Transient(m),
+            SinkError::Rejected(m) => HandlerError::Permanent(m),
+        })?;
+        let record = async {
+            let mut uow = self.db.begin().await?;
+            uow.record_inbox(DATA_PLATFORM, event.id).await?;
+            uow.commit().await
+        };
+        record.await.map_err(transient)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ports::{
+        CommitToken, MockDataPlatformSink, MockDatabase, MockEventPublisher, MockOutboxStore,
+        MockUnitOfWork, OutboxRecord, PublishError,
+    };
+
+    fn record(seq: i64, attempts: i32) -> OutboxRecord {
+        OutboxRecord {
+            id: EventId(uuid::Uuid::now_v7()),
+            seq,
+            topic: "member-events".into(),
+            event_type: "member.withdrawn".into(),
+            key: "k".into(),
+            payload: "{}".into(),
+            attempts,
+            created_at: OffsetDateTime::now_utc(),
+        }
+    }
+
+    fn clock() -> Arc<dyn ports::Clock> {
+        let mut clock = ports::MockClock::new();
+        clock.expect_now().returning(OffsetDateTime::now_utc);
+        Arc::new(clock)
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let base = Duration::from_millis(100);
+        let max = Duration::from_secs(1);
+        assert_eq!(backoff(1, base, max), base);
+        assert_eq!(backoff(3, base, max), Duration::from_millis(400));
+        assert_eq!(backoff(30, base, max), max);
+    }
+
+    #[tokio::test]
+    async fn the_relay_marks_sent_only_what_was_acknowledged() {
+        let (ok, failed, last) = (record(1, 0), record(2, 0), record(3, 11));
+        let (ok_id, failed_id, last_id) = (ok.id, failed.id, last.id);
+        let mut outbox = MockOutboxStore::new();
+        let batch = vec![ok, failed, last];
+        outbox.expect_claim().return_once(move |_, _, _| Ok(batch));
+        outbox
+            .expect_mark_failed()
+            .withf(move |id, _, _, dead| *id == failed_id && !*dead)
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
+        outbox
+            .expect_mark_failed()
+            .withf(move |id, _, _, dead| *id == last_id && *dead)
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
+        outbox
+            .expect_mark_sent()
+            .withf(move |ids| ids == [ok_id])
+            .times(1)
+            .returning(|_| Ok(()));
+        let mut publisher = MockEventPublisher::new();
+        publisher.expect_publish().returning(|_| {
+            vec![
+                Ok(()),
+                Err(PublishError::Failed("nack".into())),
+                Err(PublishError::Failed("nack".into())),
+            ]
+        });
+        let relay = OutboxRelay::new(
+            Arc::new(outbox),
+            Arc::new(publisher),
+            clock(),
+            RelaySettings::default(),
+            "t",
+        );
+        assert_eq!(relay.run_once().await.expect("ok"), 3);
+    }
+
+    #[tokio::test]
+    async fn a_claim_failure_is_returned_and_nothing_is_published() {
+        let mut outbox = MockOutboxStore::new();
+        outbox
+            .expect_claim()
+            .returning(|_, _, _| Err(StoreError::Unavailable("down".into())));
+        let mut publisher = MockEventPublisher::new();
+        publisher.expect_publish().never();
+        let relay = OutboxRelay::new(
+            Arc::new(outbox),
+            Arc::new(publisher),
+            clock(),
+            RelaySettings::default(),
+            "t",
+        );
+        assert!(relay.run_once().await.is_err());
+    }
+
+    fn payment_event() -> DomainEvent {
+        DomainEvent::new(
+            EventId(uuid::Uuid::now_v7()),
+            OffsetDateTime::now_utc(),
+            EventPayload::PaymentSucceeded {
+                payment_id: core_domain::PaymentId(uuid::Uuid::now_v7()),
+                order_id: core_domain::OrderId(uuid::Uuid::now_v7()),
+                member_id: core_domain::MemberId(uuid::Uuid::now_v7()),
+                amount: 1_000,
+                items: vec![],
+                paid_at: OffsetDateTime::now_utc(),
+            },
+        )
+    }
+
+    fn db_with_inbox(fresh: bool, then_commit: bool) -> MockDatabase {
+        let mut db = MockDatabase::new();
+        let mut check = MockUnitOfWork::new();
+        check
+            .expect_record_inbox()
+            .return_once(move |_, _| Ok(fresh));
+        check.expect_rollback().return_once(|| Ok(()));
+        db.expect_begin()
+            .times(1)
+            .return_once(move || Ok(Box::new(check)));
+        if then_commit {
+            let mut record = MockUnitOfWork::new();
+            record.expect_record_inbox().return_once(|_, _| Ok(true));
+            record
+                .expect_commit()
+                .times(1)
+                .return_once(|| Ok(CommitToken("1".into())));
+            db.expect_begin()
+                .times(1)
+                .return_once(move || Ok(Box::new(record)));
+        }
+        db
+    }
+
+    #[tokio::test]
+    async fn the_data_platform_gets_a_payment_once_and_the_inbox_records_it() {
+        let mut sink = MockDataPlatformSink::new();
+        sink.expect_send().times(1).returning(|_| Ok(()));
+        let handler = DataPlatformHandler::new(Arc::new(db_with_inbox(true, true)), Arc::new(sink));
+        handler.handle(&payment_event()).await.expect("delivered");
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_payment_is_not_sent_again() {
+        let mut sink = MockDataPlatformSink::new();
+        sink.expect_send().never();
+        let handler =
+            DataPlatformHandler::new(Arc::new(db_with_inbox(false, false)), Arc::new(sink));
+        handler.handle(&payment_event()).await.expect("skipped");
+    }
+
+    #[tokio::test]
+    async fn sink_failures_are_transient_or_permanent() {
+        for (error, transient) in [
+            (SinkError::Unavailable("503".into()), true),
+            (SinkError::Rejected("400".into()), false),
+        ] {
+            let mut sink = MockDataPlatformSink::new();
+            sink.expect_send().return_once(move |_| Err(error));
+            let handler =
+                DataPlatformHandler::new(Arc::new(db_with_inbox(true, false)), Arc::new(sink));
+            let err = handler.handle(&payment_event()).await.expect_err("failed");
+            assert_eq!(matches!(err, HandlerError::Transient(_)), transient);
+        }
+    }
+}

@@ -1,0 +1,625 @@
+//! Time-based insurance: enrolment, driving sessions, statements, and the three ways a
+//! policy expires — a CX/admin request, an insurer's cancellation callback, and the
+//! `member.withdrawn` event (the `insurance-expiry` consumer). All three go through
+//! [`Policy::expire`], so an expiry only ever moves earlier and premium after the effective
+//! expiry is never billed.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use core_domain::event::{DomainEvent, EventPayload, MEMBER_EVENTS};
+use core_domain::insurance::{
+    Actor, DrivingError, DrivingSession, ExpireError, ExpiryReason, NewPolicy, Policy, Statement,
+};
+use core_domain::member::Role;
+use core_domain::{AuditId, EventId, Krw, MemberId, PolicyId, SessionId, ValidationErrors};
+use ports::{Consistency, EventHandler, HandlerError, StoreError, Unique, UnitOfWork};
+
+use crate::Ports;
+use crate::error::problem;
+use crate::events::new_events;
+use crate::freshness::Freshness;
+
+#[derive(Debug, thiserror::Error)]
+pub enum InsuranceError {
+    #[error(transparent)]
+    Validation(#[from] ValidationErrors),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the member already holds an active policy")]
+    AlreadyActive,
+    #[error("this policy number is already registered")]
+    PolicyNumberTaken,
+    #[error("the member is not active")]
+    MemberInactive,
+    #[error("policy not found")]
+    PolicyNotFound,
+    #[error("driving session not found")]
+    SessionNotFound,
+    #[error("the rider has no active insurance policy")]
+    NoActivePolicy,
+    #[error("the rider already has an open driving session")]
+    SessionOpen,
+    #[error("the driving session has already ended")]
+    SessionEnded,
+    #[error("the effective time must lie between the coverage start and now")]
+    InvalidEffectiveAt,
+}
+
+problem!(InsuranceError {
+    AlreadyActive => Conflict, "insurance.already_active";
+    PolicyNumberTaken => Conflict, "insurance.policy_number_taken";
+    MemberInactive => Conflict, "member.inactive";
+    PolicyNotFound => NotFound, "insurance.policy_not_found";
+    SessionNotFound => NotFound, "driving.session_not_found";
+    NoActivePolicy => Conflict, "driving.no_active_policy";
+    SessionOpen => Conflict, "driving.session_open";
+    SessionEnded => Conflict, "driving.session_ended";
+    InvalidEffectiveAt => Invalid, "insurance.invalid_effective_at";
+});
+
+impl From<DrivingError> for InsuranceError {
+    fn from(e: DrivingError) -> Self {
+        match e {
+            DrivingError::NoActivePolicy => InsuranceError::NoActivePolicy,
+            DrivingError::AlreadyEnded => InsuranceError::SessionEnded,
+        }
+    }
+}
+
+/// Who is asking, for ownership checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub member_id: MemberId,
+    pub role: Role,
+}
+
+/// A session with what it insured and costs under the policy's current expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionBill {
+    pub session: DrivingSession,
+    pub insured_minutes: i64,
+    pub premium: Krw,
+}
+
+/// The namespace for insurer event ids (any string) turned into inbox ids.
+const INSURER_EVENTS: Uuid = Uuid::from_u128(0x5d1b_8a6e_3c2f_4e11_9a7b_2c4d_6e8f_0a1b);
+/// Inbox consumer names.
+pub const INSURANCE_EXPIRY: &str = "insurance-expiry";
+const INSURER_CALLBACK: &str = "insurer-callback";
+
+#[derive(Clone)]
+pub struct InsuranceService {
+    ports: Ports,
+    freshness: Freshness,
+}
+
+impl InsuranceService {
+    pub fn new(ports: Ports) -> Self {
+        let freshness = Freshness::new(ports.consistency.clone());
+        Self { ports, freshness }
+    }
+
+    /// Enrols an active rider in a policy whose coverage starts now.
+    #[tracing::instrument(skip(self))]
+    pub async fn enrol(
+        &self,
+        member_id: MemberId,
+        policy_number: &str,
+        hourly_premium: i64,
+    ) -> Result<Policy, InsuranceError> {
+        let new = NewPolicy::parse(policy_number, hourly_premium)?;
+        let now = self.ports.clock.now();
+        let mut uow = self.ports.db.begin().await?;
+        // Locks the member: a withdrawal cannot slip between this check and the insert.
+        let member = uow
+            .member(member_id)
+            .await?
+            .ok_or(InsuranceError::MemberInactive)?;
+        if !member.is_active() {
+            return Err(InsuranceError::MemberInactive);
+        }
+        let policy = Policy::enrol(PolicyId(self.ports.ids.new_id()), member_id, new, now);
+        match uow.insert_policy(&policy).await {
+            Err(StoreError::Conflict(Unique::ActivePolicy)) => {
+                return Err(InsuranceError::AlreadyActive);
+            }
+            Err(StoreError::Conflict(Unique::PolicyNumber)) => {
+                return Err(InsuranceError::PolicyNumberTaken);
+            }
+            other => other?,
+        }
+        uow.insert_policy_audit(
+            &policy.enrolment_audit(AuditId(self.ports.ids.new_id()), Actor::Member(member_id)),
+        )
+        .await?;
+        self.freshness.commit(uow.as_mut(), member_id).await?;
+        Ok(policy)
+    }
+
+    /// The caller's own policies, newest first.
+    pub async fn my_policies(&self, member_id: MemberId) -> Result<Vec<Policy>, InsuranceError> {
+        let consistency = self.freshness.for_member(member_id).await;
+        Ok(self
+            .ports
+            .insurance
+            .policies_of_member(member_id, consistency)
+            .await?)
+    }
+
+    /// Any member's policies, for CX. Staff act on what they see: read from the primary.
+    pub async fn member_policies(
+        &self,
+        member_id: MemberId,
+    ) -> Result<Vec<Policy>, InsuranceError> {
+        Ok(self
+            .ports
+            .insurance
+            .policies_of_member(member_id, Consistency::Strong)
+            .await?)
+    }
+
+    async fn readable_policy(
+        &self,
+        caller: Caller,
+        policy_id: PolicyId,
+    ) -> Result<Policy, InsuranceError> {
+        let consistency = if caller.role.is_staff() {
+            Consistency::Strong
+        } else {
+            self.freshness.for_member(caller.member_id).await
+        };
+        let policy = self.ports.insurance.policy(policy_id, consistency).await?;
+        // A rider sees only their own; someone else's policy is "not found", not "forbidden",
+        // so ids cannot be probed.
+        policy
+            .filter(|p| caller.role.is_staff() || p.member_id == caller.member_id)
+            .ok_or(InsuranceError::PolicyNotFound)
+    }
+
+    /// The premium statement of a policy for `[from, to)`, from the sessions and the
+    /// policy's current expiry.
+    pub async fn statement(
+        &self,
+        caller: Caller,
+        policy_id: PolicyId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<Statement, InsuranceError> {
+        let (from, to) = Statement::period(from, to)?;
+        let policy = self.readable_policy(caller, policy_id).await?;
+        let consistency = if caller.role.is_staff() {
+            Consistency::Strong
+        } else {
+            self.freshness.for_member(caller.member_id).await
+        };
+        let sessions = self
+            .ports
+            .insurance
+            .sessions_of_policy(policy_id, from, to, consistency)
+            .await?;
+        Ok(Statement::compute(
+            &policy,
+            &sessions,
+            from,
+            to,
+            self.ports.clock.now(),
+        ))
+    }
+
+    /// Starts a driving session under the rider's active policy.
+    pub async fn start_session(
+        &self,
+        member_id: MemberId,
+    ) -> Result<DrivingSession, InsuranceError> {
+        let now = self.ports.clock.now();
+        let mut uow = self.ports.db.begin().await?;
+        let policies = uow.policies_of_member(member_id).await?;
+        let policy = policies
+            .iter()
+            .find(|p| p.is_active())
+            .ok_or(InsuranceError::NoActivePolicy)?;
+        let session = DrivingSession::start(SessionId(self.ports.ids.new_id()), policy, now)?;
+        match uow.insert_session(&session).await {
+            Err(StoreError::Conflict(Unique::OpenSession)) => {
+                return Err(InsuranceError::SessionOpen);
+            }
+            other => other?,
+        }
+        self.freshness.commit(uow.as_mut(), member_id).await?;
+        Ok(session)
+    }
+
+    /// Ends the rider's session and bills it under the policy's current expiry.
+    pub async fn end_session(
+        &self,
+        member_id: MemberId,
+        session_id: SessionId,
+    ) -> Result<SessionBill, InsuranceError> {
+        let now = self.ports.clock.now();
+        let mut uow = self.ports.db.begin().await?;
+        let mut session = uow
+            .session(session_id)
+            .await?
+            .filter(|s| s.member_id == member_id)
+            .ok_or(InsuranceError::SessionNotFound)?;
+        session.end(now)?;
+        uow.update_session(&session).await?;
+        let policy = uow
+            .policy(session.policy_id)
+            .await?
+            .ok_or(InsuranceError::PolicyNotFound)?;
+        self.freshness.commit(uow.as_mut(), member_id).await?;
+        let (insured_minutes, premium) = session.billing(
+            &policy,
+            session.started_at,
+            session.ended_at.unwrap_or(now),
+            now,
+        );
+        Ok(SessionBill {
+            session,
+            insured_minutes,
+            premium,
+        })
+    }
+
+    /// CX/admin: expires a policy effective `effective_at`.
+    #[tracing::instrument(skip(self))]
+    pub async fn expire_by_staff(
+        &self,
+        staff_id: MemberId,
+        policy_id: PolicyId,
+        effective_at: OffsetDateTime,
+        reason: ExpiryReason,
+    ) -> Result<Policy, InsuranceError> {
+        let mut uow = self.ports.db.begin().await?;
+        let mut policy = uow
+            .policy(policy_id)
+            .await?
+            .ok_or(InsuranceError::PolicyNotFound)?;
+        self.apply_expiry(
+            uow.as_mut(),
+            &mut policy,
+            effective_at,
+            reason,
+            Actor::Staff(staff_id),
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(policy)
+    }
+
+    /// An insurer reports a cancellation. Idempotent on the insurer's `event_id`; a
+    /// cancellation dated before the coverage start expires the policy at its start.
+    #[tracing::instrument(skip(self))]
+    pub async fn insurer_cancellation(
+        &self,
+        event_id: &str,
+        policy_number: &str,
+        cancelled_at: OffsetDateTime,
+    ) -> Result<Policy, InsuranceError> {
+        if event_id.trim().is_empty() || event_id.len() > 200 {
+            return Err(ValidationErrors::field("event_id", "must be 1 to 200 characters").into());
+        }
+        let mut uow = self.ports.db.begin().await?;
+        let mut policy = uow
+            .policy_by_number(policy_number.trim())
+            .await?
+            .ok_or(InsuranceError::PolicyNotFound)?;
+        let inbox_id = EventId(Uuid::new_v5(&INSURER_EVENTS, event_id.as_bytes()));
+        if !uow.record_inbox(INSURER_CALLBACK, inbox_id).await? {
+            uow.rollback().await?;
+            return Ok(policy);
+        }
+        let at = cancelled_at.max(policy.coverage_start);
+        self.apply_expiry(
+            uow.as_mut(),
+            &mut policy,
+            at,
+            ExpiryReason::InsurerCancellation,
+            Actor::Insurer,
+        )
+        .await?;
+        uow.commit().await?;
+        Ok(policy)
+    }
+
+    /// Expires `policy` inside `uow`: the row, its audit entry and its event, or nothing if
+    /// the expiry changes nothing.
+    async fn apply_expiry(
+        &self,
+        uow: &mut dyn UnitOfWork,
+        policy: &mut Policy,
+        at: OffsetDateTime,
+        reason: ExpiryReason,
+        actor: Actor,
+    ) -> Result<(), InsuranceError> {
+        let now = self.ports.clock.now();
+        let expected_version = policy.version;
+        let change = policy.expire(at, reason, actor, now).map_err(|e| match e {
+            ExpireError::BeforeCoverageStart | ExpireError::InFuture => {
+                InsuranceError::InvalidEffectiveAt
+            }
+        })?;
+        if let Some((audit, event)) =
+            policy.expiry_record(&change, AuditId(self.ports.ids.new_id()), now)
+        {
+            uow.update_policy(policy, expected_version).await?;
+            uow.insert_policy_audit(&audit).await?;
+            uow.append_events(&new_events(&self.ports, now, [event]))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The `insurance-expiry` consumer's effect: expires every policy of a withdrawn member
+    /// effective at the withdrawal, recording the event in the inbox in the same transaction.
+    pub async fn expire_for_withdrawal(
+        &self,
+        event_id: EventId,
+        member_id: MemberId,
+        withdrawn_at: OffsetDateTime,
+    ) -> Result<usize, InsuranceError> {
+        let mut uow = self.ports.db.begin().await?;
+        if !uow.record_inbox(INSURANCE_EXPIRY, event_id).await? {
+            uow.rollback().await?;
+            return Ok(0);
+        }
+        let mut changed = 0;
+        for mut policy in uow.policies_of_member(member_id).await? {
+            let before = policy.version;
+            // A policy enrolled in a race after the withdrawal expires at its own start.
+            let at = withdrawn_at.max(policy.coverage_start);
+            let actor = Actor::System(INSURANCE_EXPIRY.to_owned());
+            self.apply_expiry(
+                uow.as_mut(),
+                &mut policy,
+                at,
+                ExpiryReason::MemberWithdrawn,
+                actor,
+            )
+            .await?;
+            changed += usize::from(policy.version != before);
+        }
+        uow.commit().await?;
+        Ok(changed)
+    }
+}
+
+/// Consumes `member-events`: `member.withdrawn` → the member's policies expire.
+pub struct InsuranceExpiryHandler {
+    service: InsuranceService,
+}
+
+impl InsuranceExpiryHandler {
+    pub fn new(service: InsuranceService) -> Self {
+        Self { service }
+    }
+}
+
+#[async_trait]
+impl EventHandler for InsuranceExpiryHandler {
+    fn name(&self) -> &'static str {
+        INSURANCE_EXPIRY
+    }
+
+    fn topics(&self) -> Vec<&'static str> {
+        vec![MEMBER_EVENTS]
+    }
+
+    async fn handle(&self, event: &DomainEvent) -> Result<(), HandlerError> {
+        let EventPayload::MemberWithdrawn {
+            member_id,
+            withdrawn_at,
+        } = event.payload
+        else {
+            return Ok(());
+        };
+        match self
+            .service
+            .expire_for_withdrawal(event.id, member_id, withdrawn_at)
+            .await
+        {
+            Ok(changed) => {
+                tracing::info!(%member_id, changed, event_id = %event.id, "policies expired for withdrawal");
+                Ok(())
+            }
+            Err(InsuranceError::Store(e)) => Err(crate::events::transient(e)),
+            // A withdrawal dated in the future of this clock: clocks differ, try again later.
+            Err(InsuranceError::InvalidEffectiveAt) => Err(HandlerError::Transient(
+                "withdrawal time is ahead of this clock".into(),
+            )),
+            Err(other) => Err(HandlerError::Permanent(other.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Problem;
+    use crate::testing::{TestPorts, member_fixture};
+    use core_domain::insurance::PolicyStatus;
+    use ports::CommitToken;
+    use time::Duration;
+
+    fn policy(member_id: MemberId, start: OffsetDateTime) -> Policy {
+        Policy::enrol(
+            PolicyId(Uuid::now_v7()),
+            member_id,
+            NewPolicy::parse("P-1", 6_000).expect("ok"),
+            start,
+        )
+    }
+
+    #[tokio::test]
+    async fn enrolling_twice_is_a_conflict() {
+        let mut t = TestPorts::new();
+        let member = member_fixture(Role::Rider);
+        let id = member.id;
+        t.expect_uow(move |uow| {
+            uow.expect_member().return_once(move |_| Ok(Some(member)));
+            uow.expect_insert_policy()
+                .return_once(|_| Err(StoreError::Conflict(Unique::ActivePolicy)));
+            uow.expect_commit().never();
+        });
+        let err = InsuranceService::new(t.build())
+            .enrol(id, "P-1", 1_000)
+            .await
+            .expect_err("conflict");
+        assert_eq!(err.code(), "insurance.already_active");
+    }
+
+    #[tokio::test]
+    async fn a_withdrawn_member_cannot_enrol() {
+        let mut t = TestPorts::new();
+        let mut member = member_fixture(Role::Rider);
+        member.withdraw(OffsetDateTime::now_utc()).expect("active");
+        let id = member.id;
+        t.expect_uow(move |uow| {
+            uow.expect_member().return_once(move |_| Ok(Some(member)));
+            uow.expect_insert_policy().never();
+        });
+        let err = InsuranceService::new(t.build())
+            .enrol(id, "P-1", 1_000)
+            .await
+            .expect_err("inactive");
+        assert_eq!(err.code(), "member.inactive");
+    }
+
+    #[tokio::test]
+    async fn withdrawal_expires_every_policy_at_the_withdrawal_time_with_audit_and_event() {
+        let mut t = TestPorts::new();
+        let member_id = MemberId(Uuid::now_v7());
+        let start = OffsetDateTime::now_utc() - Duration::hours(2);
+        let withdrawn_at = OffsetDateTime::now_utc() - Duration::hours(1);
+        let p = policy(member_id, start);
+        t.expect_uow(move |uow| {
+            uow.expect_record_inbox()
+                .withf(|consumer, _| consumer == INSURANCE_EXPIRY)
+                .return_once(|_, _| Ok(true));
+            uow.expect_policies_of_member()
+                .return_once(move |_| Ok(vec![p]));
+            uow.expect_update_policy()
+                .withf(move |p, expected| {
+                    *expected == 1
+                        && p.status == PolicyStatus::Expired
+                        && p.expired_at == Some(withdrawn_at)
+                        && p.expiry_reason == Some(ExpiryReason::MemberWithdrawn)
+                })
+                .times(1)
+                .returning(|_, _| Ok(()));
+            uow.expect_insert_policy_audit()
+                .times(1)
+                .returning(|_| Ok(()));
+            uow.expect_append_events()
+                .withf(|e| e.len() == 1 && e[0].event_type() == "insurance.policy_expired")
+                .times(1)
+                .returning(|_| Ok(()));
+            uow.expect_commit()
+                .times(1)
+                .returning(|| Ok(CommitToken("1".into())));
+        });
+        let changed = InsuranceService::new(t.build())
+            .expire_for_withdrawal(EventId(Uuid::now_v7()), member_id, withdrawn_at)
+            .await
+            .expect("ok");
+        assert_eq!(changed, 1);
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_withdrawal_is_a_no_op() {
+        let mut t = TestPorts::new();
+        t.expect_uow(|uow| {
+            uow.expect_record_inbox().return_once(|_, _| Ok(false));
+            uow.expect_policies_of_member().never();
+            uow.expect_rollback().times(1).returning(|| Ok(()));
+        });
+        let changed = InsuranceService::new(t.build())
+            .expire_for_withdrawal(
+                EventId(Uuid::now_v7()),
+                MemberId(Uuid::now_v7()),
+                OffsetDateTime::now_utc(),
+            )
+            .await
+            .expect("ok");
+        assert_eq!(changed, 0);
+    }
+
+    #[tokio::test]
+    async fn a_version_conflict_makes_the_handler_retry() {
+        let mut t = TestPorts::new();
+        let member_id = MemberId(Uuid::now_v7());
+        let p = policy(member_id, OffsetDateTime::now_utc() - Duration::hours(2));
+        t.expect_uow(move |uow| {
+            uow.expect_record_inbox().return_once(|_, _| Ok(true));
+            uow.expect_policies_of_member()
+                .return_once(move |_| Ok(vec![p]));
+            uow.expect_update_policy()
+                .return_once(|_, _| Err(StoreError::Concurrency));
+            uow.expect_commit().never();
+        });
+        let handler = InsuranceExpiryHandler::new(InsuranceService::new(t.build()));
+        let event = DomainEvent::new(
+            EventId(Uuid::now_v7()),
+            OffsetDateTime::now_utc(),
+            EventPayload::MemberWithdrawn {
+                member_id,
+                withdrawn_at: OffsetDateTime::now_utc() - Duration::hours(1),
+            },
+        );
+        assert!(matches!(
+            handler.handle(&event).await,
+            Err(HandlerError::Transient(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_insurer_cancellation_in_the_future_is_invalid() {
+        let mut t = TestPorts::new();
+        let p = policy(
+            MemberId(Uuid::now_v7()),
+            OffsetDateTime::now_utc() - Duration::hours(2),
+        );
+        t.expect_uow(move |uow| {
+            uow.expect_policy_by_number()
+                .return_once(move |_| Ok(Some(p)));
+            uow.expect_record_inbox().return_once(|_, _| Ok(true));
+            uow.expect_update_policy().never();
+        });
+        let err = InsuranceService::new(t.build())
+            .insurer_cancellation(
+                "ev-1",
+                "P-1",
+                OffsetDateTime::now_utc() + Duration::hours(1),
+            )
+            .await
+            .expect_err("future");
+        assert_eq!(err.code(), "insurance.invalid_effective_at");
+    }
+
+    #[tokio::test]
+    async fn a_rider_cannot_read_someone_elses_statement() {
+        let mut t = TestPorts::new();
+        t.no_recent_writes();
+        let p = policy(
+            MemberId(Uuid::now_v7()),
+            OffsetDateTime::now_utc() - Duration::hours(2),
+        );
+        let id = p.id;
+        t.insurance
+            .expect_policy()
+            .return_once(move |_, _| Ok(Some(p)));
+        let caller = Caller {
+            member_id: MemberId(Uuid::now_v7()),
+            role: Role::Rider,
+        };
+        let now = OffsetDateTime::now_utc();
+        let err = InsuranceService::new(t.build())
+            .statement(caller, id, now - Duration::days(1), now)
+            .await
+            .expect_err("not theirs");
+        assert_eq!(err.code(), "insurance.policy_not_found");
+    }
+}

@@ -1,0 +1,599 @@
+//! Members and authentication: sign-up, login with rotating refresh tokens, profile,
+//! withdrawal (which emits `member.withdrawn` for the insurance side), staff accounts and
+//! the anonymisation of withdrawn members.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngExt;
+use sha2::{Digest, Sha256};
+
+use core_domain::member::{
+    ANONYMISE_AFTER, Email, Member, MemberError as DomainMemberError, NewMember, Role,
+};
+use core_domain::{MemberId, TokenFamilyId, ValidationErrors};
+use ports::{
+    AccessClaims, AccessTokenError, Consistency, HashError, Quota, RateDecision, RefreshToken,
+    RotateOutcome, StoreError, Unique,
+};
+
+use crate::error::problem;
+use crate::events::new_events;
+use crate::freshness::Freshness;
+use crate::{Ports, Settings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemberError {
+    #[error(transparent)]
+    Validation(#[from] ValidationErrors),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("this e-mail address is already registered")]
+    EmailTaken,
+    #[error("wrong e-mail address or password")]
+    InvalidCredentials,
+    #[error("the refresh token is invalid or expired")]
+    InvalidRefreshToken,
+    #[error("the refresh token was already used; every token of this login is revoked")]
+    RefreshTokenReused,
+    #[error("member not found")]
+    NotFound,
+    #[error("the member has already withdrawn")]
+    AlreadyWithdrawn,
+    #[error("too many attempts")]
+    RateLimited(Duration),
+    #[error("the login rate limiter is unavailable")]
+    LimiterUnavailable,
+    #[error("{0}")]
+    Internal(String),
+}
+
+problem!(MemberError {
+    EmailTaken => Conflict, "member.email_taken";
+    InvalidCredentials => Unauthorized, "auth.invalid_credentials";
+    InvalidRefreshToken => Unauthorized, "auth.invalid_refresh_token";
+    RefreshTokenReused => Unauthorized, "auth.refresh_token_reused";
+    NotFound => NotFound, "member.not_found";
+    AlreadyWithdrawn => Conflict, "member.already_withdrawn";
+    RateLimited(retry_after) => TooManyRequests { retry_after: *retry_after }, "rate_limited";
+    LimiterUnavailable => Unavailable, "auth.rate_limiter_unavailable";
+    Internal(_) => Internal, "internal";
+});
+
+impl From<HashError> for MemberError {
+    fn from(e: HashError) -> Self {
+        MemberError::Internal(e.to_string())
+    }
+}
+
+impl From<AccessTokenError> for MemberError {
+    fn from(e: AccessTokenError) -> Self {
+        MemberError::Internal(e.to_string())
+    }
+}
+
+/// A sign-up (or staff) request as the client sent it.
+#[derive(Debug, Clone)]
+pub struct SignUp {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+    pub phone: String,
+}
+
+/// What a login or refresh hands the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub expires_in: Duration,
+}
+
+#[derive(Clone)]
+pub struct MemberService {
+    ports: Ports,
+    settings: Arc<Settings>,
+    freshness: Freshness,
+}
+
+/// A refresh token is 32 random bytes, hex; only its SHA-256 is stored.
+fn new_refresh_token() -> (String, String) {
+    let bytes: [u8; 32] = rand::rng().random();
+    let token = hex::encode(bytes);
+    let hash = hash_token(&token);
+    (token, hash)
+}
+
+fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn to_time(d: Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
+}
+
+impl MemberService {
+    pub fn new(ports: Ports, settings: Arc<Settings>) -> Self {
+        let freshness = Freshness::new(ports.consistency.clone());
+        Self {
+            ports,
+            settings,
+            freshness,
+        }
+    }
+
+    /// Sign-up always makes a rider.
+    #[tracing::instrument(skip_all)]
+    pub async fn sign_up(&self, request: SignUp) -> Result<Member, MemberError> {
+        self.register(request, Role::Rider).await
+    }
+
+    /// Creates a staff (or any-role) account: the CLI and start-up bootstrap use it.
+    #[tracing::instrument(skip_all, fields(%role))]
+    pub async fn create_account(&self, request: SignUp, role: Role) -> Result<Member, MemberError> {
+        self.register(request, role).await
+    }
+
+    /// Like [`Self::create_account`], but an existing account with that e-mail is kept as is.
+    pub async fn ensure_account(&self, request: SignUp, role: Role) -> Result<Member, MemberError> {
+        let email =
+            Email::parse(&request.email).map_err(|m| ValidationErrors::field("email", m))?;
+        if let Some(existing) = self
+            .ports
+            .members
+            .member_by_email(email.as_str(), Consistency::Strong)
+            .await?
+        {
+            return Ok(existing);
+        }
+        self.register(request, role).await
+    }
+
+    async fn register(&self, request: SignUp, role: Role) -> Result<Member, MemberError> {
+        let new = NewMember::parse(
+            &request.email,
+            &request.password,
+            &request.name,
+            &request.phone,
+        )?;
+        let hash = self.ports.hasher.hash(new.password.expose()).await?;
+        let now = self.ports.clock.now();
+        let (member, event) =
+            Member::register(self.ports.ids.new_id().into(), &new, hash, role, now);
+        let mut uow = self.ports.db.begin().await?;
+        match uow.insert_member(&member).await {
+            Err(StoreError::Conflict(Unique::MemberEmail)) => return Err(MemberError::EmailTaken),
+            other => other?,
+        }
+        uow.append_events(&new_events(&self.ports, now, [event]))
+            .await?;
+        self.freshness.commit(uow.as_mut(), member.id).await?;
+        Ok(member)
+    }
+
+    async fn check_limit(&self, key: String, quota: Quota) -> Result<(), MemberError> {
+        match self.ports.limiter.check(&key, quota).await {
+            Ok(RateDecision::Allowed) => Ok(()),
+            Ok(RateDecision::Limited { retry_after }) => Err(MemberError::RateLimited(retry_after)),
+            // Login fails closed: an attacker must not gain unlimited guesses from an outage.
+            Err(error) => {
+                tracing::warn!(%error, "rate limiter unavailable; refusing login");
+                Err(MemberError::LimiterUnavailable)
+            }
+        }
+    }
+
+    /// Checks the password of an active member, records the login, issues a token pair.
+    #[tracing::instrument(skip_all)]
+    pub async fn login(
+        &self,
+        email: &str,
+        password: &str,
+        client_ip: &str,
+    ) -> Result<TokenPair, MemberError> {
+        let email = email.trim().to_lowercase();
+        self.check_limit(format!("login:ip:{client_ip}"), self.settings.login_per_ip)
+            .await?;
+        self.check_limit(
+            format!("login:email:{email}"),
+            self.settings.login_per_email,
+        )
+        .await?;
+
+        // A replica may not have the member of a sign-up from a moment ago: ask the primary
+        // before saying the e-mail is unknown.
+        let member = match self
+            .ports
+            .members
+            .member_by_email(&email, Consistency::Eventual)
+            .await?
+        {
+            Some(member) => Some(member),
+            None => {
+                self.ports
+                    .members
+                    .member_by_email(&email, Consistency::Strong)
+                    .await?
+            }
+        };
+        let Some(member) = member.filter(Member::is_active) else {
+            return Err(MemberError::InvalidCredentials);
+        };
+        if !self
+            .ports
+            .hasher
+            .verify(password, &member.password_hash)
+            .await?
+        {
+            return Err(MemberError::InvalidCredentials);
+        }
+
+        let now = self.ports.clock.now();
+        let mut uow = self.ports.db.begin().await?;
+        let mut current = uow
+            .member(member.id)
+            .await?
+            .ok_or(MemberError::InvalidCredentials)?;
+        current
+            .record_login(now)
+            .map_err(|_| MemberError::InvalidCredentials)?;
+        uow.update_member(&current).await?;
+        self.freshness.commit(uow.as_mut(), current.id).await?;
+
+        let family_id = TokenFamilyId(self.ports.ids.new_id());
+        let (refresh_token, refresh_hash) = new_refresh_token();
+        self.ports
+            .refresh_tokens
+            .insert(&RefreshToken {
+                token_hash: refresh_hash,
+                member_id: current.id,
+                family_id,
+                expires_at: now + to_time(self.settings.refresh_ttl),
+            })
+            .await?;
+        self.access_pair(&current, family_id, refresh_token)
+    }
+
+    fn access_pair(
+        &self,
+        member: &Member,
+        family_id: TokenFamilyId,
+        refresh_token: String,
+    ) -> Result<TokenPair, MemberError> {
+        let ttl = self.ports.access_tokens.ttl();
+        let access_token = self.ports.access_tokens.issue(&AccessClaims {
+            member_id: member.id,
+            role: member.role,
+            family_id,
+            expires_at: self.ports.clock.now() + to_time(ttl),
+        })?;
+        Ok(TokenPair {
+            access_token,
+            refresh_token,
+            expires_in: ttl,
+        })
+    }
+
+    /// Spends a refresh token for a new pair. Reusing a spent token revokes its family.
+    #[tracing::instrument(skip_all)]
+    pub async fn refresh(&self, refresh_token: &str) -> Result<TokenPair, MemberError> {
+        let now = self.ports.clock.now();
+        let (new_token, new_hash) = new_refresh_token();
+        let placeholder = RefreshToken {
+            token_hash: new_hash,
+            // The store keeps the old token's member and family.
+            member_id: MemberId(uuid::Uuid::nil()),
+            family_id: TokenFamilyId(uuid::Uuid::nil()),
+            expires_at: now + to_time(self.settings.refresh_ttl),
+        };
+        let (member_id, family_id) = match self
+            .ports
+            .refresh_tokens
+            .rotate(&hash_token(refresh_token.trim()), &placeholder, now)
+            .await?
+        {
+            RotateOutcome::Rotated {
+                member_id,
+                family_id,
+            } => (member_id, family_id),
+            RotateOutcome::Reused {
+                member_id,
+                family_id,
+            } => {
+                tracing::warn!(%member_id, %family_id, "refresh token reuse: family revoked");
+                return Err(MemberError::RefreshTokenReused);
+            }
+            RotateOutcome::Invalid => return Err(MemberError::InvalidRefreshToken),
+        };
+        let consistency = self.freshness.for_member(member_id).await;
+        let member = self.ports.members.member(member_id, consistency).await?;
+        match member.filter(Member::is_active) {
+            Some(member) => self.access_pair(&member, family_id, new_token),
+            None => {
+                self.ports.refresh_tokens.revoke_family(family_id).await?;
+                Err(MemberError::InvalidRefreshToken)
+            }
+        }
+    }
+
+    /// Revokes the refresh tokens of the caller's login.
+    pub async fn logout(&self, claims: &AccessClaims) -> Result<(), MemberError> {
+        Ok(self
+            .ports
+            .refresh_tokens
+            .revoke_family(claims.family_id)
+            .await?)
+    }
+
+    pub async fn profile(&self, member_id: MemberId) -> Result<Member, MemberError> {
+        let consistency = self.freshness.for_member(member_id).await;
+        self.ports
+            .members
+            .member(member_id, consistency)
+            .await?
+            .ok_or(MemberError::NotFound)
+    }
+
+    /// active → withdrawn, `member.withdrawn` in the same transaction, then every refresh
+    /// token revoked. The insurance side expires the member's policies from the event.
+    #[tracing::instrument(skip_all, fields(%member_id))]
+    pub async fn withdraw(&self, member_id: MemberId) -> Result<Member, MemberError> {
+        let now = self.ports.clock.now();
+        let mut uow = self.ports.db.begin().await?;
+        let mut member = uow.member(member_id).await?.ok_or(MemberError::NotFound)?;
+        let event = member.withdraw(now).map_err(|e| match e {
+            DomainMemberError::AlreadyWithdrawn | DomainMemberError::NotActive => {
+                MemberError::AlreadyWithdrawn
+            }
+        })?;
+        uow.update_member(&member).await?;
+        uow.append_events(&new_events(&self.ports, now, [event]))
+            .await?;
+        self.freshness.commit(uow.as_mut(), member_id).await?;
+        // Committed: a failure here leaves tokens that `refresh` refuses anyway (the member
+        // is no longer active), so it is logged rather than failing the withdrawal.
+        if let Err(error) = self.ports.refresh_tokens.revoke_member(member_id).await {
+            tracing::warn!(%error, %member_id, "could not revoke refresh tokens after withdrawal");
+        }
+        Ok(member)
+    }
+
+    /// Staff search by e-mail prefix.
+    pub async fn search(&self, email_prefix: &str) -> Result<Vec<Member>, MemberError> {
+        let prefix = email_prefix.trim().to_lowercase();
+        if prefix.is_empty() {
+            return Err(ValidationErrors::field("email", "must not be empty").into());
+        }
+        Ok(self
+            .ports
+            .members
+            .search_members(&prefix, 50, Consistency::Eventual)
+            .await?)
+    }
+
+    /// Scheduled job: anonymises members withdrawn at least 60 days ago. Returns how many.
+    pub async fn anonymise_withdrawn(&self, batch: i64) -> Result<usize, MemberError> {
+        let now = self.ports.clock.now();
+        let mut uow = self.ports.db.begin().await?;
+        let due = uow
+            .members_to_anonymise(now - ANONYMISE_AFTER, batch)
+            .await?;
+        for mut member in due.iter().cloned() {
+            member.anonymise(now);
+            uow.update_member(&member).await?;
+        }
+        uow.commit().await?;
+        Ok(due.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Problem;
+    use crate::testing::{TestPorts, member_fixture};
+    use ports::{CommitToken, MockUnitOfWork};
+
+    fn sign_up() -> SignUp {
+        SignUp {
+            email: "Rider@Example.com".into(),
+            password: "correct horse battery".into(),
+            name: "Kim".into(),
+            phone: "010-1234-5678".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn sign_up_stores_a_rider_and_its_event_and_remembers_the_commit() {
+        let mut t = TestPorts::new();
+        t.hasher.expect_hash().returning(|_| Ok("phc".into()));
+        t.expect_uow(|uow: &mut MockUnitOfWork| {
+            uow.expect_insert_member()
+                .withf(|m| {
+                    m.email == "rider@example.com"
+                        && m.role == Role::Rider
+                        && m.password_hash == "phc"
+                })
+                .returning(|_| Ok(()));
+            uow.expect_append_events()
+                .withf(|events| events.len() == 1 && events[0].event_type() == "member.registered")
+                .returning(|_| Ok(()));
+            uow.expect_commit()
+                .returning(|| Ok(CommitToken("7".into())));
+        });
+        t.consistency
+            .expect_remember()
+            .withf(|_, token| token.0 == "7")
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let member = MemberService::new(t.build(), Default::default())
+            .sign_up(sign_up())
+            .await
+            .expect("ok");
+        assert_eq!(member.email, "rider@example.com");
+    }
+
+    #[tokio::test]
+    async fn a_taken_email_is_a_conflict_with_a_stable_code() {
+        let mut t = TestPorts::new();
+        t.hasher.expect_hash().returning(|_| Ok("phc".into()));
+        t.expect_uow(|uow| {
+            uow.expect_insert_member()
+                .returning(|_| Err(StoreError::Conflict(Unique::MemberEmail)));
+        });
+        let err = MemberService::new(t.build(), Default::default())
+            .sign_up(sign_up())
+            .await
+            .expect_err("taken");
+        assert!(matches!(err, MemberError::EmailTaken));
+        assert_eq!(err.code(), "member.email_taken");
+    }
+
+    #[tokio::test]
+    async fn invalid_sign_up_never_reaches_the_store() {
+        let t = TestPorts::new();
+        let mut bad = sign_up();
+        bad.password = "short".into();
+        let err = MemberService::new(t.build(), Default::default())
+            .sign_up(bad)
+            .await
+            .expect_err("invalid");
+        assert_eq!(err.code(), "validation.failed");
+        assert!(
+            err.validation()
+                .is_some_and(|v| v.fields().contains_key("password"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_outage_surfaces_as_unavailable() {
+        let mut t = TestPorts::new();
+        t.hasher.expect_hash().returning(|_| Ok("phc".into()));
+        t.db.expect_begin()
+            .returning(|| Err(StoreError::Unavailable("down".into())));
+        let err = MemberService::new(t.build(), Default::default())
+            .sign_up(sign_up())
+            .await
+            .expect_err("down");
+        assert_eq!(err.kind(), crate::ErrorKind::Unavailable);
+    }
+
+    #[tokio::test]
+    async fn login_falls_back_to_the_primary_and_rejects_a_wrong_password() {
+        let mut t = TestPorts::new();
+        t.allow_limits();
+        let member = member_fixture(Role::Rider);
+        let m2 = member.clone();
+        t.members
+            .expect_member_by_email()
+            .withf(|_, c| *c == Consistency::Eventual)
+            .returning(|_, _| Ok(None));
+        t.members
+            .expect_member_by_email()
+            .withf(|_, c| *c == Consistency::Strong)
+            .times(1)
+            .returning(move |_, _| Ok(Some(m2.clone())));
+        t.hasher.expect_verify().returning(|_, _| Ok(false));
+        let err = MemberService::new(t.build(), Default::default())
+            .login(&member.email, "wrong password!", "127.0.0.1")
+            .await
+            .expect_err("wrong");
+        assert_eq!(err.code(), "auth.invalid_credentials");
+    }
+
+    #[tokio::test]
+    async fn login_is_refused_when_the_limiter_says_so_or_is_down() {
+        let mut t = TestPorts::new();
+        t.limiter.expect_check().returning(|_, _| {
+            Ok(RateDecision::Limited {
+                retry_after: Duration::from_secs(3),
+            })
+        });
+        let err = MemberService::new(t.build(), Default::default())
+            .login("a@b.co", "x", "1.2.3.4")
+            .await
+            .expect_err("limited");
+        assert_eq!(
+            err.kind(),
+            crate::ErrorKind::TooManyRequests {
+                retry_after: Duration::from_secs(3)
+            }
+        );
+
+        let mut t = TestPorts::new();
+        t.limiter
+            .expect_check()
+            .returning(|_, _| Err(ports::LimiterError::Unavailable("down".into())));
+        let err = MemberService::new(t.build(), Default::default())
+            .login("a@b.co", "x", "1.2.3.4")
+            .await
+            .expect_err("closed");
+        assert_eq!(err.code(), "auth.rate_limiter_unavailable");
+    }
+
+    #[tokio::test]
+    async fn reusing_a_spent_refresh_token_is_reported() {
+        let mut t = TestPorts::new();
+        t.refresh_tokens.expect_rotate().returning(|_, _, _| {
+            Ok(RotateOutcome::Reused {
+                member_id: MemberId(uuid::Uuid::nil()),
+                family_id: TokenFamilyId(uuid::Uuid::nil()),
+            })
+        });
+        let err = MemberService::new(t.build(), Default::default())
+            .refresh("spent")
+            .await
+            .expect_err("reused");
+        assert_eq!(err.code(), "auth.refresh_token_reused");
+    }
+
+    #[tokio::test]
+    async fn withdrawal_emits_the_event_and_revokes_tokens() {
+        let mut t = TestPorts::new();
+        let member = member_fixture(Role::Rider);
+        let id = member.id;
+        t.expect_uow(move |uow| {
+            let m = member.clone();
+            uow.expect_member().returning(move |_| Ok(Some(m.clone())));
+            uow.expect_update_member()
+                .withf(|m| m.withdrawn_at.is_some())
+                .returning(|_| Ok(()));
+            uow.expect_append_events()
+                .withf(|e| e.len() == 1 && e[0].event_type() == "member.withdrawn")
+                .returning(|_| Ok(()));
+            uow.expect_commit()
+                .returning(|| Ok(CommitToken("1".into())));
+        });
+        t.consistency.expect_remember().returning(|_, _| Ok(()));
+        t.refresh_tokens
+            .expect_revoke_member()
+            .withf(move |m| *m == id)
+            .times(1)
+            .returning(|_| Ok(()));
+        let withdrawn = MemberService::new(t.build(), Default::default())
+            .withdraw(id)
+            .await
+            .expect("ok");
+        assert!(!withdrawn.is_active());
+    }
+
+    #[tokio::test]
+    async fn withdrawing_twice_is_a_conflict_and_commits_nothing() {
+        let mut t = TestPorts::new();
+        let mut member = member_fixture(Role::Rider);
+        member
+            .withdraw(time::OffsetDateTime::now_utc())
+            .expect("active");
+        let id = member.id;
+        t.expect_uow(move |uow| {
+            let m = member.clone();
+            uow.expect_member().returning(move |_| Ok(Some(m.clone())));
+            uow.expect_commit().never();
+        });
+        let err = MemberService::new(t.build(), Default::default())
+            .withdraw(id)
+            .await
+            .expect_err("twice");
+        assert_eq!(err.code(), "member.already_withdrawn");
+    }
+}

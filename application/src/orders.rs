@@ -1,0 +1,437 @@
+//! Orders and payment with points. Placing an order takes stock atomically and uses the
+//! coupon; paying debits points, marks the order paid, writes the payment and emits
+//! `payment.succeeded` — all in one transaction, made retry-safe by an `Idempotency-Key`.
+
+use core_domain::coupon::CouponError;
+use core_domain::order::{Order, OrderError, OrderLine, OrderRequest, PENDING_ORDER_TTL, Payment};
+use core_domain::wallet::{LedgerEntry, LedgerKind};
+use core_domain::{CouponId, LedgerId, MemberId, OrderId, PaymentId, ProductId, ValidationErrors};
+use ports::{IdempotencyStart, StoreError};
+
+use crate::Ports;
+use crate::error::problem;
+use crate::events::new_events;
+use crate::freshness::Freshness;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrdersError {
+    #[error(transparent)]
+    Validation(#[from] ValidationErrors),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("order not found")]
+    NotFound,
+    #[error("product {0} not found")]
+    ProductNotFound(ProductId),
+    #[error("not enough stock of product {0}")]
+    OutOfStock(ProductId),
+    #[error("coupon not found")]
+    CouponNotFound,
+    #[error("the coupon has been used")]
+    CouponNotAvailable,
+    #[error("the coupon has expired")]
+    CouponExpired,
+    #[error("the order is not pending")]
+    NotPending,
+    #[error("insufficient points")]
+    InsufficientPoints,
+    #[error("this Idempotency-Key was used with a different request")]
+    IdempotencyMismatch,
+    #[error("a request with this Idempotency-Key is still in progress")]
+    IdempotencyInProgress,
+}
+
+problem!(OrdersError {
+    NotFound => NotFound, "order.not_found";
+    ProductNotFound(_) => NotFound, "product.not_found";
+    OutOfStock(_) => Conflict, "order.out_of_stock";
+    CouponNotFound => NotFound, "coupon.not_found";
+    CouponNotAvailable => Conflict, "coupon.not_available";
+    CouponExpired => Conflict, "coupon.expired";
+    NotPending => Conflict, "order.not_pending";
+    InsufficientPoints => Conflict, "points.insufficient";
+    IdempotencyMismatch => Invalid, "idempotency.key_mismatch";
+    IdempotencyInProgress => Conflict, "idempotency.in_progress";
+});
+
+impl From<OrderError> for OrdersError {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::NotPending => OrdersError::NotPending,
+        }
+    }
+}
+
+/// Idempotency keys are the client's: 1–255 visible ASCII characters.
+fn check_idempotency_key(key: &str) -> Result<(), ValidationErrors> {
+    if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(())
+    } else {
+        Err(ValidationErrors::field(
+            "Idempotency-Key",
+            "must be 1 to 255 visible ASCII characters",
+        ))
+    }
+}
+
+#[derive(Clone)]
+pub struct OrderService {
+    ports: Ports,
+    freshness: Freshness,
+}
+
+impl OrderService {
+    pub fn new(ports: Ports) -> Self {
+        let freshness = Freshness::new(ports.consistency.clone());
+        Self { ports, freshness }
+    }
+
+    /// Places an order: stock is taken atomically per line, the coupon (own, available,
+    /// unexpired) is used, and the order is priced.
+    #[tracing::instrument(skip(self, items))]
+    pub async fn place(
+        &self,
+        member_id: MemberId,
+        items: Vec<(ProductId, i64)>,
+        coupon_id: Option<CouponId>,
+    ) -> Result<Order, OrdersError> {
+        let mut request = OrderRequest::parse(items, coupon_id)?;
+        // One lock order for every transaction: no deadlock between two orders that share
+        // products.
+        request.items.sort_by_key(|(product_id, _)| *product_id);
+        let now = self.ports.clock.now();
+        let order_id = OrderId(self.ports.ids.new_id());
+        let mut uow = self.ports.db.begin().await?;
+        let mut lines = Vec::with_capacity(request.items.len());
+        for (product_id, quantity) in &request.items {
+            let product = uow
+                .product(*product_id)
+                .await?
+                .ok_or(OrdersError::ProductNotFound(*product_id))?;
+            if !uow.take_stock(*product_id, *quantity).await? {
+                return Err(OrdersError::OutOfStock(*product_id));
+            }
+            lines.push(OrderLine::of(&product, *quantity));
+        }
+        let coupon = match request.coupon_id {
+            None => None,
+            Some(coupon_id) => {
+                let mut coupon = uow
+                    .coupon(coupon_id)
+                    .await?
+                    .ok_or(OrdersError::CouponNotFound)?;
+                coupon
+                    .use_for(member_id, order_id, now)
+                    .map_err(|e| match e {
+                        CouponError::Expired => OrdersError::CouponExpired,
+                        CouponError::NotAvailable => OrdersError::CouponNotAvailable,
+                        _ => OrdersError::CouponNotFound,
+                    })?;
+                uow.update_coupon(&coupon).await?;
+                Some(coupon)
+            }
+        };
+        let order = Order::place(order_id, member_id, lines, coupon.as_ref(), now);
+        uow.insert_order(&order).await?;
+        self.freshness.commit(uow.as_mut(), member_id).await?;
+        Ok(order)
+    }
+
+    pub async fn list(&self, member_id: MemberId) -> Result<Vec<Order>, OrdersError> {
+        let consistency = self.freshness.for_member(member_id).await;
+        Ok(self
+            .ports
+            .commerce
+            .orders_of_member(member_id, 100, consistency)
+            .await?)
+    }
+
+    pub async fn get(&self, member_id: MemberId, order_id: OrderId) -> Result<Order, OrdersError> {
+        let consistency = self.freshness.for_member(member_id).await;
+        self.ports
+            .commerce
+            .order(order_id, consistency)
+            .await?
+            .filter(|o| o.member_id == member_id)
+            .ok_or(OrdersError::NotFound)
+    }
+
+    /// Pays a pending order of the caller with points. The same key and request replay the
+    /// first response; the same key with another request is refused. A failed attempt
+    /// stores nothing, so it can be retried with the same key.
+    #[tracing::instrument(skip(self, fingerprint))]
+    pub async fn pay(
+        &self,
+        member_id: MemberId,
+        order_id: OrderId,
+        idempotency_key: &str,
+        fingerprint: &str,
+    ) -> Result<Payment, OrdersError> {
+        check_idempotency_key(idempotency_key)?;
+        let scope = format!("payment:{member_id}");
+        let now = self.ports.clock.now();
+        let mut uow = self.ports.db.begin().await?;
+        match uow
+            .begin_idempotent(&scope, idempotency_key, fingerprint)
+            .await?
+        {
+            IdempotencyStart::New => {}
+            IdempotencyStart::Seen {
+                fingerprint: seen, ..
+            } if seen != fingerprint => {
+                return Err(OrdersError::IdempotencyMismatch);
+            }
+            IdempotencyStart::Seen {
+                response: Some(response),
+                ..
+            } => {
+                uow.rollback().await?;
+                return serde_json::from_str(&response)
+                    .map_err(|e| StoreError::Other(e.to_string()).into());
+            }
+            IdempotencyStart::Seen { response: None, .. } => {
+                return Err(OrdersError::IdempotencyInProgress);
+            }
+        }
+
+        let mut order = uow
+            .order(order_id)
+            .await?
+            .filter(|o| o.member_id == member_id)
+            .ok_or(OrdersError::NotFound)?;
+        let (payment, event) = order.pay(PaymentId(self.ports.ids.new_id()), now)?;
+        let balance = uow
+            .debit_points(member_id, payment.amount)
+            .await?
+            .ok_or(OrdersError::InsufficientPoints)?;
+        uow.insert_ledger(&LedgerEntry {
+            id: LedgerId(self.ports.ids.new_id()),
+            member_id,
+            kind: LedgerKind::Payment,
+            amount: -payment.amount,
+            balance_after: balance,
+            reference: Some(payment.id.0),
+            created_at: now,
+        })
+        .await?;
+        uow.update_order(&order).await?;
+        uow.insert_payment(&payment).await?;
+        uow.append_events(&new_events(&self.ports, now, [event]))
+            .await?;
+        let response =
+            serde_json::to_string(&payment).map_err(|e| StoreError::Other(e.to_string()))?;
+        uow.complete_idempotent(&scope, idempotency_key, &response)
+            .await?;
+        self.freshness.commit(uow.as_mut(), member_id).await?;
+        Ok(payment)
+    }
+
+    /// Scheduled job: cancels pending orders older than 15 minutes, returning their stock
+    /// and coupon. Returns how many were cancelled.
+    pub async fn cancel_stale(&self, batch: i64) -> Result<usize, OrdersError> {
+        let now = self.ports.clock.now();
+        let mut uow = self.ports.db.begin().await?;
+        let stale = uow.stale_orders(now - PENDING_ORDER_TTL, batch).await?;
+        for mut order in stale.iter().cloned() {
+            order.cancel(now)?;
+            for line in &order.items {
+                uow.return_stock(line.product_id, line.quantity).await?;
+            }
+            if let Some(coupon_id) = order.coupon_id
+                && let Some(mut coupon) = uow.coupon(coupon_id).await?
+            {
+                coupon.release();
+                uow.update_coupon(&coupon).await?;
+            }
+            uow.update_order(&order).await?;
+        }
+        uow.commit().await?;
+        Ok(stale.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Problem;
+    use crate::testing::TestPorts;
+    use core_domain::catalog::{NewProduct, Product};
+    use ports::CommitToken;
+    use time::OffsetDateTime;
+
+    fn product(stock: i64) -> Product {
+        Product::create(
+            ProductId(uuid::Uuid::now_v7()),
+            NewProduct::parse("P", 1_000, stock).expect("ok"),
+            OffsetDateTime::now_utc(),
+        )
+    }
+
+    fn pending_order(member_id: MemberId, total: i64) -> Order {
+        let p = product(10);
+        let mut order = Order::place(
+            OrderId(uuid::Uuid::now_v7()),
+            member_id,
+            vec![OrderLine::of(&p, 1)],
+            None,
+            OffsetDateTime::now_utc(),
+        );
+        order.total = total;
+        order
+    }
+
+    #[tokio::test]
+    async fn out_of_stock_aborts_the_order() {
+        let mut t = TestPorts::new();
+        let p = product(0);
+        let id = p.id;
+        t.expect_uow(move |uow| {
+            uow.expect_product().return_once(move |_| Ok(Some(p)));
+            uow.expect_take_stock().return_once(|_, _| Ok(false));
+            uow.expect_insert_order().never();
+            uow.expect_commit().never();
+        });
+        let err = OrderService::new(t.build())
+            .place(MemberId(uuid::Uuid::now_v7()), vec![(id, 1)], None)
+            .await
+            .expect_err("no stock");
+        assert_eq!(err.code(), "order.out_of_stock");
+    }
+
+    #[tokio::test]
+    async fn paying_debits_and_emits_in_one_transaction() {
+        let mut t = TestPorts::new();
+        let member_id = MemberId(uuid::Uuid::now_v7());
+        let order = pending_order(member_id, 1_000);
+        let order_id = order.id;
+        t.expect_uow(move |uow| {
+            uow.expect_begin_idempotent()
+                .return_once(|_, _, _| Ok(IdempotencyStart::New));
+            uow.expect_order().return_once(move |_| Ok(Some(order)));
+            uow.expect_debit_points()
+                .withf(|_, amount| *amount == 1_000)
+                .return_once(|_, _| Ok(Some(500)));
+            uow.expect_insert_ledger()
+                .withf(|e| e.amount == -1_000 && e.balance_after == 500)
+                .returning(|_| Ok(()));
+            uow.expect_update_order()
+                .withf(|o| o.paid_at.is_some())
+                .returning(|_| Ok(()));
+            uow.expect_insert_payment().returning(|_| Ok(()));
+            uow.expect_append_events()
+                .withf(|e| e.len() == 1 && e[0].event_type() == "payment.succeeded")
+                .returning(|_| Ok(()));
+            uow.expect_complete_idempotent()
+                .times(1)
+                .returning(|_, _, _| Ok(()));
+            uow.expect_commit()
+                .times(1)
+                .returning(|| Ok(CommitToken("1".into())));
+        });
+        t.consistency.expect_remember().returning(|_, _| Ok(()));
+        let payment = OrderService::new(t.build())
+            .pay(member_id, order_id, "key-1", "fp")
+            .await
+            .expect("paid");
+        assert_eq!(payment.amount, 1_000);
+    }
+
+    #[tokio::test]
+    async fn a_replayed_key_returns_the_stored_payment_without_debiting() {
+        let mut t = TestPorts::new();
+        let member_id = MemberId(uuid::Uuid::now_v7());
+        let mut order = pending_order(member_id, 1_000);
+        let (payment, _) = order
+            .pay(PaymentId(uuid::Uuid::now_v7()), OffsetDateTime::now_utc())
+            .expect("ok");
+        let stored = serde_json::to_string(&payment).expect("json");
+        t.expect_uow(move |uow| {
+            uow.expect_begin_idempotent().return_once(move |_, _, _| {
+                Ok(IdempotencyStart::Seen {
+                    fingerprint: "fp".into(),
+                    response: Some(stored),
+                })
+            });
+            uow.expect_debit_points().never();
+            uow.expect_rollback().returning(|| Ok(()));
+        });
+        let replay = OrderService::new(t.build())
+            .pay(member_id, order.id, "key-1", "fp")
+            .await
+            .expect("replay");
+        assert_eq!(replay, payment);
+    }
+
+    #[tokio::test]
+    async fn a_reused_key_with_another_request_is_refused() {
+        let mut t = TestPorts::new();
+        t.expect_uow(|uow| {
+            uow.expect_begin_idempotent().return_once(|_, _, _| {
+                Ok(IdempotencyStart::Seen {
+                    fingerprint: "other".into(),
+                    response: Some("{}".into()),
+                })
+            });
+            uow.expect_order().never();
+        });
+        let err = OrderService::new(t.build())
+            .pay(
+                MemberId(uuid::Uuid::now_v7()),
+                OrderId(uuid::Uuid::now_v7()),
+                "key-1",
+                "fp",
+            )
+            .await
+            .expect_err("mismatch");
+        assert_eq!(err.code(), "idempotency.key_mismatch");
+    }
+
+    #[tokio::test]
+    async fn insufficient_points_commit_nothing() {
+        let mut t = TestPorts::new();
+        let member_id = MemberId(uuid::Uuid::now_v7());
+        let order = pending_order(member_id, 1_000);
+        let order_id = order.id;
+        t.expect_uow(move |uow| {
+            uow.expect_begin_idempotent()
+                .return_once(|_, _, _| Ok(IdempotencyStart::New));
+            uow.expect_order().return_once(move |_| Ok(Some(order)));
+            uow.expect_debit_points().return_once(|_, _| Ok(None));
+            uow.expect_append_events().never();
+            uow.expect_commit().never();
+        });
+        let err = OrderService::new(t.build())
+            .pay(member_id, order_id, "k", "fp")
+            .await
+            .expect_err("poor");
+        assert_eq!(err.code(), "points.insufficient");
+    }
+
+    #[tokio::test]
+    async fn stale_orders_return_stock() {
+        let mut t = TestPorts::new();
+        let order = pending_order(MemberId(uuid::Uuid::now_v7()), 1_000);
+        t.expect_uow(move |uow| {
+            uow.expect_stale_orders()
+                .return_once(move |_, _| Ok(vec![order]));
+            uow.expect_return_stock()
+                .withf(|_, q| *q == 1)
+                .times(1)
+                .returning(|_, _| Ok(()));
+            uow.expect_update_order()
+                .withf(|o| o.cancelled_at.is_some())
+                .times(1)
+                .returning(|_| Ok(()));
+            uow.expect_commit()
+                .times(1)
+                .returning(|| Ok(CommitToken("1".into())));
+        });
+        assert_eq!(
+            OrderService::new(t.build())
+                .cancel_stale(100)
+                .await
+                .expect("ok"),
+            1
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! Mock ports for the use-case tests: every port a strict mock (an unexpected call fails
+//! the test), with a real-ish clock and id source.
+
+use std::sync::Arc;
+
+use core_domain::MemberId;
+use core_domain::member::{Member, NewMember, Role};
+use ports::*;
+use time::OffsetDateTime;
+
+pub struct TestPorts {
+    pub db: MockDatabase,
+    pub members: MockMemberReads,
+    pub insurance: MockInsuranceReads,
+    pub catalog: MockCatalogReads,
+    pub commerce: MockCommerceReads,
+    pub outbox: MockOutboxStore,
+    pub refresh_tokens: MockRefreshTokenStore,
+    pub access_tokens: MockAccessTokens,
+    pub consistency: MockConsistencyTokens,
+    pub cache: MockCache,
+    pub limiter: MockRateLimiter,
+    pub coupon_gate: MockCouponGate,
+    pub clock: MockClock,
+    pub ids: MockIdSource,
+    pub hasher: MockPasswordHasher,
+}
+
+impl TestPorts {
+    pub fn new() -> Self {
+        let mut clock = MockClock::new();
+        clock.expect_now().returning(OffsetDateTime::now_utc);
+        let mut ids = MockIdSource::new();
+        ids.expect_new_id().returning(uuid::Uuid::now_v7);
+        Self {
+            db: MockDatabase::new(),
+            members: MockMemberReads::new(),
+            insurance: MockInsuranceReads::new(),
+            catalog: MockCatalogReads::new(),
+            commerce: MockCommerceReads::new(),
+            outbox: MockOutboxStore::new(),
+            refresh_tokens: MockRefreshTokenStore::new(),
+            access_tokens: MockAccessTokens::new(),
+            consistency: MockConsistencyTokens::new(),
+            cache: MockCache::new(),
+            limiter: MockRateLimiter::new(),
+            coupon_gate: MockCouponGate::new(),
+            clock,
+            ids,
+            hasher: MockPasswordHasher::new(),
+        }
+    }
+
+    /// The next `db.begin()` returns a unit of work configured by `configure`.
+    pub fn expect_uow(&mut self, configure: impl FnOnce(&mut MockUnitOfWork)) {
+        let mut uow = MockUnitOfWork::new();
+        configure(&mut uow);
+        self.db
+            .expect_begin()
+            .times(1)
+            .return_once(move || Ok(Box::new(uow)));
+    }
+
+    pub fn allow_limits(&mut self) {
+        self.limiter
+            .expect_check()
+            .returning(|_, _| Ok(RateDecision::Allowed));
+    }
+
+    /// Reads on behalf of members find no recent write.
+    pub fn no_recent_writes(&mut self) {
+        self.consistency.expect_recall().returning(|_| Ok(None));
+    }
+
+    pub fn build(self) -> crate::Ports {
+        crate::Ports {
+            db: Arc::new(self.db),
+            members: Arc::new(self.members),
+            insurance: Arc::new(self.insurance),
+            catalog: Arc::new(self.catalog),
+            commerce: Arc::new(self.commerce),
+            outbox: Arc::new(self.outbox),
+            refresh_tokens: Arc::new(self.refresh_tokens),
+            access_tokens: Arc::new(self.access_tokens),
+            consistency: Arc::new(self.consistency),
+            cache: Arc::new(self.cache),
+            limiter: Arc::new(self.limiter),
+            coupon_gate: Arc::new(self.coupon_gate),
+            clock: Arc::new(self.clock),
+            ids: Arc::new(self.ids),
+            hasher: Arc::new(self.hasher),
+        }
+    }
+}
+
+pub fn member_fixture(role: Role) -> Member {
+    let new = NewMember::parse(
+        "rider@example.com",
+        "correct horse battery",
+        "Kim",
+        "01012345678",
+    )
+    .expect("valid");
+    Member::register(
+        MemberId(uuid::Uuid::now_v7()),
+        &new,
+        "phc".into(),
+        role,
+        OffsetDateTime::now_utc(),
+    )
+    .0
+}

@@ -1,0 +1,134 @@
+//! The point wallet: charges and the ledger. The bounds are enforced by one atomic
+//! conditional update in the store, so concurrent charges never overshoot.
+
+use core_domain::wallet::{ChargeAmount, LedgerEntry, LedgerKind, MAX_BALANCE};
+use core_domain::{Krw, LedgerId, MemberId, ValidationErrors};
+use ports::StoreError;
+
+use crate::Ports;
+use crate::error::problem;
+use crate::freshness::Freshness;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PointsError {
+    #[error(transparent)]
+    Validation(#[from] ValidationErrors),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the balance would exceed {MAX_BALANCE} points")]
+    LimitExceeded,
+}
+
+problem!(PointsError {
+    LimitExceeded => Conflict, "points.limit_exceeded";
+});
+
+#[derive(Clone)]
+pub struct WalletService {
+    ports: Ports,
+    freshness: Freshness,
+}
+
+impl WalletService {
+    pub fn new(ports: Ports) -> Self {
+        let freshness = Freshness::new(ports.consistency.clone());
+        Self { ports, freshness }
+    }
+
+    pub async fn balance(&self, member_id: MemberId) -> Result<Krw, PointsError> {
+        let consistency = self.freshness.for_member(member_id).await;
+        Ok(self.ports.commerce.balance(member_id, consistency).await?)
+    }
+
+    /// Charges 1–1,000,000 points; the balance stays at or below 10,000,000.
+    pub async fn charge(&self, member_id: MemberId, amount: i64) -> Result<Krw, PointsError> {
+        let amount = ChargeAmount::parse(amount)?;
+        let mut uow = self.ports.db.begin().await?;
+        let balance = uow
+            .credit_points(member_id, amount.value(), MAX_BALANCE)
+            .await?
+            .ok_or(PointsError::LimitExceeded)?;
+        uow.insert_ledger(&LedgerEntry {
+            id: LedgerId(self.ports.ids.new_id()),
+            member_id,
+            kind: LedgerKind::Charge,
+            amount: amount.value(),
+            balance_after: balance,
+            reference: None,
+            created_at: self.ports.clock.now(),
+        })
+        .await?;
+        self.freshness.commit(uow.as_mut(), member_id).await?;
+        Ok(balance)
+    }
+
+    pub async fn history(
+        &self,
+        member_id: MemberId,
+        limit: i64,
+    ) -> Result<Vec<LedgerEntry>, PointsError> {
+        let consistency = self.freshness.for_member(member_id).await;
+        Ok(self
+            .ports
+            .commerce
+            .ledger(member_id, limit.clamp(1, 500), consistency)
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Problem;
+    use crate::testing::TestPorts;
+
+    #[tokio::test]
+    async fn a_charge_over_the_maximum_is_refused_and_not_committed() {
+        let mut t = TestPorts::new();
+        t.expect_uow(|uow| {
+            uow.expect_credit_points()
+                .withf(|_, amount, max| *amount == 500 && *max == MAX_BALANCE)
+                .return_once(|_, _, _| Ok(None));
+            uow.expect_insert_ledger().never();
+            uow.expect_commit().never();
+        });
+        let err = WalletService::new(t.build())
+            .charge(MemberId(uuid::Uuid::now_v7()), 500)
+            .await
+            .expect_err("limit");
+        assert_eq!(err.code(), "points.limit_exceeded");
+    }
+
+    #[tokio::test]
+    async fn a_charge_writes_a_ledger_row_with_the_balance_after() {
+        let mut t = TestPorts::new();
+        t.expect_uow(|uow| {
+            uow.expect_credit_points()
+                .return_once(|_, _, _| Ok(Some(1_500)));
+            uow.expect_insert_ledger()
+                .withf(|e| {
+                    e.amount == 500 && e.balance_after == 1_500 && e.kind == LedgerKind::Charge
+                })
+                .times(1)
+                .returning(|_| Ok(()));
+            uow.expect_commit()
+                .returning(|| Ok(ports::CommitToken("1".into())));
+        });
+        t.consistency.expect_remember().returning(|_, _| Ok(()));
+        let balance = WalletService::new(t.build())
+            .charge(MemberId(uuid::Uuid::now_v7()), 500)
+            .await
+            .expect("ok");
+        assert_eq!(balance, 1_500);
+    }
+
+    #[tokio::test]
+    async fn charge_amounts_are_validated() {
+        let t = TestPorts::new();
+        let err = WalletService::new(t.build())
+            .charge(MemberId(uuid::Uuid::now_v7()), 0)
+            .await
+            .expect_err("bad");
+        assert_eq!(err.code(), "validation.failed");
+    }
+}
