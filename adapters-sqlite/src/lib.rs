@@ -1,1 +1,315 @@
+//! hexride's ports over SQLite (sqlx): the embedded default, one database file, zero setup.
+//!
+//! SQLite has a single writer, so every write goes through a pool of exactly one connection
+//! (write transactions queue in-process instead of failing with `SQLITE_BUSY`), while reads go
+//! to a pool of read-only connections that WAL mode lets run beside the writer.
 
+mod catalog;
+mod codec;
+mod commerce;
+mod insurance;
+mod members;
+mod outbox;
+mod tokens;
+mod unit_of_work;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool};
+use tokio::sync::Notify;
+
+use ports::{ComponentHealth, Database, HealthCheck, HealthStatus, StoreError, Unique, UnitOfWork};
+
+pub use unit_of_work::SqliteUnitOfWork;
+
+/// Where the database lives and how many connections may use it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SqliteConfig {
+    /// `sqlite://path/to/file.db`. The file and its directory are created if missing;
+    /// in-memory databases are refused (the reader pool could not see the writer's data).
+    pub url: String,
+    /// Size of the read-only pool behind the read ports.
+    pub max_readers: u32,
+    /// How long a statement waits for a lock held by another process before `SQLITE_BUSY`.
+    pub busy_timeout: Duration,
+    /// How long a caller waits for a pooled connection before [`StoreError::Unavailable`].
+    pub acquire_timeout: Duration,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://data/hexride.db".to_owned(),
+            max_readers: 4,
+            busy_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The SQLite store: implements [`Database`], the read ports, [`ports::OutboxStore`],
+/// [`ports::RefreshTokenStore`] and [`HealthCheck`]. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    /// Exactly one connection: SQLite's single writer, serialised in-process.
+    writer: SqlitePool,
+    /// Read-only connections for the read ports.
+    readers: SqlitePool,
+    /// Woken after a commit that appended outbox rows, for [`ports::OutboxStore::wait_for_events`].
+    events: Notify,
+    /// Commits so far: the commit token (SQLite has no replicas, it only has to be well-formed).
+    commits: AtomicU64,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file in WAL mode, with a one-connection writer
+    /// pool and a pool of `max_readers` read-only connections. Does not migrate.
+    ///
+    /// # Errors
+    /// [`StoreError::Other`] for a malformed or in-memory URL; [`StoreError::Unavailable`]
+    /// when the directory or file cannot be created or opened.
+    pub async fn connect(config: &SqliteConfig) -> Result<Self, StoreError> {
+        let url = config.url.as_str();
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::Other(
+                "in-memory SQLite databases are not supported: use a file".to_owned(),
+            ));
+        }
+        let base = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("invalid SQLite URL `{url}`: {e}")))?
+            .foreign_keys(true)
+            .busy_timeout(config.busy_timeout);
+
+        if let Some(dir) = base.get_filename().parent()
+            && !dir.as_os_str().is_empty()
+        {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+        }
+
+        // The writer connection is kept open for the life of the pool: it owns the WAL and
+        // shared-memory files the read-only connections need.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(
+                base.clone()
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal),
+            )
+            .await
+            .map_err(translate)?;
+
+        let readers = SqlitePoolOptions::new()
+            .max_connections(config.max_readers.max(1))
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(base.read_only(true))
+            .await
+            .map_err(translate)?;
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                writer,
+                readers,
+                events: Notify::new(),
+                commits: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Runs the embedded migrations (`adapters-sqlite/migrations`) not yet applied.
+    ///
+    /// # Errors
+    /// [`StoreError::Other`] when a migration fails or the applied history differs from the
+    /// embedded one; [`StoreError::Unavailable`] when the writer cannot be had in time.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations")
+            .run(&self.inner.writer)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => translate(e),
+                other => StoreError::Other(format!("migration failed: {other}")),
+            })
+    }
+
+    /// Closes both pools, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.inner.readers.close().await;
+        self.inner.writer.close().await;
+    }
+
+    /// A read-only connection for the read ports (SQLite ignores `Consistency`: one file).
+    pub(crate) async fn reader(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
+        self.inner.readers.acquire().await.map_err(translate)
+    }
+
+    /// A write transaction, for the stores that run their own short ones (token rotation).
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
+        begin_immediate(&self.inner.writer).await
+    }
+}
+
+/// Takes SQLite's write lock at `begin`, not at the first write: a transaction that reads
+/// then writes can then never fail to upgrade its lock (another process may hold the file).
+async fn begin_immediate(writer: &SqlitePool) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
+    writer.begin_with("begin immediate").await.map_err(translate)
+}
+
+#[async_trait]
+impl Database for SqliteStore {
+    async fn begin(&self) -> Result<Box<dyn UnitOfWork>, StoreError> {
+        let tx = begin_immediate(&self.inner.writer).await?;
+        Ok(Box::new(SqliteUnitOfWork::new(tx, Arc::clone(&self.inner))))
+    }
+}
+
+#[async_trait]
+impl HealthCheck for SqliteStore {
+    async fn health(&self) -> Vec<ComponentHealth> {
+        let probe = sqlx::query("select 1").execute(&self.inner.readers).await;
+        let entry = match probe {
+            Ok(_) => ComponentHealth::new("database", HealthStatus::Up, None),
+            Err(e) => ComponentHealth::new("database", HealthStatus::Down, Some(e.to_string())),
+        };
+        vec![entry]
+    }
+}
+
+/// Primary result codes (the low byte of an extended code), <https://www.sqlite.org/rescode.html>.
+mod result_code {
+    pub const BUSY: i32 = 5;
+    pub const LOCKED: i32 = 6;
+    pub const IOERR: i32 = 10;
+    pub const FULL: i32 = 13;
+    pub const CANTOPEN: i32 = 14;
+}
+
+/// Translates a driver error into the port's error. The one place that reads SQLite errors.
+pub(crate) fn translate(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) => {
+            if db.is_unique_violation() {
+                return StoreError::Conflict(unique_rule(db.message()));
+            }
+            let primary = db
+                .code()
+                .and_then(|code| code.parse::<i32>().ok())
+                .map(|code| code & 0xff);
+            match primary {
+                Some(result_code::BUSY | result_code::LOCKED) => StoreError::Concurrency,
+                Some(result_code::IOERR | result_code::FULL | result_code::CANTOPEN) => {
+                    StoreError::Unavailable(err.to_string())
+                }
+                _ => StoreError::Other(err.to_string()),
+            }
+        }
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
+            StoreError::Unavailable(err.to_string())
+        }
+        _ => StoreError::Other(err.to_string()),
+    }
+}
+
+/// Names the uniqueness rule from SQLite's message, `UNIQUE constraint failed: t.c[, t.c…]`
+/// (the indexed columns; a partial index reports its columns, not its name).
+fn unique_rule(message: &str) -> Unique {
+    let columns = message.strip_prefix("UNIQUE constraint failed: ").unwrap_or(message);
+    match columns {
+        "members.email" => Unique::MemberEmail,
+        "policies.policy_number" => Unique::PolicyNumber,
+        // The partial index `where status = 'active'`.
+        "policies.member_id" => Unique::ActivePolicy,
+        // The partial index `where ended_at is null`.
+        "driving_sessions.member_id" => Unique::OpenSession,
+        "coupons.campaign_id, coupons.member_id" => Unique::CouponPerMember,
+        other => Unique::Other(other.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unique_messages_name_the_rule() {
+        assert_eq!(
+            unique_rule("UNIQUE constraint failed: members.email"),
+            Unique::MemberEmail
+        );
+        assert_eq!(
+            unique_rule("UNIQUE constraint failed: coupons.campaign_id, coupons.member_id"),
+            Unique::CouponPerMember
+        );
+        assert_eq!(
+            unique_rule("UNIQUE constraint failed: members.id"),
+            Unique::Other("members.id".to_owned())
+        );
+    }
+
+    #[tokio::test]
+    async fn connect_creates_the_directory_and_refuses_memory() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested/deeper/app.db");
+        let config = SqliteConfig {
+            url: format!("sqlite://{}", path.display()),
+            ..SqliteConfig::default()
+        };
+        let store = SqliteStore::connect(&config).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        store.migrate().await.expect("migrating twice is a no-op");
+        assert!(path.exists());
+        let health = store.health().await;
+        assert_eq!(health.len(), 1);
+        assert_eq!(health[0].status, HealthStatus::Up);
+        store.close().await;
+        let health = store.health().await;
+        assert_eq!(health[0].status, HealthStatus::Down);
+
+        let memory = SqliteConfig {
+            url: "sqlite::memory:".to_owned(),
+            ..SqliteConfig::default()
+        };
+        assert!(matches!(SqliteStore::connect(&memory).await, Err(StoreError::Other(_))));
+    }
+
+    #[tokio::test]
+    async fn a_spent_unit_of_work_refuses_work() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = SqliteConfig {
+            url: format!("sqlite://{}", dir.path().join("a.db").display()),
+            ..SqliteConfig::default()
+        };
+        let store = SqliteStore::connect(&config).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let mut uow = store.begin().await.expect("begin");
+        let first = uow.commit().await.expect("commit");
+        assert!(first.0.parse::<u64>().is_ok());
+        assert!(matches!(uow.commit().await, Err(StoreError::Other(_))));
+        assert!(matches!(uow.rollback().await, Err(StoreError::Other(_))));
+        assert!(matches!(
+            uow.take_stock(core_domain::ProductId(uuid::Uuid::nil()), 1).await,
+            Err(StoreError::Other(_))
+        ));
+    }
+}

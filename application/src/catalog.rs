@@ -7,9 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use core_domain::catalog::{
-    NewProduct, POPULAR_LIMIT, POPULAR_WINDOW, PopularProduct, Product, ProductPatch,
-};
+use core_domain::catalog::{NewProduct, POPULAR_LIMIT, POPULAR_WINDOW, PopularProduct, Product, ProductPatch};
 use core_domain::{ProductId, ValidationErrors};
 use ports::{CacheError, Consistency, Loader, StoreError};
 
@@ -84,92 +82,53 @@ impl CatalogService {
         }
     }
 
-    pub async fn create(
-        &self,
-        name: &str,
-        price: i64,
-        stock: i64,
-    ) -> Result<Product, CatalogError> {
+    pub async fn create(&self, name: &str, price: i64, stock: i64) -> Result<Product, CatalogError> {
         let new = NewProduct::parse(name, price, stock)?;
-        let product = Product::create(
-            ProductId(self.ports.ids.new_id()),
-            new,
-            self.ports.clock.now(),
-        );
+        let product = Product::create(ProductId(self.ports.ids.new_id()), new, self.ports.clock.now());
         let mut uow = self.ports.db.begin().await?;
         uow.insert_product(&product).await?;
         uow.commit().await?;
-        self.invalidate(vec![LIST_KEY.to_owned(), POPULAR_KEY.to_owned()])
-            .await;
+        self.invalidate(vec![LIST_KEY.to_owned(), POPULAR_KEY.to_owned()]).await;
         Ok(product)
     }
 
-    pub async fn update(
-        &self,
-        id: ProductId,
-        price: Option<i64>,
-        stock: Option<i64>,
-    ) -> Result<Product, CatalogError> {
+    pub async fn update(&self, id: ProductId, price: Option<i64>, stock: Option<i64>) -> Result<Product, CatalogError> {
         let patch = ProductPatch::parse(price, stock)?;
         let mut uow = self.ports.db.begin().await?;
         let mut product = uow.product(id).await?.ok_or(CatalogError::NotFound)?;
         product.apply(patch, self.ports.clock.now());
         uow.update_product(&product).await?;
         uow.commit().await?;
-        self.invalidate(vec![
-            product_key(id),
-            LIST_KEY.to_owned(),
-            POPULAR_KEY.to_owned(),
-        ])
-        .await;
+        self.invalidate(vec![product_key(id), LIST_KEY.to_owned(), POPULAR_KEY.to_owned()])
+            .await;
         Ok(product)
     }
 
     pub async fn get(&self, id: ProductId) -> Result<Product, CatalogError> {
         let reads = self.ports.catalog.clone();
         let product: Option<Product> = self
-            .cached(
-                &product_key(id),
-                self.settings.product_cache_ttl,
-                move || {
-                    let reads = reads.clone();
-                    Box::pin(async move { reads.product(id, Consistency::Eventual).await })
-                },
-            )
+            .cached(&product_key(id), self.settings.product_cache_ttl, move || {
+                let reads = reads.clone();
+                Box::pin(async move { reads.product(id, Consistency::Eventual).await })
+            })
             .await?;
         product.ok_or(CatalogError::NotFound)
     }
 
     /// A page of products; the default first page is cached.
-    pub async fn list(
-        &self,
-        after: Option<ProductId>,
-        limit: Option<i64>,
-    ) -> Result<Vec<Product>, CatalogError> {
+    pub async fn list(&self, after: Option<ProductId>, limit: Option<i64>) -> Result<Vec<Product>, CatalogError> {
         let limit = limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(ValidationErrors::field(
-                "limit",
-                format!("must be between 1 and {MAX_PAGE}"),
-            )
-            .into());
+            return Err(ValidationErrors::field("limit", format!("must be between 1 and {MAX_PAGE}")).into());
         }
         if after.is_some() || limit != DEFAULT_PAGE {
-            return Ok(self
-                .ports
-                .catalog
-                .products(after, limit, Consistency::Eventual)
-                .await?);
+            return Ok(self.ports.catalog.products(after, limit, Consistency::Eventual).await?);
         }
         let reads = self.ports.catalog.clone();
         Ok(self
             .cached(LIST_KEY, self.settings.product_cache_ttl, move || {
                 let reads = reads.clone();
-                Box::pin(async move {
-                    reads
-                        .products(None, DEFAULT_PAGE, Consistency::Eventual)
-                        .await
-                })
+                Box::pin(async move { reads.products(None, DEFAULT_PAGE, Consistency::Eventual).await })
             })
             .await?)
     }
@@ -203,10 +162,7 @@ mod tests {
         t.cache
             .expect_get_or_load()
             .returning(|_, _, _| Err(CacheError::Unavailable("down".into())));
-        t.catalog
-            .expect_product()
-            .times(1)
-            .returning(|_, _| Ok(None));
+        t.catalog.expect_product().times(1).returning(|_, _| Ok(None));
         let err = CatalogService::new(t.build(), Default::default())
             .get(ProductId(uuid::Uuid::now_v7()))
             .await
@@ -223,9 +179,7 @@ mod tests {
         });
         t.catalog
             .expect_products()
-            .withf(|after, limit, c| {
-                after.is_none() && *limit == DEFAULT_PAGE && *c == Consistency::Eventual
-            })
+            .withf(|after, limit, c| after.is_none() && *limit == DEFAULT_PAGE && *c == Consistency::Eventual)
             .times(1)
             .returning(|_, _, _| Ok(vec![]));
         let list = CatalogService::new(t.build(), Default::default())
@@ -250,14 +204,11 @@ mod tests {
             uow.expect_update_product()
                 .withf(|p| p.price == 99)
                 .returning(|_| Ok(()));
-            uow.expect_commit()
-                .returning(|| Ok(ports::CommitToken("1".into())));
+            uow.expect_commit().returning(|| Ok(ports::CommitToken("1".into())));
         });
         t.cache
             .expect_invalidate()
-            .withf(move |keys| {
-                keys.contains(&format!("product:{id}")) && keys.contains(&LIST_KEY.to_owned())
-            })
+            .withf(move |keys| keys.contains(&format!("product:{id}")) && keys.contains(&LIST_KEY.to_owned()))
             .times(1)
             .returning(|_| Ok(()));
         let p = CatalogService::new(t.build(), Default::default())

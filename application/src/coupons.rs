@@ -71,10 +71,7 @@ impl CouponService {
         Self { ports, freshness }
     }
 
-    pub async fn create_campaign(
-        &self,
-        request: CampaignRequest,
-    ) -> Result<CouponCampaign, CouponsError> {
+    pub async fn create_campaign(&self, request: CampaignRequest) -> Result<CouponCampaign, CouponsError> {
         let new = NewCampaign::parse(
             &request.name,
             request.discount,
@@ -82,11 +79,7 @@ impl CouponService {
             request.starts_at,
             request.ends_at,
         )?;
-        let campaign = CouponCampaign::create(
-            CampaignId(self.ports.ids.new_id()),
-            new,
-            self.ports.clock.now(),
-        );
+        let campaign = CouponCampaign::create(CampaignId(self.ports.ids.new_id()), new, self.ports.clock.now());
         let mut uow = self.ports.db.begin().await?;
         uow.insert_campaign(&campaign).await?;
         uow.commit().await?;
@@ -95,20 +88,11 @@ impl CouponService {
 
     /// Issues one coupon of the campaign to the member, first come first served.
     #[tracing::instrument(skip(self))]
-    pub async fn issue(
-        &self,
-        member_id: MemberId,
-        campaign_id: CampaignId,
-    ) -> Result<Coupon, CouponsError> {
+    pub async fn issue(&self, member_id: MemberId, campaign_id: CampaignId) -> Result<Coupon, CouponsError> {
         let now = self.ports.clock.now();
         // A replica may lag on `issued_count`, but "sold out" only ever becomes true, so
         // its answer is safe to act on; the window does not change.
-        let campaign = match self
-            .ports
-            .commerce
-            .campaign(campaign_id, Consistency::Eventual)
-            .await?
-        {
+        let campaign = match self.ports.commerce.campaign(campaign_id, Consistency::Eventual).await? {
             Some(c) => c,
             None => self
                 .ports
@@ -170,11 +154,7 @@ impl CouponService {
 
     pub async fn my_coupons(&self, member_id: MemberId) -> Result<Vec<Coupon>, CouponsError> {
         let consistency = self.freshness.for_member(member_id).await;
-        Ok(self
-            .ports
-            .commerce
-            .coupons_of_member(member_id, consistency)
-            .await?)
+        Ok(self.ports.commerce.coupons_of_member(member_id, consistency).await?)
     }
 }
 
@@ -186,8 +166,7 @@ mod tests {
     use ports::GateError;
 
     fn campaign() -> CouponCampaign {
-        let new =
-            NewCampaign::parse("c", Discount::Fixed { amount: 100 }, 10, None, None).expect("ok");
+        let new = NewCampaign::parse("c", Discount::Fixed { amount: 100 }, 10, None, None).expect("ok");
         CouponCampaign::create(
             CampaignId(uuid::Uuid::now_v7()),
             new,
@@ -199,18 +178,13 @@ mod tests {
     async fn the_gate_turns_the_crowd_away_without_touching_the_database() {
         let mut t = TestPorts::new();
         let c = campaign();
-        t.commerce
-            .expect_campaign()
-            .return_once(move |_, _| Ok(Some(c)));
+        t.commerce.expect_campaign().return_once(move |_, _| Ok(Some(c)));
         t.coupon_gate
             .expect_try_acquire()
             .return_once(|_, _, _| Ok(GateDecision::SoldOut));
         t.db.expect_begin().never();
         let err = CouponService::new(t.build())
-            .issue(
-                MemberId(uuid::Uuid::now_v7()),
-                CampaignId(uuid::Uuid::now_v7()),
-            )
+            .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()))
             .await
             .expect_err("sold out");
         assert_eq!(err.code(), "coupon.sold_out");
@@ -220,9 +194,7 @@ mod tests {
     async fn a_gate_outage_falls_back_to_the_database_which_can_refuse() {
         let mut t = TestPorts::new();
         let c = campaign();
-        t.commerce
-            .expect_campaign()
-            .return_once(move |_, _| Ok(Some(c)));
+        t.commerce.expect_campaign().return_once(move |_, _| Ok(Some(c)));
         t.coupon_gate
             .expect_try_acquire()
             .return_once(|_, _, _| Err(GateError::Unavailable("down".into())));
@@ -233,10 +205,7 @@ mod tests {
             uow.expect_commit().never();
         });
         let err = CouponService::new(t.build())
-            .issue(
-                MemberId(uuid::Uuid::now_v7()),
-                CampaignId(uuid::Uuid::now_v7()),
-            )
+            .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()))
             .await
             .expect_err("sold out");
         assert_eq!(err.code(), "coupon.sold_out");
@@ -246,23 +215,15 @@ mod tests {
     async fn a_database_failure_after_admission_gives_the_slot_back() {
         let mut t = TestPorts::new();
         let c = campaign();
-        t.commerce
-            .expect_campaign()
-            .return_once(move |_, _| Ok(Some(c)));
+        t.commerce.expect_campaign().return_once(move |_, _| Ok(Some(c)));
         t.coupon_gate
             .expect_try_acquire()
             .return_once(|_, _, _| Ok(GateDecision::Admitted));
-        t.coupon_gate
-            .expect_release()
-            .times(1)
-            .returning(|_, _| Ok(()));
+        t.coupon_gate.expect_release().times(1).returning(|_, _| Ok(()));
         t.db.expect_begin()
             .returning(|| Err(StoreError::Unavailable("down".into())));
         let err = CouponService::new(t.build())
-            .issue(
-                MemberId(uuid::Uuid::now_v7()),
-                CampaignId(uuid::Uuid::now_v7()),
-            )
+            .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()))
             .await
             .expect_err("down");
         assert_eq!(err.code(), "service.unavailable");
@@ -272,9 +233,7 @@ mod tests {
     async fn a_duplicate_in_the_database_is_already_issued() {
         let mut t = TestPorts::new();
         let c = campaign();
-        t.commerce
-            .expect_campaign()
-            .return_once(move |_, _| Ok(Some(c)));
+        t.commerce.expect_campaign().return_once(move |_, _| Ok(Some(c)));
         t.coupon_gate
             .expect_try_acquire()
             .return_once(|_, _, _| Ok(GateDecision::Admitted));
@@ -284,10 +243,7 @@ mod tests {
                 .return_once(|_| Err(StoreError::Conflict(Unique::CouponPerMember)));
         });
         let err = CouponService::new(t.build())
-            .issue(
-                MemberId(uuid::Uuid::now_v7()),
-                CampaignId(uuid::Uuid::now_v7()),
-            )
+            .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()))
             .await
             .expect_err("dup");
         assert_eq!(err.code(), "coupon.already_issued");

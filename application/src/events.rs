@@ -13,8 +13,7 @@ use time::OffsetDateTime;
 use core_domain::EventId;
 use core_domain::event::{DomainEvent, EventPayload, PAYMENT_EVENTS};
 use ports::{
-    DataPlatformSink, Database, EventHandler, EventPublisher, HandlerError, OutboxStore, SinkError,
-    StoreError,
+    DataPlatformSink, Database, EventHandler, EventPublisher, HandlerError, OutboxStore, SinkError, StoreError,
 };
 
 use crate::Ports;
@@ -74,9 +73,7 @@ pub struct OutboxRelay {
 
 /// `base * 2^(attempt-1)`, capped.
 pub fn backoff(attempt: i32, base: Duration, max: Duration) -> Duration {
-    let exponent = u32::try_from(attempt.saturating_sub(1))
-        .unwrap_or(0)
-        .min(20);
+    let exponent = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(20);
     base.saturating_mul(1u32 << exponent).min(max)
 }
 
@@ -108,27 +105,17 @@ impl OutboxRelay {
         }
         let results = self.publisher.publish(&records).await;
         let mut sent = Vec::with_capacity(records.len());
-        for (record, result) in
-            records
-                .iter()
-                .zip(results.into_iter().chain(std::iter::repeat_with(|| {
-                    Err(ports::PublishError::Failed(
-                        "no result from publisher".into(),
-                    ))
-                })))
-        {
+        for (record, result) in records.iter().zip(results.into_iter().chain(std::iter::repeat_with(|| {
+            Err(ports::PublishError::Failed("no result from publisher".into()))
+        }))) {
             match result {
                 Ok(()) => sent.push(record.id),
                 Err(error) => {
                     let attempt = record.attempts + 1;
-                    let dead = attempt >= self.settings.max_attempts;
-                    let delay = backoff(
-                        attempt,
-                        self.settings.base_backoff,
-                        self.settings.max_backoff,
-                    );
-                    let retry_at = self.clock.now()
-                        + time::Duration::try_from(delay).unwrap_or(time::Duration::MAX);
+                    let dead =
+                        attempt >= self.settings.max_attempts || matches!(error, ports::PublishError::Permanent(_));
+                    let delay = backoff(attempt, self.settings.base_backoff, self.settings.max_backoff);
+                    let retry_at = self.clock.now() + time::Duration::try_from(delay).unwrap_or(time::Duration::MAX);
                     if dead {
                         tracing::error!(event_id = %record.id, topic = %record.topic, %error, attempt, "outbox row is dead");
                         metrics::counter!("outbox_dead_total").increment(1);
@@ -155,9 +142,9 @@ impl OutboxRelay {
             Ok(stats) => {
                 metrics::gauge!("outbox_backlog").set(stats.backlog as f64);
                 metrics::gauge!("outbox_dead").set(stats.dead as f64);
-                let age = stats.oldest_created_at.map_or(0.0, |oldest| {
-                    (self.clock.now() - oldest).as_seconds_f64().max(0.0)
-                });
+                let age = stats
+                    .oldest_created_at
+                    .map_or(0.0, |oldest| (self.clock.now() - oldest).as_seconds_f64().max(0.0));
                 metrics::gauge!("outbox_oldest_age_seconds").set(age);
             }
             Err(error) => tracing::warn!(%error, "could not read outbox stats"),
@@ -256,8 +243,8 @@ impl EventHandler for DataPlatformHandler {
 mod tests {
     use super::*;
     use ports::{
-        CommitToken, MockDataPlatformSink, MockDatabase, MockEventPublisher, MockOutboxStore,
-        MockUnitOfWork, OutboxRecord, PublishError,
+        CommitToken, MockDataPlatformSink, MockDatabase, MockEventPublisher, MockOutboxStore, MockUnitOfWork,
+        OutboxRecord, PublishError,
     };
 
     fn record(seq: i64, attempts: i32) -> OutboxRecord {
@@ -329,6 +316,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_undeliverable_record_is_dead_at_its_first_attempt() {
+        let poison = record(1, 0);
+        let poison_id = poison.id;
+        let mut outbox = MockOutboxStore::new();
+        outbox.expect_claim().return_once(move |_, _, _| Ok(vec![poison]));
+        outbox
+            .expect_mark_failed()
+            .withf(move |id, _, _, dead| *id == poison_id && *dead)
+            .times(1)
+            .returning(|_, _, _, _| Ok(()));
+        outbox.expect_mark_sent().never();
+        let mut publisher = MockEventPublisher::new();
+        publisher
+            .expect_publish()
+            .returning(|_| vec![Err(PublishError::Permanent("malformed".into()))]);
+        let relay = OutboxRelay::new(
+            Arc::new(outbox),
+            Arc::new(publisher),
+            clock(),
+            RelaySettings::default(),
+            "t",
+        );
+        assert_eq!(relay.run_once().await.expect("ok"), 1);
+    }
+
+    #[tokio::test]
     async fn a_claim_failure_is_returned_and_nothing_is_published() {
         let mut outbox = MockOutboxStore::new();
         outbox
@@ -364,13 +377,9 @@ mod tests {
     fn db_with_inbox(fresh: bool, then_commit: bool) -> MockDatabase {
         let mut db = MockDatabase::new();
         let mut check = MockUnitOfWork::new();
-        check
-            .expect_record_inbox()
-            .return_once(move |_, _| Ok(fresh));
+        check.expect_record_inbox().return_once(move |_, _| Ok(fresh));
         check.expect_rollback().return_once(|| Ok(()));
-        db.expect_begin()
-            .times(1)
-            .return_once(move || Ok(Box::new(check)));
+        db.expect_begin().times(1).return_once(move || Ok(Box::new(check)));
         if then_commit {
             let mut record = MockUnitOfWork::new();
             record.expect_record_inbox().return_once(|_, _| Ok(true));
@@ -378,9 +387,7 @@ mod tests {
                 .expect_commit()
                 .times(1)
                 .return_once(|| Ok(CommitToken("1".into())));
-            db.expect_begin()
-                .times(1)
-                .return_once(move || Ok(Box::new(record)));
+            db.expect_begin().times(1).return_once(move || Ok(Box::new(record)));
         }
         db
     }
@@ -397,8 +404,7 @@ mod tests {
     async fn a_redelivered_payment_is_not_sent_again() {
         let mut sink = MockDataPlatformSink::new();
         sink.expect_send().never();
-        let handler =
-            DataPlatformHandler::new(Arc::new(db_with_inbox(false, false)), Arc::new(sink));
+        let handler = DataPlatformHandler::new(Arc::new(db_with_inbox(false, false)), Arc::new(sink));
         handler.handle(&payment_event()).await.expect("skipped");
     }
 
@@ -410,8 +416,7 @@ mod tests {
         ] {
             let mut sink = MockDataPlatformSink::new();
             sink.expect_send().return_once(move |_| Err(error));
-            let handler =
-                DataPlatformHandler::new(Arc::new(db_with_inbox(true, false)), Arc::new(sink));
+            let handler = DataPlatformHandler::new(Arc::new(db_with_inbox(true, false)), Arc::new(sink));
             let err = handler.handle(&payment_event()).await.expect_err("failed");
             assert_eq!(matches!(err, HandlerError::Transient(_)), transient);
         }

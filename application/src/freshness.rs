@@ -32,11 +32,7 @@ impl Freshness {
 
     /// Commits `uow` and remembers the token for `member_id`. A failure to remember is
     /// logged, not returned: the write itself has committed.
-    pub async fn commit(
-        &self,
-        uow: &mut dyn UnitOfWork,
-        member_id: MemberId,
-    ) -> Result<CommitToken, StoreError> {
+    pub async fn commit(&self, uow: &mut dyn UnitOfWork, member_id: MemberId) -> Result<CommitToken, StoreError> {
         let token = uow.commit().await?;
         if let Err(error) = self.tokens.remember(member_id, &token).await {
             tracing::warn!(%error, %member_id, "could not remember commit token");

@@ -113,10 +113,7 @@ impl InsuranceService {
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
         // Locks the member: a withdrawal cannot slip between this check and the insert.
-        let member = uow
-            .member(member_id)
-            .await?
-            .ok_or(InsuranceError::MemberInactive)?;
+        let member = uow.member(member_id).await?.ok_or(InsuranceError::MemberInactive)?;
         if !member.is_active() {
             return Err(InsuranceError::MemberInactive);
         }
@@ -130,10 +127,8 @@ impl InsuranceService {
             }
             other => other?,
         }
-        uow.insert_policy_audit(
-            &policy.enrolment_audit(AuditId(self.ports.ids.new_id()), Actor::Member(member_id)),
-        )
-        .await?;
+        uow.insert_policy_audit(&policy.enrolment_audit(AuditId(self.ports.ids.new_id()), Actor::Member(member_id)))
+            .await?;
         self.freshness.commit(uow.as_mut(), member_id).await?;
         Ok(policy)
     }
@@ -141,18 +136,11 @@ impl InsuranceService {
     /// The caller's own policies, newest first.
     pub async fn my_policies(&self, member_id: MemberId) -> Result<Vec<Policy>, InsuranceError> {
         let consistency = self.freshness.for_member(member_id).await;
-        Ok(self
-            .ports
-            .insurance
-            .policies_of_member(member_id, consistency)
-            .await?)
+        Ok(self.ports.insurance.policies_of_member(member_id, consistency).await?)
     }
 
     /// Any member's policies, for CX. Staff act on what they see: read from the primary.
-    pub async fn member_policies(
-        &self,
-        member_id: MemberId,
-    ) -> Result<Vec<Policy>, InsuranceError> {
+    pub async fn member_policies(&self, member_id: MemberId) -> Result<Vec<Policy>, InsuranceError> {
         Ok(self
             .ports
             .insurance
@@ -160,11 +148,7 @@ impl InsuranceService {
             .await?)
     }
 
-    async fn readable_policy(
-        &self,
-        caller: Caller,
-        policy_id: PolicyId,
-    ) -> Result<Policy, InsuranceError> {
+    async fn readable_policy(&self, caller: Caller, policy_id: PolicyId) -> Result<Policy, InsuranceError> {
         let consistency = if caller.role.is_staff() {
             Consistency::Strong
         } else {
@@ -199,20 +183,11 @@ impl InsuranceService {
             .insurance
             .sessions_of_policy(policy_id, from, to, consistency)
             .await?;
-        Ok(Statement::compute(
-            &policy,
-            &sessions,
-            from,
-            to,
-            self.ports.clock.now(),
-        ))
+        Ok(Statement::compute(&policy, &sessions, from, to, self.ports.clock.now()))
     }
 
     /// Starts a driving session under the rider's active policy.
-    pub async fn start_session(
-        &self,
-        member_id: MemberId,
-    ) -> Result<DrivingSession, InsuranceError> {
+    pub async fn start_session(&self, member_id: MemberId) -> Result<DrivingSession, InsuranceError> {
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
         let policies = uow.policies_of_member(member_id).await?;
@@ -232,11 +207,7 @@ impl InsuranceService {
     }
 
     /// Ends the rider's session and bills it under the policy's current expiry.
-    pub async fn end_session(
-        &self,
-        member_id: MemberId,
-        session_id: SessionId,
-    ) -> Result<SessionBill, InsuranceError> {
+    pub async fn end_session(&self, member_id: MemberId, session_id: SessionId) -> Result<SessionBill, InsuranceError> {
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
         let mut session = uow
@@ -251,12 +222,8 @@ impl InsuranceService {
             .await?
             .ok_or(InsuranceError::PolicyNotFound)?;
         self.freshness.commit(uow.as_mut(), member_id).await?;
-        let (insured_minutes, premium) = session.billing(
-            &policy,
-            session.started_at,
-            session.ended_at.unwrap_or(now),
-            now,
-        );
+        let (insured_minutes, premium) =
+            session.billing(&policy, session.started_at, session.ended_at.unwrap_or(now), now);
         Ok(SessionBill {
             session,
             insured_minutes,
@@ -274,18 +241,9 @@ impl InsuranceService {
         reason: ExpiryReason,
     ) -> Result<Policy, InsuranceError> {
         let mut uow = self.ports.db.begin().await?;
-        let mut policy = uow
-            .policy(policy_id)
-            .await?
-            .ok_or(InsuranceError::PolicyNotFound)?;
-        self.apply_expiry(
-            uow.as_mut(),
-            &mut policy,
-            effective_at,
-            reason,
-            Actor::Staff(staff_id),
-        )
-        .await?;
+        let mut policy = uow.policy(policy_id).await?.ok_or(InsuranceError::PolicyNotFound)?;
+        self.apply_expiry(uow.as_mut(), &mut policy, effective_at, reason, Actor::Staff(staff_id))
+            .await?;
         uow.commit().await?;
         Ok(policy)
     }
@@ -338,17 +296,12 @@ impl InsuranceService {
         let now = self.ports.clock.now();
         let expected_version = policy.version;
         let change = policy.expire(at, reason, actor, now).map_err(|e| match e {
-            ExpireError::BeforeCoverageStart | ExpireError::InFuture => {
-                InsuranceError::InvalidEffectiveAt
-            }
+            ExpireError::BeforeCoverageStart | ExpireError::InFuture => InsuranceError::InvalidEffectiveAt,
         })?;
-        if let Some((audit, event)) =
-            policy.expiry_record(&change, AuditId(self.ports.ids.new_id()), now)
-        {
+        if let Some((audit, event)) = policy.expiry_record(&change, AuditId(self.ports.ids.new_id()), now) {
             uow.update_policy(policy, expected_version).await?;
             uow.insert_policy_audit(&audit).await?;
-            uow.append_events(&new_events(&self.ports, now, [event]))
-                .await?;
+            uow.append_events(&new_events(&self.ports, now, [event])).await?;
         }
         Ok(())
     }
@@ -372,14 +325,8 @@ impl InsuranceService {
             // A policy enrolled in a race after the withdrawal expires at its own start.
             let at = withdrawn_at.max(policy.coverage_start);
             let actor = Actor::System(INSURANCE_EXPIRY.to_owned());
-            self.apply_expiry(
-                uow.as_mut(),
-                &mut policy,
-                at,
-                ExpiryReason::MemberWithdrawn,
-                actor,
-            )
-            .await?;
+            self.apply_expiry(uow.as_mut(), &mut policy, at, ExpiryReason::MemberWithdrawn, actor)
+                .await?;
             changed += usize::from(policy.version != before);
         }
         uow.commit().await?;
@@ -427,9 +374,9 @@ impl EventHandler for InsuranceExpiryHandler {
             }
             Err(InsuranceError::Store(e)) => Err(crate::events::transient(e)),
             // A withdrawal dated in the future of this clock: clocks differ, try again later.
-            Err(InsuranceError::InvalidEffectiveAt) => Err(HandlerError::Transient(
-                "withdrawal time is ahead of this clock".into(),
-            )),
+            Err(InsuranceError::InvalidEffectiveAt) => {
+                Err(HandlerError::Transient("withdrawal time is ahead of this clock".into()))
+            }
             Err(other) => Err(HandlerError::Permanent(other.to_string())),
         }
     }
@@ -499,8 +446,7 @@ mod tests {
             uow.expect_record_inbox()
                 .withf(|consumer, _| consumer == INSURANCE_EXPIRY)
                 .return_once(|_, _| Ok(true));
-            uow.expect_policies_of_member()
-                .return_once(move |_| Ok(vec![p]));
+            uow.expect_policies_of_member().return_once(move |_| Ok(vec![p]));
             uow.expect_update_policy()
                 .withf(move |p, expected| {
                     *expected == 1
@@ -510,16 +456,12 @@ mod tests {
                 })
                 .times(1)
                 .returning(|_, _| Ok(()));
-            uow.expect_insert_policy_audit()
-                .times(1)
-                .returning(|_| Ok(()));
+            uow.expect_insert_policy_audit().times(1).returning(|_| Ok(()));
             uow.expect_append_events()
                 .withf(|e| e.len() == 1 && e[0].event_type() == "insurance.policy_expired")
                 .times(1)
                 .returning(|_| Ok(()));
-            uow.expect_commit()
-                .times(1)
-                .returning(|| Ok(CommitToken("1".into())));
+            uow.expect_commit().times(1).returning(|| Ok(CommitToken("1".into())));
         });
         let changed = InsuranceService::new(t.build())
             .expire_for_withdrawal(EventId(Uuid::now_v7()), member_id, withdrawn_at)
@@ -554,8 +496,7 @@ mod tests {
         let p = policy(member_id, OffsetDateTime::now_utc() - Duration::hours(2));
         t.expect_uow(move |uow| {
             uow.expect_record_inbox().return_once(|_, _| Ok(true));
-            uow.expect_policies_of_member()
-                .return_once(move |_| Ok(vec![p]));
+            uow.expect_policies_of_member().return_once(move |_| Ok(vec![p]));
             uow.expect_update_policy()
                 .return_once(|_, _| Err(StoreError::Concurrency));
             uow.expect_commit().never();
@@ -569,31 +510,20 @@ mod tests {
                 withdrawn_at: OffsetDateTime::now_utc() - Duration::hours(1),
             },
         );
-        assert!(matches!(
-            handler.handle(&event).await,
-            Err(HandlerError::Transient(_))
-        ));
+        assert!(matches!(handler.handle(&event).await, Err(HandlerError::Transient(_))));
     }
 
     #[tokio::test]
     async fn an_insurer_cancellation_in_the_future_is_invalid() {
         let mut t = TestPorts::new();
-        let p = policy(
-            MemberId(Uuid::now_v7()),
-            OffsetDateTime::now_utc() - Duration::hours(2),
-        );
+        let p = policy(MemberId(Uuid::now_v7()), OffsetDateTime::now_utc() - Duration::hours(2));
         t.expect_uow(move |uow| {
-            uow.expect_policy_by_number()
-                .return_once(move |_| Ok(Some(p)));
+            uow.expect_policy_by_number().return_once(move |_| Ok(Some(p)));
             uow.expect_record_inbox().return_once(|_, _| Ok(true));
             uow.expect_update_policy().never();
         });
         let err = InsuranceService::new(t.build())
-            .insurer_cancellation(
-                "ev-1",
-                "P-1",
-                OffsetDateTime::now_utc() + Duration::hours(1),
-            )
+            .insurer_cancellation("ev-1", "P-1", OffsetDateTime::now_utc() + Duration::hours(1))
             .await
             .expect_err("future");
         assert_eq!(err.code(), "insurance.invalid_effective_at");
@@ -603,14 +533,9 @@ mod tests {
     async fn a_rider_cannot_read_someone_elses_statement() {
         let mut t = TestPorts::new();
         t.no_recent_writes();
-        let p = policy(
-            MemberId(Uuid::now_v7()),
-            OffsetDateTime::now_utc() - Duration::hours(2),
-        );
+        let p = policy(MemberId(Uuid::now_v7()), OffsetDateTime::now_utc() - Duration::hours(2));
         let id = p.id;
-        t.insurance
-            .expect_policy()
-            .return_once(move |_, _| Ok(Some(p)));
+        t.insurance.expect_policy().return_once(move |_, _| Ok(Some(p)));
         let caller = Caller {
             member_id: MemberId(Uuid::now_v7()),
             role: Role::Rider,

@@ -21,9 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ports::{
-    AccessTokens, Cache, CatalogReads, Clock, CommerceReads, ConsistencyTokens, CouponGate,
-    Database, IdSource, InsuranceReads, MemberReads, OutboxStore, PasswordHasher, Quota,
-    RateLimiter, RefreshTokenStore,
+    AccessTokens, Cache, CatalogReads, Clock, CommerceReads, ConsistencyTokens, CouponGate, Database, IdSource,
+    InsuranceReads, MemberReads, OutboxStore, PasswordHasher, Quota, RateLimiter, RefreshTokenStore,
 };
 
 pub use error::{ErrorKind, Problem};

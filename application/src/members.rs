@@ -8,13 +8,11 @@ use std::time::Duration;
 use rand::RngExt;
 use sha2::{Digest, Sha256};
 
-use core_domain::member::{
-    ANONYMISE_AFTER, Email, Member, MemberError as DomainMemberError, NewMember, Role,
-};
+use core_domain::member::{ANONYMISE_AFTER, Email, Member, MemberError as DomainMemberError, NewMember, Role};
 use core_domain::{MemberId, TokenFamilyId, ValidationErrors};
 use ports::{
-    AccessClaims, AccessTokenError, Consistency, HashError, Quota, RateDecision, RefreshToken,
-    RotateOutcome, StoreError, Unique,
+    AccessClaims, AccessTokenError, Consistency, HashError, Quota, RateDecision, RefreshToken, RotateOutcome,
+    StoreError, Unique,
 };
 
 use crate::error::problem;
@@ -136,8 +134,7 @@ impl MemberService {
 
     /// Like [`Self::create_account`], but an existing account with that e-mail is kept as is.
     pub async fn ensure_account(&self, request: SignUp, role: Role) -> Result<Member, MemberError> {
-        let email =
-            Email::parse(&request.email).map_err(|m| ValidationErrors::field("email", m))?;
+        let email = Email::parse(&request.email).map_err(|m| ValidationErrors::field("email", m))?;
         if let Some(existing) = self
             .ports
             .members
@@ -150,23 +147,16 @@ impl MemberService {
     }
 
     async fn register(&self, request: SignUp, role: Role) -> Result<Member, MemberError> {
-        let new = NewMember::parse(
-            &request.email,
-            &request.password,
-            &request.name,
-            &request.phone,
-        )?;
+        let new = NewMember::parse(&request.email, &request.password, &request.name, &request.phone)?;
         let hash = self.ports.hasher.hash(new.password.expose()).await?;
         let now = self.ports.clock.now();
-        let (member, event) =
-            Member::register(self.ports.ids.new_id().into(), &new, hash, role, now);
+        let (member, event) = Member::register(self.ports.ids.new_id().into(), &new, hash, role, now);
         let mut uow = self.ports.db.begin().await?;
         match uow.insert_member(&member).await {
             Err(StoreError::Conflict(Unique::MemberEmail)) => return Err(MemberError::EmailTaken),
             other => other?,
         }
-        uow.append_events(&new_events(&self.ports, now, [event]))
-            .await?;
+        uow.append_events(&new_events(&self.ports, now, [event])).await?;
         self.freshness.commit(uow.as_mut(), member.id).await?;
         Ok(member)
     }
@@ -185,20 +175,12 @@ impl MemberService {
 
     /// Checks the password of an active member, records the login, issues a token pair.
     #[tracing::instrument(skip_all)]
-    pub async fn login(
-        &self,
-        email: &str,
-        password: &str,
-        client_ip: &str,
-    ) -> Result<TokenPair, MemberError> {
+    pub async fn login(&self, email: &str, password: &str, client_ip: &str) -> Result<TokenPair, MemberError> {
         let email = email.trim().to_lowercase();
         self.check_limit(format!("login:ip:{client_ip}"), self.settings.login_per_ip)
             .await?;
-        self.check_limit(
-            format!("login:email:{email}"),
-            self.settings.login_per_email,
-        )
-        .await?;
+        self.check_limit(format!("login:email:{email}"), self.settings.login_per_email)
+            .await?;
 
         // A replica may not have the member of a sign-up from a moment ago: ask the primary
         // before saying the e-mail is unknown.
@@ -209,34 +191,19 @@ impl MemberService {
             .await?
         {
             Some(member) => Some(member),
-            None => {
-                self.ports
-                    .members
-                    .member_by_email(&email, Consistency::Strong)
-                    .await?
-            }
+            None => self.ports.members.member_by_email(&email, Consistency::Strong).await?,
         };
         let Some(member) = member.filter(Member::is_active) else {
             return Err(MemberError::InvalidCredentials);
         };
-        if !self
-            .ports
-            .hasher
-            .verify(password, &member.password_hash)
-            .await?
-        {
+        if !self.ports.hasher.verify(password, &member.password_hash).await? {
             return Err(MemberError::InvalidCredentials);
         }
 
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
-        let mut current = uow
-            .member(member.id)
-            .await?
-            .ok_or(MemberError::InvalidCredentials)?;
-        current
-            .record_login(now)
-            .map_err(|_| MemberError::InvalidCredentials)?;
+        let mut current = uow.member(member.id).await?.ok_or(MemberError::InvalidCredentials)?;
+        current.record_login(now).map_err(|_| MemberError::InvalidCredentials)?;
         uow.update_member(&current).await?;
         self.freshness.commit(uow.as_mut(), current.id).await?;
 
@@ -292,14 +259,8 @@ impl MemberService {
             .rotate(&hash_token(refresh_token.trim()), &placeholder, now)
             .await?
         {
-            RotateOutcome::Rotated {
-                member_id,
-                family_id,
-            } => (member_id, family_id),
-            RotateOutcome::Reused {
-                member_id,
-                family_id,
-            } => {
+            RotateOutcome::Rotated { member_id, family_id } => (member_id, family_id),
+            RotateOutcome::Reused { member_id, family_id } => {
                 tracing::warn!(%member_id, %family_id, "refresh token reuse: family revoked");
                 return Err(MemberError::RefreshTokenReused);
             }
@@ -318,11 +279,7 @@ impl MemberService {
 
     /// Revokes the refresh tokens of the caller's login.
     pub async fn logout(&self, claims: &AccessClaims) -> Result<(), MemberError> {
-        Ok(self
-            .ports
-            .refresh_tokens
-            .revoke_family(claims.family_id)
-            .await?)
+        Ok(self.ports.refresh_tokens.revoke_family(claims.family_id).await?)
     }
 
     pub async fn profile(&self, member_id: MemberId) -> Result<Member, MemberError> {
@@ -342,13 +299,10 @@ impl MemberService {
         let mut uow = self.ports.db.begin().await?;
         let mut member = uow.member(member_id).await?.ok_or(MemberError::NotFound)?;
         let event = member.withdraw(now).map_err(|e| match e {
-            DomainMemberError::AlreadyWithdrawn | DomainMemberError::NotActive => {
-                MemberError::AlreadyWithdrawn
-            }
+            DomainMemberError::AlreadyWithdrawn | DomainMemberError::NotActive => MemberError::AlreadyWithdrawn,
         })?;
         uow.update_member(&member).await?;
-        uow.append_events(&new_events(&self.ports, now, [event]))
-            .await?;
+        uow.append_events(&new_events(&self.ports, now, [event])).await?;
         self.freshness.commit(uow.as_mut(), member_id).await?;
         // Committed: a failure here leaves tokens that `refresh` refuses anyway (the member
         // is no longer active), so it is logged rather than failing the withdrawal.
@@ -375,9 +329,7 @@ impl MemberService {
     pub async fn anonymise_withdrawn(&self, batch: i64) -> Result<usize, MemberError> {
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
-        let due = uow
-            .members_to_anonymise(now - ANONYMISE_AFTER, batch)
-            .await?;
+        let due = uow.members_to_anonymise(now - ANONYMISE_AFTER, batch).await?;
         for mut member in due.iter().cloned() {
             member.anonymise(now);
             uow.update_member(&member).await?;
@@ -409,17 +361,12 @@ mod tests {
         t.hasher.expect_hash().returning(|_| Ok("phc".into()));
         t.expect_uow(|uow: &mut MockUnitOfWork| {
             uow.expect_insert_member()
-                .withf(|m| {
-                    m.email == "rider@example.com"
-                        && m.role == Role::Rider
-                        && m.password_hash == "phc"
-                })
+                .withf(|m| m.email == "rider@example.com" && m.role == Role::Rider && m.password_hash == "phc")
                 .returning(|_| Ok(()));
             uow.expect_append_events()
                 .withf(|events| events.len() == 1 && events[0].event_type() == "member.registered")
                 .returning(|_| Ok(()));
-            uow.expect_commit()
-                .returning(|| Ok(CommitToken("7".into())));
+            uow.expect_commit().returning(|| Ok(CommitToken("7".into())));
         });
         t.consistency
             .expect_remember()
@@ -459,10 +406,7 @@ mod tests {
             .await
             .expect_err("invalid");
         assert_eq!(err.code(), "validation.failed");
-        assert!(
-            err.validation()
-                .is_some_and(|v| v.fields().contains_key("password"))
-        );
+        assert!(err.validation().is_some_and(|v| v.fields().contains_key("password")));
     }
 
     #[tokio::test]
@@ -561,8 +505,7 @@ mod tests {
             uow.expect_append_events()
                 .withf(|e| e.len() == 1 && e[0].event_type() == "member.withdrawn")
                 .returning(|_| Ok(()));
-            uow.expect_commit()
-                .returning(|| Ok(CommitToken("1".into())));
+            uow.expect_commit().returning(|| Ok(CommitToken("1".into())));
         });
         t.consistency.expect_remember().returning(|_, _| Ok(()));
         t.refresh_tokens
@@ -581,9 +524,7 @@ mod tests {
     async fn withdrawing_twice_is_a_conflict_and_commits_nothing() {
         let mut t = TestPorts::new();
         let mut member = member_fixture(Role::Rider);
-        member
-            .withdraw(time::OffsetDateTime::now_utc())
-            .expect("active");
+        member.withdraw(time::OffsetDateTime::now_utc()).expect("active");
         let id = member.id;
         t.expect_uow(move |uow| {
             let m = member.clone();

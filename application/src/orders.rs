@@ -116,17 +116,12 @@ impl OrderService {
         let coupon = match request.coupon_id {
             None => None,
             Some(coupon_id) => {
-                let mut coupon = uow
-                    .coupon(coupon_id)
-                    .await?
-                    .ok_or(OrdersError::CouponNotFound)?;
-                coupon
-                    .use_for(member_id, order_id, now)
-                    .map_err(|e| match e {
-                        CouponError::Expired => OrdersError::CouponExpired,
-                        CouponError::NotAvailable => OrdersError::CouponNotAvailable,
-                        _ => OrdersError::CouponNotFound,
-                    })?;
+                let mut coupon = uow.coupon(coupon_id).await?.ok_or(OrdersError::CouponNotFound)?;
+                coupon.use_for(member_id, order_id, now).map_err(|e| match e {
+                    CouponError::Expired => OrdersError::CouponExpired,
+                    CouponError::NotAvailable => OrdersError::CouponNotAvailable,
+                    _ => OrdersError::CouponNotFound,
+                })?;
                 uow.update_coupon(&coupon).await?;
                 Some(coupon)
             }
@@ -171,14 +166,9 @@ impl OrderService {
         let scope = format!("payment:{member_id}");
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
-        match uow
-            .begin_idempotent(&scope, idempotency_key, fingerprint)
-            .await?
-        {
+        match uow.begin_idempotent(&scope, idempotency_key, fingerprint).await? {
             IdempotencyStart::New => {}
-            IdempotencyStart::Seen {
-                fingerprint: seen, ..
-            } if seen != fingerprint => {
+            IdempotencyStart::Seen { fingerprint: seen, .. } if seen != fingerprint => {
                 return Err(OrdersError::IdempotencyMismatch);
             }
             IdempotencyStart::Seen {
@@ -186,8 +176,7 @@ impl OrderService {
                 ..
             } => {
                 uow.rollback().await?;
-                return serde_json::from_str(&response)
-                    .map_err(|e| StoreError::Other(e.to_string()).into());
+                return serde_json::from_str(&response).map_err(|e| StoreError::Other(e.to_string()).into());
             }
             IdempotencyStart::Seen { response: None, .. } => {
                 return Err(OrdersError::IdempotencyInProgress);
@@ -216,12 +205,9 @@ impl OrderService {
         .await?;
         uow.update_order(&order).await?;
         uow.insert_payment(&payment).await?;
-        uow.append_events(&new_events(&self.ports, now, [event]))
-            .await?;
-        let response =
-            serde_json::to_string(&payment).map_err(|e| StoreError::Other(e.to_string()))?;
-        uow.complete_idempotent(&scope, idempotency_key, &response)
-            .await?;
+        uow.append_events(&new_events(&self.ports, now, [event])).await?;
+        let response = serde_json::to_string(&payment).map_err(|e| StoreError::Other(e.to_string()))?;
+        uow.complete_idempotent(&scope, idempotency_key, &response).await?;
         self.freshness.commit(uow.as_mut(), member_id).await?;
         Ok(payment)
     }
@@ -321,12 +307,8 @@ mod tests {
             uow.expect_append_events()
                 .withf(|e| e.len() == 1 && e[0].event_type() == "payment.succeeded")
                 .returning(|_| Ok(()));
-            uow.expect_complete_idempotent()
-                .times(1)
-                .returning(|_, _, _| Ok(()));
-            uow.expect_commit()
-                .times(1)
-                .returning(|| Ok(CommitToken("1".into())));
+            uow.expect_complete_idempotent().times(1).returning(|_, _, _| Ok(()));
+            uow.expect_commit().times(1).returning(|| Ok(CommitToken("1".into())));
         });
         t.consistency.expect_remember().returning(|_, _| Ok(()));
         let payment = OrderService::new(t.build())
@@ -412,8 +394,7 @@ mod tests {
         let mut t = TestPorts::new();
         let order = pending_order(MemberId(uuid::Uuid::now_v7()), 1_000);
         t.expect_uow(move |uow| {
-            uow.expect_stale_orders()
-                .return_once(move |_, _| Ok(vec![order]));
+            uow.expect_stale_orders().return_once(move |_, _| Ok(vec![order]));
             uow.expect_return_stock()
                 .withf(|_, q| *q == 1)
                 .times(1)
@@ -422,16 +403,8 @@ mod tests {
                 .withf(|o| o.cancelled_at.is_some())
                 .times(1)
                 .returning(|_| Ok(()));
-            uow.expect_commit()
-                .times(1)
-                .returning(|| Ok(CommitToken("1".into())));
+            uow.expect_commit().times(1).returning(|| Ok(CommitToken("1".into())));
         });
-        assert_eq!(
-            OrderService::new(t.build())
-                .cancel_stale(100)
-                .await
-                .expect("ok"),
-            1
-        );
+        assert_eq!(OrderService::new(t.build()).cancel_stale(100).await.expect("ok"), 1);
     }
 }

@@ -55,16 +55,11 @@ impl TestPorts {
     pub fn expect_uow(&mut self, configure: impl FnOnce(&mut MockUnitOfWork)) {
         let mut uow = MockUnitOfWork::new();
         configure(&mut uow);
-        self.db
-            .expect_begin()
-            .times(1)
-            .return_once(move || Ok(Box::new(uow)));
+        self.db.expect_begin().times(1).return_once(move || Ok(Box::new(uow)));
     }
 
     pub fn allow_limits(&mut self) {
-        self.limiter
-            .expect_check()
-            .returning(|_, _| Ok(RateDecision::Allowed));
+        self.limiter.expect_check().returning(|_, _| Ok(RateDecision::Allowed));
     }
 
     /// Reads on behalf of members find no recent write.
@@ -94,13 +89,7 @@ impl TestPorts {
 }
 
 pub fn member_fixture(role: Role) -> Member {
-    let new = NewMember::parse(
-        "rider@example.com",
-        "correct horse battery",
-        "Kim",
-        "01012345678",
-    )
-    .expect("valid");
+    let new = NewMember::parse("rider@example.com", "correct horse battery", "Kim", "01012345678").expect("valid");
     Member::register(
         MemberId(uuid::Uuid::now_v7()),
         &new,

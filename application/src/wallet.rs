@@ -62,11 +62,7 @@ impl WalletService {
         Ok(balance)
     }
 
-    pub async fn history(
-        &self,
-        member_id: MemberId,
-        limit: i64,
-    ) -> Result<Vec<LedgerEntry>, PointsError> {
+    pub async fn history(&self, member_id: MemberId, limit: i64) -> Result<Vec<LedgerEntry>, PointsError> {
         let consistency = self.freshness.for_member(member_id).await;
         Ok(self
             .ports
@@ -103,16 +99,12 @@ mod tests {
     async fn a_charge_writes_a_ledger_row_with_the_balance_after() {
         let mut t = TestPorts::new();
         t.expect_uow(|uow| {
-            uow.expect_credit_points()
-                .return_once(|_, _, _| Ok(Some(1_500)));
+            uow.expect_credit_points().return_once(|_, _, _| Ok(Some(1_500)));
             uow.expect_insert_ledger()
-                .withf(|e| {
-                    e.amount == 500 && e.balance_after == 1_500 && e.kind == LedgerKind::Charge
-                })
+                .withf(|e| e.amount == 500 && e.balance_after == 1_500 && e.kind == LedgerKind::Charge)
                 .times(1)
                 .returning(|_| Ok(()));
-            uow.expect_commit()
-                .returning(|| Ok(ports::CommitToken("1".into())));
+            uow.expect_commit().returning(|| Ok(ports::CommitToken("1".into())));
         });
         t.consistency.expect_remember().returning(|_, _| Ok(()));
         let balance = WalletService::new(t.build())

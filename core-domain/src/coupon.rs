@@ -90,10 +90,7 @@ impl NewCampaign {
         if let Err(e) = discount.validate() {
             errors.merge(e);
         }
-        errors.check(
-            "total_quantity",
-            in_range(total_quantity, 1, TOTAL_QUANTITY_MAX),
-        );
+        errors.check("total_quantity", in_range(total_quantity, 1, TOTAL_QUANTITY_MAX));
         if let (Some(start), Some(end)) = (starts_at, ends_at)
             && end <= start
         {
@@ -206,12 +203,7 @@ pub struct Coupon {
 impl Coupon {
     /// Issues a coupon of `campaign` to `member`. It expires with the campaign, or
     /// [`COUPON_VALIDITY`] after issue when the campaign has no end.
-    pub fn issue(
-        id: CouponId,
-        campaign: &CouponCampaign,
-        member_id: MemberId,
-        now: OffsetDateTime,
-    ) -> Self {
+    pub fn issue(id: CouponId, campaign: &CouponCampaign, member_id: MemberId, now: OffsetDateTime) -> Self {
         Self {
             id,
             campaign_id: campaign.id,
@@ -233,12 +225,7 @@ impl Coupon {
     }
 
     /// Marks the coupon used by `order`: it must be the member's, available and unexpired.
-    pub fn use_for(
-        &mut self,
-        member_id: MemberId,
-        order_id: OrderId,
-        now: OffsetDateTime,
-    ) -> Result<(), CouponError> {
+    pub fn use_for(&mut self, member_id: MemberId, order_id: OrderId, now: OffsetDateTime) -> Result<(), CouponError> {
         if self.member_id != member_id {
             return Err(CouponError::NotOwned);
         }
@@ -270,42 +257,24 @@ mod tests {
     const NOW: OffsetDateTime = datetime!(2026-05-01 0:00 UTC);
 
     fn campaign(ends_at: Option<OffsetDateTime>) -> CouponCampaign {
-        let new = NewCampaign::parse(
-            "Spring",
-            Discount::Fixed { amount: 1_000 },
-            2,
-            None,
-            ends_at,
-        )
-        .expect("valid");
+        let new = NewCampaign::parse("Spring", Discount::Fixed { amount: 1_000 }, 2, None, ends_at).expect("valid");
         CouponCampaign::create(CampaignId(Uuid::nil()), new, NOW)
     }
 
     #[test]
     fn campaign_validation() {
-        assert!(
-            NewCampaign::parse("x", Discount::Percent { percent: 101 }, 1, None, None).is_err()
-        );
+        assert!(NewCampaign::parse("x", Discount::Percent { percent: 101 }, 1, None, None).is_err());
         assert!(NewCampaign::parse("x", Discount::Fixed { amount: 0 }, 1, None, None).is_err());
         assert!(NewCampaign::parse("x", Discount::Fixed { amount: 1 }, 0, None, None).is_err());
-        assert!(
-            NewCampaign::parse("x", Discount::Fixed { amount: 1 }, 1, Some(NOW), Some(NOW))
-                .is_err()
-        );
+        assert!(NewCampaign::parse("x", Discount::Fixed { amount: 1 }, 1, Some(NOW), Some(NOW)).is_err());
     }
 
     #[test]
     fn issue_window() {
         let c = campaign(Some(NOW + Duration::days(1)));
-        assert_eq!(
-            c.check_window(NOW - Duration::seconds(1)),
-            Err(CouponError::NotStarted)
-        );
+        assert_eq!(c.check_window(NOW - Duration::seconds(1)), Err(CouponError::NotStarted));
         assert_eq!(c.check_window(NOW), Ok(()));
-        assert_eq!(
-            c.check_window(NOW + Duration::days(1)),
-            Err(CouponError::Ended)
-        );
+        assert_eq!(c.check_window(NOW + Duration::days(1)), Err(CouponError::Ended));
     }
 
     #[test]
@@ -324,10 +293,7 @@ mod tests {
             Err(CouponError::Expired)
         );
         coupon.use_for(owner, order, NOW).expect("usable");
-        assert_eq!(
-            coupon.use_for(owner, order, NOW),
-            Err(CouponError::NotAvailable)
-        );
+        assert_eq!(coupon.use_for(owner, order, NOW), Err(CouponError::NotAvailable));
         coupon.release();
         assert_eq!(coupon.status_at(NOW), CouponStatus::Available);
     }

@@ -77,9 +77,7 @@ impl EventPayload {
 
     pub fn topic(&self) -> &'static str {
         match self {
-            EventPayload::MemberRegistered { .. } | EventPayload::MemberWithdrawn { .. } => {
-                MEMBER_EVENTS
-            }
+            EventPayload::MemberRegistered { .. } | EventPayload::MemberWithdrawn { .. } => MEMBER_EVENTS,
             EventPayload::PolicyExpired { .. } => INSURANCE_EVENTS,
             EventPayload::PaymentSucceeded { .. } => PAYMENT_EVENTS,
         }
@@ -88,8 +86,9 @@ impl EventPayload {
     /// The aggregate whose events must stay in order: the member, the policy, the order.
     pub fn aggregate_id(&self) -> Uuid {
         match self {
-            EventPayload::MemberRegistered { member_id, .. }
-            | EventPayload::MemberWithdrawn { member_id, .. } => member_id.0,
+            EventPayload::MemberRegistered { member_id, .. } | EventPayload::MemberWithdrawn { member_id, .. } => {
+                member_id.0
+            }
             EventPayload::PolicyExpired { policy_id, .. } => policy_id.0,
             EventPayload::PaymentSucceeded { order_id, .. } => order_id.0,
         }

@@ -135,15 +135,9 @@ impl NewPolicy {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !number_ok {
-            errors.add(
-                "policy_number",
-                "must be 1 to 64 letters, digits, '-' or '_'",
-            );
+            errors.add("policy_number", "must be 1 to 64 letters, digits, '-' or '_'");
         }
-        errors.check(
-            "hourly_premium",
-            in_range(hourly_premium, 1, HOURLY_PREMIUM_MAX),
-        );
+        errors.check("hourly_premium", in_range(hourly_premium, 1, HOURLY_PREMIUM_MAX));
         errors.into_result(|| Self {
             policy_number: number.to_owned(),
             hourly_premium,
@@ -259,9 +253,7 @@ impl Policy {
         }
         let change = match (self.status, self.expired_at) {
             (PolicyStatus::Active, _) | (PolicyStatus::Expired, None) => ExpiryChange::Expired,
-            (PolicyStatus::Expired, Some(current)) if at < current => {
-                ExpiryChange::MovedEarlier { previous: current }
-            }
+            (PolicyStatus::Expired, Some(current)) if at < current => ExpiryChange::MovedEarlier { previous: current },
             (PolicyStatus::Expired, Some(_)) => return Ok(ExpiryChange::Unchanged),
         };
         self.status = PolicyStatus::Expired;
@@ -285,11 +277,10 @@ impl Policy {
             ExpiryChange::Expired => ("expired", None),
             ExpiryChange::MovedEarlier { previous } => ("expiry_moved_earlier", Some(*previous)),
         };
-        let (expired_at, reason, actor) =
-            match (self.expired_at, self.expiry_reason, &self.expired_by) {
-                (Some(at), Some(reason), Some(actor)) => (at, reason, actor.clone()),
-                _ => return None,
-            };
+        let (expired_at, reason, actor) = match (self.expired_at, self.expiry_reason, &self.expired_by) {
+            (Some(at), Some(reason), Some(actor)) => (at, reason, actor.clone()),
+            _ => return None,
+        };
         let audit = PolicyAudit {
             id: audit_id,
             policy_id: self.id,
@@ -322,11 +313,7 @@ pub fn insured_minutes(
 ) -> i64 {
     let from = start.max(coverage_start);
     let to = expired_at.map_or(end, |expired| end.min(expired));
-    if to <= from {
-        0
-    } else {
-        (to - from).whole_minutes()
-    }
+    if to <= from { 0 } else { (to - from).whole_minutes() }
 }
 
 /// `hourly_premium * minutes / 60`, rounded down (never negative, saturating).
@@ -357,11 +344,7 @@ pub struct DrivingSession {
 
 impl DrivingSession {
     /// Starts a session under the rider's active policy.
-    pub fn start(
-        id: SessionId,
-        policy: &Policy,
-        now: OffsetDateTime,
-    ) -> Result<Self, DrivingError> {
+    pub fn start(id: SessionId, policy: &Policy, now: OffsetDateTime) -> Result<Self, DrivingError> {
         if !policy.is_active() {
             return Err(DrivingError::NoActivePolicy);
         }
@@ -484,13 +467,8 @@ mod tests {
         Policy::enrol(PolicyId(Uuid::nil()), MemberId(Uuid::nil()), new, T0)
     }
 
-    fn session(
-        policy: &Policy,
-        start: OffsetDateTime,
-        end: Option<OffsetDateTime>,
-    ) -> DrivingSession {
-        let mut s =
-            DrivingSession::start(SessionId(Uuid::now_v7()), policy, start).expect("active");
+    fn session(policy: &Policy, start: OffsetDateTime, end: Option<OffsetDateTime>) -> DrivingSession {
+        let mut s = DrivingSession::start(SessionId(Uuid::now_v7()), policy, start).expect("active");
         s.ended_at = end;
         s
     }
@@ -536,9 +514,7 @@ mod tests {
         );
         assert_eq!(p.expired_at, Some(T0 + Duration::hours(2)));
         assert_eq!(p.expiry_reason, Some(ExpiryReason::InsurerCancellation));
-        let (audit, event) = p
-            .expiry_record(&change, AuditId(Uuid::nil()), now)
-            .expect("changed");
+        let (audit, event) = p.expiry_record(&change, AuditId(Uuid::nil()), now).expect("changed");
         assert_eq!(audit.action, "expiry_moved_earlier");
         assert_eq!(event.event_type(), "insurance.policy_expired");
     }
@@ -547,23 +523,15 @@ mod tests {
     fn expiring_later_or_again_changes_nothing() {
         let mut p = policy();
         let now = T0 + Duration::hours(5);
-        p.expire(
-            T0 + Duration::hours(2),
-            ExpiryReason::AdminRequest,
-            Actor::Insurer,
-            now,
-        )
-        .expect("ok");
+        p.expire(T0 + Duration::hours(2), ExpiryReason::AdminRequest, Actor::Insurer, now)
+            .expect("ok");
         let before = p.clone();
         for at in [T0 + Duration::hours(2), T0 + Duration::hours(3)] {
             let change = p
                 .expire(at, ExpiryReason::MemberWithdrawn, Actor::Insurer, now)
                 .expect("ok");
             assert_eq!(change, ExpiryChange::Unchanged);
-            assert!(
-                p.expiry_record(&change, AuditId(Uuid::nil()), now)
-                    .is_none()
-            );
+            assert!(p.expiry_record(&change, AuditId(Uuid::nil()), now).is_none());
         }
         assert_eq!(p, before);
     }
@@ -598,10 +566,7 @@ mod tests {
         let mut p = policy();
         let mut s = DrivingSession::start(SessionId(Uuid::nil()), &p, T0).expect("active");
         s.end(T0 + Duration::minutes(30)).expect("open");
-        assert_eq!(
-            s.end(T0 + Duration::minutes(31)),
-            Err(DrivingError::AlreadyEnded)
-        );
+        assert_eq!(s.end(T0 + Duration::minutes(31)), Err(DrivingError::AlreadyEnded));
         p.expire(T0, ExpiryReason::AdminRequest, Actor::Insurer, T0)
             .expect("ok");
         assert_eq!(

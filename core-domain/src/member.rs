@@ -146,9 +146,7 @@ impl Password {
         if (PASSWORD_MIN..=PASSWORD_MAX).contains(&len) {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(format!(
-                "must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"
-            ))
+            Err(format!("must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"))
         }
     }
 
@@ -173,26 +171,19 @@ pub struct NewMember {
 }
 
 impl NewMember {
-    pub fn parse(
-        email: &str,
-        password: &str,
-        name: &str,
-        phone: &str,
-    ) -> Result<Self, ValidationErrors> {
+    pub fn parse(email: &str, password: &str, name: &str, phone: &str) -> Result<Self, ValidationErrors> {
         let mut errors = ValidationErrors::new();
         let email = errors.check("email", Email::parse(email));
         let password = errors.check("password", Password::parse(password));
         let name = errors.check("name", text(name, 1, 50));
         let phone = errors.check("phone", Phone::parse(phone));
         match (email, password, name, phone) {
-            (Some(email), Some(password), Some(name), Some(phone)) if errors.is_empty() => {
-                Ok(Self {
-                    email,
-                    password,
-                    name,
-                    phone,
-                })
-            }
+            (Some(email), Some(password), Some(name), Some(phone)) if errors.is_empty() => Ok(Self {
+                email,
+                password,
+                name,
+                phone,
+            }),
             _ => Err(errors),
         }
     }
@@ -308,13 +299,8 @@ mod tests {
     use uuid::Uuid;
 
     fn member() -> Member {
-        let new = NewMember::parse(
-            " Rider@Example.COM ",
-            "correct horse battery",
-            "Kim",
-            "010-1234-5678",
-        )
-        .expect("valid");
+        let new =
+            NewMember::parse(" Rider@Example.COM ", "correct horse battery", "Kim", "010-1234-5678").expect("valid");
         Member::register(
             MemberId(Uuid::nil()),
             &new,

@@ -60,20 +60,14 @@ pub struct OrderRequest {
 }
 
 impl OrderRequest {
-    pub fn parse(
-        items: Vec<(ProductId, i64)>,
-        coupon_id: Option<CouponId>,
-    ) -> Result<Self, ValidationErrors> {
+    pub fn parse(items: Vec<(ProductId, i64)>, coupon_id: Option<CouponId>) -> Result<Self, ValidationErrors> {
         let mut errors = ValidationErrors::new();
         if items.is_empty() || items.len() > MAX_LINES {
             errors.add("items", format!("must have 1 to {MAX_LINES} lines"));
         }
         let mut seen = HashSet::new();
         for (i, (product_id, quantity)) in items.iter().enumerate() {
-            errors.check(
-                &format!("items[{i}].quantity"),
-                in_range(*quantity, 1, MAX_QUANTITY),
-            );
+            errors.check(&format!("items[{i}].quantity"), in_range(*quantity, 1, MAX_QUANTITY));
             if !seen.insert(*product_id) {
                 errors.add(&format!("items[{i}].product_id"), "appears more than once");
             }
@@ -132,9 +126,7 @@ impl Order {
         coupon: Option<&Coupon>,
         now: OffsetDateTime,
     ) -> Self {
-        let subtotal = items
-            .iter()
-            .fold(0, |sum: Krw, l| sum.saturating_add(l.line_total));
+        let subtotal = items.iter().fold(0, |sum: Krw, l| sum.saturating_add(l.line_total));
         let discount = coupon.map_or(0, |c| c.discount.amount_off(subtotal));
         Self {
             id,
@@ -152,11 +144,7 @@ impl Order {
     }
 
     /// pending → paid, returning the payment and its `payment.succeeded` event.
-    pub fn pay(
-        &mut self,
-        payment_id: PaymentId,
-        now: OffsetDateTime,
-    ) -> Result<(Payment, EventPayload), OrderError> {
+    pub fn pay(&mut self, payment_id: PaymentId, now: OffsetDateTime) -> Result<(Payment, EventPayload), OrderError> {
         if self.status != OrderStatus::Pending {
             return Err(OrderError::NotPending);
         }
@@ -261,49 +249,22 @@ mod tests {
 
     #[test]
     fn a_coupon_discount_never_makes_the_total_negative() {
-        let new =
-            NewCampaign::parse("c", Discount::Fixed { amount: 50_000 }, 1, None, None).expect("ok");
+        let new = NewCampaign::parse("c", Discount::Fixed { amount: 50_000 }, 1, None, None).expect("ok");
         let campaign = CouponCampaign::create(CampaignId(Uuid::nil()), new, NOW);
-        let coupon = Coupon::issue(
-            crate::CouponId(Uuid::nil()),
-            &campaign,
-            MemberId(Uuid::nil()),
-            NOW,
-        );
-        let lines = vec![
-            OrderLine::of(&product(1_000), 3),
-            OrderLine::of(&product(500), 2),
-        ];
-        let order = Order::place(
-            OrderId(Uuid::nil()),
-            MemberId(Uuid::nil()),
-            lines,
-            Some(&coupon),
-            NOW,
-        );
-        assert_eq!(
-            (order.subtotal, order.discount, order.total),
-            (4_000, 4_000, 0)
-        );
+        let coupon = Coupon::issue(crate::CouponId(Uuid::nil()), &campaign, MemberId(Uuid::nil()), NOW);
+        let lines = vec![OrderLine::of(&product(1_000), 3), OrderLine::of(&product(500), 2)];
+        let order = Order::place(OrderId(Uuid::nil()), MemberId(Uuid::nil()), lines, Some(&coupon), NOW);
+        assert_eq!((order.subtotal, order.discount, order.total), (4_000, 4_000, 0));
     }
 
     #[test]
     fn paying_is_once_and_emits_the_event() {
         let lines = vec![OrderLine::of(&product(1_000), 2)];
-        let mut order = Order::place(
-            OrderId(Uuid::nil()),
-            MemberId(Uuid::nil()),
-            lines,
-            None,
-            NOW,
-        );
+        let mut order = Order::place(OrderId(Uuid::nil()), MemberId(Uuid::nil()), lines, None, NOW);
         let (payment, event) = order.pay(PaymentId(Uuid::nil()), NOW).expect("pending");
         assert_eq!(payment.amount, 2_000);
         assert_eq!(event.event_type(), "payment.succeeded");
-        assert_eq!(
-            order.pay(PaymentId(Uuid::nil()), NOW),
-            Err(OrderError::NotPending)
-        );
+        assert_eq!(order.pay(PaymentId(Uuid::nil()), NOW), Err(OrderError::NotPending));
         assert_eq!(order.cancel(NOW), Err(OrderError::NotPending));
     }
 

@@ -23,10 +23,7 @@ impl ValidationErrors {
     }
 
     pub fn add(&mut self, field: &str, message: impl Into<String>) {
-        self.fields
-            .entry(field.to_owned())
-            .or_default()
-            .push(message.into());
+        self.fields.entry(field.to_owned()).or_default().push(message.into());
     }
 
     /// Records the error of `result` under `field` and returns its value, if any.
@@ -56,11 +53,7 @@ impl ValidationErrors {
 
     /// `Ok(value)` when no error was recorded.
     pub fn into_result<T>(self, value: impl FnOnce() -> T) -> Result<T, ValidationErrors> {
-        if self.is_empty() {
-            Ok(value())
-        } else {
-            Err(self)
-        }
+        if self.is_empty() { Ok(value()) } else { Err(self) }
     }
 }
 

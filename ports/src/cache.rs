@@ -30,12 +30,7 @@ pub trait Cache: Send + Sync {
     /// # Errors
     /// [`CacheError::Load`] with the loader's error (nothing is stored);
     /// [`CacheError::Unavailable`] when the cache cannot be reached (the loader may not have run).
-    async fn get_or_load(
-        &self,
-        key: &str,
-        ttl: Duration,
-        loader: Loader,
-    ) -> Result<Vec<u8>, CacheError>;
+    async fn get_or_load(&self, key: &str, ttl: Duration, loader: Loader) -> Result<Vec<u8>, CacheError>;
     /// Removes keys (after a write that changes what they hold).
     ///
     /// # Errors

@@ -62,12 +62,7 @@ pub trait OutboxStore: Send + Sync {
     /// Claims up to `limit` rows for `owner` for `lease`: pending, due, not under another
     /// live claim, and with no earlier unsent row of the same aggregate (so per-aggregate
     /// order holds and a batch has at most one row per aggregate). In `seq` order.
-    async fn claim(
-        &self,
-        owner: &str,
-        limit: i64,
-        lease: Duration,
-    ) -> Result<Vec<OutboxRecord>, StoreError>;
+    async fn claim(&self, owner: &str, limit: i64, lease: Duration) -> Result<Vec<OutboxRecord>, StoreError>;
     /// Marks rows sent. Called only after the transport acknowledged them.
     async fn mark_sent(&self, ids: &[EventId]) -> Result<(), StoreError>;
     /// Records a failed attempt: the claim is released and the row is due again at
@@ -89,6 +84,10 @@ pub enum PublishError {
     /// The transport did not acknowledge the record; retry later.
     #[error("publish failed: {0}")]
     Failed(String),
+    /// The record can never be delivered (malformed, or a consumer refused it for good):
+    /// it is marked dead at once instead of retried.
+    #[error("undeliverable: {0}")]
+    Permanent(String),
 }
 
 /// Hands outbox rows to the event transport.

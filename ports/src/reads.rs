@@ -19,17 +19,9 @@ use crate::store::{Consistency, StoreError};
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait MemberReads: Send + Sync {
-    async fn member(
-        &self,
-        id: MemberId,
-        consistency: Consistency,
-    ) -> Result<Option<Member>, StoreError>;
+    async fn member(&self, id: MemberId, consistency: Consistency) -> Result<Option<Member>, StoreError>;
     /// `email` is matched exactly (it is stored lower-cased).
-    async fn member_by_email(
-        &self,
-        email: &str,
-        consistency: Consistency,
-    ) -> Result<Option<Member>, StoreError>;
+    async fn member_by_email(&self, email: &str, consistency: Consistency) -> Result<Option<Member>, StoreError>;
     /// Members whose e-mail starts with `prefix`, by e-mail, at most `limit`.
     async fn search_members(
         &self,
@@ -44,11 +36,7 @@ pub trait MemberReads: Send + Sync {
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait InsuranceReads: Send + Sync {
-    async fn policy(
-        &self,
-        id: PolicyId,
-        consistency: Consistency,
-    ) -> Result<Option<Policy>, StoreError>;
+    async fn policy(&self, id: PolicyId, consistency: Consistency) -> Result<Option<Policy>, StoreError>;
     /// Newest first.
     async fn policies_of_member(
         &self,
@@ -56,16 +44,8 @@ pub trait InsuranceReads: Send + Sync {
         consistency: Consistency,
     ) -> Result<Vec<Policy>, StoreError>;
     /// Audit trail of a policy, oldest first.
-    async fn policy_audit(
-        &self,
-        id: PolicyId,
-        consistency: Consistency,
-    ) -> Result<Vec<PolicyAudit>, StoreError>;
-    async fn session(
-        &self,
-        id: SessionId,
-        consistency: Consistency,
-    ) -> Result<Option<DrivingSession>, StoreError>;
+    async fn policy_audit(&self, id: PolicyId, consistency: Consistency) -> Result<Vec<PolicyAudit>, StoreError>;
+    async fn session(&self, id: SessionId, consistency: Consistency) -> Result<Option<DrivingSession>, StoreError>;
     /// Sessions of the policy that overlap `[from, to)` (an open session overlaps if it
     /// started before `to`), oldest first.
     async fn sessions_of_policy(
@@ -82,11 +62,7 @@ pub trait InsuranceReads: Send + Sync {
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait CatalogReads: Send + Sync {
-    async fn product(
-        &self,
-        id: ProductId,
-        consistency: Consistency,
-    ) -> Result<Option<Product>, StoreError>;
+    async fn product(&self, id: ProductId, consistency: Consistency) -> Result<Option<Product>, StoreError>;
     /// Products by id (creation order), after `after` if given, at most `limit`.
     async fn products(
         &self,
@@ -109,11 +85,7 @@ pub trait CatalogReads: Send + Sync {
 #[async_trait]
 pub trait CommerceReads: Send + Sync {
     /// 0 for a member without a wallet yet.
-    async fn balance(
-        &self,
-        member_id: MemberId,
-        consistency: Consistency,
-    ) -> Result<Krw, StoreError>;
+    async fn balance(&self, member_id: MemberId, consistency: Consistency) -> Result<Krw, StoreError>;
     /// Newest first, at most `limit`.
     async fn ledger(
         &self,
@@ -121,22 +93,11 @@ pub trait CommerceReads: Send + Sync {
         limit: i64,
         consistency: Consistency,
     ) -> Result<Vec<LedgerEntry>, StoreError>;
-    async fn campaign(
-        &self,
-        id: CampaignId,
-        consistency: Consistency,
-    ) -> Result<Option<CouponCampaign>, StoreError>;
+    async fn campaign(&self, id: CampaignId, consistency: Consistency) -> Result<Option<CouponCampaign>, StoreError>;
     /// Newest first.
-    async fn coupons_of_member(
-        &self,
-        member_id: MemberId,
-        consistency: Consistency,
-    ) -> Result<Vec<Coupon>, StoreError>;
-    async fn order(
-        &self,
-        id: OrderId,
-        consistency: Consistency,
-    ) -> Result<Option<Order>, StoreError>;
+    async fn coupons_of_member(&self, member_id: MemberId, consistency: Consistency)
+    -> Result<Vec<Coupon>, StoreError>;
+    async fn order(&self, id: OrderId, consistency: Consistency) -> Result<Option<Order>, StoreError>;
     /// Newest first, at most `limit`.
     async fn orders_of_member(
         &self,

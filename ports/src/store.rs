@@ -11,9 +11,7 @@ use core_domain::insurance::{DrivingSession, Policy, PolicyAudit};
 use core_domain::member::Member;
 use core_domain::order::{Order, Payment};
 use core_domain::wallet::LedgerEntry;
-use core_domain::{
-    CampaignId, CouponId, EventId, Krw, MemberId, OrderId, PolicyId, ProductId, SessionId,
-};
+use core_domain::{CampaignId, CouponId, EventId, Krw, MemberId, OrderId, PolicyId, ProductId, SessionId};
 
 /// A position in the primary's commit history: the PostgreSQL commit LSN, a MySQL/MariaDB
 /// GTID, or an adapter-specific counter. Opaque to the application; only the adapter that
@@ -123,15 +121,10 @@ pub trait UnitOfWork: Send {
     /// Conflicts: [`Unique::PolicyNumber`], [`Unique::ActivePolicy`].
     async fn insert_policy(&mut self, policy: &Policy) -> Result<(), StoreError>;
     async fn policy(&mut self, id: PolicyId) -> Result<Option<Policy>, StoreError>;
-    async fn policy_by_number(&mut self, policy_number: &str)
-    -> Result<Option<Policy>, StoreError>;
+    async fn policy_by_number(&mut self, policy_number: &str) -> Result<Option<Policy>, StoreError>;
     async fn policies_of_member(&mut self, member_id: MemberId) -> Result<Vec<Policy>, StoreError>;
     /// Saves `policy` if the stored version is still `expected_version`.
-    async fn update_policy(
-        &mut self,
-        policy: &Policy,
-        expected_version: i64,
-    ) -> Result<(), StoreError>;
+    async fn update_policy(&mut self, policy: &Policy, expected_version: i64) -> Result<(), StoreError>;
     async fn insert_policy_audit(&mut self, audit: &PolicyAudit) -> Result<(), StoreError>;
     /// Conflict: [`Unique::OpenSession`].
     async fn insert_session(&mut self, session: &DrivingSession) -> Result<(), StoreError>;
@@ -156,11 +149,7 @@ pub trait UnitOfWork: Send {
         max_balance: Krw,
     ) -> Result<Option<Krw>, StoreError>;
     /// Atomically takes `amount` if the balance stays `>= 0`; the new balance, or `None`.
-    async fn debit_points(
-        &mut self,
-        member_id: MemberId,
-        amount: Krw,
-    ) -> Result<Option<Krw>, StoreError>;
+    async fn debit_points(&mut self, member_id: MemberId, amount: Krw) -> Result<Option<Krw>, StoreError>;
     async fn insert_ledger(&mut self, entry: &LedgerEntry) -> Result<(), StoreError>;
 
     // --- coupons -------------------------------------------------------------------
@@ -180,11 +169,7 @@ pub trait UnitOfWork: Send {
     async fn update_order(&mut self, order: &Order) -> Result<(), StoreError>;
     /// Pending orders created at or before `created_before`, oldest first, skipping rows
     /// locked by other transactions where the database can.
-    async fn stale_orders(
-        &mut self,
-        created_before: OffsetDateTime,
-        limit: i64,
-    ) -> Result<Vec<Order>, StoreError>;
+    async fn stale_orders(&mut self, created_before: OffsetDateTime, limit: i64) -> Result<Vec<Order>, StoreError>;
     async fn insert_payment(&mut self, payment: &Payment) -> Result<(), StoreError>;
     /// Reserves `(scope, key)` for this transaction, or reports what was stored under it. A
     /// concurrent transaction holding the same key makes this wait for it to finish.
@@ -195,19 +180,13 @@ pub trait UnitOfWork: Send {
         fingerprint: &str,
     ) -> Result<IdempotencyStart, StoreError>;
     /// Stores the response for a key reserved by `begin_idempotent`.
-    async fn complete_idempotent(
-        &mut self,
-        scope: &str,
-        key: &str,
-        response: &str,
-    ) -> Result<(), StoreError>;
+    async fn complete_idempotent(&mut self, scope: &str, key: &str, response: &str) -> Result<(), StoreError>;
 
     // --- events --------------------------------------------------------------------
     /// Appends events to the outbox, in order.
     async fn append_events(&mut self, events: &[DomainEvent]) -> Result<(), StoreError>;
     /// Records that `consumer` applied `event_id`; `false` if it already had (a redelivery).
-    async fn record_inbox(&mut self, consumer: &str, event_id: EventId)
-    -> Result<bool, StoreError>;
+    async fn record_inbox(&mut self, consumer: &str, event_id: EventId) -> Result<bool, StoreError>;
 
     // --- end -----------------------------------------------------------------------
     /// Commits and returns the commit's consistency token. The unit of work is spent after.

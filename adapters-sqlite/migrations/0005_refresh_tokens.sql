@@ -1,0 +1,14 @@
+-- Refresh tokens: only their SHA-256 hash is stored. Rotated tokens are spent, not deleted,
+-- so a reuse can be detected and the whole family revoked.
+create table refresh_tokens (
+    token_hash text primary key not null,
+    member_id text not null references members (id),
+    family_id text not null,
+    expires_at integer not null,
+    spent_at integer,
+    revoked_at integer,
+    created_at integer not null
+);
+
+create index refresh_tokens_family_idx on refresh_tokens (family_id);
+create index refresh_tokens_member_idx on refresh_tokens (member_id);

@@ -1,0 +1,159 @@
+//! Catalogue SQL: products, the atomic stock take, and popular products. Stock is only ever
+//! changed by single conditional statements, so concurrent orders cannot oversell.
+
+use async_trait::async_trait;
+use sqlx::SqliteConnection;
+use sqlx::sqlite::SqliteRow;
+use time::OffsetDateTime;
+
+use core_domain::ProductId;
+use core_domain::catalog::{PopularProduct, Product};
+use ports::{CatalogReads, Consistency, StoreError};
+
+use crate::codec::{self, micros};
+use crate::{SqliteStore, translate};
+
+fn product(row: &SqliteRow) -> Result<Product, StoreError> {
+    Ok(Product {
+        id: codec::id(row, "id")?,
+        name: codec::text(row, "name")?,
+        price: codec::int(row, "price")?,
+        stock: codec::int(row, "stock")?,
+        created_at: codec::time(row, "created_at")?,
+        updated_at: codec::time(row, "updated_at")?,
+    })
+}
+
+pub(crate) async fn insert(conn: &mut SqliteConnection, p: &Product) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into products (id, name, price, stock, created_at, updated_at) \
+         values (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .bind(p.id.to_string())
+    .bind(&p.name)
+    .bind(p.price)
+    .bind(p.stock)
+    .bind(micros(p.created_at))
+    .bind(micros(p.updated_at))
+    .execute(conn)
+    .await
+    .map_err(translate)?;
+    Ok(())
+}
+
+pub(crate) async fn by_id(conn: &mut SqliteConnection, id: ProductId) -> Result<Option<Product>, StoreError> {
+    sqlx::query("select * from products where id = ?1")
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await
+        .map_err(translate)?
+        .as_ref()
+        .map(product)
+        .transpose()
+}
+
+/// By id (UUIDv7 text sorts in creation order), after `after` if given.
+pub(crate) async fn page(
+    conn: &mut SqliteConnection,
+    after: Option<ProductId>,
+    limit: i64,
+) -> Result<Vec<Product>, StoreError> {
+    sqlx::query("select * from products where (?1 is null or id > ?1) order by id limit ?2")
+        .bind(after.map(|id| id.to_string()))
+        .bind(codec::limit(limit))
+        .fetch_all(conn)
+        .await
+        .map_err(translate)?
+        .iter()
+        .map(product)
+        .collect()
+}
+
+pub(crate) async fn update(conn: &mut SqliteConnection, p: &Product) -> Result<(), StoreError> {
+    let result = sqlx::query("update products set name = ?2, price = ?3, stock = ?4, updated_at = ?5 where id = ?1")
+        .bind(p.id.to_string())
+        .bind(&p.name)
+        .bind(p.price)
+        .bind(p.stock)
+        .bind(micros(p.updated_at))
+        .execute(conn)
+        .await
+        .map_err(translate)?;
+    codec::require_row(&result, "product", p.id)
+}
+
+/// `stock -= quantity` only if enough is left; `false` otherwise (or for an unknown product).
+pub(crate) async fn take_stock(conn: &mut SqliteConnection, id: ProductId, quantity: i64) -> Result<bool, StoreError> {
+    let result = sqlx::query("update products set stock = stock - ?2, updated_at = ?3 where id = ?1 and stock >= ?2")
+        .bind(id.to_string())
+        .bind(quantity)
+        .bind(codec::now_micros())
+        .execute(conn)
+        .await
+        .map_err(translate)?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub(crate) async fn return_stock(conn: &mut SqliteConnection, id: ProductId, quantity: i64) -> Result<(), StoreError> {
+    let result = sqlx::query("update products set stock = stock + ?2, updated_at = ?3 where id = ?1")
+        .bind(id.to_string())
+        .bind(quantity)
+        .bind(codec::now_micros())
+        .execute(conn)
+        .await
+        .map_err(translate)?;
+    codec::require_row(&result, "product", id)
+}
+
+/// Units in lines of orders paid at or after `since`; most units first, ties by product id.
+pub(crate) async fn popular(
+    conn: &mut SqliteConnection,
+    since: OffsetDateTime,
+    limit: i64,
+) -> Result<Vec<PopularProduct>, StoreError> {
+    sqlx::query(
+        "select p.*, sum(i.quantity) as units_sold from order_items i \
+         join orders o on o.id = i.order_id \
+         join products p on p.id = i.product_id \
+         where o.status = 'paid' and o.paid_at >= ?1 \
+         group by p.id order by units_sold desc, p.id limit ?2",
+    )
+    .bind(micros(since))
+    .bind(codec::limit(limit))
+    .fetch_all(conn)
+    .await
+    .map_err(translate)?
+    .iter()
+    .map(|row| {
+        Ok(PopularProduct {
+            product: product(row)?,
+            units_sold: codec::int(row, "units_sold")?,
+        })
+    })
+    .collect()
+}
+
+#[async_trait]
+impl CatalogReads for SqliteStore {
+    async fn product(&self, id: ProductId, _consistency: Consistency) -> Result<Option<Product>, StoreError> {
+        by_id(&mut *self.reader().await?, id).await
+    }
+
+    async fn products(
+        &self,
+        after: Option<ProductId>,
+        limit: i64,
+        _consistency: Consistency,
+    ) -> Result<Vec<Product>, StoreError> {
+        page(&mut *self.reader().await?, after, limit).await
+    }
+
+    async fn popular_products(
+        &self,
+        since: OffsetDateTime,
+        limit: i64,
+        _consistency: Consistency,
+    ) -> Result<Vec<PopularProduct>, StoreError> {
+        popular(&mut *self.reader().await?, since, limit).await
+    }
+}

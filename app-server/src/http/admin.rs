@@ -1,0 +1,156 @@
+//! Staff routes: CX and admins look up riders and expire policies; admins manage products
+//! and coupon campaigns.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use application::coupons::CampaignRequest;
+use core_domain::insurance::ExpiryReason;
+use core_domain::{MemberId, PolicyId, ProductId};
+
+use super::AppState;
+use super::dto::{
+    CampaignBody, ExpireBody, List, MemberBody, NewCampaignBody, NewProductBody, PolicyBody, ProductBody,
+    ProductPatchBody, parse_time,
+};
+use super::error::{ApiError, ApiResult, ProblemBody};
+use super::extract::{AppJson, AppPath, AppQuery, Auth};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(search_members))
+        .routes(routes!(member_policies))
+        .routes(routes!(expire_policy))
+        .routes(routes!(create_product))
+        .routes(routes!(update_product))
+        .routes(routes!(create_campaign))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+struct MemberSearch {
+    /// E-mail or its beginning.
+    email: String,
+}
+
+/// Search members by e-mail (cx, admin).
+#[utoipa::path(get, path = "/admin/members", tag = "admin", security(("bearer" = [])), params(MemberSearch),
+    responses((status = 200, body = List<MemberBody>), (status = 403, body = ProblemBody)))]
+async fn search_members(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(q): AppQuery<MemberSearch>,
+) -> ApiResult<Json<List<MemberBody>>> {
+    auth.staff()?;
+    let members = state.services.members.search(&q.email).await?;
+    Ok(Json(List::of(members, MemberBody::from)))
+}
+
+/// A member's policies (cx, admin).
+#[utoipa::path(get, path = "/admin/members/{id}/policies", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = List<PolicyBody>), (status = 403, body = ProblemBody)))]
+async fn member_policies(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<Json<List<PolicyBody>>> {
+    auth.staff()?;
+    let policies = state.services.insurance.member_policies(MemberId(id)).await?;
+    Ok(Json(List::of(policies, PolicyBody::from)))
+}
+
+/// Expire a policy effective at a given time (cx, admin). An earlier time than the current
+/// expiry moves it earlier; a later one changes nothing.
+#[utoipa::path(post, path = "/admin/insurance/policies/{id}/expire", tag = "admin", security(("bearer" = [])),
+    params(("id" = Uuid, Path)), request_body = ExpireBody,
+    responses((status = 200, body = PolicyBody), (status = 403, body = ProblemBody), (status = 404, body = ProblemBody),
+        (status = 422, body = ProblemBody, description = "insurance.invalid_effective_at")))]
+async fn expire_policy(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(body): AppJson<ExpireBody>,
+) -> ApiResult<Json<PolicyBody>> {
+    let claims = auth.staff()?;
+    let effective_at = parse_time("effective_at", &body.effective_at)?;
+    let reason = match body.reason.as_deref() {
+        None => ExpiryReason::AdminRequest,
+        Some(raw) => raw.parse().map_err(|e: String| ApiError::invalid_field("reason", e))?,
+    };
+    let policy = state
+        .services
+        .insurance
+        .expire_by_staff(claims.member_id, PolicyId(id), effective_at, reason)
+        .await?;
+    Ok(Json(policy.into()))
+}
+
+/// Create a product (admin).
+#[utoipa::path(post, path = "/admin/products", tag = "admin", security(("bearer" = [])), request_body = NewProductBody,
+    responses((status = 201, body = ProductBody), (status = 403, body = ProblemBody), (status = 422, body = ProblemBody)))]
+async fn create_product(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppJson(body): AppJson<NewProductBody>,
+) -> ApiResult<(StatusCode, Json<ProductBody>)> {
+    auth.admin()?;
+    let product = state
+        .services
+        .catalog
+        .create(&body.name, body.price, body.stock)
+        .await?;
+    Ok((StatusCode::CREATED, Json(product.into())))
+}
+
+/// Change a product's price and/or stock (admin).
+#[utoipa::path(patch, path = "/admin/products/{id}", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = ProductPatchBody,
+    responses((status = 200, body = ProductBody), (status = 403, body = ProblemBody), (status = 404, body = ProblemBody)))]
+async fn update_product(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(body): AppJson<ProductPatchBody>,
+) -> ApiResult<Json<ProductBody>> {
+    auth.admin()?;
+    let product = state
+        .services
+        .catalog
+        .update(ProductId(id), body.price, body.stock)
+        .await?;
+    Ok(Json(product.into()))
+}
+
+/// Create a first-come-first-served coupon campaign (admin).
+#[utoipa::path(post, path = "/admin/coupons", tag = "admin", security(("bearer" = [])), request_body = NewCampaignBody,
+    responses((status = 201, body = CampaignBody), (status = 403, body = ProblemBody), (status = 422, body = ProblemBody)))]
+async fn create_campaign(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppJson(body): AppJson<NewCampaignBody>,
+) -> ApiResult<(StatusCode, Json<CampaignBody>)> {
+    auth.admin()?;
+    let starts_at = body
+        .starts_at
+        .as_deref()
+        .map(|t| parse_time("starts_at", t))
+        .transpose()?;
+    let ends_at = body.ends_at.as_deref().map(|t| parse_time("ends_at", t)).transpose()?;
+    let campaign = state
+        .services
+        .coupons
+        .create_campaign(CampaignRequest {
+            name: body.name,
+            discount: body.discount.into(),
+            total_quantity: body.total_quantity,
+            starts_at,
+            ends_at,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(campaign.into())))
+}

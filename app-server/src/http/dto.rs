@@ -1,0 +1,465 @@
+//! Request and response bodies of the HTTP API, with their OpenAPI schemas. Domain types
+//! stay free of HTTP concerns; these convert from them.
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use core_domain::catalog::{PopularProduct, Product};
+use core_domain::coupon::{Coupon, CouponCampaign, Discount};
+use core_domain::insurance::{DrivingSession, Policy, Statement};
+use core_domain::member::Member;
+use core_domain::order::{Order, Payment};
+use core_domain::wallet::LedgerEntry;
+
+/// `{items: [...]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct List<T> {
+    pub items: Vec<T>,
+}
+
+impl<T> List<T> {
+    pub fn of<D>(items: impl IntoIterator<Item = D>, f: impl Fn(D) -> T) -> Self {
+        Self {
+            items: items.into_iter().map(f).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct SignUpBody {
+    pub email: String,
+    pub password: String,
+    pub name: String,
+    pub phone: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemberBody {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub phone: String,
+    /// `rider`, `cx` or `admin`.
+    pub role: String,
+    /// `active` or `withdrawn`.
+    pub status: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub withdrawn_at: Option<OffsetDateTime>,
+}
+
+impl From<Member> for MemberBody {
+    fn from(m: Member) -> Self {
+        Self {
+            id: m.id.0,
+            email: m.email,
+            name: m.name,
+            phone: m.phone,
+            role: m.role.as_str().to_owned(),
+            status: m.status.as_str().to_owned(),
+            created_at: m.created_at,
+            withdrawn_at: m.withdrawn_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginBody {
+    pub email: String,
+    pub password: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RefreshBody {
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenBody {
+    pub access_token: String,
+    pub refresh_token: String,
+    /// Always `Bearer`.
+    pub token_type: String,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct EnrolBody {
+    pub policy_number: String,
+    pub hourly_premium: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyBody {
+    pub id: Uuid,
+    pub member_id: Uuid,
+    pub policy_number: String,
+    pub hourly_premium: i64,
+    /// `active` or `expired`.
+    pub status: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub coverage_start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expired_at: Option<OffsetDateTime>,
+    /// `member_withdrawn`, `insurer_cancellation` or `admin_request`.
+    pub expiry_reason: Option<String>,
+    /// Who set the expiry: `member:<id>`, `staff:<id>`, `insurer`, `system:<job>`.
+    pub expired_by: Option<String>,
+    pub version: i64,
+}
+
+impl From<Policy> for PolicyBody {
+    fn from(p: Policy) -> Self {
+        Self {
+            id: p.id.0,
+            member_id: p.member_id.0,
+            policy_number: p.policy_number,
+            hourly_premium: p.hourly_premium,
+            status: p.status.as_str().to_owned(),
+            coverage_start: p.coverage_start,
+            expired_at: p.expired_at,
+            expiry_reason: p.expiry_reason.map(|r| r.as_str().to_owned()),
+            expired_by: p.expired_by.map(|a| a.to_string()),
+            version: p.version,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionBody {
+    pub id: Uuid,
+    pub policy_id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    pub insured_minutes: i64,
+    pub premium: i64,
+}
+
+impl SessionBody {
+    pub fn new(s: DrivingSession, insured_minutes: i64, premium: i64) -> Self {
+        Self {
+            id: s.id.0,
+            policy_id: s.policy_id.0,
+            started_at: s.started_at,
+            ended_at: s.ended_at,
+            insured_minutes,
+            premium,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StatementBody {
+    pub policy_id: Uuid,
+    #[serde(with = "time::serde::rfc3339")]
+    pub from: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub to: OffsetDateTime,
+    pub sessions: Vec<SessionBody>,
+    pub insured_minutes: i64,
+    pub premium: i64,
+}
+
+impl From<Statement> for StatementBody {
+    fn from(s: Statement) -> Self {
+        Self {
+            policy_id: s.policy_id.0,
+            from: s.from,
+            to: s.to,
+            insured_minutes: s.insured_minutes,
+            premium: s.premium,
+            sessions: s
+                .sessions
+                .into_iter()
+                .map(|l| SessionBody {
+                    id: l.session_id.0,
+                    policy_id: s.policy_id.0,
+                    started_at: l.started_at,
+                    ended_at: l.ended_at,
+                    insured_minutes: l.insured_minutes,
+                    premium: l.premium,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CancellationBody {
+    /// The insurer's id of this notification; repeats are ignored.
+    pub event_id: String,
+    pub policy_number: String,
+    /// RFC 3339: when the insurer cancelled the policy.
+    pub cancelled_at: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ExpireBody {
+    /// RFC 3339, between the coverage start and now.
+    pub effective_at: String,
+    /// `admin_request` (default), `insurer_cancellation` or `member_withdrawn`.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewProductBody {
+    pub name: String,
+    pub price: i64,
+    pub stock: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ProductPatchBody {
+    pub price: Option<i64>,
+    pub stock: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProductBody {
+    pub id: Uuid,
+    pub name: String,
+    pub price: i64,
+    pub stock: i64,
+    /// Units sold in the popularity window (popular products only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub units_sold: Option<i64>,
+}
+
+impl From<Product> for ProductBody {
+    fn from(p: Product) -> Self {
+        Self {
+            id: p.id.0,
+            name: p.name,
+            price: p.price,
+            stock: p.stock,
+            units_sold: None,
+        }
+    }
+}
+
+impl From<PopularProduct> for ProductBody {
+    fn from(p: PopularProduct) -> Self {
+        Self {
+            units_sold: Some(p.units_sold),
+            ..p.product.into()
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WalletBody {
+    pub balance: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChargeBody {
+    pub amount: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LedgerBody {
+    pub id: Uuid,
+    /// `charge`, `payment` or `refund`.
+    pub kind: String,
+    pub amount: i64,
+    pub balance_after: i64,
+    pub reference: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<LedgerEntry> for LedgerBody {
+    fn from(e: LedgerEntry) -> Self {
+        Self {
+            id: e.id.0,
+            kind: e.kind.as_str().to_owned(),
+            amount: e.amount,
+            balance_after: e.balance_after,
+            reference: e.reference,
+            created_at: e.created_at,
+        }
+    }
+}
+
+/// `{kind: "fixed", amount}` or `{kind: "percent", percent}`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DiscountBody {
+    Fixed { amount: i64 },
+    Percent { percent: i64 },
+}
+
+impl From<DiscountBody> for Discount {
+    fn from(d: DiscountBody) -> Self {
+        match d {
+            DiscountBody::Fixed { amount } => Discount::Fixed { amount },
+            DiscountBody::Percent { percent } => Discount::Percent { percent },
+        }
+    }
+}
+
+impl From<Discount> for DiscountBody {
+    fn from(d: Discount) -> Self {
+        match d {
+            Discount::Fixed { amount } => DiscountBody::Fixed { amount },
+            Discount::Percent { percent } => DiscountBody::Percent { percent },
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewCampaignBody {
+    pub name: String,
+    pub discount: DiscountBody,
+    pub total_quantity: i64,
+    /// RFC 3339; default now.
+    pub starts_at: Option<String>,
+    /// RFC 3339; default none (coupons then last 30 days).
+    pub ends_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CampaignBody {
+    pub id: Uuid,
+    pub name: String,
+    pub discount: DiscountBody,
+    pub total_quantity: i64,
+    pub issued_count: i64,
+    #[serde(with = "time::serde::rfc3339")]
+    pub starts_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ends_at: Option<OffsetDateTime>,
+}
+
+impl From<CouponCampaign> for CampaignBody {
+    fn from(c: CouponCampaign) -> Self {
+        Self {
+            id: c.id.0,
+            name: c.name,
+            discount: c.discount.into(),
+            total_quantity: c.total_quantity,
+            issued_count: c.issued_count,
+            starts_at: c.starts_at,
+            ends_at: c.ends_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CouponBody {
+    pub id: Uuid,
+    pub campaign_id: Uuid,
+    /// `available`, `used` or `expired`.
+    pub status: String,
+    pub discount: DiscountBody,
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
+}
+
+impl CouponBody {
+    pub fn at(c: Coupon, now: OffsetDateTime) -> Self {
+        Self {
+            id: c.id.0,
+            campaign_id: c.campaign_id.0,
+            status: c.status_at(now).as_str().to_owned(),
+            discount: c.discount.into(),
+            expires_at: c.expires_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct OrderItemBody {
+    pub product_id: Uuid,
+    pub quantity: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewOrderBody {
+    pub items: Vec<OrderItemBody>,
+    pub coupon_id: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderLineBody {
+    pub product_id: Uuid,
+    pub product_name: String,
+    pub unit_price: i64,
+    pub quantity: i64,
+    pub line_total: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OrderBody {
+    pub id: Uuid,
+    /// `pending`, `paid` or `cancelled`.
+    pub status: String,
+    pub items: Vec<OrderLineBody>,
+    pub subtotal: i64,
+    pub discount: i64,
+    pub total: i64,
+    pub coupon_id: Option<Uuid>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<Order> for OrderBody {
+    fn from(o: Order) -> Self {
+        Self {
+            id: o.id.0,
+            status: o.status.as_str().to_owned(),
+            items: o
+                .items
+                .into_iter()
+                .map(|l| OrderLineBody {
+                    product_id: l.product_id.0,
+                    product_name: l.product_name,
+                    unit_price: l.unit_price,
+                    quantity: l.quantity,
+                    line_total: l.line_total,
+                })
+                .collect(),
+            subtotal: o.subtotal,
+            discount: o.discount,
+            total: o.total,
+            coupon_id: o.coupon_id.map(|c| c.0),
+            created_at: o.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentBody {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub amount: i64,
+    /// `succeeded`.
+    pub status: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+impl From<Payment> for PaymentBody {
+    fn from(p: Payment) -> Self {
+        Self {
+            id: p.id.0,
+            order_id: p.order_id.0,
+            amount: p.amount,
+            status: p.status.as_str().to_owned(),
+            created_at: p.created_at,
+        }
+    }
+}
+
+/// Parses an RFC 3339 field, or a 422 naming it.
+pub fn parse_time(field: &str, raw: &str) -> Result<OffsetDateTime, super::error::ApiError> {
+    OffsetDateTime::parse(raw.trim(), &time::format_description::well_known::Rfc3339)
+        .map(|t| t.to_offset(time::UtcOffset::UTC))
+        .map_err(|_| super::error::ApiError::invalid_field(field, "must be an RFC 3339 date-time"))
+}

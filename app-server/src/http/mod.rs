@@ -1,0 +1,177 @@
+//! The HTTP API: axum routes under `/api/v1`, OpenAPI at `/openapi.json` with Swagger UI at
+//! `/docs`, health and metrics outside it. Handlers only translate: HTTP in, use case,
+//! HTTP out.
+
+pub mod admin;
+pub mod commerce;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod insurance;
+pub mod members;
+pub mod ops;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderName, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::SecretString;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use application::{Ports, Services};
+use ports::{HealthCheck, Quota};
+
+use error::ApiError;
+
+/// HTTP-only settings.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub insurer_secret: SecretString,
+    pub api_quota: Quota,
+    pub trust_forwarded_for: bool,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+/// Logs an outage of a fail-open dependency once, not once per request.
+#[derive(Debug, Default)]
+pub struct OutageLog {
+    limiter_down: AtomicBool,
+}
+
+impl OutageLog {
+    pub fn limiter_down(&self, error: &str) {
+        if !self.limiter_down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(error, "API rate limiter unavailable; failing open until it recovers");
+        }
+    }
+
+    pub fn limiter_up(&self) {
+        if self.limiter_down.swap(false, Ordering::Relaxed) {
+            tracing::info!("API rate limiter recovered");
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Services,
+    pub ports: Ports,
+    pub http: Arc<HttpSettings>,
+    pub health: Arc<Vec<Arc<dyn HealthCheck>>>,
+    pub metrics: PrometheusHandle,
+    pub outage_log: Arc<OutageLog>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "hexride", description = "Rider platform: members, time-based insurance, commerce."),
+    modifiers(&BearerAuth),
+    components(schemas(error::ProblemBody)),
+    tags((name = "members"), (name = "auth"), (name = "insurance"), (name = "driving"), (name = "products"),
+        (name = "points"), (name = "coupons"), (name = "orders"), (name = "admin"))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// The API routes and their OpenAPI document.
+pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let v1 = OpenApiRouter::new()
+        .merge(members::routes())
+        .merge(insurance::routes())
+        .merge(commerce::routes())
+        .merge(admin::routes());
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", v1)
+        .split_for_parts()
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let (api, openapi) = api();
+    let request_id = HeaderName::from_static("x-request-id");
+    let timeout = state.http.request_timeout;
+    Router::new()
+        .merge(api)
+        .merge(ops::routes())
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+        .fallback(|| async { ApiError::not_found() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "request.method_not_allowed", "method not allowed here")
+        })
+        .layer(DefaultBodyLimit::max(state.http.max_body_bytes))
+        .layer(middleware::from_fn_with_state(timeout, timeout_layer))
+        .layer(middleware::from_fn(record_metrics))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+                    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+                    tracing::info_span!("http", method = %request.method(), uri = %request.uri().path(), request_id = %id)
+                }))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
+                    ApiError::internal(&"handler panicked").into_response()
+                })),
+        )
+        .with_state(state)
+}
+
+/// Answers 503 problem+json when a request runs longer than the configured timeout.
+async fn timeout_layer(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request.timeout",
+            "the request took too long",
+        )
+        .into_response(),
+    }
+}
+
+/// `http_requests_total{method, route, status}` and `http_request_duration_seconds`.
+async fn record_metrics(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}

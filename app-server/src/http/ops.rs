@@ -1,0 +1,59 @@
+//! Operations endpoints: liveness, readiness with per-component status, Prometheus metrics.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use ports::{ComponentHealth, HealthStatus};
+
+use super::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .route("/metrics", get(metrics))
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    status: HealthStatus,
+    components: BTreeMap<String, ComponentHealth>,
+}
+
+async fn live() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "up" }))
+}
+
+/// 200 while every component is up or degraded (a replica or the cache down), 503 when one
+/// is down.
+async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    let checks = futures::future::join_all(state.health.iter().map(|h| h.health())).await;
+    let components: BTreeMap<String, ComponentHealth> =
+        checks.into_iter().flatten().map(|c| (c.name.clone(), c)).collect();
+    let status = if components.values().any(|c| c.status == HealthStatus::Down) {
+        HealthStatus::Down
+    } else if components.values().any(|c| c.status == HealthStatus::Degraded) {
+        HealthStatus::Degraded
+    } else {
+        HealthStatus::Up
+    };
+    let code = if status == HealthStatus::Down {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, Json(Readiness { status, components }))
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,173 @@
+//! Access tokens as HS256 JWTs. They are short-lived and self-contained so any instance can
+//! verify a request without a lookup; revocation happens on the refresh-token side, which
+//! is why the token carries its login's family id.
+
+use std::time::Duration;
+
+use core_domain::member::Role;
+use core_domain::{MemberId, TokenFamilyId};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use ports::{AccessClaims, AccessTokenError, AccessTokens};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Clock skew tolerated between the instance that issued a token and the one verifying it.
+const LEEWAY_SECS: u64 = 5;
+
+/// The JWT body.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Claims {
+    sub: Uuid,
+    role: Role,
+    fam: Uuid,
+    iat: i64,
+    exp: i64,
+}
+
+/// [`ports::AccessTokens`] signing HS256 JWTs with a shared secret, so every instance given
+/// the same secret accepts the others' tokens.
+pub struct JwtAccessTokens {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    ttl: Duration,
+}
+
+impl JwtAccessTokens {
+    /// Tokens signed with `secret` that callers are told live for `ttl`.
+    pub fn new(secret: &[u8], ttl: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = true;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            ttl,
+        }
+    }
+}
+
+impl std::fmt::Debug for JwtAccessTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the keys.
+        f.debug_struct("JwtAccessTokens")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AccessTokens for JwtAccessTokens {
+    /// Signs `claims`; the token expires at `claims.expires_at` (callers set it to now + ttl).
+    fn issue(&self, claims: &AccessClaims) -> Result<String, AccessTokenError> {
+        let body = Claims {
+            sub: claims.member_id.as_uuid(),
+            role: claims.role,
+            fam: claims.family_id.as_uuid(),
+            iat: OffsetDateTime::now_utc().unix_timestamp(),
+            exp: claims.expires_at.unix_timestamp(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &body, &self.encoding)
+            .map_err(|e| AccessTokenError::Signing(e.to_string()))
+    }
+
+    fn verify(&self, token: &str) -> Result<AccessClaims, AccessTokenError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).map_err(|e| {
+            tracing::debug!(error = %e, "access token rejected");
+            AccessTokenError::Invalid
+        })?;
+        let claims = data.claims;
+        let expires_at = OffsetDateTime::from_unix_timestamp(claims.exp).map_err(|_| AccessTokenError::Invalid)?;
+        Ok(AccessClaims {
+            member_id: MemberId(claims.sub),
+            role: claims.role,
+            family_id: TokenFamilyId(claims.fam),
+            expires_at,
+        })
+    }
+
+    fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &[u8] = b"a test secret that is long enough!";
+
+    fn tokens() -> JwtAccessTokens {
+        JwtAccessTokens::new(SECRET, Duration::from_secs(900))
+    }
+
+    fn claims(expires_in: time::Duration) -> AccessClaims {
+        // JWTs carry whole seconds.
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        AccessClaims {
+            member_id: MemberId(Uuid::now_v7()),
+            role: Role::Cx,
+            family_id: TokenFamilyId(Uuid::now_v7()),
+            expires_at: now + expires_in,
+        }
+    }
+
+    #[test]
+    fn an_issued_token_verifies_to_the_same_claims() {
+        let tokens = tokens();
+        let claims = claims(time::Duration::minutes(15));
+        let token = tokens.issue(&claims).unwrap();
+        assert_eq!(tokens.verify(&token), Ok(claims));
+        assert_eq!(tokens.ttl(), Duration::from_secs(900));
+    }
+
+    #[test]
+    fn the_payload_has_the_documented_claims() {
+        let claims = claims(time::Duration::minutes(15));
+        let token = tokens().issue(&claims).unwrap();
+        let json: serde_json::Value = jsonwebtoken::dangerous::insecure_decode_claims(&token).unwrap();
+        assert_eq!(json["sub"], claims.member_id.to_string());
+        assert_eq!(json["role"], "cx");
+        assert_eq!(json["fam"], claims.family_id.to_string());
+        assert_eq!(json["exp"], claims.expires_at.unix_timestamp());
+        assert!(json["iat"].is_i64());
+    }
+
+    #[test]
+    fn a_token_signed_with_another_secret_is_invalid() {
+        let other = JwtAccessTokens::new(b"another secret entirely, also long", Duration::from_secs(900));
+        let token = other.issue(&claims(time::Duration::minutes(15))).unwrap();
+        assert_eq!(tokens().verify(&token), Err(AccessTokenError::Invalid));
+    }
+
+    #[test]
+    fn an_expired_token_is_invalid() {
+        let tokens = tokens();
+        let token = tokens.issue(&claims(time::Duration::seconds(-30))).unwrap();
+        assert_eq!(tokens.verify(&token), Err(AccessTokenError::Invalid));
+    }
+
+    #[test]
+    fn garbage_is_invalid() {
+        let tokens = tokens();
+        for garbage in ["", "garbage", "a.b.c", "eyJhbGciOiJub25lIn0.e30."] {
+            assert_eq!(tokens.verify(garbage), Err(AccessTokenError::Invalid), "{garbage}");
+        }
+    }
+
+    #[test]
+    fn a_tampered_payload_is_invalid() {
+        let tokens = tokens();
+        let token = tokens.issue(&claims(time::Duration::minutes(15))).unwrap();
+        let forged = tokens.issue(&AccessClaims {
+            role: Role::Admin,
+            ..claims(time::Duration::minutes(15))
+        });
+        let mut parts: Vec<&str> = token.split('.').collect();
+        let forged = forged.unwrap();
+        parts[1] = forged.split('.').nth(1).unwrap();
+        assert_eq!(tokens.verify(&parts.join(".")), Err(AccessTokenError::Invalid));
+    }
+}

@@ -1,0 +1,228 @@
+//! Running an instance: the HTTP server and the background workers (outbox relay, scheduled
+//! jobs, metrics upkeep), with graceful shutdown — stop accepting, finish in-flight
+//! requests, let the relay finish its batch, close the pools.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::http::{self, AppState, HttpSettings, OutageLog};
+use crate::runtime::Runtime;
+
+/// The process-wide Prometheus recorder (installed once, shared by every app in a process).
+pub fn prometheus() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
+            }
+            handle
+        })
+        .clone()
+}
+
+/// A shutdown signal that any number of tasks can wait on.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+impl Shutdown {
+    pub fn new() -> (watch::Sender<bool>, Self) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Self(rx))
+    }
+
+    /// Resolves once shutdown has been requested.
+    pub async fn wait(mut self) {
+        // An error means the sender is gone: shut down too.
+        let _ = self.0.wait_for(|stop| *stop).await;
+    }
+}
+
+/// A started instance.
+pub struct Running {
+    /// Where HTTP listens (port 0 in the config picks a free one).
+    pub addr: Option<SocketAddr>,
+    pub runtime: Arc<Runtime>,
+    stop: watch::Sender<bool>,
+    http: Option<JoinHandle<std::io::Result<()>>>,
+    workers: Vec<JoinHandle<()>>,
+    grace: Duration,
+}
+
+impl Running {
+    /// Graceful stop: HTTP drains in-flight requests (up to the grace period), workers
+    /// finish what they are doing, pools close.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(http) = self.http.take() {
+            match tokio::time::timeout(self.grace, http).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(error))) => tracing::error!(%error, "HTTP server error"),
+                Ok(Err(error)) => tracing::error!(%error, "HTTP server task failed"),
+                Err(_) => tracing::warn!("in-flight requests did not finish within the grace period"),
+            }
+        }
+        for worker in self.workers.drain(..) {
+            if tokio::time::timeout(self.grace, worker).await.is_err() {
+                tracing::warn!("a worker did not stop within the grace period");
+            }
+        }
+        self.runtime.close().await;
+        tracing::info!("stopped");
+    }
+}
+
+pub fn app_state(runtime: &Runtime) -> AppState {
+    let c = &runtime.config;
+    AppState {
+        services: runtime.services.clone(),
+        ports: runtime.ports.clone(),
+        http: Arc::new(HttpSettings {
+            insurer_secret: c.insurer.webhook_secret.clone(),
+            api_quota: ports::Quota {
+                limit: c.auth.api_per_member_per_minute.max(1),
+                period: Duration::from_secs(60),
+            },
+            trust_forwarded_for: c.server.trust_forwarded_for,
+            request_timeout: c.server.request_timeout(),
+            max_body_bytes: c.server.max_body_bytes,
+        }),
+        health: Arc::new(runtime.health.clone()),
+        metrics: prometheus(),
+        outage_log: Arc::new(OutageLog::default()),
+    }
+}
+
+/// Builds the runtime and starts what its role asks for: HTTP, workers, or both.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let role = config.server.role;
+    let listen = config.server.listen.clone();
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let runtime = Arc::new(Runtime::build(config).await?);
+    let (stop, shutdown) = Shutdown::new();
+
+    let mut workers = Vec::new();
+    if role.runs_workers() {
+        workers = spawn_workers(&runtime, &shutdown);
+    }
+    let (addr, http) = if role.serves_http() {
+        let listener = tokio::net::TcpListener::bind(&listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let addr = listener.local_addr()?;
+        let router = http::router(app_state(&runtime));
+        let signal = shutdown.clone().wait();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(signal)
+                .await
+        });
+        tracing::info!(%addr, "listening");
+        (Some(addr), Some(server))
+    } else {
+        (None, None)
+    };
+    Ok(Running {
+        addr,
+        runtime,
+        stop,
+        http,
+        workers,
+        grace,
+    })
+}
+
+fn spawn_workers(runtime: &Arc<Runtime>, shutdown: &Shutdown) -> Vec<JoinHandle<()>> {
+    let owner = format!("relay-{}", uuid::Uuid::now_v7());
+    let relay = runtime.relay(&owner);
+    let stop = shutdown.clone();
+    let relay_task = tokio::spawn(async move {
+        tracing::info!(owner = %owner, "outbox relay started");
+        relay.run(stop.wait()).await;
+    });
+
+    let jobs = runtime.services.clone();
+    let interval = Duration::from_secs(runtime.config.jobs.interval_secs.max(1));
+    let batch = runtime.config.jobs.batch_size.max(1);
+    let stop = shutdown.clone();
+    let jobs_task = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stopped = stop.wait();
+        tokio::pin!(stopped);
+        loop {
+            tokio::select! {
+                () = &mut stopped => return,
+                _ = ticker.tick() => run_jobs(&jobs, batch).await,
+            }
+        }
+    });
+
+    let handle = prometheus();
+    let stop = shutdown.clone();
+    let upkeep_task = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(5));
+        let stopped = stop.wait();
+        tokio::pin!(stopped);
+        loop {
+            tokio::select! {
+                () = &mut stopped => return,
+                _ = ticker.tick() => handle.run_upkeep(),
+            }
+        }
+    });
+    vec![relay_task, jobs_task, upkeep_task]
+}
+
+/// One round of the scheduled jobs. Each job works in batches and is safe to run on
+/// several instances at once (stale orders are claimed row by row).
+pub async fn run_jobs(services: &application::Services, batch: i64) {
+    match services.orders.cancel_stale(batch).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(cancelled = n, "stale pending orders cancelled"),
+        Err(error) => tracing::warn!(%error, "cancelling stale orders failed"),
+    }
+    match services.members.anonymise_withdrawn(batch).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(anonymised = n, "withdrawn members anonymised"),
+        Err(error) => tracing::warn!(%error, "anonymising withdrawn members failed"),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn termination_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}

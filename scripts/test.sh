@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Every check CI runs, in order: formatting, lints, the whole test suite, and the rule that
+# the core crates never depend on infrastructure crates. Run from anywhere.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace --locked
+
+step "core crates stay free of sqlx, axum, rdkafka and redis"
+status=0
+for crate in core-domain ports application; do
+    offenders=$(cargo tree -p "$crate" --locked --prefix none --edges normal,build,dev \
+        | grep -E '^(sqlx|sqlx-[a-z-]+|axum|axum-core|rdkafka|rdkafka-sys|redis) v' | sort -u || true)
+    if [ -n "$offenders" ]; then
+        echo "  $crate depends on: $offenders"
+        status=1
+    else
+        echo "  $crate: clean"
+    fi
+done
+exit $status
