@@ -1,1 +1,4 @@
+//! hexride's integration tests, and the shared contract every SQL store adapter must pass.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod contract;

@@ -1,0 +1,59 @@
+//! Units of work: nothing is visible before commit, rollback and drop undo everything, and a
+//! spent unit of work refuses to be used.
+
+use ports::{Consistency, StoreError};
+
+use super::{Stores, now, rider};
+
+pub async fn a_rollback_leaves_nothing(stores: Stores) {
+    let member = rider("rolled.back@example.com", now());
+    let mut uow = stores.db.begin().await.unwrap();
+    uow.insert_member(&member).await.unwrap();
+    // Not visible to readers before commit.
+    assert_eq!(
+        stores.members.member(member.id, Consistency::Strong).await.unwrap(),
+        None
+    );
+    uow.rollback().await.unwrap();
+    assert_eq!(
+        stores.members.member(member.id, Consistency::Strong).await.unwrap(),
+        None
+    );
+    let mut uow = stores.db.begin().await.unwrap();
+    assert_eq!(uow.member(member.id).await.unwrap(), None);
+    // The e-mail is free again.
+    uow.insert_member(&rider("rolled.back@example.com", now()))
+        .await
+        .unwrap();
+    uow.commit().await.unwrap();
+}
+
+pub async fn dropping_a_unit_of_work_without_commit_leaves_nothing(stores: Stores) {
+    let member = rider("dropped@example.com", now());
+    {
+        let mut uow = stores.db.begin().await.unwrap();
+        uow.insert_member(&member).await.unwrap();
+    }
+    // The next unit of work gets a connection (the dropped one was rolled back and returned).
+    let mut uow = stores.db.begin().await.unwrap();
+    assert_eq!(uow.member(member.id).await.unwrap(), None);
+    uow.commit().await.unwrap();
+    assert_eq!(
+        stores.members.member(member.id, Consistency::Strong).await.unwrap(),
+        None
+    );
+}
+
+pub async fn a_spent_unit_of_work_refuses_work(stores: Stores) {
+    let mut uow = stores.db.begin().await.unwrap();
+    uow.commit().await.unwrap();
+    assert!(matches!(uow.commit().await, Err(StoreError::Other(_))));
+    assert!(matches!(uow.rollback().await, Err(StoreError::Other(_))));
+    assert!(matches!(
+        uow.insert_member(&rider("late@example.com", now())).await,
+        Err(StoreError::Other(_))
+    ));
+    let mut uow = stores.db.begin().await.unwrap();
+    uow.rollback().await.unwrap();
+    assert!(matches!(uow.commit().await, Err(StoreError::Other(_))));
+}
