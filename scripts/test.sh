@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Every check CI runs, in order: formatting, lints, the whole test suite, and the rule that
-# the core crates never depend on infrastructure crates. Run from anywhere.
+# Every check CI runs, in order: formatting, lints, the project's own test services, the
+# whole test suite against them, and the rule that the core crates never depend on
+# infrastructure crates. Run from anywhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,12 @@ cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "test infrastructure: scripts/infra.sh up"
+# The project's own PostgreSQL primary/replica (never the system instances). Integration
+# tests fail rather than skip when a service is missing: skipping is never allowed here.
+eval "$(scripts/infra.sh up)"
+unset HEXRIDE_SKIP_INTEGRATION
 
 step "cargo test --workspace"
 cargo test --workspace --locked

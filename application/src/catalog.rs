@@ -82,6 +82,17 @@ impl CatalogService {
         }
     }
 
+    /// Stock of these products changed (an order placed or cancelled): their cached details
+    /// go. The first list page keeps its short TTL rather than being dropped on every order.
+    pub async fn stock_changed(&self, products: Vec<ProductId>) {
+        let mut keys: Vec<String> = products.into_iter().map(product_key).collect();
+        keys.sort();
+        keys.dedup();
+        if !keys.is_empty() {
+            self.invalidate(keys).await;
+        }
+    }
+
     pub async fn create(&self, name: &str, price: i64, stock: i64) -> Result<Product, CatalogError> {
         let new = NewProduct::parse(name, price, stock)?;
         let product = Product::create(ProductId(self.ports.ids.new_id()), new, self.ports.clock.now());

@@ -28,6 +28,8 @@ pub enum CouponsError {
     SoldOut,
     #[error("you already hold a coupon of this campaign")]
     AlreadyIssued,
+    #[error("the member is not active")]
+    MemberInactive,
 }
 
 problem!(CouponsError {
@@ -36,6 +38,7 @@ problem!(CouponsError {
     Ended => Conflict, "coupon.ended";
     SoldOut => Conflict, "coupon.sold_out";
     AlreadyIssued => Conflict, "coupon.already_issued";
+    MemberInactive => Conflict, "member.inactive";
 });
 
 impl From<CouponError> for CouponsError {
@@ -139,6 +142,9 @@ impl CouponService {
     ) -> Result<Coupon, CouponsError> {
         let coupon = Coupon::issue(CouponId(self.ports.ids.new_id()), campaign, member_id, now);
         let mut uow = self.ports.db.begin().await?;
+        if !crate::members::is_active(uow.as_mut(), member_id).await? {
+            return Err(CouponsError::MemberInactive);
+        }
         match uow.insert_coupon(&coupon).await {
             Err(StoreError::Conflict(Unique::CouponPerMember)) => {
                 return Err(CouponsError::AlreadyIssued);
@@ -200,6 +206,7 @@ mod tests {
             .return_once(|_, _, _| Err(GateError::Unavailable("down".into())));
         t.coupon_gate.expect_release().never();
         t.expect_uow(|uow| {
+            crate::testing::active_member(uow);
             uow.expect_insert_coupon().returning(|_| Ok(()));
             uow.expect_claim_coupon_slot().return_once(|_| Ok(false));
             uow.expect_commit().never();
@@ -239,6 +246,7 @@ mod tests {
             .return_once(|_, _, _| Ok(GateDecision::Admitted));
         t.coupon_gate.expect_release().never();
         t.expect_uow(|uow| {
+            crate::testing::active_member(uow);
             uow.expect_insert_coupon()
                 .return_once(|_| Err(StoreError::Conflict(Unique::CouponPerMember)));
         });

@@ -113,8 +113,7 @@ impl InsuranceService {
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
         // Locks the member: a withdrawal cannot slip between this check and the insert.
-        let member = uow.member(member_id).await?.ok_or(InsuranceError::MemberInactive)?;
-        if !member.is_active() {
+        if !crate::members::is_active(uow.as_mut(), member_id).await? {
             return Err(InsuranceError::MemberInactive);
         }
         let policy = Policy::enrol(PolicyId(self.ports.ids.new_id()), member_id, new, now);
@@ -190,6 +189,9 @@ impl InsuranceService {
     pub async fn start_session(&self, member_id: MemberId) -> Result<DrivingSession, InsuranceError> {
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
+        if !crate::members::is_active(uow.as_mut(), member_id).await? {
+            return Err(InsuranceError::MemberInactive);
+        }
         let policies = uow.policies_of_member(member_id).await?;
         let policy = policies
             .iter()

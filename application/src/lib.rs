@@ -94,13 +94,14 @@ pub struct Services {
 impl Services {
     pub fn new(ports: Ports, settings: Settings) -> Self {
         let settings = Arc::new(settings);
+        let catalog = catalog::CatalogService::new(ports.clone(), settings.clone());
         Self {
-            members: members::MemberService::new(ports.clone(), settings.clone()),
+            members: members::MemberService::new(ports.clone(), settings),
             insurance: insurance::InsuranceService::new(ports.clone()),
-            catalog: catalog::CatalogService::new(ports.clone(), settings),
             wallet: wallet::WalletService::new(ports.clone()),
             coupons: coupons::CouponService::new(ports.clone()),
-            orders: orders::OrderService::new(ports),
+            orders: orders::OrderService::new(ports, catalog.clone()),
+            catalog,
         }
     }
 }

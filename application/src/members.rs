@@ -70,6 +70,12 @@ impl From<AccessTokenError> for MemberError {
     }
 }
 
+/// Whether `member_id` is an active member, read (and locked) inside `uow`. Writes on a
+/// member's behalf check it, so a withdrawn member's still-valid access token cannot act.
+pub(crate) async fn is_active(uow: &mut dyn ports::UnitOfWork, member_id: MemberId) -> Result<bool, StoreError> {
+    Ok(uow.member(member_id).await?.is_some_and(|m| m.is_active()))
+}
+
 /// A sign-up (or staff) request as the client sent it.
 #[derive(Debug, Clone)]
 pub struct SignUp {

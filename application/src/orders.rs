@@ -9,6 +9,7 @@ use core_domain::{CouponId, LedgerId, MemberId, OrderId, PaymentId, ProductId, V
 use ports::{IdempotencyStart, StoreError};
 
 use crate::Ports;
+use crate::catalog::CatalogService;
 use crate::error::problem;
 use crate::events::new_events;
 use crate::freshness::Freshness;
@@ -39,6 +40,8 @@ pub enum OrdersError {
     IdempotencyMismatch,
     #[error("a request with this Idempotency-Key is still in progress")]
     IdempotencyInProgress,
+    #[error("the member is not active")]
+    MemberInactive,
 }
 
 problem!(OrdersError {
@@ -52,6 +55,7 @@ problem!(OrdersError {
     InsufficientPoints => Conflict, "points.insufficient";
     IdempotencyMismatch => Invalid, "idempotency.key_mismatch";
     IdempotencyInProgress => Conflict, "idempotency.in_progress";
+    MemberInactive => Conflict, "member.inactive";
 });
 
 impl From<OrderError> for OrdersError {
@@ -78,12 +82,18 @@ fn check_idempotency_key(key: &str) -> Result<(), ValidationErrors> {
 pub struct OrderService {
     ports: Ports,
     freshness: Freshness,
+    /// Told when stock changes, so cached product details do not show stale stock.
+    catalog: CatalogService,
 }
 
 impl OrderService {
-    pub fn new(ports: Ports) -> Self {
+    pub fn new(ports: Ports, catalog: CatalogService) -> Self {
         let freshness = Freshness::new(ports.consistency.clone());
-        Self { ports, freshness }
+        Self {
+            ports,
+            freshness,
+            catalog,
+        }
     }
 
     /// Places an order: stock is taken atomically per line, the coupon (own, available,
@@ -102,6 +112,9 @@ impl OrderService {
         let now = self.ports.clock.now();
         let order_id = OrderId(self.ports.ids.new_id());
         let mut uow = self.ports.db.begin().await?;
+        if !crate::members::is_active(uow.as_mut(), member_id).await? {
+            return Err(OrdersError::MemberInactive);
+        }
         let mut lines = Vec::with_capacity(request.items.len());
         for (product_id, quantity) in &request.items {
             let product = uow
@@ -129,6 +142,9 @@ impl OrderService {
         let order = Order::place(order_id, member_id, lines, coupon.as_ref(), now);
         uow.insert_order(&order).await?;
         self.freshness.commit(uow.as_mut(), member_id).await?;
+        self.catalog
+            .stock_changed(order.items.iter().map(|l| l.product_id).collect())
+            .await;
         Ok(order)
     }
 
@@ -182,6 +198,9 @@ impl OrderService {
                 return Err(OrdersError::IdempotencyInProgress);
             }
         }
+        if !crate::members::is_active(uow.as_mut(), member_id).await? {
+            return Err(OrdersError::MemberInactive);
+        }
 
         let mut order = uow
             .order(order_id)
@@ -232,6 +251,14 @@ impl OrderService {
             uow.update_order(&order).await?;
         }
         uow.commit().await?;
+        self.catalog
+            .stock_changed(
+                stale
+                    .iter()
+                    .flat_map(|o| o.items.iter().map(|l| l.product_id))
+                    .collect(),
+            )
+            .await;
         Ok(stale.len())
     }
 }
@@ -244,6 +271,11 @@ mod tests {
     use core_domain::catalog::{NewProduct, Product};
     use ports::CommitToken;
     use time::OffsetDateTime;
+
+    fn service(t: TestPorts) -> OrderService {
+        let ports = t.build();
+        OrderService::new(ports.clone(), CatalogService::new(ports, Default::default()))
+    }
 
     fn product(stock: i64) -> Product {
         Product::create(
@@ -272,12 +304,13 @@ mod tests {
         let p = product(0);
         let id = p.id;
         t.expect_uow(move |uow| {
+            crate::testing::active_member(uow);
             uow.expect_product().return_once(move |_| Ok(Some(p)));
             uow.expect_take_stock().return_once(|_, _| Ok(false));
             uow.expect_insert_order().never();
             uow.expect_commit().never();
         });
-        let err = OrderService::new(t.build())
+        let err = service(t)
             .place(MemberId(uuid::Uuid::now_v7()), vec![(id, 1)], None)
             .await
             .expect_err("no stock");
@@ -293,6 +326,7 @@ mod tests {
         t.expect_uow(move |uow| {
             uow.expect_begin_idempotent()
                 .return_once(|_, _, _| Ok(IdempotencyStart::New));
+            crate::testing::active_member(uow);
             uow.expect_order().return_once(move |_| Ok(Some(order)));
             uow.expect_debit_points()
                 .withf(|_, amount| *amount == 1_000)
@@ -311,10 +345,7 @@ mod tests {
             uow.expect_commit().times(1).returning(|| Ok(CommitToken("1".into())));
         });
         t.consistency.expect_remember().returning(|_, _| Ok(()));
-        let payment = OrderService::new(t.build())
-            .pay(member_id, order_id, "key-1", "fp")
-            .await
-            .expect("paid");
+        let payment = service(t).pay(member_id, order_id, "key-1", "fp").await.expect("paid");
         assert_eq!(payment.amount, 1_000);
     }
 
@@ -337,7 +368,7 @@ mod tests {
             uow.expect_debit_points().never();
             uow.expect_rollback().returning(|| Ok(()));
         });
-        let replay = OrderService::new(t.build())
+        let replay = service(t)
             .pay(member_id, order.id, "key-1", "fp")
             .await
             .expect("replay");
@@ -356,7 +387,7 @@ mod tests {
             });
             uow.expect_order().never();
         });
-        let err = OrderService::new(t.build())
+        let err = service(t)
             .pay(
                 MemberId(uuid::Uuid::now_v7()),
                 OrderId(uuid::Uuid::now_v7()),
@@ -377,22 +408,25 @@ mod tests {
         t.expect_uow(move |uow| {
             uow.expect_begin_idempotent()
                 .return_once(|_, _, _| Ok(IdempotencyStart::New));
+            crate::testing::active_member(uow);
             uow.expect_order().return_once(move |_| Ok(Some(order)));
             uow.expect_debit_points().return_once(|_, _| Ok(None));
             uow.expect_append_events().never();
             uow.expect_commit().never();
         });
-        let err = OrderService::new(t.build())
-            .pay(member_id, order_id, "k", "fp")
-            .await
-            .expect_err("poor");
+        let err = service(t).pay(member_id, order_id, "k", "fp").await.expect_err("poor");
         assert_eq!(err.code(), "points.insufficient");
     }
 
     #[tokio::test]
-    async fn stale_orders_return_stock() {
+    async fn stale_orders_return_stock_and_drop_cached_stock() {
         let mut t = TestPorts::new();
         let order = pending_order(MemberId(uuid::Uuid::now_v7()), 1_000);
+        t.cache
+            .expect_invalidate()
+            .withf(|keys| keys.len() == 1 && keys[0].starts_with("product:"))
+            .times(1)
+            .returning(|_| Ok(()));
         t.expect_uow(move |uow| {
             uow.expect_stale_orders().return_once(move |_, _| Ok(vec![order]));
             uow.expect_return_stock()
@@ -405,6 +439,6 @@ mod tests {
                 .returning(|_| Ok(()));
             uow.expect_commit().times(1).returning(|| Ok(CommitToken("1".into())));
         });
-        assert_eq!(OrderService::new(t.build()).cancel_stale(100).await.expect("ok"), 1);
+        assert_eq!(service(t).cancel_stale(100).await.expect("ok"), 1);
     }
 }

@@ -88,6 +88,15 @@ impl TestPorts {
     }
 }
 
+/// The unit of work finds the member active (any id).
+pub fn active_member(uow: &mut MockUnitOfWork) {
+    uow.expect_member().returning(|id| {
+        let mut member = member_fixture(Role::Rider);
+        member.id = id;
+        Ok(Some(member))
+    });
+}
+
 pub fn member_fixture(role: Role) -> Member {
     let new = NewMember::parse("rider@example.com", "correct horse battery", "Kim", "01012345678").expect("valid");
     Member::register(

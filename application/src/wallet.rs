@@ -17,10 +17,13 @@ pub enum PointsError {
     Store(#[from] StoreError),
     #[error("the balance would exceed {MAX_BALANCE} points")]
     LimitExceeded,
+    #[error("the member is not active")]
+    MemberInactive,
 }
 
 problem!(PointsError {
     LimitExceeded => Conflict, "points.limit_exceeded";
+    MemberInactive => Conflict, "member.inactive";
 });
 
 #[derive(Clone)]
@@ -44,6 +47,9 @@ impl WalletService {
     pub async fn charge(&self, member_id: MemberId, amount: i64) -> Result<Krw, PointsError> {
         let amount = ChargeAmount::parse(amount)?;
         let mut uow = self.ports.db.begin().await?;
+        if !crate::members::is_active(uow.as_mut(), member_id).await? {
+            return Err(PointsError::MemberInactive);
+        }
         let balance = uow
             .credit_points(member_id, amount.value(), MAX_BALANCE)
             .await?
@@ -82,6 +88,7 @@ mod tests {
     async fn a_charge_over_the_maximum_is_refused_and_not_committed() {
         let mut t = TestPorts::new();
         t.expect_uow(|uow| {
+            crate::testing::active_member(uow);
             uow.expect_credit_points()
                 .withf(|_, amount, max| *amount == 500 && *max == MAX_BALANCE)
                 .return_once(|_, _, _| Ok(None));
@@ -99,6 +106,7 @@ mod tests {
     async fn a_charge_writes_a_ledger_row_with_the_balance_after() {
         let mut t = TestPorts::new();
         t.expect_uow(|uow| {
+            crate::testing::active_member(uow);
             uow.expect_credit_points().return_once(|_, _, _| Ok(Some(1_500)));
             uow.expect_insert_ledger()
                 .withf(|e| e.amount == 500 && e.balance_after == 1_500 && e.kind == LedgerKind::Charge)
@@ -112,6 +120,25 @@ mod tests {
             .await
             .expect("ok");
         assert_eq!(balance, 1_500);
+    }
+
+    #[tokio::test]
+    async fn a_withdrawn_member_cannot_charge() {
+        let mut t = TestPorts::new();
+        t.expect_uow(|uow| {
+            uow.expect_member().returning(|_| {
+                let mut m = crate::testing::member_fixture(core_domain::member::Role::Rider);
+                m.withdraw(time::OffsetDateTime::now_utc()).expect("active");
+                Ok(Some(m))
+            });
+            uow.expect_credit_points().never();
+            uow.expect_commit().never();
+        });
+        let err = WalletService::new(t.build())
+            .charge(MemberId(uuid::Uuid::now_v7()), 500)
+            .await
+            .expect_err("inactive");
+        assert_eq!(err.code(), "member.inactive");
     }
 
     #[tokio::test]

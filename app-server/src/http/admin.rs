@@ -20,7 +20,7 @@ use super::dto::{
     ProductPatchBody, parse_time,
 };
 use super::error::{ApiError, ApiResult, ProblemBody};
-use super::extract::{AppJson, AppPath, AppQuery, Auth};
+use super::extract::{Admin, AppJson, AppPath, AppQuery, Staff};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -43,10 +43,9 @@ struct MemberSearch {
     responses((status = 200, body = List<MemberBody>), (status = 403, body = ProblemBody)))]
 async fn search_members(
     State(state): State<AppState>,
-    auth: Auth,
+    _staff: Staff,
     AppQuery(q): AppQuery<MemberSearch>,
 ) -> ApiResult<Json<List<MemberBody>>> {
-    auth.staff()?;
     let members = state.services.members.search(&q.email).await?;
     Ok(Json(List::of(members, MemberBody::from)))
 }
@@ -56,10 +55,9 @@ async fn search_members(
     responses((status = 200, body = List<PolicyBody>), (status = 403, body = ProblemBody)))]
 async fn member_policies(
     State(state): State<AppState>,
-    auth: Auth,
+    _staff: Staff,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<Json<List<PolicyBody>>> {
-    auth.staff()?;
     let policies = state.services.insurance.member_policies(MemberId(id)).await?;
     Ok(Json(List::of(policies, PolicyBody::from)))
 }
@@ -72,11 +70,10 @@ async fn member_policies(
         (status = 422, body = ProblemBody, description = "insurance.invalid_effective_at")))]
 async fn expire_policy(
     State(state): State<AppState>,
-    auth: Auth,
+    Staff(claims): Staff,
     AppPath(id): AppPath<Uuid>,
     AppJson(body): AppJson<ExpireBody>,
 ) -> ApiResult<Json<PolicyBody>> {
-    let claims = auth.staff()?;
     let effective_at = parse_time("effective_at", &body.effective_at)?;
     let reason = match body.reason.as_deref() {
         None => ExpiryReason::AdminRequest,
@@ -95,10 +92,9 @@ async fn expire_policy(
     responses((status = 201, body = ProductBody), (status = 403, body = ProblemBody), (status = 422, body = ProblemBody)))]
 async fn create_product(
     State(state): State<AppState>,
-    auth: Auth,
+    _admin: Admin,
     AppJson(body): AppJson<NewProductBody>,
 ) -> ApiResult<(StatusCode, Json<ProductBody>)> {
-    auth.admin()?;
     let product = state
         .services
         .catalog
@@ -113,11 +109,10 @@ async fn create_product(
     responses((status = 200, body = ProductBody), (status = 403, body = ProblemBody), (status = 404, body = ProblemBody)))]
 async fn update_product(
     State(state): State<AppState>,
-    auth: Auth,
+    _admin: Admin,
     AppPath(id): AppPath<Uuid>,
     AppJson(body): AppJson<ProductPatchBody>,
 ) -> ApiResult<Json<ProductBody>> {
-    auth.admin()?;
     let product = state
         .services
         .catalog
@@ -131,10 +126,9 @@ async fn update_product(
     responses((status = 201, body = CampaignBody), (status = 403, body = ProblemBody), (status = 422, body = ProblemBody)))]
 async fn create_campaign(
     State(state): State<AppState>,
-    auth: Auth,
+    _admin: Admin,
     AppJson(body): AppJson<NewCampaignBody>,
 ) -> ApiResult<(StatusCode, Json<CampaignBody>)> {
-    auth.admin()?;
     let starts_at = body
         .starts_at
         .as_deref()

@@ -457,9 +457,11 @@ impl From<Payment> for PaymentBody {
     }
 }
 
-/// Parses an RFC 3339 field, or a 422 naming it.
+/// Parses an RFC 3339 field, or a 422 naming it. A time that is valid in its own offset but
+/// not representable in UTC (e.g. `9999-12-31T23:59:59-23:59`) is refused, not a panic.
 pub fn parse_time(field: &str, raw: &str) -> Result<OffsetDateTime, super::error::ApiError> {
     OffsetDateTime::parse(raw.trim(), &time::format_description::well_known::Rfc3339)
-        .map(|t| t.to_offset(time::UtcOffset::UTC))
-        .map_err(|_| super::error::ApiError::invalid_field(field, "must be an RFC 3339 date-time"))
+        .ok()
+        .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
+        .ok_or_else(|| super::error::ApiError::invalid_field(field, "must be an RFC 3339 date-time"))
 }

@@ -146,7 +146,9 @@ impl IntoResponse for ApiError {
                 headers.insert(header::RETRY_AFTER, value);
             }
         }
-        if self.status == StatusCode::UNAUTHORIZED {
+        // A bearer challenge where a bearer token is what is missing (not on the insurer's
+        // HMAC-signed callback).
+        if self.status == StatusCode::UNAUTHORIZED && self.code.starts_with("auth.") {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response

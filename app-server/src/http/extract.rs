@@ -138,28 +138,41 @@ where
     }
 }
 
-impl Auth {
-    /// Refuses (403) a caller whose role is not among `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<&AccessClaims, ApiError> {
-        if roles.contains(&self.0.role) {
-            Ok(&self.0)
-        } else {
-            Err(ApiError::forbidden())
+/// An authenticated member with one of the given roles; any other role is refused (403)
+/// before the body is even read.
+macro_rules! role_extractor {
+    ($(#[$meta:meta])* $name:ident: $($role:expr),+) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub AccessClaims);
+
+        impl<S> FromRequestParts<S> for $name
+        where
+            AppState: FromRef<S>,
+            S: Send + Sync,
+        {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+                let Auth(claims) = Auth::from_request_parts(parts, state).await?;
+                if [$($role),+].contains(&claims.role) { Ok(Self(claims)) } else { Err(ApiError::forbidden()) }
+            }
         }
-    }
-
-    pub fn rider(&self) -> Result<&AccessClaims, ApiError> {
-        self.require(&[Role::Rider])
-    }
-
-    pub fn staff(&self) -> Result<&AccessClaims, ApiError> {
-        self.require(&[Role::Cx, Role::Admin])
-    }
-
-    pub fn admin(&self) -> Result<&AccessClaims, ApiError> {
-        self.require(&[Role::Admin])
-    }
+    };
 }
+
+role_extractor!(
+    /// A rider (insurance and driving routes).
+    Rider: Role::Rider
+);
+role_extractor!(
+    /// CX or admin staff.
+    Staff: Role::Cx, Role::Admin
+);
+role_extractor!(
+    /// An admin.
+    Admin: Role::Admin
+);
 
 /// The client's IP: the first `X-Forwarded-For` entry when the proxy is trusted, else the
 /// peer address, else `unknown`.
@@ -199,6 +212,14 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
         axum::body::Bytes::from_request(req, state)
             .await
             .map(Self)
-            .map_err(|rejection| ApiError::new(rejection.status(), "request.invalid_body", rejection.body_text()))
+            .map_err(|rejection| {
+                // The same code as an oversized JSON body (`AppJson`): clients branch on it.
+                let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    "request.too_large"
+                } else {
+                    "request.invalid_body"
+                };
+                ApiError::new(rejection.status(), code, rejection.body_text())
+            })
     }
 }

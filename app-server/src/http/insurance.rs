@@ -19,7 +19,7 @@ use core_domain::{PolicyId, SessionId};
 use super::AppState;
 use super::dto::{CancellationBody, EnrolBody, List, PolicyBody, SessionBody, StatementBody, parse_time};
 use super::error::{ApiError, ApiResult, ProblemBody};
-use super::extract::{AppJson, AppPath, AppQuery, Auth, RawBody};
+use super::extract::{AppJson, AppPath, AppQuery, Auth, RawBody, Rider};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -36,10 +36,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         (status = 409, body = ProblemBody, description = "insurance.already_active, insurance.policy_number_taken, member.inactive")))]
 async fn enrol(
     State(state): State<AppState>,
-    auth: Auth,
+    Rider(claims): Rider,
     AppJson(body): AppJson<EnrolBody>,
 ) -> ApiResult<(StatusCode, Json<PolicyBody>)> {
-    let claims = auth.rider()?;
     let policy = state
         .services
         .insurance
@@ -51,8 +50,7 @@ async fn enrol(
 /// The caller's policies, newest first (riders).
 #[utoipa::path(get, path = "/insurance/policies", tag = "insurance", security(("bearer" = [])),
     responses((status = 200, body = List<PolicyBody>), (status = 403, body = ProblemBody)))]
-async fn my_policies(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<List<PolicyBody>>> {
-    let claims = auth.rider()?;
+async fn my_policies(State(state): State<AppState>, Rider(claims): Rider) -> ApiResult<Json<List<PolicyBody>>> {
     let policies = state.services.insurance.my_policies(claims.member_id).await?;
     Ok(Json(List::of(policies, PolicyBody::from)))
 }
@@ -91,8 +89,10 @@ async fn statement(
 /// Start a driving session under the active policy (riders).
 #[utoipa::path(post, path = "/driving/sessions", tag = "driving", security(("bearer" = [])),
     responses((status = 201, body = SessionBody), (status = 409, body = ProblemBody, description = "driving.no_active_policy, driving.session_open")))]
-async fn start_session(State(state): State<AppState>, auth: Auth) -> ApiResult<(StatusCode, Json<SessionBody>)> {
-    let claims = auth.rider()?;
+async fn start_session(
+    State(state): State<AppState>,
+    Rider(claims): Rider,
+) -> ApiResult<(StatusCode, Json<SessionBody>)> {
     let session = state.services.insurance.start_session(claims.member_id).await?;
     Ok((StatusCode::CREATED, Json(SessionBody::new(session, 0, 0))))
 }
@@ -103,10 +103,9 @@ async fn start_session(State(state): State<AppState>, auth: Auth) -> ApiResult<(
     responses((status = 200, body = SessionBody), (status = 404, body = ProblemBody), (status = 409, body = ProblemBody, description = "driving.session_ended")))]
 async fn end_session(
     State(state): State<AppState>,
-    auth: Auth,
+    Rider(claims): Rider,
     AppPath(id): AppPath<Uuid>,
 ) -> ApiResult<Json<SessionBody>> {
-    let claims = auth.rider()?;
     let bill = state
         .services
         .insurance

@@ -1,0 +1,12 @@
+//! The API test suite: every endpoint, every error code and the main flows, through the
+//! real server on a temporary SQLite database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod access;
+mod commerce;
+mod concurrency;
+mod helpers;
+mod insurance;
+mod members;
+mod ops;

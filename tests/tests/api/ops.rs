@@ -1,0 +1,74 @@
+//! Outside `/api/v1`: health, metrics, the OpenAPI document and Swagger UI.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{json_body, spawn_app};
+
+#[tokio::test]
+async fn liveness_answers_up() {
+    let app = spawn_app().await;
+
+    let response = app.send(app.client.get(app.url("/health/live"))).await;
+
+    assert_eq!(json_body(response, 200).await, json!({ "status": "up" }));
+}
+
+#[tokio::test]
+async fn readiness_reports_status_and_the_database_component() {
+    let app = spawn_app().await;
+
+    let response = app.send(app.client.get(app.url("/health/ready"))).await;
+
+    assert_eq!(
+        json_body(response, 200).await,
+        json!({ "status": "up", "components": { "database": { "name": "database", "status": "up" } } })
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_http_requests_in_prometheus_text() {
+    let app = spawn_app().await;
+    app.send(app.client.get(app.url("/health/live"))).await;
+
+    let response = app.send(app.client.get(app.url("/metrics"))).await;
+
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    let text = response.text().await.unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("http_requests_total{") && l.contains("route=\"/health/live\"")),
+        "no http_requests_total for /health/live in:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_the_payment_route() {
+    let app = spawn_app().await;
+
+    let document: Value = json_body(app.send(app.client.get(app.url("/openapi.json"))).await, 200).await;
+
+    let paths = document["paths"].as_object().expect("paths");
+    let payment = &paths["/api/v1/orders/{id}/payment"];
+    assert!(payment["post"].is_object(), "{payment}");
+    for path in [
+        "/api/v1/members",
+        "/api/v1/auth/login",
+        "/api/v1/insurance/insurer/cancellations",
+        "/api/v1/admin/coupons",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing from the OpenAPI paths");
+    }
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served_at_docs() {
+    let app = spawn_app().await;
+
+    let response = app.send(app.client.get(app.url("/docs/"))).await;
+
+    assert_eq!(response.status().as_u16(), 200);
+    let html = response.text().await.unwrap();
+    assert!(html.contains("swagger-ui"), "not the Swagger UI page");
+}
