@@ -69,6 +69,11 @@ impl Cache for MokaCache {
             .map_err(|error| CacheError::Load((*error).clone()))
     }
 
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), CacheError> {
+        self.inner.insert(key.to_owned(), (value, ttl)).await;
+        Ok(())
+    }
+
     async fn invalidate(&self, keys: &[String]) -> Result<(), CacheError> {
         for key in keys {
             self.inner.invalidate(key).await;
@@ -111,6 +116,19 @@ mod tests {
             assert_eq!(task.await.unwrap(), Ok(b"v".to_vec()));
         }
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_put_value_is_served_without_loading() {
+        let cache = MokaCache::new(100);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let ttl = Duration::from_secs(60);
+        cache.put("product:1", b"new".to_vec(), ttl).await.unwrap();
+        let value = cache
+            .get_or_load("product:1", ttl, counting_loader(&calls, b"old"))
+            .await;
+        assert_eq!(value, Ok(b"new".to_vec()));
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test]

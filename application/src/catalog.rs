@@ -75,6 +75,20 @@ impl CatalogService {
         load().await
     }
 
+    /// Caches the product as just written. Invalidating instead would let the next read
+    /// refill the cache from a replica that has not replayed the write yet.
+    async fn write_through(&self, product: &Product) {
+        let key = product_key(product.id);
+        let stored = match serde_json::to_vec(&Some(product)) {
+            Ok(bytes) => self.ports.cache.put(&key, bytes, self.settings.product_cache_ttl).await,
+            Err(error) => Err(CacheError::Unavailable(error.to_string())),
+        };
+        if let Err(error) = stored {
+            tracing::warn!(%error, key, "cache write-through failed; dropping the entry");
+            self.invalidate(vec![key]).await;
+        }
+    }
+
     async fn invalidate(&self, keys: Vec<String>) {
         if let Err(error) = self.ports.cache.invalidate(&keys).await {
             // Entries expire on their own TTL; the write has committed.
@@ -99,6 +113,7 @@ impl CatalogService {
         let mut uow = self.ports.db.begin().await?;
         uow.insert_product(&product).await?;
         uow.commit().await?;
+        self.write_through(&product).await;
         self.invalidate(vec![LIST_KEY.to_owned(), POPULAR_KEY.to_owned()]).await;
         Ok(product)
     }
@@ -110,8 +125,8 @@ impl CatalogService {
         product.apply(patch, self.ports.clock.now());
         uow.update_product(&product).await?;
         uow.commit().await?;
-        self.invalidate(vec![product_key(id), LIST_KEY.to_owned(), POPULAR_KEY.to_owned()])
-            .await;
+        self.write_through(&product).await;
+        self.invalidate(vec![LIST_KEY.to_owned(), POPULAR_KEY.to_owned()]).await;
         Ok(product)
     }
 
@@ -120,7 +135,14 @@ impl CatalogService {
         let product: Option<Product> = self
             .cached(&product_key(id), self.settings.product_cache_ttl, move || {
                 let reads = reads.clone();
-                Box::pin(async move { reads.product(id, Consistency::Eventual).await })
+                Box::pin(async move {
+                    // Ids are minted by us, so a product a replica does not know yet is one
+                    // it has not replayed: ask the primary before caching "not found".
+                    match reads.product(id, Consistency::Eventual).await? {
+                        Some(product) => Ok(Some(product)),
+                        None => reads.product(id, Consistency::Strong).await,
+                    }
+                })
             })
             .await?;
         product.ok_or(CatalogError::NotFound)
@@ -173,7 +195,16 @@ mod tests {
         t.cache
             .expect_get_or_load()
             .returning(|_, _, _| Err(CacheError::Unavailable("down".into())));
-        t.catalog.expect_product().times(1).returning(|_, _| Ok(None));
+        t.catalog
+            .expect_product()
+            .withf(|_, c| *c == Consistency::Eventual)
+            .times(1)
+            .returning(|_, _| Ok(None));
+        t.catalog
+            .expect_product()
+            .withf(|_, c| *c == Consistency::Strong)
+            .times(1)
+            .returning(|_, _| Ok(None));
         let err = CatalogService::new(t.build(), Default::default())
             .get(ProductId(uuid::Uuid::now_v7()))
             .await
@@ -201,7 +232,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_patch_invalidates_the_product_and_lists() {
+    async fn a_patch_writes_the_product_through_and_drops_the_lists() {
         let mut t = TestPorts::new();
         let now = time::OffsetDateTime::now_utc();
         let product = Product::create(
@@ -218,8 +249,16 @@ mod tests {
             uow.expect_commit().returning(|| Ok(ports::CommitToken("1".into())));
         });
         t.cache
+            .expect_put()
+            .withf(move |key, value, _| {
+                key == format!("product:{id}")
+                    && serde_json::from_slice::<Option<Product>>(value).is_ok_and(|p| p.is_some_and(|p| p.price == 99))
+            })
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        t.cache
             .expect_invalidate()
-            .withf(move |keys| keys.contains(&format!("product:{id}")) && keys.contains(&LIST_KEY.to_owned()))
+            .withf(|keys| keys.contains(&LIST_KEY.to_owned()) && keys.contains(&POPULAR_KEY.to_owned()))
             .times(1)
             .returning(|_| Ok(()));
         let p = CatalogService::new(t.build(), Default::default())

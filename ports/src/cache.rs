@@ -31,6 +31,12 @@ pub trait Cache: Send + Sync {
     /// [`CacheError::Load`] with the loader's error (nothing is stored);
     /// [`CacheError::Unavailable`] when the cache cannot be reached (the loader may not have run).
     async fn get_or_load(&self, key: &str, ttl: Duration, loader: Loader) -> Result<Vec<u8>, CacheError>;
+    /// Stores `value` under `key` for `ttl` (write-through after a change, so the next read
+    /// does not reload it from a replica that may not have the change yet).
+    ///
+    /// # Errors
+    /// [`CacheError::Unavailable`] when the cache cannot be reached.
+    async fn put(&self, key: &str, value: Vec<u8>, ttl: Duration) -> Result<(), CacheError>;
     /// Removes keys (after a write that changes what they hold).
     ///
     /// # Errors
