@@ -62,6 +62,10 @@ pub struct DatabaseConfig {
     pub acquire_timeout_secs: u64,
     pub busy_timeout_secs: u64,
     pub migrate_on_start: bool,
+    pub statement_timeout_secs: u64,
+    pub max_replica_lag_ms: u64,
+    pub read_your_writes_wait_ms: u64,
+    pub health_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,6 +1,7 @@
 //! The composition root: picks adapters from configuration and wires them into the use
-//! cases. `sqlite://` (the embedded default) uses in-process events, cache, limiter and
-//! coupon gate; PostgreSQL, MySQL, Kafka and Redis plug in here as their adapters land.
+//! cases. `sqlite://` (the embedded default) or `postgres://` (a primary and
+//! `database.replica_urls`, with read routing) for the stores; in-process events, cache,
+//! limiter and coupon gate; MySQL, Kafka and Redis plug in here as their adapters land.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,15 +14,19 @@ use adapters_memory::{
     Argon2Hasher, Argon2Params, InProcessPublisher, MemoryConsistencyTokens, MemoryCouponGate, MemoryRateLimiter,
     MokaCache, SystemClock, UuidV7Ids,
 };
+use adapters_postgres::{PgConfig, PgStore};
 use adapters_sqlite::{SqliteConfig, SqliteStore};
 use application::events::{DataPlatformHandler, OutboxRelay, RelaySettings};
 use application::insurance::InsuranceExpiryHandler;
 use application::members::SignUp;
 use application::{Ports, Services, Settings};
 use core_domain::member::Role;
-use ports::{DataPlatformSink, EventHandler, EventPublisher, HealthCheck, Quota};
+use ports::{
+    CatalogReads, CommerceReads, DataPlatformSink, Database, EventHandler, EventPublisher, HealthCheck, InsuranceReads,
+    MemberReads, OutboxStore, Quota, RefreshTokenStore,
+};
 
-use crate::config::Config;
+use crate::config::{Config, DatabaseConfig};
 use crate::jwt::JwtAccessTokens;
 use crate::sink::{DataPlatformConfig, HttpDataPlatformSink, LogOnlySink};
 
@@ -32,7 +37,136 @@ pub struct Runtime {
     pub services: Services,
     pub health: Vec<Arc<dyn HealthCheck>>,
     pub publisher: Arc<dyn EventPublisher>,
-    sqlite: Option<SqliteStore>,
+    store: Store,
+}
+
+/// The SQL store behind the store ports, kept to close its pools on shutdown.
+#[derive(Clone)]
+enum Store {
+    Sqlite(SqliteStore),
+    Postgres(PgStore),
+}
+
+impl Store {
+    /// Connects to the store `database.url` names (and migrates it if configured).
+    async fn connect(config: &Config) -> anyhow::Result<Self> {
+        let db = &config.database;
+        let url = db.url.as_str();
+        let store = if url.starts_with("sqlite:") {
+            let store = SqliteStore::connect(&SqliteConfig {
+                url: url.to_owned(),
+                max_readers: db.max_connections.max(1),
+                busy_timeout: Duration::from_secs(db.busy_timeout_secs),
+                acquire_timeout: Duration::from_secs(db.acquire_timeout_secs),
+            })
+            .await
+            .context("opening the SQLite database")?;
+            if db.migrate_on_start {
+                store.migrate().await.context("migrating the database")?;
+            }
+            Store::Sqlite(store)
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            // Several instances share a PostgreSQL database, so they must accept each
+            // other's access tokens: a per-process random secret would not do.
+            if config.auth.jwt_secret.expose_secret().is_empty() {
+                bail!(
+                    "auth.jwt_secret is empty: with PostgreSQL, instances share the database and must \
+                     share the access-token secret too. Set APP__AUTH__JWT_SECRET (the same on every instance)."
+                );
+            }
+            let store = PgStore::connect(&pg_config(db))
+                .await
+                .with_context(|| format!("connecting to the PostgreSQL primary {}", without_password(url)))?;
+            if db.migrate_on_start {
+                store.migrate().await.context("migrating the database")?;
+            }
+            Store::Postgres(store)
+        } else {
+            bail!(
+                "database.url `{}`: this build supports sqlite:// and postgres:// (the MySQL adapter is not wired in yet)",
+                without_password(url)
+            );
+        };
+        Ok(store)
+    }
+
+    fn ports(&self) -> StorePorts {
+        match self {
+            Store::Sqlite(store) => StorePorts::of(store.clone()),
+            Store::Postgres(store) => StorePorts::of(store.clone()),
+        }
+    }
+
+    async fn close(&self) {
+        match self {
+            Store::Sqlite(store) => store.close().await,
+            Store::Postgres(store) => store.close().await,
+        }
+    }
+}
+
+/// Every port one SQL store implements.
+struct StorePorts {
+    db: Arc<dyn Database>,
+    members: Arc<dyn MemberReads>,
+    insurance: Arc<dyn InsuranceReads>,
+    catalog: Arc<dyn CatalogReads>,
+    commerce: Arc<dyn CommerceReads>,
+    outbox: Arc<dyn OutboxStore>,
+    refresh_tokens: Arc<dyn RefreshTokenStore>,
+    health: Arc<dyn HealthCheck>,
+}
+
+impl StorePorts {
+    fn of<S>(store: S) -> Self
+    where
+        S: Database
+            + MemberReads
+            + InsuranceReads
+            + CatalogReads
+            + CommerceReads
+            + OutboxStore
+            + RefreshTokenStore
+            + HealthCheck
+            + 'static,
+    {
+        let store = Arc::new(store);
+        Self {
+            db: store.clone(),
+            members: store.clone(),
+            insurance: store.clone(),
+            catalog: store.clone(),
+            commerce: store.clone(),
+            outbox: store.clone(),
+            refresh_tokens: store.clone(),
+            health: store,
+        }
+    }
+}
+
+/// The `database.*` settings as the PostgreSQL adapter's configuration.
+fn pg_config(db: &DatabaseConfig) -> PgConfig {
+    PgConfig {
+        primary_url: db.url.clone(),
+        replica_urls: db.replica_urls.clone(),
+        max_connections: db.max_connections.max(1),
+        acquire_timeout: Duration::from_secs(db.acquire_timeout_secs),
+        statement_timeout: Duration::from_secs(db.statement_timeout_secs.max(1)),
+        max_replica_lag: Duration::from_millis(db.max_replica_lag_ms),
+        read_your_writes_wait: Duration::from_millis(db.read_your_writes_wait_ms),
+        health_interval: Duration::from_millis(db.health_interval_ms.max(10)),
+    }
+}
+
+/// A database URL without its password, for messages.
+fn without_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user = url[scheme + 3..at].split(':').next().unwrap_or_default();
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
 }
 
 fn per_minute(limit: u32) -> Quota {
@@ -45,13 +179,6 @@ fn per_minute(limit: u32) -> Quota {
 impl Runtime {
     /// Connects the stores (and migrates them if configured) and wires every port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let url = config.database.url.clone();
-        if !url.starts_with("sqlite:") {
-            bail!(
-                "database.url `{}`: only sqlite:// is supported by this build (PostgreSQL and MySQL adapters are not wired in yet)",
-                url.split('@').next_back().unwrap_or_default()
-            );
-        }
         if !config.kafka.brokers.trim().is_empty() {
             bail!(
                 "kafka.brokers is set, but this build has no Kafka adapter yet; leave it empty for in-process events"
@@ -60,18 +187,8 @@ impl Runtime {
         if !config.redis.url.trim().is_empty() {
             bail!("redis.url is set, but this build has no Redis adapter yet; leave it empty for the in-process cache");
         }
-        let store = SqliteStore::connect(&SqliteConfig {
-            url,
-            max_readers: config.database.max_connections.max(1),
-            busy_timeout: Duration::from_secs(config.database.busy_timeout_secs),
-            acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
-        })
-        .await
-        .context("opening the SQLite database")?;
-        if config.database.migrate_on_start {
-            store.migrate().await.context("migrating the database")?;
-        }
-        let store = Arc::new(store);
+        let store = Store::connect(&config).await?;
+        let stores = store.ports();
 
         let secret = match config.auth.jwt_secret.expose_secret() {
             "" => {
@@ -92,13 +209,13 @@ impl Runtime {
         .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
 
         let ports = Ports {
-            db: store.clone(),
-            members: store.clone(),
-            insurance: store.clone(),
-            catalog: store.clone(),
-            commerce: store.clone(),
-            outbox: store.clone(),
-            refresh_tokens: store.clone(),
+            db: stores.db,
+            members: stores.members,
+            insurance: stores.insurance,
+            catalog: stores.catalog,
+            commerce: stores.commerce,
+            outbox: stores.outbox,
+            refresh_tokens: stores.refresh_tokens,
             access_tokens: Arc::new(JwtAccessTokens::new(
                 &secret,
                 Duration::from_secs(config.auth.access_ttl_secs),
@@ -145,12 +262,12 @@ impl Runtime {
         let publisher: Arc<dyn EventPublisher> = Arc::new(InProcessPublisher::new(handlers));
 
         let runtime = Self {
-            health: vec![store.clone() as Arc<dyn HealthCheck>],
+            health: vec![stores.health],
             config,
             ports,
             services,
             publisher,
-            sqlite: Some((*store).clone()),
+            store,
         };
         runtime.bootstrap_staff().await?;
         Ok(runtime)
@@ -200,8 +317,49 @@ impl Runtime {
 
     /// Closes connection pools (after the workers have stopped).
     pub async fn close(&self) {
-        if let Some(store) = &self.sqlite {
-            store.close().await;
-        }
+        self.store.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with_url(url: &str) -> Config {
+        let mut config = Config::defaults().expect("defaults");
+        config.database.url = url.to_owned();
+        config
+    }
+
+    #[tokio::test]
+    async fn postgres_refuses_to_start_without_a_shared_jwt_secret() {
+        let config = config_with_url("postgres://postgres@127.0.0.1:1/hexride");
+        let error = Runtime::build(config).await.err().expect("refused");
+        assert!(error.to_string().contains("auth.jwt_secret is empty"), "{error:#}");
+    }
+
+    #[tokio::test]
+    async fn an_unsupported_database_url_is_refused_without_its_password() {
+        let error = Runtime::build(config_with_url("mysql://app:s3cret@db/hexride"))
+            .await
+            .err()
+            .expect("refused");
+        let message = format!("{error:#}");
+        assert!(message.contains("sqlite:// and postgres://"), "{message}");
+        assert!(!message.contains("s3cret"), "{message}");
+    }
+
+    #[test]
+    fn database_settings_become_the_postgres_configuration() {
+        let mut db = Config::defaults().expect("defaults").database;
+        db.url = "postgres://app@primary/hexride".to_owned();
+        db.replica_urls = vec!["postgres://app@replica/hexride".to_owned()];
+        let pg = pg_config(&db);
+        assert_eq!(pg.primary_url, db.url);
+        assert_eq!(pg.replica_urls, db.replica_urls);
+        assert_eq!(pg.max_replica_lag, Duration::from_secs(5));
+        assert_eq!(pg.read_your_writes_wait, Duration::from_millis(200));
+        assert_eq!(pg.statement_timeout, Duration::from_secs(10));
+        assert_eq!(pg.health_interval, Duration::from_millis(500));
     }
 }

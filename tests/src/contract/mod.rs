@@ -67,15 +67,24 @@ impl Stores {
 
 /// Expands to one `#[tokio::test]` per contract case. `$factory` is an expression whose
 /// value is a future of `(Stores, guard)`: the guard (a temporary directory, a container
-/// handle, …) is kept alive until the case ends.
+/// handle, …) is kept alive until the case ends. With `optional`, the future's value is an
+/// `Option<(Stores, guard)>` and a case with `None` (its service is missing and skipping was
+/// asked for) returns at once.
 ///
 /// ```ignore
 /// tests::contract_tests!(sqlite_stores());
+/// tests::contract_tests!(optional postgres_stores());
 /// ```
 #[macro_export]
 macro_rules! contract_tests {
+    (optional $factory:expr) => {
+        $crate::contract_tests!(@list [$factory] optional);
+    };
     ($factory:expr) => {
-        $crate::contract_tests!(@cases $factory;
+        $crate::contract_tests!(@list [$factory] required);
+    };
+    (@list [$factory:expr] $mode:ident) => {
+        $crate::contract_tests!(@cases $mode $factory;
             a_member_round_trips_every_field,
             a_duplicate_email_is_a_member_email_conflict,
             members_are_searched_by_email_prefix,
@@ -116,11 +125,22 @@ macro_rules! contract_tests {
             an_expired_refresh_token_is_invalid,
         );
     };
-    (@cases $factory:expr; $($case:ident),* $(,)?) => {
+    (@cases required $factory:expr; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
                 let (stores, _guard) = $factory.await;
+                $crate::contract::$case(stores).await;
+            }
+        )*
+    };
+    (@cases optional $factory:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let Some((stores, _guard)) = $factory.await else {
+                    return;
+                };
                 $crate::contract::$case(stores).await;
             }
         )*

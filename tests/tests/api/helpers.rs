@@ -1,6 +1,8 @@
-//! One real server per test: the embedded runtime on a fresh SQLite file in a temporary
-//! directory, HTTP on a free port, driven through `reqwest` exactly as a client would.
+//! One real server per test on a fresh database — a SQLite file in a temporary directory
+//! (the `api` test binary) or a PostgreSQL database with its streaming replica
+//! (`api_postgres`) — HTTP on a free port, driven through `reqwest` as a client would.
 
+use std::any::Any;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +11,6 @@ use hmac::{Hmac, KeyInit, Mac};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tempfile::TempDir;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -24,13 +25,46 @@ pub const PASSWORD: &str = "correct horse battery staple";
 pub const JWT_SECRET: &str = "api-test-jwt-secret-0123456789abcdef";
 pub const INSURER_SECRET: &str = "api-test-insurer-secret";
 
+/// The database a test binary runs the suite on (each binary's `main.rs` sets `BACKEND`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    /// The project's PostgreSQL primary, with its replica for eventual reads.
+    Postgres,
+}
+
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`.
     pub address: String,
     pub client: reqwest::Client,
     pub runtime: Arc<Runtime>,
     _running: Running,
-    _db_dir: TempDir,
+    /// Keeps the database alive (a temporary directory, or a PostgreSQL database dropped at
+    /// the end).
+    _database: Box<dyn Any + Send + Sync>,
+}
+
+/// Points `config` at a fresh SQLite file.
+fn sqlite(config: &mut Config) -> Box<dyn Any + Send + Sync> {
+    let db_dir = tempfile::tempdir().expect("temporary directory");
+    config.database.url = format!("sqlite://{}", db_dir.path().join("hexride.db").display());
+    Box::new(db_dir)
+}
+
+/// Points `config` at a fresh PostgreSQL database and its replica. With no PostgreSQL and
+/// `HEXRIDE_SKIP_INTEGRATION=1` (a notice is printed) the test runs on SQLite instead.
+async fn postgres(config: &mut Config) -> Box<dyn Any + Send + Sync> {
+    let Some(pg) = tests::services::postgres().await else {
+        return sqlite(config);
+    };
+    let database = tests::services::fresh_pg(&pg).await;
+    config.database.url = database.primary_url.clone();
+    config.database.replica_urls = if pg.has_replica() {
+        vec![database.replica_url.clone()]
+    } else {
+        vec![]
+    };
+    Box::new(database)
 }
 
 /// A login's token pair.
@@ -47,9 +81,11 @@ pub async fn spawn_app() -> TestApp {
 
 /// A server with the test defaults, then `configure` applied.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
-    let db_dir = tempfile::tempdir().expect("temporary directory");
     let mut config = Config::defaults().expect("default configuration");
-    config.database.url = format!("sqlite://{}", db_dir.path().join("hexride.db").display());
+    let database = match crate::BACKEND {
+        Backend::Sqlite => sqlite(&mut config),
+        Backend::Postgres => postgres(&mut config).await,
+    };
     config.server.listen = "127.0.0.1:0".to_owned();
     config.auth.jwt_secret = JWT_SECRET.to_owned().into();
     config.insurer.webhook_secret = INSURER_SECRET.to_owned().into();
@@ -64,6 +100,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     config.relay.idle_wait_ms = 20;
     config.log.level = "warn".to_owned();
     configure(&mut config);
+    if std::env::var_os("HEXRIDE_TEST_LOG").is_some() {
+        app_server::telemetry::init("pretty", &config.log.level);
+    }
 
     let running = server::start(config).await.expect("the server starts");
     let addr = running.addr.expect("the server listens");
@@ -72,7 +111,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         client: reqwest::Client::new(),
         runtime: running.runtime.clone(),
         _running: running,
-        _db_dir: db_dir,
+        _database: database,
     }
 }
 

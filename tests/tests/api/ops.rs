@@ -14,14 +14,18 @@ async fn liveness_answers_up() {
 }
 
 #[tokio::test]
-async fn readiness_reports_status_and_the_database_component() {
+async fn readiness_reports_status_and_every_database_component() {
     let app = spawn_app().await;
 
     let response = app.send(app.client.get(app.url("/health/ready"))).await;
 
+    let mut components = json!({ "database": { "name": "database", "status": "up" } });
+    for n in 1..=app.runtime.config.database.replica_urls.len() {
+        components[format!("replica-{n}")] = json!({ "name": format!("replica-{n}"), "status": "up" });
+    }
     assert_eq!(
         json_body(response, 200).await,
-        json!({ "status": "up", "components": { "database": { "name": "database", "status": "up" } } })
+        json!({ "status": "up", "components": components })
     );
 }
 

@@ -1,0 +1,420 @@
+//! hexride's ports over PostgreSQL (sqlx): one primary and any number of streaming replicas.
+//!
+//! Units of work, and every read that asks for [`Consistency::Strong`](ports::Consistency),
+//! run on the primary. Other reads are routed by [`router`]: to a healthy replica, to one
+//! that has replayed the caller's commit, or back to the primary. A commit returns the
+//! primary's WAL position as its token, so a later read can ask for a replica that has it.
+
+mod catalog;
+mod codec;
+mod commerce;
+mod insurance;
+mod members;
+mod outbox;
+mod router;
+mod tokens;
+mod unit_of_work;
+
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use ports::{ComponentHealth, Database, HealthCheck, HealthStatus, StoreError, Unique, UnitOfWork};
+
+pub use router::{ReadStats, ReplicaState};
+pub use unit_of_work::PgUnitOfWork;
+
+use router::{Replica, Router};
+
+/// The channel a commit that appended outbox rows notifies, so relays on every instance wake.
+const OUTBOX_CHANNEL: &str = "hexride_outbox";
+
+/// Where the primary and the replicas are, and how reads are routed between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgConfig {
+    /// `postgres://user@host:port/database`: every write and every `Strong` read.
+    pub primary_url: String,
+    /// Streaming replicas of the primary, for `Eventual` and `ReadYourWrites` reads. Empty:
+    /// every read goes to the primary.
+    pub replica_urls: Vec<String>,
+    /// Size of each pool (the primary's and each replica's).
+    pub max_connections: u32,
+    /// How long a caller waits for a pooled connection before [`StoreError::Unavailable`].
+    pub acquire_timeout: Duration,
+    /// The server cancels any statement running longer (`statement_timeout`).
+    pub statement_timeout: Duration,
+    /// A replica further behind than this (or whose lag is unknown) gets no reads.
+    pub max_replica_lag: Duration,
+    /// How long a `ReadYourWrites` read waits for a replica to replay its token before it
+    /// reads the primary instead.
+    pub read_your_writes_wait: Duration,
+    /// How often each replica's health and replay position are checked.
+    pub health_interval: Duration,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        Self {
+            primary_url: "postgres://postgres@127.0.0.1:5432/hexride".to_owned(),
+            replica_urls: Vec::new(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+            max_replica_lag: Duration::from_secs(5),
+            read_your_writes_wait: Duration::from_millis(200),
+            health_interval: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The PostgreSQL store: implements [`Database`], the read ports, [`ports::OutboxStore`],
+/// [`ports::RefreshTokenStore`] and [`HealthCheck`]. Cheap to clone (an `Arc` inside); the
+/// background tasks (replica health checks, the outbox listener) stop when the last clone is
+/// dropped or [`PgStore::close`] is called.
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    primary: PgPool,
+    router: Router,
+    /// Woken by the outbox listener (any instance's commit) and by this instance's commits.
+    events: Arc<Notify>,
+    /// Tells the background tasks to stop.
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("replicas", &self.inner.router.replica_count())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Connection options shared by every connection: the server-side statement timeout, a
+/// name that shows in `pg_stat_activity`, and for replicas read-only transactions, so a
+/// write routed to a replica by mistake fails loudly instead of breaking replication.
+fn connect_options(
+    url: &str,
+    application_name: &str,
+    statement_timeout: Duration,
+    read_only: bool,
+) -> Result<PgConnectOptions, StoreError> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(StoreError::Other(format!(
+            "not a PostgreSQL URL (postgres://…): `{}`",
+            redact(url)
+        )));
+    }
+    let timeout_ms = statement_timeout.as_millis().max(1).to_string();
+    let mut settings = vec![("statement_timeout", timeout_ms)];
+    if read_only {
+        settings.push(("default_transaction_read_only", "on".to_owned()));
+    }
+    Ok(PgConnectOptions::from_str(url)
+        .map_err(|e| StoreError::Other(format!("invalid PostgreSQL URL `{}`: {e}", redact(url))))?
+        .application_name(application_name)
+        .options(settings))
+}
+
+/// A URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl PgStore {
+    /// Connects to the primary (failing if it cannot be reached) and prepares a lazily
+    /// connected pool per replica. Checks each replica once before returning, then keeps
+    /// checking every `health_interval` in the background; a replica that is down at start
+    /// is only skipped. Does not migrate. Must run inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::Other`] for a malformed URL; [`StoreError::Unavailable`] when the
+    /// primary cannot be reached within `acquire_timeout`.
+    pub async fn connect(config: &PgConfig) -> Result<Self, StoreError> {
+        let primary_options = connect_options(&config.primary_url, "hexride-primary", config.statement_timeout, false)?;
+        let primary = PgPoolOptions::new()
+            .max_connections(config.max_connections.max(1))
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(primary_options.clone())
+            .await
+            .map_err(translate)?;
+
+        let mut replicas = Vec::with_capacity(config.replica_urls.len());
+        for (n, url) in (1..).zip(&config.replica_urls) {
+            let name = format!("replica-{n}");
+            let options = connect_options(url, &format!("hexride-{name}"), config.statement_timeout, true)?;
+            replicas.push(Arc::new(Replica::new(name, options, config)));
+        }
+        let router = Router::new(primary.clone(), replicas, config);
+        router.check_replicas_once().await;
+
+        let (shutdown, _) = watch::channel(false);
+        let events = Arc::new(Notify::new());
+        let mut tasks = router.spawn_health_checks(&shutdown);
+        tasks.push(tokio::spawn(outbox::listen(
+            primary_options.application_name("hexride-listener"),
+            Arc::clone(&events),
+            shutdown.subscribe(),
+        )));
+
+        Ok(Self {
+            inner: Arc::new(Inner {
+                primary,
+                router,
+                events,
+                shutdown,
+                tasks: Mutex::new(tasks),
+            }),
+        })
+    }
+
+    /// Runs the embedded migrations (`adapters-postgres/migrations`) not yet applied, on the
+    /// primary. Several instances may call it at once: sqlx serialises them with an advisory
+    /// lock.
+    ///
+    /// # Errors
+    /// [`StoreError::Other`] when a migration fails or the applied history differs from the
+    /// embedded one; [`StoreError::Unavailable`] when the primary cannot be reached.
+    /// Then waits (up to [`MIGRATION_REPLAY_WAIT`]) until every healthy replica has replayed
+    /// the migrations, so eventual reads do not meet a schema the replica lacks.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations")
+            .run(&self.inner.primary)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => translate(e),
+                other => StoreError::Other(format!("migration failed: {other}")),
+            })?;
+        let lsn: String = sqlx::query_scalar("select pg_current_wal_lsn()::text")
+            .fetch_one(&self.inner.primary)
+            .await
+            .map_err(translate)?;
+        self.inner.router.wait_for_replay(&lsn, MIGRATION_REPLAY_WAIT).await;
+        Ok(())
+    }
+
+    /// Stops the background tasks and closes every pool, waiting for connections in use to
+    /// be returned.
+    pub async fn close(&self) {
+        let _ = self.inner.shutdown.send(true);
+        let tasks: Vec<JoinHandle<()>> = self
+            .inner
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        self.inner.router.close().await;
+        self.inner.primary.close().await;
+    }
+
+    /// Reads served so far by target, and fallbacks to the primary by reason (the same
+    /// numbers as the `db_reads_total` and `db_read_fallbacks_total` metrics, for this store).
+    pub fn read_stats(&self) -> ReadStats {
+        self.inner.router.stats()
+    }
+
+    /// What the last health check (or failed read) found about each replica.
+    pub fn replicas(&self) -> Vec<ReplicaState> {
+        self.inner.router.replica_states()
+    }
+
+    /// The pool of replica `index` (0-based), whose connections are read-only. For
+    /// diagnostics and tests; reads go through the read ports.
+    pub fn replica_pool(&self, index: usize) -> Option<PgPool> {
+        self.inner.router.replica_pool(index)
+    }
+
+    /// The primary's pool. For diagnostics and tests; writes go through units of work.
+    pub fn primary_pool(&self) -> PgPool {
+        self.inner.primary.clone()
+    }
+}
+
+#[async_trait]
+impl Database for PgStore {
+    async fn begin(&self) -> Result<Box<dyn UnitOfWork>, StoreError> {
+        let uow = PgUnitOfWork::begin(&self.inner.primary, Arc::clone(&self.inner.events)).await?;
+        Ok(Box::new(uow))
+    }
+}
+
+#[async_trait]
+impl HealthCheck for PgStore {
+    /// `database` is the primary (`Down` when it does not answer); each replica is `Up` or
+    /// `Degraded` (reads go elsewhere), never `Down`: the service still works without it.
+    async fn health(&self) -> Vec<ComponentHealth> {
+        let probe = sqlx::query("select 1").execute(&self.inner.primary);
+        let primary = match tokio::time::timeout(self.inner.primary.options().get_acquire_timeout(), probe).await {
+            Ok(Ok(_)) => ComponentHealth::new("database", HealthStatus::Up, None),
+            Ok(Err(e)) => ComponentHealth::new("database", HealthStatus::Down, Some(translate(e).to_string())),
+            Err(_) => ComponentHealth::new(
+                "database",
+                HealthStatus::Down,
+                Some("the primary did not answer in time".to_owned()),
+            ),
+        };
+        let mut entries = vec![primary];
+        entries.extend(self.replicas().into_iter().map(|replica| match replica.problem {
+            None => ComponentHealth::new(replica.name, HealthStatus::Up, None),
+            Some(problem) => ComponentHealth::new(replica.name, HealthStatus::Degraded, Some(problem)),
+        }));
+        entries
+    }
+}
+
+/// SQLSTATE codes the adapter acts on, <https://www.postgresql.org/docs/current/errcodes-appendix.html>.
+mod sqlstate {
+    pub const UNIQUE_VIOLATION: &str = "23505";
+    pub const SERIALIZATION_FAILURE: &str = "40001";
+    pub const DEADLOCK_DETECTED: &str = "40P01";
+    pub const QUERY_CANCELED: &str = "57014";
+    pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
+    pub const TOO_MANY_CONNECTIONS: &str = "53300";
+    /// 42P01 undefined table, 3D000 unknown database: on a replica, schema it has not
+    /// replayed yet (right after a migration).
+    pub const UNDEFINED_TABLE: &str = "42P01";
+    pub const INVALID_CATALOG_NAME: &str = "3D000";
+    /// Class 08: connection exceptions.
+    pub const CONNECTION_EXCEPTION_CLASS: &str = "08";
+    /// 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now (starting up).
+    pub const SHUTTING_DOWN_PREFIX: &str = "57P0";
+}
+
+/// Prefix of the `Unavailable` error for a missing table or database: the schema is not
+/// there (yet). The router retries such a replica read on the primary.
+pub(crate) const SCHEMA_MISSING: &str = "schema not there";
+
+/// How long `migrate` waits for replicas to replay the migrations.
+const MIGRATION_REPLAY_WAIT: Duration = Duration::from_secs(30);
+
+/// Translates a driver error into the port's error. The one place that reads PostgreSQL
+/// errors: by SQLSTATE, and for unique violations by constraint name (never by message).
+pub(crate) fn translate(err: sqlx::Error) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            match code.as_ref() {
+                sqlstate::UNIQUE_VIOLATION => StoreError::Conflict(unique_rule(db.constraint().unwrap_or_default())),
+                sqlstate::SERIALIZATION_FAILURE | sqlstate::DEADLOCK_DETECTED => StoreError::Concurrency,
+                sqlstate::QUERY_CANCELED | sqlstate::TOO_MANY_CONNECTIONS => StoreError::Unavailable(err.to_string()),
+                sqlstate::UNDEFINED_TABLE | sqlstate::INVALID_CATALOG_NAME => {
+                    StoreError::Unavailable(format!("{SCHEMA_MISSING}: {err}"))
+                }
+                sqlstate::READ_ONLY_SQL_TRANSACTION => StoreError::Other(format!(
+                    "a write reached a read-only connection (a replica?): {}",
+                    db.message()
+                )),
+                code if code.starts_with(sqlstate::CONNECTION_EXCEPTION_CLASS)
+                    || code.starts_with(sqlstate::SHUTTING_DOWN_PREFIX) =>
+                {
+                    StoreError::Unavailable(err.to_string())
+                }
+                _ => StoreError::Other(err.to_string()),
+            }
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
+        _ => StoreError::Other(err.to_string()),
+    }
+}
+
+/// The uniqueness rule behind a constraint or unique index name (see the migrations).
+fn unique_rule(constraint: &str) -> Unique {
+    match constraint {
+        "members_email_key" => Unique::MemberEmail,
+        "policies_policy_number_key" => Unique::PolicyNumber,
+        "policies_one_active_key" => Unique::ActivePolicy,
+        "driving_sessions_one_open_key" => Unique::OpenSession,
+        "coupons_campaign_member_key" => Unique::CouponPerMember,
+        other => Unique::Other(other.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constraint_names_name_the_rule() {
+        assert_eq!(unique_rule("members_email_key"), Unique::MemberEmail);
+        assert_eq!(unique_rule("policies_one_active_key"), Unique::ActivePolicy);
+        assert_eq!(unique_rule("coupons_campaign_member_key"), Unique::CouponPerMember);
+        assert_eq!(unique_rule("members_pkey"), Unique::Other("members_pkey".to_owned()));
+    }
+
+    #[test]
+    fn pool_and_io_errors_are_unavailable() {
+        assert!(matches!(
+            translate(sqlx::Error::PoolTimedOut),
+            StoreError::Unavailable(_)
+        ));
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(matches!(
+            translate(sqlx::Error::Io(refused)),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(translate(sqlx::Error::RowNotFound), StoreError::Other(_)));
+    }
+
+    #[test]
+    fn urls_are_redacted_in_messages() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/hexride"),
+            "postgres://app@db:5432/hexride"
+        );
+        assert_eq!(redact("postgres://db/hexride"), "postgres://db/hexride");
+    }
+
+    #[test]
+    fn replica_connections_are_read_only_and_named() {
+        let options = connect_options(
+            "postgres://postgres@127.0.0.1:5433/hexride",
+            "hexride-replica-1",
+            Duration::from_secs(10),
+            true,
+        )
+        .expect("valid URL");
+        assert_eq!(options.get_application_name(), Some("hexride-replica-1"));
+        let rendered = options.get_options().unwrap_or_default().to_owned();
+        assert!(rendered.contains("statement_timeout=10000"), "{rendered}");
+        assert!(rendered.contains("default_transaction_read_only=on"), "{rendered}");
+        assert!(matches!(
+            connect_options("mysql://nope", "x", Duration::from_secs(1), false),
+            Err(StoreError::Other(_))
+        ));
+    }
+}

@@ -1,0 +1,289 @@
+//! The real services integration tests run against, and how a test gets them.
+//!
+//! PostgreSQL comes from `TEST_PG_PRIMARY_URL` / `TEST_PG_REPLICA_URL` (what
+//! `scripts/infra.sh up && eval "$(scripts/infra.sh env)"` exports: a primary and a streaming
+//! replica); without them, from a testcontainers PostgreSQL when a Docker daemon is reachable
+//! (one container: the "replica" is the primary itself); without either, a test panics with
+//! how to provide them, unless `HEXRIDE_SKIP_INTEGRATION=1`, which makes it skip:
+//!
+//! ```ignore
+//! let Some(pg) = tests::services::postgres().await else { return };
+//! let db = tests::services::fresh_pg(&pg).await;
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, PgConnection};
+use testcontainers_modules::postgres::Postgres;
+use testcontainers_modules::testcontainers::runners::AsyncRunner;
+use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+/// Set to `1` to skip integration tests whose services are missing instead of failing them.
+pub const SKIP_VAR: &str = "HEXRIDE_SKIP_INTEGRATION";
+
+/// Where a PostgreSQL primary and a replica of it answer (maintenance database URLs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgUrls {
+    pub primary: String,
+    /// A streaming replica of `primary`, or `primary` itself when there is none.
+    pub replica: String,
+}
+
+impl PgUrls {
+    /// Whether `replica` is a real replica (not the primary again).
+    pub fn has_replica(&self) -> bool {
+        self.replica != self.primary
+    }
+}
+
+const HOW_TO: &str = "no PostgreSQL for the integration tests: run \
+     `scripts/infra.sh up && eval \"$(scripts/infra.sh env)\"` (a primary and a streaming replica), \
+     or make a Docker daemon reachable (testcontainers), \
+     or set HEXRIDE_SKIP_INTEGRATION=1 to skip these tests";
+
+fn skipping() -> bool {
+    std::env::var(SKIP_VAR).is_ok_and(|v| v == "1")
+}
+
+fn env_url(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+/// Whether a Docker daemon looks reachable (`DOCKER_HOST`, or the default socket).
+fn docker_reachable() -> bool {
+    env_url("DOCKER_HOST").is_some() || Path::new("/var/run/docker.sock").exists()
+}
+
+/// One container per test binary, shared by its tests (testcontainers' reaper removes it
+/// when the process ends).
+static CONTAINER: OnceCell<(ContainerAsync<Postgres>, String)> = OnceCell::const_new();
+
+async fn container_url() -> String {
+    let (_, url) = CONTAINER
+        .get_or_init(|| async {
+            let container = Postgres::default()
+                .with_tag("15-alpine")
+                .start()
+                .await
+                .unwrap_or_else(|e| panic!("starting a PostgreSQL container failed ({e}); {HOW_TO}"));
+            let host = container.get_host().await.expect("container host");
+            let port = container.get_host_port_ipv4(5432).await.expect("container port");
+            (
+                container,
+                format!("postgres://postgres:postgres@{host}:{port}/postgres"),
+            )
+        })
+        .await;
+    url.clone()
+}
+
+/// The PostgreSQL to test against (see the module header), or `None` (after a notice) when it
+/// is missing and `HEXRIDE_SKIP_INTEGRATION=1`.
+///
+/// # Panics
+/// When there is no PostgreSQL and skipping is not asked for, with how to provide one.
+pub async fn postgres() -> Option<PgUrls> {
+    if let Some(primary) = env_url("TEST_PG_PRIMARY_URL") {
+        let replica = env_url("TEST_PG_REPLICA_URL").unwrap_or_else(|| primary.clone());
+        return Some(PgUrls { primary, replica });
+    }
+    if docker_reachable() {
+        let primary = container_url().await;
+        return Some(PgUrls {
+            replica: primary.clone(),
+            primary,
+        });
+    }
+    if skipping() {
+        eprintln!("skipped: no PostgreSQL ({SKIP_VAR}=1)");
+        return None;
+    }
+    panic!("{HOW_TO}");
+}
+
+/// Like [`postgres`], but only with a real streaming replica (for routing and failover
+/// tests); with the primary alone (testcontainers) the test is skipped with a notice.
+pub async fn postgres_with_replica() -> Option<PgUrls> {
+    let pg = postgres().await?;
+    if pg.has_replica() {
+        Some(pg)
+    } else {
+        eprintln!(
+            "skipped: needs a streaming replica (TEST_PG_REPLICA_URL from `scripts/infra.sh env`), \
+             and the testcontainers PostgreSQL has none"
+        );
+        None
+    }
+}
+
+/// `url` with its database (path) replaced by `database`, keeping any query string.
+pub fn with_database(url: &str, database: &str) -> String {
+    let authority_start = url.find("://").map_or(0, |i| i + 3);
+    let (base, query) = match url.find('?') {
+        Some(q) => (&url[..q], &url[q..]),
+        None => (url, ""),
+    };
+    let path_start = base[authority_start..]
+        .find('/')
+        .map_or(base.len(), |i| authority_start + i);
+    format!("{}/{database}{query}", &base[..path_start])
+}
+
+/// Creates an empty, uniquely named database (`hx_<uuid>`) on the primary, waits until the
+/// replica has it too, and returns its URLs on both `(primary, replica)`. The database is
+/// left behind; [`fresh_pg`] drops it when the test ends.
+pub async fn fresh_pg_database(pg: &PgUrls) -> (String, String) {
+    let name = format!("hx_{}", Uuid::now_v7().simple());
+    let mut admin = PgConnection::connect(&pg.primary)
+        .await
+        .expect("connect to the primary");
+    // `file_copy` writes a few hundred bytes of WAL where the default (`wal_log`) writes the
+    // whole template, megabytes per test: the replica would have that much more to replay,
+    // and after a kill (the failover tests) to recover. Before PostgreSQL 15 (no `strategy`)
+    // copying files was the only way anyway.
+    let created = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "create database \"{name}\" strategy file_copy"
+    )))
+    .execute(&mut admin)
+    .await;
+    if let Err(sqlx::Error::Database(e)) = &created
+        && e.code().as_deref() == Some("42601")
+    {
+        sqlx::query(sqlx::AssertSqlSafe(format!("create database \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+    } else {
+        created.expect("create database");
+    }
+    admin.close().await.ok();
+    if pg.has_replica() {
+        wait_for_database_on_replica(&pg.replica, &name).await;
+    }
+    (with_database(&pg.primary, &name), with_database(&pg.replica, &name))
+}
+
+async fn wait_for_database_on_replica(replica: &str, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut conn) = PgConnection::connect(replica).await {
+            let found: Option<i32> = sqlx::query_scalar("select 1 from pg_database where datname = $1")
+                .bind(name)
+                .fetch_optional(&mut conn)
+                .await
+                .ok()
+                .flatten();
+            conn.close().await.ok();
+            if found.is_some() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "database {name} did not reach the replica within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A fresh database (see [`fresh_pg_database`]) that is dropped (connections and all) when
+/// this value is.
+#[derive(Debug)]
+pub struct PgDatabase {
+    pub primary_url: String,
+    pub replica_url: String,
+    name: String,
+    admin_url: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime: do the async work on a thread of its own.
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut admin = PgConnection::connect(&admin_url).await.map_err(std::io::Error::other)?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "drop database if exists \"{name}\" with (force)"
+                )))
+                .execute(&mut admin)
+                .await
+                .map_err(std::io::Error::other)?;
+                admin.close().await.ok();
+                Ok::<_, std::io::Error>(())
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}: {dropped:?}", self.name);
+        }
+    }
+}
+
+/// [`fresh_pg_database`], dropped again when the returned value is.
+pub async fn fresh_pg(pg: &PgUrls) -> PgDatabase {
+    let (primary_url, replica_url) = fresh_pg_database(pg).await;
+    let name = primary_url
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .split('?')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    PgDatabase {
+        primary_url,
+        replica_url,
+        name,
+        admin_url: pg.primary.clone(),
+    }
+}
+
+/// `scripts/infra.sh` at the repository root.
+pub fn infra_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/infra.sh")
+}
+
+/// Runs `scripts/infra.sh ARGS…` to completion; `Err` with its output when it fails.
+pub fn infra(args: &[&str]) -> Result<(), String> {
+    let output = Command::new("bash")
+        .arg(infra_script())
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run scripts/infra.sh: {e}"))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "scripts/infra.sh {} failed ({}): {}{}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_of_a_url_is_replaced() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:55432/hexride", "hx_1"),
+            "postgres://postgres@127.0.0.1:55432/hx_1"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h:1/db?sslmode=disable", "x"),
+            "postgres://u:p@h:1/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://h:1", "x"), "postgres://h:1/x");
+        assert_eq!(with_database("postgres://h:1?a=b", "x"), "postgres://h:1/x?a=b");
+    }
+}

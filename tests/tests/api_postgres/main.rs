@@ -1,0 +1,21 @@
+//! The API test suite of `tests/api`, unchanged, on PostgreSQL: writes on the primary,
+//! eventual reads on the streaming replica, read-your-writes for each member's own writes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../api/access.rs"]
+mod access;
+#[path = "../api/commerce.rs"]
+mod commerce;
+#[path = "../api/concurrency.rs"]
+mod concurrency;
+#[path = "../api/helpers.rs"]
+mod helpers;
+#[path = "../api/insurance.rs"]
+mod insurance;
+#[path = "../api/members.rs"]
+mod members;
+#[path = "../api/ops.rs"]
+mod ops;
+
+pub const BACKEND: helpers::Backend = helpers::Backend::Postgres;
