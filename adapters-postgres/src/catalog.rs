@@ -3,26 +3,15 @@
 
 use async_trait::async_trait;
 use sqlx::PgConnection;
-use sqlx::postgres::PgRow;
 use time::OffsetDateTime;
 
 use core_domain::ProductId;
 use core_domain::catalog::{PopularProduct, Product};
 use ports::{CatalogReads, Consistency, StoreError};
+use sql_rows::catalog::{popular_product, product};
 
-use crate::codec::{self, Lock, lockable};
+use crate::codec::{Lock, Row, lockable};
 use crate::{PgStore, translate};
-
-fn product(row: &PgRow) -> Result<Product, StoreError> {
-    Ok(Product {
-        id: codec::id(row, "id")?,
-        name: codec::text(row, "name")?,
-        price: codec::int(row, "price")?,
-        stock: codec::int(row, "stock")?,
-        created_at: codec::time(row, "created_at")?,
-        updated_at: codec::time(row, "updated_at")?,
-    })
-}
 
 pub(crate) async fn insert(conn: &mut PgConnection, p: &Product) -> Result<(), StoreError> {
     sqlx::query(
@@ -47,8 +36,7 @@ pub(crate) async fn by_id(conn: &mut PgConnection, id: ProductId, lock: Lock) ->
         .fetch_optional(conn)
         .await
         .map_err(translate)?
-        .as_ref()
-        .map(product)
+        .map(|row| product(&Row(&row)))
         .transpose()
 }
 
@@ -60,12 +48,12 @@ pub(crate) async fn page(
 ) -> Result<Vec<Product>, StoreError> {
     sqlx::query("select * from products where ($1::uuid is null or id > $1) order by id limit $2")
         .bind(after.map(|id| id.0))
-        .bind(codec::limit(limit))
+        .bind(sql_rows::limit(limit))
         .fetch_all(conn)
         .await
         .map_err(translate)?
         .iter()
-        .map(product)
+        .map(|row| product(&Row(row)))
         .collect()
 }
 
@@ -79,7 +67,7 @@ pub(crate) async fn update(conn: &mut PgConnection, p: &Product) -> Result<(), S
         .execute(conn)
         .await
         .map_err(translate)?;
-    codec::require_row(&result, "product", p.id)
+    sql_rows::require_row(result.rows_affected(), "product", p.id)
 }
 
 /// `stock -= quantity` only if enough is left; `false` otherwise (or for an unknown product).
@@ -102,7 +90,7 @@ pub(crate) async fn return_stock(conn: &mut PgConnection, id: ProductId, quantit
         .execute(conn)
         .await
         .map_err(translate)?;
-    codec::require_row(&result, "product", id)
+    sql_rows::require_row(result.rows_affected(), "product", id)
 }
 
 /// Units in lines of orders paid at or after `since`; most units first, ties by product id.
@@ -119,17 +107,12 @@ pub(crate) async fn popular(
          group by p.id order by units_sold desc, p.id limit $2",
     )
     .bind(since)
-    .bind(codec::limit(limit))
+    .bind(sql_rows::limit(limit))
     .fetch_all(conn)
     .await
     .map_err(translate)?
     .iter()
-    .map(|row| {
-        Ok(PopularProduct {
-            product: product(row)?,
-            units_sold: codec::int(row, "units_sold")?,
-        })
-    })
+    .map(|row| popular_product(&Row(row)))
     .collect()
 }
 

@@ -2,21 +2,22 @@
 //! their lines, payments and idempotency keys. Balances and coupon counts change only in
 //! single conditional statements, so their bounds hold under any concurrency.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use sqlx::PgConnection;
 use sqlx::postgres::PgRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use core_domain::coupon::{Coupon, CouponCampaign, Discount};
-use core_domain::order::{Order, OrderLine, Payment};
+use core_domain::coupon::{Coupon, CouponCampaign};
+use core_domain::order::{Order, Payment};
 use core_domain::wallet::LedgerEntry;
 use core_domain::{CampaignId, CouponId, Krw, MemberId, OrderId};
 use ports::{CommerceReads, Consistency, IdempotencyStart, StoreError};
+use sql_rows::commerce::{
+    attach_lines, campaign, coupon, discount_columns, idempotency_seen, ledger_entry, order_head, payment,
+};
 
-use crate::codec::{self, Lock, lockable};
+use crate::codec::{Lock, Row, lockable};
 use crate::{PgStore, translate};
 
 // --- wallet ----------------------------------------------------------------------------
@@ -75,18 +76,6 @@ pub(crate) async fn balance(conn: &mut PgConnection, member_id: MemberId) -> Res
     Ok(balance.unwrap_or(0))
 }
 
-fn ledger_entry(row: &PgRow) -> Result<LedgerEntry, StoreError> {
-    Ok(LedgerEntry {
-        id: codec::id(row, "id")?,
-        member_id: codec::id(row, "member_id")?,
-        kind: codec::parsed(row, "kind")?,
-        amount: codec::int(row, "amount")?,
-        balance_after: codec::int(row, "balance_after")?,
-        reference: codec::opt_id::<Uuid>(row, "reference")?,
-        created_at: codec::time(row, "created_at")?,
-    })
-}
-
 pub(crate) async fn insert_ledger(conn: &mut PgConnection, e: &LedgerEntry) -> Result<(), StoreError> {
     sqlx::query(
         "insert into wallet_ledger (id, member_id, kind, amount, balance_after, reference, \
@@ -116,61 +105,16 @@ pub(crate) async fn ledger(
          order by created_at desc, seq desc limit $2",
     )
     .bind(member_id.0)
-    .bind(codec::limit(limit))
+    .bind(sql_rows::limit(limit))
     .fetch_all(conn)
     .await
     .map_err(translate)?
     .iter()
-    .map(ledger_entry)
+    .map(|row| ledger_entry(&Row(row)))
     .collect()
 }
 
 // --- coupons ---------------------------------------------------------------------------
-
-/// A discount as two columns: `discount_kind` (`fixed` | `percent`) and `discount_value`.
-fn discount_columns(d: &Discount) -> (&'static str, i64) {
-    match *d {
-        Discount::Fixed { amount } => ("fixed", amount),
-        Discount::Percent { percent } => ("percent", percent),
-    }
-}
-
-fn discount(row: &PgRow) -> Result<Discount, StoreError> {
-    let value = codec::int(row, "discount_value")?;
-    match codec::text(row, "discount_kind")?.as_str() {
-        "fixed" => Ok(Discount::Fixed { amount: value }),
-        "percent" => Ok(Discount::Percent { percent: value }),
-        other => Err(StoreError::Other(format!(
-            "corrupt value in column `discount_kind`: unknown discount kind `{other}`"
-        ))),
-    }
-}
-
-fn campaign(row: &PgRow) -> Result<CouponCampaign, StoreError> {
-    Ok(CouponCampaign {
-        id: codec::id(row, "id")?,
-        name: codec::text(row, "name")?,
-        discount: discount(row)?,
-        total_quantity: codec::int(row, "total_quantity")?,
-        issued_count: codec::int(row, "issued_count")?,
-        starts_at: codec::time(row, "starts_at")?,
-        ends_at: codec::opt_time(row, "ends_at")?,
-        created_at: codec::time(row, "created_at")?,
-    })
-}
-
-fn coupon(row: &PgRow) -> Result<Coupon, StoreError> {
-    Ok(Coupon {
-        id: codec::id(row, "id")?,
-        campaign_id: codec::id(row, "campaign_id")?,
-        member_id: codec::id(row, "member_id")?,
-        status: codec::parsed(row, "status")?,
-        discount: discount(row)?,
-        order_id: codec::opt_id(row, "order_id")?,
-        issued_at: codec::time(row, "issued_at")?,
-        expires_at: codec::time(row, "expires_at")?,
-    })
-}
 
 pub(crate) async fn insert_campaign(conn: &mut PgConnection, c: &CouponCampaign) -> Result<(), StoreError> {
     let (kind, value) = discount_columns(&c.discount);
@@ -204,8 +148,7 @@ pub(crate) async fn campaign_by_id(
         .fetch_optional(conn)
         .await
         .map_err(translate)?
-        .as_ref()
-        .map(campaign)
+        .map(|row| campaign(&Row(&row)))
         .transpose()
 }
 
@@ -255,8 +198,7 @@ pub(crate) async fn coupon_by_id(
         .fetch_optional(conn)
         .await
         .map_err(translate)?
-        .as_ref()
-        .map(coupon)
+        .map(|row| coupon(&Row(&row)))
         .transpose()
 }
 
@@ -273,7 +215,7 @@ pub(crate) async fn update_coupon(conn: &mut PgConnection, c: &Coupon) -> Result
     .execute(conn)
     .await
     .map_err(translate)?;
-    codec::require_row(&result, "coupon", c.id)
+    sql_rows::require_row(result.rows_affected(), "coupon", c.id)
 }
 
 /// Newest first.
@@ -284,42 +226,19 @@ pub(crate) async fn coupons_of_member(conn: &mut PgConnection, member_id: Member
         .await
         .map_err(translate)?
         .iter()
-        .map(coupon)
+        .map(|row| coupon(&Row(row)))
         .collect()
 }
 
 // --- orders and payments ---------------------------------------------------------------
 
-fn order_head(row: &PgRow) -> Result<Order, StoreError> {
-    Ok(Order {
-        id: codec::id(row, "id")?,
-        member_id: codec::id(row, "member_id")?,
-        status: codec::parsed(row, "status")?,
-        items: Vec::new(),
-        subtotal: codec::int(row, "subtotal")?,
-        discount: codec::int(row, "discount")?,
-        total: codec::int(row, "total")?,
-        coupon_id: codec::opt_id(row, "coupon_id")?,
-        created_at: codec::time(row, "created_at")?,
-        paid_at: codec::opt_time(row, "paid_at")?,
-        cancelled_at: codec::opt_time(row, "cancelled_at")?,
-    })
-}
-
-fn order_line(row: &PgRow) -> Result<OrderLine, StoreError> {
-    Ok(OrderLine {
-        product_id: codec::id(row, "product_id")?,
-        product_name: codec::text(row, "product_name")?,
-        unit_price: codec::int(row, "unit_price")?,
-        quantity: codec::int(row, "quantity")?,
-        line_total: codec::int(row, "line_total")?,
-    })
-}
-
 /// Order rows → orders with their lines (in placement order), in the rows' order. Two
 /// queries whatever the number of orders.
 async fn with_lines(conn: &mut PgConnection, rows: &[PgRow]) -> Result<Vec<Order>, StoreError> {
-    let mut orders = rows.iter().map(order_head).collect::<Result<Vec<_>, _>>()?;
+    let mut orders = rows
+        .iter()
+        .map(|row| order_head(&Row(row)))
+        .collect::<Result<Vec<_>, _>>()?;
     if orders.is_empty() {
         return Ok(orders);
     }
@@ -329,16 +248,7 @@ async fn with_lines(conn: &mut PgConnection, rows: &[PgRow]) -> Result<Vec<Order
         .fetch_all(conn)
         .await
         .map_err(translate)?;
-    let mut lines: HashMap<OrderId, Vec<OrderLine>> = HashMap::new();
-    for row in &line_rows {
-        lines
-            .entry(codec::id(row, "order_id")?)
-            .or_default()
-            .push(order_line(row)?);
-    }
-    for order in &mut orders {
-        order.items = lines.remove(&order.id).unwrap_or_default();
-    }
+    attach_lines(&mut orders, line_rows.iter().map(Row))?;
     Ok(orders)
 }
 
@@ -402,7 +312,7 @@ pub(crate) async fn update_order(conn: &mut PgConnection, o: &Order) -> Result<(
     .execute(conn)
     .await
     .map_err(translate)?;
-    codec::require_row(&result, "order", o.id)
+    sql_rows::require_row(result.rows_affected(), "order", o.id)
 }
 
 /// Newest first.
@@ -413,7 +323,7 @@ pub(crate) async fn orders_of_member(
 ) -> Result<Vec<Order>, StoreError> {
     let rows = sqlx::query("select * from orders where member_id = $1 order by created_at desc, id desc limit $2")
         .bind(member_id.0)
-        .bind(codec::limit(limit))
+        .bind(sql_rows::limit(limit))
         .fetch_all(&mut *conn)
         .await
         .map_err(translate)?;
@@ -432,29 +342,11 @@ pub(crate) async fn stale_orders(
          order by created_at, id limit $2 for no key update skip locked",
     )
     .bind(created_before)
-    .bind(codec::limit(limit))
+    .bind(sql_rows::limit(limit))
     .fetch_all(&mut *conn)
     .await
     .map_err(translate)?;
     with_lines(conn, &rows).await
-}
-
-fn payment(row: &PgRow) -> Result<Payment, StoreError> {
-    Ok(Payment {
-        id: codec::id(row, "id")?,
-        order_id: codec::id(row, "order_id")?,
-        member_id: codec::id(row, "member_id")?,
-        amount: codec::int(row, "amount")?,
-        status: match codec::text(row, "status")?.as_str() {
-            "succeeded" => core_domain::order::PaymentStatus::Succeeded,
-            other => {
-                return Err(StoreError::Other(format!(
-                    "corrupt value in column `status`: unknown payment status `{other}`"
-                )));
-            }
-        },
-        created_at: codec::time(row, "created_at")?,
-    })
 }
 
 pub(crate) async fn insert_payment(conn: &mut PgConnection, p: &Payment) -> Result<(), StoreError> {
@@ -483,8 +375,7 @@ pub(crate) async fn payment_of_order(
         .fetch_optional(conn)
         .await
         .map_err(translate)?
-        .as_ref()
-        .map(payment)
+        .map(|row| payment(&Row(&row)))
         .transpose()
 }
 
@@ -518,10 +409,7 @@ pub(crate) async fn begin_idempotent(
         .fetch_one(conn)
         .await
         .map_err(translate)?;
-    Ok(IdempotencyStart::Seen {
-        fingerprint: codec::text(&row, "fingerprint")?,
-        response: codec::opt_text(&row, "response")?,
-    })
+    idempotency_seen(&Row(&row))
 }
 
 pub(crate) async fn complete_idempotent(
@@ -538,7 +426,7 @@ pub(crate) async fn complete_idempotent(
             .execute(conn)
             .await
             .map_err(translate)?;
-    codec::require_row(&result, "idempotency key", format_args!("{scope}/{key}"))
+    sql_rows::require_row(result.rows_affected(), "idempotency key", format_args!("{scope}/{key}"))
 }
 
 #[async_trait]

@@ -4,88 +4,43 @@
 
 use async_trait::async_trait;
 use sqlx::PgConnection;
-use sqlx::postgres::PgRow;
 use time::OffsetDateTime;
 
-use core_domain::insurance::{Actor, DrivingSession, Policy, PolicyAudit};
+use core_domain::insurance::{DrivingSession, Policy, PolicyAudit};
 use core_domain::{MemberId, PolicyId, SessionId};
 use ports::{Consistency, InsuranceReads, StoreError};
+use sql_rows::insurance::{audit, policy, session};
 
-use crate::codec::{self, Lock, lockable};
+use crate::codec::{Lock, Query, Row, lockable};
 use crate::{PgStore, translate};
 
-fn policy(row: &PgRow) -> Result<Policy, StoreError> {
-    Ok(Policy {
-        id: codec::id(row, "id")?,
-        member_id: codec::id(row, "member_id")?,
-        policy_number: codec::text(row, "policy_number")?,
-        hourly_premium: codec::int(row, "hourly_premium")?,
-        coverage_start: codec::time(row, "coverage_start")?,
-        status: codec::parsed(row, "status")?,
-        expired_at: codec::opt_time(row, "expired_at")?,
-        expiry_reason: codec::opt_parsed(row, "expiry_reason")?,
-        expired_by: codec::opt_parsed::<Actor>(row, "expired_by")?,
-        version: codec::int(row, "version")?,
-        created_at: codec::time(row, "created_at")?,
-    })
-}
-
-/// The domain keeps audit actions as `&'static str`; map the stored text back onto them.
-fn audit_action(raw: &str) -> Result<&'static str, StoreError> {
-    match raw {
-        "enrolled" => Ok("enrolled"),
-        "expired" => Ok("expired"),
-        "expiry_moved_earlier" => Ok("expiry_moved_earlier"),
-        other => Err(StoreError::Other(format!(
-            "corrupt value in column `action`: unknown audit action `{other}`"
-        ))),
-    }
-}
-
-fn audit(row: &PgRow) -> Result<PolicyAudit, StoreError> {
-    Ok(PolicyAudit {
-        id: codec::id(row, "id")?,
-        policy_id: codec::id(row, "policy_id")?,
-        actor: codec::parsed(row, "actor")?,
-        action: audit_action(&codec::text(row, "action")?)?,
-        reason: codec::opt_parsed(row, "reason")?,
-        previous_expired_at: codec::opt_time(row, "previous_expired_at")?,
-        new_expired_at: codec::opt_time(row, "new_expired_at")?,
-        at: codec::time(row, "at")?,
-    })
-}
-
-fn session(row: &PgRow) -> Result<DrivingSession, StoreError> {
-    Ok(DrivingSession {
-        id: codec::id(row, "id")?,
-        member_id: codec::id(row, "member_id")?,
-        policy_id: codec::id(row, "policy_id")?,
-        started_at: codec::time(row, "started_at")?,
-        ended_at: codec::opt_time(row, "ended_at")?,
-    })
+/// Binds the columns insert and update both write, `policy_number` to `version` (`$3`..`$10`).
+fn bind_policy<'q>(query: Query<'q>, p: &Policy) -> Query<'q> {
+    query
+        .bind(&p.policy_number)
+        .bind(p.hourly_premium)
+        .bind(p.coverage_start)
+        .bind(p.status.as_str())
+        .bind(p.expired_at)
+        .bind(p.expiry_reason.map(|r| r.as_str()))
+        .bind(p.expired_by.as_ref().map(ToString::to_string))
+        .bind(p.version)
 }
 
 /// Conflicts: [`ports::Unique::PolicyNumber`], [`ports::Unique::ActivePolicy`].
 pub(crate) async fn insert_policy(conn: &mut PgConnection, p: &Policy) -> Result<(), StoreError> {
-    sqlx::query(
+    let query = sqlx::query(
         "insert into policies (id, member_id, policy_number, hourly_premium, coverage_start, \
          status, expired_at, expiry_reason, expired_by, version, created_at, updated_at) \
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
     )
     .bind(p.id.0)
-    .bind(p.member_id.0)
-    .bind(&p.policy_number)
-    .bind(p.hourly_premium)
-    .bind(p.coverage_start)
-    .bind(p.status.as_str())
-    .bind(p.expired_at)
-    .bind(p.expiry_reason.map(|r| r.as_str()))
-    .bind(p.expired_by.as_ref().map(ToString::to_string))
-    .bind(p.version)
-    .bind(p.created_at)
-    .execute(conn)
-    .await
-    .map_err(translate)?;
+    .bind(p.member_id.0);
+    bind_policy(query, p)
+        .bind(p.created_at)
+        .execute(conn)
+        .await
+        .map_err(translate)?;
     Ok(())
 }
 
@@ -99,8 +54,7 @@ pub(crate) async fn policy_by_id(
         .fetch_optional(conn)
         .await
         .map_err(translate)?
-        .as_ref()
-        .map(policy)
+        .map(|row| policy(&Row(&row)))
         .transpose()
 }
 
@@ -114,8 +68,7 @@ pub(crate) async fn policy_by_number(
         .fetch_optional(conn)
         .await
         .map_err(translate)?
-        .as_ref()
-        .map(policy)
+        .map(|row| policy(&Row(&row)))
         .transpose()
 }
 
@@ -134,7 +87,7 @@ pub(crate) async fn policies_of_member(
     .await
     .map_err(translate)?
     .iter()
-    .map(policy)
+    .map(|row| policy(&Row(row)))
     .collect()
 }
 
@@ -145,24 +98,14 @@ pub(crate) async fn update_policy(
     p: &Policy,
     expected_version: i64,
 ) -> Result<(), StoreError> {
-    let result = sqlx::query(
+    let query = sqlx::query(
         "update policies set policy_number = $3, hourly_premium = $4, coverage_start = $5, \
          status = $6, expired_at = $7, expiry_reason = $8, expired_by = $9, version = $10, \
          updated_at = now() where id = $1 and version = $2",
     )
     .bind(p.id.0)
-    .bind(expected_version)
-    .bind(&p.policy_number)
-    .bind(p.hourly_premium)
-    .bind(p.coverage_start)
-    .bind(p.status.as_str())
-    .bind(p.expired_at)
-    .bind(p.expiry_reason.map(|r| r.as_str()))
-    .bind(p.expired_by.as_ref().map(ToString::to_string))
-    .bind(p.version)
-    .execute(conn)
-    .await
-    .map_err(translate)?;
+    .bind(expected_version);
+    let result = bind_policy(query, p).execute(conn).await.map_err(translate)?;
     if result.rows_affected() == 0 {
         return Err(StoreError::Concurrency);
     }
@@ -196,7 +139,7 @@ pub(crate) async fn audit_of_policy(conn: &mut PgConnection, id: PolicyId) -> Re
         .await
         .map_err(translate)?
         .iter()
-        .map(audit)
+        .map(|row| audit(&Row(row)))
         .collect()
 }
 
@@ -227,8 +170,7 @@ pub(crate) async fn session_by_id(
         .fetch_optional(conn)
         .await
         .map_err(translate)?
-        .as_ref()
-        .map(session)
+        .map(|row| session(&Row(&row)))
         .transpose()
 }
 
@@ -244,7 +186,7 @@ pub(crate) async fn update_session(conn: &mut PgConnection, s: &DrivingSession) 
     .execute(conn)
     .await
     .map_err(translate)?;
-    codec::require_row(&result, "driving session", s.id)
+    sql_rows::require_row(result.rows_affected(), "driving session", s.id)
 }
 
 /// Sessions overlapping `[from, to)`: started before `to` and not ended by `from` (an open
@@ -266,7 +208,7 @@ pub(crate) async fn sessions_of_policy(
     .await
     .map_err(translate)?
     .iter()
-    .map(session)
+    .map(|row| session(&Row(row)))
     .collect()
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::PgConnection;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, watch};
 use uuid::Uuid;
@@ -18,7 +18,7 @@ use core_domain::EventId;
 use core_domain::event::DomainEvent;
 use ports::{OutboxRecord, OutboxStats, OutboxStore, StoreError};
 
-use crate::codec;
+use crate::codec::Row;
 use crate::{OUTBOX_CHANNEL, PgStore, translate};
 
 /// How long the listener waits before reconnecting after it lost the primary.
@@ -74,19 +74,6 @@ pub(crate) async fn record_inbox(
     Ok(result.rows_affected() == 1)
 }
 
-fn record(row: &PgRow) -> Result<OutboxRecord, StoreError> {
-    Ok(OutboxRecord {
-        id: codec::id(row, "id")?,
-        seq: codec::int(row, "seq")?,
-        topic: codec::text(row, "topic")?,
-        event_type: codec::text(row, "event_type")?,
-        key: codec::text(row, "aggregate_id")?,
-        payload: codec::text(row, "payload")?,
-        attempts: codec::int4(row, "attempts")?,
-        created_at: codec::time(row, "created_at")?,
-    })
-}
-
 #[async_trait]
 impl OutboxStore for PgStore {
     /// One statement: the inner select locks the rows it picks and skips rows another relay
@@ -115,10 +102,7 @@ impl OutboxStore for PgStore {
         .fetch_all(&self.inner.primary)
         .await
         .map_err(translate)?;
-        let mut records = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
-        // `returning` gives rows in no promised order.
-        records.sort_by_key(|r| r.seq);
-        Ok(records)
+        sql_rows::outbox::claimed(rows.iter().map(Row))
     }
 
     async fn mark_sent(&self, ids: &[EventId]) -> Result<(), StoreError> {
@@ -169,11 +153,7 @@ impl OutboxStore for PgStore {
         .fetch_one(&self.inner.primary)
         .await
         .map_err(translate)?;
-        Ok(OutboxStats {
-            backlog: codec::int(&row, "backlog")?,
-            oldest_created_at: codec::opt_time(&row, "oldest")?,
-            dead: codec::int(&row, "dead")?,
-        })
+        sql_rows::outbox::stats(&Row(&row))
     }
 
     /// Woken by any instance's commit that appended events (through the listener), and by

@@ -9,8 +9,9 @@ use time::OffsetDateTime;
 
 use core_domain::{MemberId, TokenFamilyId};
 use ports::{RefreshToken, RefreshTokenStore, RotateOutcome, StoreError};
+use sql_rows::tokens::refresh_token;
 
-use crate::codec;
+use crate::codec::Row;
 use crate::{PgStore, translate};
 
 #[async_trait]
@@ -50,14 +51,12 @@ impl RefreshTokenStore for PgStore {
         else {
             return Ok(RotateOutcome::Invalid);
         };
-        let member_id: MemberId = codec::id(&old, "member_id")?;
-        let family_id: TokenFamilyId = codec::id(&old, "family_id")?;
-        let expired = codec::time(&old, "expires_at")? <= now;
-        let revoked = codec::opt_time(&old, "revoked_at")?.is_some();
-        if expired || revoked {
+        let old = refresh_token(&Row(&old))?;
+        if !old.is_valid_at(now) {
             return Ok(RotateOutcome::Invalid);
         }
-        if codec::opt_time(&old, "spent_at")?.is_some() {
+        let (member_id, family_id) = (old.member_id, old.family_id);
+        if old.spent {
             revoke_family_in(&mut tx, family_id, now).await?;
             tx.commit().await.map_err(translate)?;
             return Ok(RotateOutcome::Reused { member_id, family_id });

@@ -3,26 +3,15 @@
 
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
-use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 
 use core_domain::ProductId;
 use core_domain::catalog::{PopularProduct, Product};
 use ports::{CatalogReads, Consistency, StoreError};
+use sql_rows::catalog::{popular_product, product};
 
-use crate::codec::{self, micros};
+use crate::codec::{self, Row, micros};
 use crate::{SqliteStore, translate};
-
-fn product(row: &SqliteRow) -> Result<Product, StoreError> {
-    Ok(Product {
-        id: codec::id(row, "id")?,
-        name: codec::text(row, "name")?,
-        price: codec::int(row, "price")?,
-        stock: codec::int(row, "stock")?,
-        created_at: codec::time(row, "created_at")?,
-        updated_at: codec::time(row, "updated_at")?,
-    })
-}
 
 pub(crate) async fn insert(conn: &mut SqliteConnection, p: &Product) -> Result<(), StoreError> {
     sqlx::query(
@@ -47,8 +36,7 @@ pub(crate) async fn by_id(conn: &mut SqliteConnection, id: ProductId) -> Result<
         .fetch_optional(conn)
         .await
         .map_err(translate)?
-        .as_ref()
-        .map(product)
+        .map(|row| product(&Row(&row)))
         .transpose()
 }
 
@@ -60,12 +48,12 @@ pub(crate) async fn page(
 ) -> Result<Vec<Product>, StoreError> {
     sqlx::query("select * from products where (?1 is null or id > ?1) order by id limit ?2")
         .bind(after.map(|id| id.to_string()))
-        .bind(codec::limit(limit))
+        .bind(sql_rows::limit(limit))
         .fetch_all(conn)
         .await
         .map_err(translate)?
         .iter()
-        .map(product)
+        .map(|row| product(&Row(row)))
         .collect()
 }
 
@@ -79,7 +67,7 @@ pub(crate) async fn update(conn: &mut SqliteConnection, p: &Product) -> Result<(
         .execute(conn)
         .await
         .map_err(translate)?;
-    codec::require_row(&result, "product", p.id)
+    sql_rows::require_row(result.rows_affected(), "product", p.id)
 }
 
 /// `stock -= quantity` only if enough is left; `false` otherwise (or for an unknown product).
@@ -102,7 +90,7 @@ pub(crate) async fn return_stock(conn: &mut SqliteConnection, id: ProductId, qua
         .execute(conn)
         .await
         .map_err(translate)?;
-    codec::require_row(&result, "product", id)
+    sql_rows::require_row(result.rows_affected(), "product", id)
 }
 
 /// Units in lines of orders paid at or after `since`; most units first, ties by product id.
@@ -119,17 +107,12 @@ pub(crate) async fn popular(
          group by p.id order by units_sold desc, p.id limit ?2",
     )
     .bind(micros(since))
-    .bind(codec::limit(limit))
+    .bind(sql_rows::limit(limit))
     .fetch_all(conn)
     .await
     .map_err(translate)?
     .iter()
-    .map(|row| {
-        Ok(PopularProduct {
-            product: product(row)?,
-            units_sold: codec::int(row, "units_sold")?,
-        })
-    })
+    .map(|row| popular_product(&Row(row)))
     .collect()
 }
 

@@ -1,17 +1,19 @@
 //! How domain values are stored: times as INTEGER unix microseconds (so comparisons and
 //! `order by` are numeric), ids as hyphenated uuid TEXT, enums as their `as_str()` text.
-//! A row that does not decode is corrupt data: [`StoreError::Other`].
+//! Rows are read through [`Row`], which decodes that format for the shared mappers of
+//! [`sql_rows`]; a row that does not decode is corrupt data: [`StoreError::Other`].
 
 use std::fmt::Display;
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::Row as _;
+use sqlx::Sqlite;
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use ports::StoreError;
+use sql_rows::{Columns, corrupt};
 
 use crate::translate;
 
@@ -31,96 +33,61 @@ pub(crate) fn now_micros() -> i64 {
     micros(OffsetDateTime::now_utc())
 }
 
-fn corrupt(column: &str, detail: impl Display) -> StoreError {
-    StoreError::Other(format!("corrupt value in column `{column}`: {detail}"))
-}
-
 fn from_micros(column: &str, us: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).map_err(|e| corrupt(column, e))
 }
 
-/// A non-null integer column.
-pub(crate) fn int(row: &SqliteRow, column: &str) -> Result<i64, StoreError> {
-    row.try_get(column).map_err(translate)
+fn parse_uuid(column: &str, raw: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(raw).map_err(|e| corrupt(column, e))
 }
 
-/// A non-null text column.
-pub(crate) fn text(row: &SqliteRow, column: &str) -> Result<String, StoreError> {
-    row.try_get(column).map_err(translate)
+/// A SQLite row as the shared mappers of [`sql_rows`] read it.
+pub(crate) struct Row<'r>(pub(crate) &'r SqliteRow);
+
+impl Columns for Row<'_> {
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        self.0.try_get(column).map_err(translate)
+    }
+
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        self.0.try_get(column).map_err(translate)
+    }
+
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        self.0.try_get(column).map_err(translate)
+    }
+
+    /// SQLite integers are 64-bit: one out of `i32` range is corrupt.
+    fn int32(&self, column: &str) -> Result<i32, StoreError> {
+        i32::try_from(self.int(column)?).map_err(|e| corrupt(column, e))
+    }
+
+    fn time(&self, column: &str) -> Result<OffsetDateTime, StoreError> {
+        from_micros(column, self.int(column)?)
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        let us: Option<i64> = self.0.try_get(column).map_err(translate)?;
+        us.map(|us| from_micros(column, us)).transpose()
+    }
+
+    fn uuid(&self, column: &str) -> Result<Uuid, StoreError> {
+        parse_uuid(column, &self.text(column)?)
+    }
+
+    fn opt_uuid(&self, column: &str) -> Result<Option<Uuid>, StoreError> {
+        self.opt_text(column)?.map(|raw| parse_uuid(column, &raw)).transpose()
+    }
 }
 
-/// A nullable text column.
-pub(crate) fn opt_text(row: &SqliteRow, column: &str) -> Result<Option<String>, StoreError> {
-    row.try_get(column).map_err(translate)
-}
-
-/// A non-null time column.
-pub(crate) fn time(row: &SqliteRow, column: &str) -> Result<OffsetDateTime, StoreError> {
-    from_micros(column, int(row, column)?)
-}
-
-/// A nullable time column.
-pub(crate) fn opt_time(row: &SqliteRow, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
-    let us: Option<i64> = row.try_get(column).map_err(translate)?;
-    us.map(|us| from_micros(column, us)).transpose()
-}
-
-/// A non-null uuid column as a typed id.
-pub(crate) fn id<T: From<Uuid>>(row: &SqliteRow, column: &str) -> Result<T, StoreError> {
-    let raw = text(row, column)?;
-    Uuid::parse_str(&raw).map(T::from).map_err(|e| corrupt(column, e))
-}
-
-/// A nullable uuid column as a typed id.
-pub(crate) fn opt_id<T: From<Uuid>>(row: &SqliteRow, column: &str) -> Result<Option<T>, StoreError> {
-    opt_text(row, column)?
-        .map(|raw| Uuid::parse_str(&raw).map(T::from).map_err(|e| corrupt(column, e)))
-        .transpose()
-}
-
-/// A non-null column holding an enum's (or other `FromStr` value's) text.
-pub(crate) fn parsed<T>(row: &SqliteRow, column: &str) -> Result<T, StoreError>
-where
-    T: FromStr,
-    T::Err: Display,
-{
-    text(row, column)?.parse().map_err(|e| corrupt(column, e))
-}
-
-/// A nullable column holding an enum's text.
-pub(crate) fn opt_parsed<T>(row: &SqliteRow, column: &str) -> Result<Option<T>, StoreError>
-where
-    T: FromStr,
-    T::Err: Display,
-{
-    opt_text(row, column)?
-        .map(|raw| raw.parse().map_err(|e| corrupt(column, e)))
-        .transpose()
-}
-
-/// The `limit` of a query: SQLite reads a negative limit as "no limit".
-pub(crate) fn limit(limit: i64) -> i64 {
-    limit.max(0)
-}
+/// A statement being bound, for the helpers that bind the columns two statements share.
+pub(crate) type Query<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
 
 /// A JSON array of ids, bound as one parameter and read with `json_each` (an `in` list
 /// without building SQL text).
 pub(crate) fn json_ids<T: Display>(ids: &[T]) -> Result<String, StoreError> {
     let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
     serde_json::to_string(&ids).map_err(|e| StoreError::Other(e.to_string()))
-}
-
-/// An update that matched no row: the caller updated something that does not exist.
-pub(crate) fn require_row(
-    result: &sqlx::sqlite::SqliteQueryResult,
-    what: &str,
-    id: impl Display,
-) -> Result<(), StoreError> {
-    if result.rows_affected() == 0 {
-        Err(StoreError::Other(format!("no {what} {id} to update")))
-    } else {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -4,88 +4,43 @@
 
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
-use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 
-use core_domain::insurance::{Actor, DrivingSession, Policy, PolicyAudit};
+use core_domain::insurance::{DrivingSession, Policy, PolicyAudit};
 use core_domain::{MemberId, PolicyId, SessionId};
 use ports::{Consistency, InsuranceReads, StoreError};
+use sql_rows::insurance::{audit, policy, session};
 
-use crate::codec::{self, micros, now_micros};
+use crate::codec::{Query, Row, micros, now_micros};
 use crate::{SqliteStore, translate};
 
-fn policy(row: &SqliteRow) -> Result<Policy, StoreError> {
-    Ok(Policy {
-        id: codec::id(row, "id")?,
-        member_id: codec::id(row, "member_id")?,
-        policy_number: codec::text(row, "policy_number")?,
-        hourly_premium: codec::int(row, "hourly_premium")?,
-        coverage_start: codec::time(row, "coverage_start")?,
-        status: codec::parsed(row, "status")?,
-        expired_at: codec::opt_time(row, "expired_at")?,
-        expiry_reason: codec::opt_parsed(row, "expiry_reason")?,
-        expired_by: codec::opt_parsed::<Actor>(row, "expired_by")?,
-        version: codec::int(row, "version")?,
-        created_at: codec::time(row, "created_at")?,
-    })
-}
-
-/// The domain keeps audit actions as `&'static str`; map the stored text back onto them.
-fn audit_action(raw: &str) -> Result<&'static str, StoreError> {
-    match raw {
-        "enrolled" => Ok("enrolled"),
-        "expired" => Ok("expired"),
-        "expiry_moved_earlier" => Ok("expiry_moved_earlier"),
-        other => Err(StoreError::Other(format!(
-            "corrupt value in column `action`: unknown audit action `{other}`"
-        ))),
-    }
-}
-
-fn audit(row: &SqliteRow) -> Result<PolicyAudit, StoreError> {
-    Ok(PolicyAudit {
-        id: codec::id(row, "id")?,
-        policy_id: codec::id(row, "policy_id")?,
-        actor: codec::parsed(row, "actor")?,
-        action: audit_action(&codec::text(row, "action")?)?,
-        reason: codec::opt_parsed(row, "reason")?,
-        previous_expired_at: codec::opt_time(row, "previous_expired_at")?,
-        new_expired_at: codec::opt_time(row, "new_expired_at")?,
-        at: codec::time(row, "at")?,
-    })
-}
-
-fn session(row: &SqliteRow) -> Result<DrivingSession, StoreError> {
-    Ok(DrivingSession {
-        id: codec::id(row, "id")?,
-        member_id: codec::id(row, "member_id")?,
-        policy_id: codec::id(row, "policy_id")?,
-        started_at: codec::time(row, "started_at")?,
-        ended_at: codec::opt_time(row, "ended_at")?,
-    })
+/// Binds the columns insert and update both write, `policy_number` to `version` (`?3`..`?10`).
+fn bind_policy<'q>(query: Query<'q>, p: &Policy) -> Query<'q> {
+    query
+        .bind(&p.policy_number)
+        .bind(p.hourly_premium)
+        .bind(micros(p.coverage_start))
+        .bind(p.status.as_str())
+        .bind(p.expired_at.map(micros))
+        .bind(p.expiry_reason.map(|r| r.as_str()))
+        .bind(p.expired_by.as_ref().map(ToString::to_string))
+        .bind(p.version)
 }
 
 /// Conflicts: [`ports::Unique::PolicyNumber`], [`ports::Unique::ActivePolicy`].
 pub(crate) async fn insert_policy(conn: &mut SqliteConnection, p: &Policy) -> Result<(), StoreError> {
-    sqlx::query(
+    let query = sqlx::query(
         "insert into policies (id, member_id, policy_number, hourly_premium, coverage_start, \
          status, expired_at, expiry_reason, expired_by, version, created_at, updated_at) \
          values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
     )
     .bind(p.id.to_string())
-    .bind(p.member_id.to_string())
-    .bind(&p.policy_number)
-    .bind(p.hourly_premium)
-    .bind(micros(p.coverage_start))
-    .bind(p.status.as_str())
-    .bind(p.expired_at.map(micros))
-    .bind(p.expiry_reason.map(|r| r.as_str()))
-    .bind(p.expired_by.as_ref().map(ToString::to_string))
-    .bind(p.version)
-    .bind(micros(p.created_at))
-    .execute(conn)
-    .await
-    .map_err(translate)?;
+    .bind(p.member_id.to_string());
+    bind_policy(query, p)
+        .bind(micros(p.created_at))
+        .execute(conn)
+        .await
+        .map_err(translate)?;
     Ok(())
 }
 
@@ -95,8 +50,7 @@ pub(crate) async fn policy_by_id(conn: &mut SqliteConnection, id: PolicyId) -> R
         .fetch_optional(conn)
         .await
         .map_err(translate)?
-        .as_ref()
-        .map(policy)
+        .map(|row| policy(&Row(&row)))
         .transpose()
 }
 
@@ -109,8 +63,7 @@ pub(crate) async fn policy_by_number(
         .fetch_optional(conn)
         .await
         .map_err(translate)?
-        .as_ref()
-        .map(policy)
+        .map(|row| policy(&Row(&row)))
         .transpose()
 }
 
@@ -125,7 +78,7 @@ pub(crate) async fn policies_of_member(
         .await
         .map_err(translate)?
         .iter()
-        .map(policy)
+        .map(|row| policy(&Row(row)))
         .collect()
 }
 
@@ -136,25 +89,18 @@ pub(crate) async fn update_policy(
     p: &Policy,
     expected_version: i64,
 ) -> Result<(), StoreError> {
-    let result = sqlx::query(
+    let query = sqlx::query(
         "update policies set policy_number = ?3, hourly_premium = ?4, coverage_start = ?5, \
          status = ?6, expired_at = ?7, expiry_reason = ?8, expired_by = ?9, version = ?10, \
          updated_at = ?11 where id = ?1 and version = ?2",
     )
     .bind(p.id.to_string())
-    .bind(expected_version)
-    .bind(&p.policy_number)
-    .bind(p.hourly_premium)
-    .bind(micros(p.coverage_start))
-    .bind(p.status.as_str())
-    .bind(p.expired_at.map(micros))
-    .bind(p.expiry_reason.map(|r| r.as_str()))
-    .bind(p.expired_by.as_ref().map(ToString::to_string))
-    .bind(p.version)
-    .bind(now_micros())
-    .execute(conn)
-    .await
-    .map_err(translate)?;
+    .bind(expected_version);
+    let result = bind_policy(query, p)
+        .bind(now_micros())
+        .execute(conn)
+        .await
+        .map_err(translate)?;
     if result.rows_affected() == 0 {
         return Err(StoreError::Concurrency);
     }
@@ -189,7 +135,7 @@ pub(crate) async fn audit_of_policy(conn: &mut SqliteConnection, id: PolicyId) -
         .await
         .map_err(translate)?
         .iter()
-        .map(audit)
+        .map(|row| audit(&Row(row)))
         .collect()
 }
 
@@ -221,8 +167,7 @@ pub(crate) async fn session_by_id(
         .fetch_optional(conn)
         .await
         .map_err(translate)?
-        .as_ref()
-        .map(session)
+        .map(|row| session(&Row(&row)))
         .transpose()
 }
 
@@ -239,7 +184,7 @@ pub(crate) async fn update_session(conn: &mut SqliteConnection, s: &DrivingSessi
     .execute(conn)
     .await
     .map_err(translate)?;
-    codec::require_row(&result, "driving session", s.id)
+    sql_rows::require_row(result.rows_affected(), "driving session", s.id)
 }
 
 /// Sessions overlapping `[from, to)`: started before `to` and not ended by `from` (an open
@@ -261,7 +206,7 @@ pub(crate) async fn sessions_of_policy(
     .await
     .map_err(translate)?
     .iter()
-    .map(session)
+    .map(|row| session(&Row(row)))
     .collect()
 }
 

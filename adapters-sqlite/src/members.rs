@@ -3,52 +3,42 @@
 
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
-use sqlx::sqlite::SqliteRow;
 
 use core_domain::MemberId;
 use core_domain::member::Member;
 use ports::{Consistency, MemberReads, StoreError};
+use sql_rows::members::member;
 
-use crate::codec::{self, micros, now_micros};
+use crate::codec::{Query, Row, micros, now_micros};
 use crate::{SqliteStore, translate};
 
-fn member(row: &SqliteRow) -> Result<Member, StoreError> {
-    Ok(Member {
-        id: codec::id(row, "id")?,
-        email: codec::text(row, "email")?,
-        name: codec::text(row, "name")?,
-        phone: codec::text(row, "phone")?,
-        password_hash: codec::text(row, "password_hash")?,
-        role: codec::parsed(row, "role")?,
-        status: codec::parsed(row, "status")?,
-        created_at: codec::time(row, "created_at")?,
-        last_login_at: codec::opt_time(row, "last_login_at")?,
-        withdrawn_at: codec::opt_time(row, "withdrawn_at")?,
-        anonymised_at: codec::opt_time(row, "anonymised_at")?,
-    })
+/// Binds `?1`..`?10`, the columns insert and update both write.
+fn bind_member<'q>(query: Query<'q>, m: &Member) -> Query<'q> {
+    query
+        .bind(m.id.to_string())
+        .bind(&m.email)
+        .bind(&m.name)
+        .bind(&m.phone)
+        .bind(&m.password_hash)
+        .bind(m.role.as_str())
+        .bind(m.status.as_str())
+        .bind(m.last_login_at.map(micros))
+        .bind(m.withdrawn_at.map(micros))
+        .bind(m.anonymised_at.map(micros))
 }
 
 /// Conflict: [`ports::Unique::MemberEmail`].
 pub(crate) async fn insert(conn: &mut SqliteConnection, m: &Member) -> Result<(), StoreError> {
-    sqlx::query(
+    let query = sqlx::query(
         "insert into members (id, email, name, phone, password_hash, role, status, \
          last_login_at, withdrawn_at, anonymised_at, created_at, updated_at) \
          values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11)",
-    )
-    .bind(m.id.to_string())
-    .bind(&m.email)
-    .bind(&m.name)
-    .bind(&m.phone)
-    .bind(&m.password_hash)
-    .bind(m.role.as_str())
-    .bind(m.status.as_str())
-    .bind(m.last_login_at.map(micros))
-    .bind(m.withdrawn_at.map(micros))
-    .bind(m.anonymised_at.map(micros))
-    .bind(micros(m.created_at))
-    .execute(conn)
-    .await
-    .map_err(translate)?;
+    );
+    bind_member(query, m)
+        .bind(micros(m.created_at))
+        .execute(conn)
+        .await
+        .map_err(translate)?;
     Ok(())
 }
 
@@ -58,8 +48,7 @@ pub(crate) async fn by_id(conn: &mut SqliteConnection, id: MemberId) -> Result<O
         .fetch_optional(conn)
         .await
         .map_err(translate)?
-        .as_ref()
-        .map(member)
+        .map(|row| member(&Row(&row)))
         .transpose()
 }
 
@@ -69,8 +58,7 @@ pub(crate) async fn by_email(conn: &mut SqliteConnection, email: &str) -> Result
         .fetch_optional(conn)
         .await
         .map_err(translate)?
-        .as_ref()
-        .map(member)
+        .map(|row| member(&Row(&row)))
         .transpose()
 }
 
@@ -80,37 +68,28 @@ pub(crate) async fn search(conn: &mut SqliteConnection, prefix: &str, limit: i64
     sqlx::query("select * from members where email >= ?1 and email < ?2 order by email limit ?3")
         .bind(prefix)
         .bind(format!("{prefix}\u{10FFFF}"))
-        .bind(codec::limit(limit))
+        .bind(sql_rows::limit(limit))
         .fetch_all(conn)
         .await
         .map_err(translate)?
         .iter()
-        .map(member)
+        .map(|row| member(&Row(row)))
         .collect()
 }
 
 /// Saves every mutable field. Conflict: [`ports::Unique::MemberEmail`].
 pub(crate) async fn update(conn: &mut SqliteConnection, m: &Member) -> Result<(), StoreError> {
-    let result = sqlx::query(
+    let query = sqlx::query(
         "update members set email = ?2, name = ?3, phone = ?4, password_hash = ?5, role = ?6, \
          status = ?7, last_login_at = ?8, withdrawn_at = ?9, anonymised_at = ?10, \
          updated_at = ?11 where id = ?1",
-    )
-    .bind(m.id.to_string())
-    .bind(&m.email)
-    .bind(&m.name)
-    .bind(&m.phone)
-    .bind(&m.password_hash)
-    .bind(m.role.as_str())
-    .bind(m.status.as_str())
-    .bind(m.last_login_at.map(micros))
-    .bind(m.withdrawn_at.map(micros))
-    .bind(m.anonymised_at.map(micros))
-    .bind(now_micros())
-    .execute(conn)
-    .await
-    .map_err(translate)?;
-    codec::require_row(&result, "member", m.id)
+    );
+    let result = bind_member(query, m)
+        .bind(now_micros())
+        .execute(conn)
+        .await
+        .map_err(translate)?;
+    sql_rows::require_row(result.rows_affected(), "member", m.id)
 }
 
 /// Withdrawn, not yet anonymised, withdrawn at or before `withdrawn_before`; oldest first.
@@ -124,12 +103,12 @@ pub(crate) async fn to_anonymise(
          and withdrawn_at <= ?1 order by withdrawn_at, id limit ?2",
     )
     .bind(micros(withdrawn_before))
-    .bind(codec::limit(limit))
+    .bind(sql_rows::limit(limit))
     .fetch_all(conn)
     .await
     .map_err(translate)?
     .iter()
-    .map(member)
+    .map(|row| member(&Row(row)))
     .collect()
 }
 

@@ -6,14 +6,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::SqliteConnection;
-use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 
 use core_domain::EventId;
 use core_domain::event::DomainEvent;
 use ports::{OutboxRecord, OutboxStats, OutboxStore, StoreError};
 
-use crate::codec::{self, duration_micros, micros, now_micros};
+use crate::codec::{self, Row, duration_micros, micros, now_micros};
 use crate::{SqliteStore, translate};
 
 /// Appends `events` in order; each is due at once (`available_at` is the store's clock, not
@@ -59,20 +58,6 @@ pub(crate) async fn record_inbox(
     Ok(result.rows_affected() == 1)
 }
 
-fn record(row: &SqliteRow) -> Result<OutboxRecord, StoreError> {
-    Ok(OutboxRecord {
-        id: codec::id(row, "id")?,
-        seq: codec::int(row, "seq")?,
-        topic: codec::text(row, "topic")?,
-        event_type: codec::text(row, "event_type")?,
-        key: codec::text(row, "aggregate_id")?,
-        payload: codec::text(row, "payload")?,
-        attempts: i32::try_from(codec::int(row, "attempts")?)
-            .map_err(|e| StoreError::Other(format!("corrupt value in column `attempts`: {e}")))?,
-        created_at: codec::time(row, "created_at")?,
-    })
-}
-
 #[async_trait]
 impl OutboxStore for SqliteStore {
     /// One `update … returning` on the writer: selecting the rows and setting the claim are
@@ -99,10 +84,7 @@ impl OutboxStore for SqliteStore {
         .fetch_all(&self.inner.writer)
         .await
         .map_err(translate)?;
-        let mut records = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
-        // `returning` gives rows in no promised order.
-        records.sort_by_key(|r| r.seq);
-        Ok(records)
+        sql_rows::outbox::claimed(rows.iter().map(Row))
     }
 
     async fn mark_sent(&self, ids: &[EventId]) -> Result<(), StoreError> {
@@ -152,11 +134,7 @@ impl OutboxStore for SqliteStore {
         .fetch_one(&mut *self.reader().await?)
         .await
         .map_err(translate)?;
-        Ok(OutboxStats {
-            backlog: codec::int(&row, "backlog")?,
-            oldest_created_at: codec::opt_time(&row, "oldest")?,
-            dead: codec::int(&row, "dead")?,
-        })
+        sql_rows::outbox::stats(&Row(&row))
     }
 
     /// A commit that appended events stores a wake-up permit, so a call made after that

@@ -3,30 +3,28 @@
 //! other finds it spent (a reuse: the whole family is revoked).
 
 use async_trait::async_trait;
+use sqlx::SqliteExecutor;
 use time::OffsetDateTime;
 
 use core_domain::{MemberId, TokenFamilyId};
 use ports::{RefreshToken, RefreshTokenStore, RotateOutcome, StoreError};
+use sql_rows::tokens::refresh_token;
 
-use crate::codec::{self, micros, now_micros};
+use crate::codec::{Row, micros, now_micros};
 use crate::{SqliteStore, translate};
 
 #[async_trait]
 impl RefreshTokenStore for SqliteStore {
     async fn insert(&self, token: &RefreshToken) -> Result<(), StoreError> {
-        sqlx::query(
-            "insert into refresh_tokens (token_hash, member_id, family_id, expires_at, \
-             created_at) values (?1, ?2, ?3, ?4, ?5)",
+        insert_token(
+            &self.inner.writer,
+            &token.token_hash,
+            token.member_id,
+            token.family_id,
+            token.expires_at,
+            now_micros(),
         )
-        .bind(&token.token_hash)
-        .bind(token.member_id.to_string())
-        .bind(token.family_id.to_string())
-        .bind(micros(token.expires_at))
-        .bind(now_micros())
-        .execute(&self.inner.writer)
         .await
-        .map_err(translate)?;
-        Ok(())
     }
 
     async fn rotate(
@@ -44,14 +42,12 @@ impl RefreshTokenStore for SqliteStore {
         else {
             return Ok(RotateOutcome::Invalid);
         };
-        let member_id: MemberId = codec::id(&old, "member_id")?;
-        let family_id: TokenFamilyId = codec::id(&old, "family_id")?;
-        let expired = codec::time(&old, "expires_at")? <= now;
-        let revoked = codec::opt_time(&old, "revoked_at")?.is_some();
-        if expired || revoked {
+        let old = refresh_token(&Row(&old))?;
+        if !old.is_valid_at(now) {
             return Ok(RotateOutcome::Invalid);
         }
-        if codec::opt_time(&old, "spent_at")?.is_some() {
+        let (member_id, family_id) = (old.member_id, old.family_id);
+        if old.spent {
             revoke_family_in(&mut tx, family_id, micros(now)).await?;
             tx.commit().await.map_err(translate)?;
             return Ok(RotateOutcome::Reused { member_id, family_id });
@@ -63,18 +59,15 @@ impl RefreshTokenStore for SqliteStore {
             .await
             .map_err(translate)?;
         // The new token joins the old one's member and family, whatever `new` says.
-        sqlx::query(
-            "insert into refresh_tokens (token_hash, member_id, family_id, expires_at, \
-             created_at) values (?1, ?2, ?3, ?4, ?5)",
+        insert_token(
+            &mut *tx,
+            &new.token_hash,
+            member_id,
+            family_id,
+            new.expires_at,
+            micros(now),
         )
-        .bind(&new.token_hash)
-        .bind(member_id.to_string())
-        .bind(family_id.to_string())
-        .bind(micros(new.expires_at))
-        .bind(micros(now))
-        .execute(&mut *tx)
-        .await
-        .map_err(translate)?;
+        .await?;
         tx.commit().await.map_err(translate)?;
         Ok(RotateOutcome::Rotated { member_id, family_id })
     }
@@ -93,6 +86,30 @@ impl RefreshTokenStore for SqliteStore {
             .map_err(translate)?;
         Ok(())
     }
+}
+
+/// Stores a token, created at `created_at` (unix microseconds).
+async fn insert_token(
+    executor: impl SqliteExecutor<'_>,
+    token_hash: &str,
+    member_id: MemberId,
+    family_id: TokenFamilyId,
+    expires_at: OffsetDateTime,
+    created_at: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "insert into refresh_tokens (token_hash, member_id, family_id, expires_at, \
+         created_at) values (?1, ?2, ?3, ?4, ?5)",
+    )
+    .bind(token_hash)
+    .bind(member_id.to_string())
+    .bind(family_id.to_string())
+    .bind(micros(expires_at))
+    .bind(created_at)
+    .execute(executor)
+    .await
+    .map_err(translate)?;
+    Ok(())
 }
 
 async fn revoke_family_in(

@@ -8,8 +8,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use core_domain::catalog::{NewProduct, POPULAR_LIMIT, POPULAR_WINDOW, PopularProduct, Product, ProductPatch};
-use core_domain::{ProductId, ValidationErrors};
-use ports::{CacheError, Consistency, Loader, StoreError};
+use core_domain::{MemberId, ProductId, ValidationErrors};
+use ports::{CacheError, CommitToken, Consistency, Loader, StoreError};
+
+use crate::freshness::Freshness;
 
 use crate::error::problem;
 use crate::{Ports, Settings};
@@ -36,17 +38,27 @@ fn product_key(id: ProductId) -> String {
     format!("product:{id}")
 }
 const LIST_KEY: &str = "products:list";
+/// The catalogue's own entry in the consistency-token store: the last commit that changed a
+/// product (admin write, order, cancellation). Cache fills read with it, so an entry refilled
+/// right after a change never comes from a replica that has not replayed that change.
+const CATALOG: MemberId = MemberId(uuid::Uuid::nil());
 const POPULAR_KEY: &str = "products:popular";
 
 #[derive(Clone)]
 pub struct CatalogService {
     ports: Ports,
     settings: Arc<Settings>,
+    freshness: Freshness,
 }
 
 impl CatalogService {
     pub fn new(ports: Ports, settings: Arc<Settings>) -> Self {
-        Self { ports, settings }
+        let freshness = Freshness::new(ports.consistency.clone());
+        Self {
+            ports,
+            settings,
+            freshness,
+        }
     }
 
     /// Reads through the cache; any cache failure falls back to the database.
@@ -96,9 +108,11 @@ impl CatalogService {
         }
     }
 
-    /// Stock of these products changed (an order placed or cancelled): their cached details
-    /// go. The first list page keeps its short TTL rather than being dropped on every order.
-    pub async fn stock_changed(&self, products: Vec<ProductId>) {
+    /// Stock of these products changed in the commit `token` (an order placed or cancelled):
+    /// their cached details go, and refills read at least that commit. The first list page
+    /// keeps its short TTL rather than being dropped on every order.
+    pub async fn stock_changed(&self, token: &CommitToken, products: Vec<ProductId>) {
+        self.freshness.remember(CATALOG, token).await;
         let mut keys: Vec<String> = products.into_iter().map(product_key).collect();
         keys.sort();
         keys.dedup();
@@ -112,7 +126,7 @@ impl CatalogService {
         let product = Product::create(ProductId(self.ports.ids.new_id()), new, self.ports.clock.now());
         let mut uow = self.ports.db.begin().await?;
         uow.insert_product(&product).await?;
-        uow.commit().await?;
+        self.freshness.commit(uow.as_mut(), CATALOG).await?;
         self.write_through(&product).await;
         self.invalidate(vec![LIST_KEY.to_owned(), POPULAR_KEY.to_owned()]).await;
         Ok(product)
@@ -124,21 +138,21 @@ impl CatalogService {
         let mut product = uow.product(id).await?.ok_or(CatalogError::NotFound)?;
         product.apply(patch, self.ports.clock.now());
         uow.update_product(&product).await?;
-        uow.commit().await?;
+        self.freshness.commit(uow.as_mut(), CATALOG).await?;
         self.write_through(&product).await;
         self.invalidate(vec![LIST_KEY.to_owned(), POPULAR_KEY.to_owned()]).await;
         Ok(product)
     }
 
     pub async fn get(&self, id: ProductId) -> Result<Product, CatalogError> {
-        let reads = self.ports.catalog.clone();
+        let (reads, freshness) = (self.ports.catalog.clone(), self.freshness.clone());
         let product: Option<Product> = self
             .cached(&product_key(id), self.settings.product_cache_ttl, move || {
-                let reads = reads.clone();
+                let (reads, freshness) = (reads.clone(), freshness.clone());
                 Box::pin(async move {
                     // Ids are minted by us, so a product a replica does not know yet is one
                     // it has not replayed: ask the primary before caching "not found".
-                    match reads.product(id, Consistency::Eventual).await? {
+                    match reads.product(id, freshness.for_member(CATALOG).await).await? {
                         Some(product) => Ok(Some(product)),
                         None => reads.product(id, Consistency::Strong).await,
                     }
@@ -155,13 +169,18 @@ impl CatalogService {
             return Err(ValidationErrors::field("limit", format!("must be between 1 and {MAX_PAGE}")).into());
         }
         if after.is_some() || limit != DEFAULT_PAGE {
-            return Ok(self.ports.catalog.products(after, limit, Consistency::Eventual).await?);
+            let consistency = self.freshness.for_member(CATALOG).await;
+            return Ok(self.ports.catalog.products(after, limit, consistency).await?);
         }
-        let reads = self.ports.catalog.clone();
+        let (reads, freshness) = (self.ports.catalog.clone(), self.freshness.clone());
         Ok(self
             .cached(LIST_KEY, self.settings.product_cache_ttl, move || {
-                let reads = reads.clone();
-                Box::pin(async move { reads.products(None, DEFAULT_PAGE, Consistency::Eventual).await })
+                let (reads, freshness) = (reads.clone(), freshness.clone());
+                Box::pin(async move {
+                    reads
+                        .products(None, DEFAULT_PAGE, freshness.for_member(CATALOG).await)
+                        .await
+                })
             })
             .await?)
     }
@@ -192,6 +211,7 @@ mod tests {
     #[tokio::test]
     async fn a_cache_outage_serves_from_the_database() {
         let mut t = TestPorts::new();
+        t.no_recent_writes();
         t.cache
             .expect_get_or_load()
             .returning(|_, _, _| Err(CacheError::Unavailable("down".into())));
@@ -215,6 +235,7 @@ mod tests {
     #[tokio::test]
     async fn the_cache_loader_reads_a_replica() {
         let mut t = TestPorts::new();
+        t.no_recent_writes();
         t.cache.expect_get_or_load().returning(|_, _, loader| {
             Box::pin(async move { Ok(loader.await?) }) // run the loader inline
                 .now_or_never_ok()
@@ -234,6 +255,11 @@ mod tests {
     #[tokio::test]
     async fn a_patch_writes_the_product_through_and_drops_the_lists() {
         let mut t = TestPorts::new();
+        t.consistency
+            .expect_remember()
+            .withf(|member, token| *member == CATALOG && token.0 == "1")
+            .times(1)
+            .returning(|_, _| Ok(()));
         let now = time::OffsetDateTime::now_utc();
         let product = Product::create(
             ProductId(uuid::Uuid::now_v7()),

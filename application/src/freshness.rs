@@ -30,12 +30,21 @@ impl Freshness {
         }
     }
 
+    /// Remembers `token` as `member_id`'s last write (logged, not returned, on failure).
+    pub async fn remember(&self, member_id: MemberId, token: &CommitToken) {
+        if let Err(error) = self.tokens.remember(member_id, token).await {
+            tracing::warn!(%error, %member_id, "could not remember commit token");
+        }
+    }
+
     /// Commits `uow` and remembers the token for `member_id`. A failure to remember is
     /// logged, not returned: the write itself has committed.
     pub async fn commit(&self, uow: &mut dyn UnitOfWork, member_id: MemberId) -> Result<CommitToken, StoreError> {
         let token = uow.commit().await?;
         if let Err(error) = self.tokens.remember(member_id, &token).await {
-            tracing::warn!(%error, %member_id, "could not remember commit token");
+            // Debug, not warn: during an outage of the token store this happens on every
+            // write, and the store's adapter already warns once per outage.
+            tracing::debug!(%error, %member_id, "could not remember commit token");
         }
         Ok(token)
     }

@@ -141,9 +141,9 @@ impl OrderService {
         };
         let order = Order::place(order_id, member_id, lines, coupon.as_ref(), now);
         uow.insert_order(&order).await?;
-        self.freshness.commit(uow.as_mut(), member_id).await?;
+        let token = self.freshness.commit(uow.as_mut(), member_id).await?;
         self.catalog
-            .stock_changed(order.items.iter().map(|l| l.product_id).collect())
+            .stock_changed(&token, order.items.iter().map(|l| l.product_id).collect())
             .await;
         Ok(order)
     }
@@ -250,9 +250,10 @@ impl OrderService {
             }
             uow.update_order(&order).await?;
         }
-        uow.commit().await?;
+        let token = uow.commit().await?;
         self.catalog
             .stock_changed(
+                &token,
                 stale
                     .iter()
                     .flat_map(|o| o.items.iter().map(|l| l.product_id))
@@ -422,6 +423,7 @@ mod tests {
     async fn stale_orders_return_stock_and_drop_cached_stock() {
         let mut t = TestPorts::new();
         let order = pending_order(MemberId(uuid::Uuid::now_v7()), 1_000);
+        t.consistency.expect_remember().times(1).returning(|_, _| Ok(()));
         t.cache
             .expect_invalidate()
             .withf(|keys| keys.len() == 1 && keys[0].starts_with("product:"))

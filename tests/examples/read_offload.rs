@@ -42,11 +42,17 @@ fn counter(metrics: &str, name: &str, label: &str) -> f64 {
 }
 
 async fn run(label: &str, with_replica: bool, seconds: u64, members: usize) -> (f64, f64, f64, u64) {
-    let pg = tests::services::postgres().await.expect("PostgreSQL (scripts/infra.sh up)");
+    let pg = tests::services::postgres()
+        .await
+        .expect("PostgreSQL (scripts/infra.sh up)");
     let database = tests::services::fresh_pg(&pg).await;
     let mut config = Config::defaults().expect("defaults");
     config.database.url = database.primary_url.clone();
-    config.database.replica_urls = if with_replica { vec![database.replica_url.clone()] } else { vec![] };
+    config.database.replica_urls = if with_replica {
+        vec![database.replica_url.clone()]
+    } else {
+        vec![]
+    };
     config.database.max_connections = 16;
     config.server.listen = "127.0.0.1:0".into();
     config.auth.jwt_secret = "read-offload-benchmark-secret-0123456789".to_owned().into();
@@ -57,13 +63,21 @@ async fn run(label: &str, with_replica: bool, seconds: u64, members: usize) -> (
     config.log.level = "error".into();
     let running = server::start(config).await.expect("server");
     let base = format!("http://{}/api/v1", running.addr.expect("listening"));
-    let client = reqwest::Client::builder().pool_max_idle_per_host(members).build().expect("client");
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(members)
+        .build()
+        .expect("client");
 
     let mut tokens = Vec::with_capacity(members);
     for i in 0..members {
         let email = format!("bench-{i}-{}@example.com", uuid::Uuid::now_v7().simple());
         let body = json!({"email": email, "password": PASSWORD, "name": "Bench", "phone": "01012345678"});
-        client.post(format!("{base}/members")).json(&body).send().await.expect("sign up");
+        client
+            .post(format!("{base}/members"))
+            .json(&body)
+            .send()
+            .await
+            .expect("sign up");
         let login: Value = client
             .post(format!("{base}/auth/login"))
             .json(&json!({"email": email, "password": PASSWORD}))
@@ -77,7 +91,14 @@ async fn run(label: &str, with_replica: bool, seconds: u64, members: usize) -> (
     }
 
     let metrics_url = format!("http://{}/metrics", running.addr.expect("listening"));
-    let before = client.get(&metrics_url).send().await.expect("metrics").text().await.expect("text");
+    let before = client
+        .get(&metrics_url)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     let tally = Arc::new(Tally::default());
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
@@ -112,14 +133,27 @@ async fn run(label: &str, with_replica: bool, seconds: u64, members: usize) -> (
         worker.await.expect("worker");
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let after = client.get(&metrics_url).send().await.expect("metrics").text().await.expect("text");
+    let after = client
+        .get(&metrics_url)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
     running.shutdown().await;
     drop(database);
 
-    let replica = counter(&after, "db_reads_total", "target=\"replica\"") - counter(&before, "db_reads_total", "target=\"replica\"");
-    let primary = counter(&after, "db_reads_total", "target=\"primary\"") - counter(&before, "db_reads_total", "target=\"primary\"");
+    let replica = counter(&after, "db_reads_total", "target=\"replica\"")
+        - counter(&before, "db_reads_total", "target=\"replica\"");
+    let primary = counter(&after, "db_reads_total", "target=\"primary\"")
+        - counter(&before, "db_reads_total", "target=\"primary\"");
     let requests = (tally.reads.load(Ordering::Relaxed) + tally.writes.load(Ordering::Relaxed)) as f64;
-    let share = if replica + primary > 0.0 { 100.0 * replica / (replica + primary) } else { 0.0 };
+    let share = if replica + primary > 0.0 {
+        100.0 * replica / (replica + primary)
+    } else {
+        0.0
+    };
     println!(
         "{label:<14} {:>9.0} req/s   reads on replica {:>5.1} %   (replica {replica:.0}, primary {primary:.0} db reads; {} writes; {} errors)",
         requests / elapsed,
@@ -127,7 +161,12 @@ async fn run(label: &str, with_replica: bool, seconds: u64, members: usize) -> (
         tally.writes.load(Ordering::Relaxed),
         tally.errors.load(Ordering::Relaxed)
     );
-    (requests / elapsed, share, replica + primary, tally.errors.load(Ordering::Relaxed))
+    (
+        requests / elapsed,
+        share,
+        replica + primary,
+        tally.errors.load(Ordering::Relaxed),
+    )
 }
 
 #[tokio::main]

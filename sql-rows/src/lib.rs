@@ -1,0 +1,218 @@
+//! What every SQL adapter shares below its SQL: how a row becomes a domain value, how a value
+//! that spans columns is stored, and the errors for data that does not decode. One copy for
+//! SQLite, PostgreSQL and any later dialect; the adapters keep their SQL text and bindings.
+//!
+//! Independent of any driver: an adapter implements [`Columns`] over its own row type, in its
+//! own storage format, and hands that to the mappers here (`members::member(&row)`, …).
+
+use std::fmt::Display;
+use std::str::FromStr;
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use ports::StoreError;
+
+pub mod catalog;
+pub mod commerce;
+pub mod insurance;
+pub mod members;
+pub mod outbox;
+pub mod tokens;
+
+/// One row, read column by column into Rust values. Each SQL adapter implements it over its
+/// driver's row, decoding its own storage format (SQLite stores times as integer
+/// microseconds and ids as text; PostgreSQL as `timestamptz` and `uuid`).
+///
+/// # Errors (every method)
+/// MUST return [`StoreError::Other`] for a missing column, a `null` in a non-null read, or a
+/// value that does not decode into the wanted type (corrupt data: see [`corrupt`]).
+pub trait Columns {
+    /// A non-null text column.
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+
+    /// A nullable text column.
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
+
+    /// A non-null 64-bit integer column: money, counts, versions.
+    fn int(&self, column: &str) -> Result<i64, StoreError>;
+
+    /// A non-null integer column the domain keeps as an `i32`.
+    fn int32(&self, column: &str) -> Result<i32, StoreError>;
+
+    /// A non-null time column, in UTC.
+    fn time(&self, column: &str) -> Result<OffsetDateTime, StoreError>;
+
+    /// A nullable time column, in UTC.
+    fn opt_time(&self, column: &str) -> Result<Option<OffsetDateTime>, StoreError>;
+
+    /// A non-null uuid column.
+    fn uuid(&self, column: &str) -> Result<Uuid, StoreError>;
+
+    /// A nullable uuid column.
+    fn opt_uuid(&self, column: &str) -> Result<Option<Uuid>, StoreError>;
+
+    /// A non-null uuid column as a typed id.
+    fn id<T: From<Uuid>>(&self, column: &str) -> Result<T, StoreError> {
+        self.uuid(column).map(T::from)
+    }
+
+    /// A nullable uuid column as a typed id.
+    fn opt_id<T: From<Uuid>>(&self, column: &str) -> Result<Option<T>, StoreError> {
+        Ok(self.opt_uuid(column)?.map(T::from))
+    }
+
+    /// A non-null column holding an enum's `as_str()` text (or another `FromStr` value's).
+    fn parsed<T>(&self, column: &str) -> Result<T, StoreError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        self.text(column)?.parse().map_err(|e| corrupt(column, e))
+    }
+
+    /// A nullable column holding an enum's `as_str()` text.
+    fn opt_parsed<T>(&self, column: &str) -> Result<Option<T>, StoreError>
+    where
+        T: FromStr,
+        T::Err: Display,
+    {
+        self.opt_text(column)?
+            .map(|raw| raw.parse().map_err(|e| corrupt(column, e)))
+            .transpose()
+    }
+}
+
+/// A stored value that does not decode: corrupt data, or a schema this code does not know.
+pub fn corrupt(column: &str, detail: impl Display) -> StoreError {
+    StoreError::Other(format!("corrupt value in column `{column}`: {detail}"))
+}
+
+/// An update that matched no row (`rows_affected` is 0): the caller updated something that
+/// does not exist, a bug rather than a race.
+///
+/// # Errors
+/// [`StoreError::Other`] naming `what` and `id` when `rows_affected` is 0.
+pub fn require_row(rows_affected: u64, what: &str, id: impl Display) -> Result<(), StoreError> {
+    if rows_affected == 0 {
+        Err(StoreError::Other(format!("no {what} {id} to update")))
+    } else {
+        Ok(())
+    }
+}
+
+/// A port's `limit` as SQL's: a negative one means no rows (SQLite would read it as "no
+/// limit", PostgreSQL would refuse it).
+pub fn limit(limit: i64) -> i64 {
+    limit.max(0)
+}
+
+/// A [`Columns`] over text values (integers and unix-second times written as text), for the
+/// mappers' tests.
+#[cfg(test)]
+pub(crate) mod fake {
+    use std::collections::HashMap;
+
+    use time::OffsetDateTime;
+    use uuid::Uuid;
+
+    use ports::StoreError;
+
+    use crate::{Columns, corrupt};
+
+    #[derive(Debug, Clone, Default)]
+    pub(crate) struct Row(HashMap<&'static str, Option<String>>);
+
+    impl Row {
+        pub(crate) fn with(mut self, column: &'static str, value: impl ToString) -> Self {
+            self.0.insert(column, Some(value.to_string()));
+            self
+        }
+
+        pub(crate) fn null(mut self, column: &'static str) -> Self {
+            self.0.insert(column, None);
+            self
+        }
+
+        fn read<T>(&self, column: &str, parse: impl FnOnce(&str) -> Option<T>) -> Result<Option<T>, StoreError> {
+            let value = self
+                .0
+                .get(column)
+                .ok_or_else(|| StoreError::Other(format!("no column `{column}`")))?;
+            value
+                .as_deref()
+                .map(|raw| parse(raw).ok_or_else(|| corrupt(column, raw)))
+                .transpose()
+        }
+    }
+
+    fn required<T>(column: &str, value: Option<T>) -> Result<T, StoreError> {
+        value.ok_or_else(|| corrupt(column, "null"))
+    }
+
+    fn unix(raw: &str) -> Option<OffsetDateTime> {
+        OffsetDateTime::from_unix_timestamp(raw.parse().ok()?).ok()
+    }
+
+    impl Columns for Row {
+        fn text(&self, column: &str) -> Result<String, StoreError> {
+            required(column, self.opt_text(column)?)
+        }
+
+        fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+            self.read(column, |raw| Some(raw.to_owned()))
+        }
+
+        fn int(&self, column: &str) -> Result<i64, StoreError> {
+            required(column, self.read(column, |raw| raw.parse().ok())?)
+        }
+
+        fn int32(&self, column: &str) -> Result<i32, StoreError> {
+            required(column, self.read(column, |raw| raw.parse().ok())?)
+        }
+
+        fn time(&self, column: &str) -> Result<OffsetDateTime, StoreError> {
+            required(column, self.opt_time(column)?)
+        }
+
+        fn opt_time(&self, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+            self.read(column, unix)
+        }
+
+        fn uuid(&self, column: &str) -> Result<Uuid, StoreError> {
+            required(column, self.opt_uuid(column)?)
+        }
+
+        fn opt_uuid(&self, column: &str) -> Result<Option<Uuid>, StoreError> {
+            self.read(column, |raw| Uuid::parse_str(raw).ok())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::Row;
+
+    #[test]
+    fn an_unknown_enum_text_is_corrupt_data() {
+        let row = Row::default().with("role", "emperor").null("status");
+        let err = row.parsed::<core_domain::member::Role>("role").unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Other(m) if m.starts_with("corrupt value in column `role`")),
+            "{err:?}"
+        );
+        assert_eq!(
+            row.opt_parsed::<core_domain::member::MemberStatus>("status").ok(),
+            Some(None)
+        );
+    }
+
+    #[test]
+    fn an_update_of_nothing_is_an_error_and_a_negative_limit_is_zero() {
+        assert!(require_row(1, "member", 7).is_ok());
+        assert!(matches!(require_row(0, "member", 7), Err(StoreError::Other(m)) if m == "no member 7 to update"));
+        assert_eq!(limit(-5), 0);
+        assert_eq!(limit(20), 20);
+    }
+}
