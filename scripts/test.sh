@@ -14,8 +14,10 @@ step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "test infrastructure: scripts/infra.sh up"
-# The project's own PostgreSQL primary/replica (never the system instances). Integration
-# tests fail rather than skip when a service is missing: skipping is never allowed here.
+# The project's own PostgreSQL primary/replica (never the system instances), Redis and Kafka
+# broker (tansu: built once into ~/.cache/hexride, 8 minutes or more on 2 cores, then reused).
+# Integration tests fail rather than skip when a service is missing: skipping is never allowed
+# here.
 eval "$(scripts/infra.sh up)"
 unset HEXRIDE_SKIP_INTEGRATION
 

@@ -71,11 +71,33 @@ pub struct DatabaseConfig {
 #[derive(Debug, Clone, Deserialize)]
 pub struct KafkaConfig {
     pub brokers: String,
+    pub namespace: String,
+    pub client_id: String,
+    pub partitions: i32,
+    pub replication_factor: i32,
+    pub delivery_timeout_ms: u64,
+    pub linger_ms: u64,
+    pub request_timeout_ms: u64,
+    pub startup_timeout_secs: u64,
+    pub session_timeout_ms: u64,
+    pub fetch_wait_max_ms: u64,
+    pub consumer_max_attempts: u32,
+    pub consumer_backoff_ms: u64,
+    pub consumer_max_backoff_ms: u64,
+    pub commit_batch: usize,
+    pub commit_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RedisConfig {
     pub url: String,
+    pub key_prefix: String,
+    pub command_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub cache_lock_ttl_ms: u64,
+    pub coupon_gate_ttl_secs: u64,
+    pub near_cache_entries: usize,
+    pub near_cache_ttl_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

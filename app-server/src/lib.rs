@@ -5,6 +5,7 @@
 pub mod config;
 pub mod http;
 pub mod jwt;
+pub mod kafka;
 pub mod runtime;
 pub mod server;
 pub mod sink;

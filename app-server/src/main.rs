@@ -55,7 +55,13 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let mut config = Config::load(cli.config.as_deref()).context("loading configuration")?;
     telemetry::init(&config.log.format, &config.log.level);
-    match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if !matches!(command, Command::Serve) {
+        // One-off commands run no relay or consumers: their events wait in the outbox for a
+        // server, so they need no broker (and do not wait for one that is down).
+        config.kafka.brokers.clear();
+    }
+    match command {
         Command::Serve => {
             let running = server::start(config).await?;
             server::termination_signal().await;

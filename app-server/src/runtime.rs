@@ -1,7 +1,9 @@
 //! The composition root: picks adapters from configuration and wires them into the use
 //! cases. `sqlite://` (the embedded default) or `postgres://` (a primary and
-//! `database.replica_urls`, with read routing) for the stores; in-process events, cache,
-//! limiter and coupon gate; MySQL, Kafka and Redis plug in here as their adapters land.
+//! `database.replica_urls`, with read routing) for the stores; cache,
+//! limiter, coupon gate and read-your-writes tokens in process or, with `redis.url`, in Redis
+//! (refresh tokens too) so that instances share them; events through Kafka with
+//! `kafka.brokers` (see `kafka.rs`). MySQL plugs in here when its adapter lands.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use adapters_memory::{
     MokaCache, SystemClock, UuidV7Ids,
 };
 use adapters_postgres::{PgConfig, PgStore};
+use adapters_redis::{RedisAdapters, RedisSettings, RedisTuning};
 use adapters_sqlite::{SqliteConfig, SqliteStore};
 use application::events::{DataPlatformHandler, OutboxRelay, RelaySettings};
 use application::insurance::InsuranceExpiryHandler;
@@ -22,8 +25,8 @@ use application::members::SignUp;
 use application::{Ports, Services, Settings};
 use core_domain::member::Role;
 use ports::{
-    CatalogReads, CommerceReads, DataPlatformSink, Database, EventHandler, EventPublisher, HealthCheck, InsuranceReads,
-    MemberReads, OutboxStore, Quota, RefreshTokenStore,
+    Cache, CatalogReads, CommerceReads, ConsistencyTokens, CouponGate, DataPlatformSink, Database, EventHandler,
+    EventPublisher, HealthCheck, InsuranceReads, MemberReads, OutboxStore, Quota, RateLimiter, RefreshTokenStore,
 };
 
 use crate::config::{Config, DatabaseConfig};
@@ -37,6 +40,10 @@ pub struct Runtime {
     pub services: Services,
     pub health: Vec<Arc<dyn HealthCheck>>,
     pub publisher: Arc<dyn EventPublisher>,
+    /// The event handlers: called by the relay in process, or run as Kafka consumers.
+    pub handlers: Vec<Arc<dyn EventHandler>>,
+    /// The Kafka publisher when `kafka.brokers` is set (flushed on close).
+    kafka: Option<Arc<adapters_kafka::KafkaPublisher>>,
     store: Store,
 }
 
@@ -169,6 +176,61 @@ fn without_password(url: &str) -> String {
     }
 }
 
+/// The cache-like ports: in Redis when `redis.url` is set (shared by every instance), else
+/// in process memory.
+struct SharedState {
+    cache: Arc<dyn Cache>,
+    limiter: Arc<dyn RateLimiter>,
+    coupon_gate: Arc<dyn CouponGate>,
+    consistency: Arc<dyn ConsistencyTokens>,
+    /// Only with Redis; otherwise refresh tokens stay in the SQL store.
+    refresh_tokens: Option<Arc<dyn RefreshTokenStore>>,
+    health: Option<Arc<dyn HealthCheck>>,
+}
+
+impl SharedState {
+    /// Redis adapters for a set `redis.url` (an unreachable Redis is logged, not refused:
+    /// the service runs degraded until it answers), else the in-process ones.
+    async fn connect(config: &Config) -> anyhow::Result<Self> {
+        let window = Duration::from_secs(config.auth.read_your_writes_window_secs);
+        let r = &config.redis;
+        if r.url.trim().is_empty() {
+            return Ok(Self {
+                cache: Arc::new(MokaCache::new(config.cache.max_entries)),
+                limiter: Arc::new(MemoryRateLimiter::new()),
+                coupon_gate: Arc::new(MemoryCouponGate::new()),
+                consistency: Arc::new(MemoryConsistencyTokens::new(window)),
+                refresh_tokens: None,
+                health: None,
+            });
+        }
+        let settings = RedisSettings {
+            url: r.url.trim().to_owned(),
+            key_prefix: r.key_prefix.clone(),
+            command_timeout: Duration::from_millis(r.command_timeout_ms.max(1)),
+            connect_timeout: Duration::from_millis(r.connect_timeout_ms.max(1)),
+            near_cache_entries: r.near_cache_entries,
+            near_cache_ttl: Duration::from_millis(r.near_cache_ttl_ms),
+        };
+        let tuning = RedisTuning {
+            cache_lock_ttl: Duration::from_millis(r.cache_lock_ttl_ms.max(1)),
+            coupon_gate_ttl: Duration::from_secs(r.coupon_gate_ttl_secs.max(1)),
+            read_your_writes_window: window,
+        };
+        let redis = RedisAdapters::connect(&settings, tuning)
+            .await
+            .map_err(|e| anyhow::anyhow!("redis: {e}"))?;
+        Ok(Self {
+            cache: redis.cache,
+            limiter: redis.limiter,
+            coupon_gate: redis.coupon_gate,
+            consistency: redis.consistency,
+            refresh_tokens: Some(redis.refresh_tokens),
+            health: Some(redis.health),
+        })
+    }
+}
+
 fn per_minute(limit: u32) -> Quota {
     Quota {
         limit: limit.max(1),
@@ -179,14 +241,7 @@ fn per_minute(limit: u32) -> Quota {
 impl Runtime {
     /// Connects the stores (and migrates them if configured) and wires every port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        if !config.kafka.brokers.trim().is_empty() {
-            bail!(
-                "kafka.brokers is set, but this build has no Kafka adapter yet; leave it empty for in-process events"
-            );
-        }
-        if !config.redis.url.trim().is_empty() {
-            bail!("redis.url is set, but this build has no Redis adapter yet; leave it empty for the in-process cache");
-        }
+        let shared = SharedState::connect(&config).await?;
         let store = Store::connect(&config).await?;
         let stores = store.ports();
 
@@ -215,17 +270,15 @@ impl Runtime {
             catalog: stores.catalog,
             commerce: stores.commerce,
             outbox: stores.outbox,
-            refresh_tokens: stores.refresh_tokens,
+            refresh_tokens: shared.refresh_tokens.unwrap_or(stores.refresh_tokens),
             access_tokens: Arc::new(JwtAccessTokens::new(
                 &secret,
                 Duration::from_secs(config.auth.access_ttl_secs),
             )),
-            consistency: Arc::new(MemoryConsistencyTokens::new(Duration::from_secs(
-                config.auth.read_your_writes_window_secs,
-            ))),
-            cache: Arc::new(MokaCache::new(config.cache.max_entries)),
-            limiter: Arc::new(MemoryRateLimiter::new()),
-            coupon_gate: Arc::new(MemoryCouponGate::new()),
+            consistency: shared.consistency,
+            cache: shared.cache,
+            limiter: shared.limiter,
+            coupon_gate: shared.coupon_gate,
             clock: Arc::new(SystemClock),
             ids: Arc::new(UuidV7Ids),
             hasher: Arc::new(hasher),
@@ -259,14 +312,27 @@ impl Runtime {
             Arc::new(InsuranceExpiryHandler::new(services.insurance.clone())),
             Arc::new(DataPlatformHandler::new(ports.db.clone(), sink)),
         ];
-        let publisher: Arc<dyn EventPublisher> = Arc::new(InProcessPublisher::new(handlers));
+        let kafka = crate::kafka::connect(&config).await?;
+        let publisher: Arc<dyn EventPublisher> = match &kafka {
+            Some(kafka) => kafka.clone(),
+            None => Arc::new(InProcessPublisher::new(handlers.clone())),
+        };
 
         let runtime = Self {
-            health: vec![stores.health],
+            health: [
+                Some(stores.health),
+                shared.health,
+                kafka.clone().map(|k| k as Arc<dyn HealthCheck>),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             config,
             ports,
             services,
             publisher,
+            handlers,
+            kafka,
             store,
         };
         runtime.bootstrap_staff().await?;
@@ -315,8 +381,13 @@ impl Runtime {
         )
     }
 
-    /// Closes connection pools (after the workers have stopped).
+    /// Flushes the Kafka producer and closes connection pools (after the workers have stopped).
     pub async fn close(&self) {
+        if let Some(kafka) = &self.kafka {
+            kafka
+                .flush(Duration::from_millis(self.config.kafka.request_timeout_ms.max(10)))
+                .await;
+        }
         self.store.close().await;
     }
 }
@@ -347,6 +418,37 @@ mod tests {
         let message = format!("{error:#}");
         assert!(message.contains("sqlite:// and postgres://"), "{message}");
         assert!(!message.contains("s3cret"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_malformed_redis_url_or_prefix_is_refused_at_start() {
+        let mut config = config_with_url("sqlite::memory:");
+        config.redis.url = "http://127.0.0.1:1".to_owned();
+        let error = Runtime::build(config.clone()).await.err().expect("refused");
+        assert!(format!("{error:#}").contains("invalid Redis URL"), "{error:#}");
+
+        config.redis.url = "redis://127.0.0.1:1".to_owned();
+        config.redis.key_prefix = "{x}".to_owned();
+        let error = Runtime::build(config).await.err().expect("refused");
+        assert!(format!("{error:#}").contains("key prefix"), "{error:#}");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_redis_starts_degraded() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut config = config_with_url(&format!("sqlite://{}", dir.path().join("db").display()));
+        config.redis.url = "redis://127.0.0.1:1".to_owned();
+        let runtime = Runtime::build(config).await.expect("starts without Redis");
+        let mut components = Vec::new();
+        for check in &runtime.health {
+            components.extend(check.health().await);
+        }
+        let redis = components
+            .iter()
+            .find(|c| c.name == "redis")
+            .expect("a redis component");
+        assert_eq!(redis.status, ports::HealthStatus::Degraded);
+        runtime.close().await;
     }
 
     #[test]

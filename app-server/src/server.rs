@@ -1,6 +1,7 @@
-//! Running an instance: the HTTP server and the background workers (outbox relay, scheduled
-//! jobs, metrics upkeep), with graceful shutdown — stop accepting, finish in-flight
-//! requests, let the relay finish its batch, close the pools.
+//! Running an instance: the HTTP server and the background workers (outbox relay, Kafka
+//! consumers, scheduled jobs, metrics upkeep), with graceful shutdown — stop accepting, finish
+//! in-flight requests, let the relay finish its batch and the consumers commit, flush the
+//! producer, close the pools.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -84,8 +85,8 @@ impl Running {
 pub fn app_state(runtime: &Runtime) -> AppState {
     let c = &runtime.config;
     AppState {
-        services: runtime.services.clone(),
-        ports: runtime.ports.clone(),
+        services: Arc::new(runtime.services.clone()),
+        ports: Arc::new(runtime.ports.clone()),
         http: Arc::new(HttpSettings {
             insurer_secret: c.insurer.webhook_secret.clone(),
             api_quota: ports::Quota {
@@ -112,7 +113,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let mut workers = Vec::new();
     if role.runs_workers() {
-        workers = spawn_workers(&runtime, &shutdown);
+        workers = spawn_workers(&runtime, &shutdown)?;
     }
     let (addr, http) = if role.serves_http() {
         let listener = tokio::net::TcpListener::bind(&listen)
@@ -141,7 +142,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
-fn spawn_workers(runtime: &Arc<Runtime>, shutdown: &Shutdown) -> Vec<JoinHandle<()>> {
+/// The relay, the scheduled jobs, metrics upkeep and, with Kafka, one consumer per handler.
+fn spawn_workers(runtime: &Arc<Runtime>, shutdown: &Shutdown) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let owner = format!("relay-{}", uuid::Uuid::now_v7());
     let relay = runtime.relay(&owner);
     let stop = shutdown.clone();
@@ -180,7 +182,9 @@ fn spawn_workers(runtime: &Arc<Runtime>, shutdown: &Shutdown) -> Vec<JoinHandle<
             }
         }
     });
-    vec![relay_task, jobs_task, upkeep_task]
+    let mut workers = vec![relay_task, jobs_task, upkeep_task];
+    workers.extend(crate::kafka::spawn_consumers(runtime, shutdown)?);
+    Ok(workers)
 }
 
 /// One round of the scheduled jobs. Each job works in batches and is safe to run on

@@ -1,12 +1,15 @@
 //! First-come-first-served coupons. The gate (Redis or in-process) turns away the crowd
 //! once a campaign is sold out; the database has the last word with an atomic
-//! conditional count and a unique (campaign, member) row, so it never over-issues.
+//! conditional count and a unique (campaign, member) row, so it never over-issues. The
+//! campaign itself is read through the cache, so the crowd never reaches the database.
+
+use std::time::Duration;
 
 use time::OffsetDateTime;
 
 use core_domain::coupon::{Coupon, CouponCampaign, CouponError, Discount, NewCampaign};
 use core_domain::{CampaignId, CouponId, MemberId, ValidationErrors};
-use ports::{Consistency, GateDecision, StoreError, Unique};
+use ports::{CacheError, Consistency, GateDecision, Loader, StoreError, Unique};
 
 use crate::Ports;
 use crate::error::problem;
@@ -62,6 +65,14 @@ pub struct CampaignRequest {
     pub ends_at: Option<OffsetDateTime>,
 }
 
+/// How long a campaign is cached. Nothing about a campaign changes after its creation but
+/// `issued_count`, and a stale count only passes a request on to the gate, which knows.
+pub const CAMPAIGN_CACHE_TTL: Duration = Duration::from_secs(10);
+
+fn campaign_key(id: CampaignId) -> String {
+    format!("campaign:{id}")
+}
+
 #[derive(Clone)]
 pub struct CouponService {
     ports: Ports,
@@ -93,17 +104,7 @@ impl CouponService {
     #[tracing::instrument(skip(self))]
     pub async fn issue(&self, member_id: MemberId, campaign_id: CampaignId) -> Result<Coupon, CouponsError> {
         let now = self.ports.clock.now();
-        // A replica may lag on `issued_count`, but "sold out" only ever becomes true, so
-        // its answer is safe to act on; the window does not change.
-        let campaign = match self.ports.commerce.campaign(campaign_id, Consistency::Eventual).await? {
-            Some(c) => c,
-            None => self
-                .ports
-                .commerce
-                .campaign(campaign_id, Consistency::Strong)
-                .await?
-                .ok_or(CouponsError::CampaignNotFound)?,
-        };
+        let campaign = self.campaign(campaign_id).await?;
         campaign.check_window(now)?;
         if campaign.is_sold_out() {
             return Err(CouponsError::SoldOut);
@@ -132,6 +133,46 @@ impl CouponService {
             }
         }
         result
+    }
+
+    /// The campaign, through the cache: the crowd of a first-come-first-served campaign
+    /// reads it once per cache TTL, not once per request. The database when the cache is
+    /// unavailable. A cached or replica `issued_count` may lag, but "sold out" only ever
+    /// becomes true, so acting on it is safe; the window does not change.
+    async fn campaign(&self, campaign_id: CampaignId) -> Result<CouponCampaign, CouponsError> {
+        let commerce = self.ports.commerce.clone();
+        let load = move || {
+            let commerce = commerce.clone();
+            async move {
+                // Ids are minted by us: a campaign a replica does not know is one it has not
+                // replayed yet, so ask the primary before answering "not found".
+                match commerce.campaign(campaign_id, Consistency::Eventual).await? {
+                    Some(campaign) => Ok(Some(campaign)),
+                    None => commerce.campaign(campaign_id, Consistency::Strong).await,
+                }
+            }
+        };
+        let fill = load();
+        let loader: Loader = Box::pin(async move {
+            let campaign: Option<CouponCampaign> = fill.await?;
+            serde_json::to_vec(&campaign).map_err(|e| StoreError::Other(e.to_string()))
+        });
+        let key = campaign_key(campaign_id);
+        let campaign = match self.ports.cache.get_or_load(&key, CAMPAIGN_CACHE_TTL, loader).await {
+            Ok(bytes) => match serde_json::from_slice::<Option<CouponCampaign>>(&bytes) {
+                Ok(campaign) => campaign,
+                Err(error) => {
+                    tracing::warn!(%error, key, "undecodable cache entry; reading the database");
+                    load().await?
+                }
+            },
+            Err(CacheError::Load(error)) => return Err(error.into()),
+            Err(CacheError::Unavailable(error)) => {
+                tracing::debug!(%error, key, "cache unavailable; reading the database");
+                load().await?
+            }
+        };
+        campaign.ok_or(CouponsError::CampaignNotFound)
     }
 
     async fn issue_in_database(
@@ -181,10 +222,14 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_gate_turns_the_crowd_away_without_touching_the_database() {
+    async fn with_the_campaign_cached_the_gate_turns_the_crowd_away_without_touching_the_database() {
         let mut t = TestPorts::new();
-        let c = campaign();
-        t.commerce.expect_campaign().return_once(move |_, _| Ok(Some(c)));
+        let cached = serde_json::to_vec(&Some(campaign())).expect("serialisable");
+        t.cache
+            .expect_get_or_load()
+            .withf(|key, ttl, _| key.starts_with("campaign:") && *ttl == CAMPAIGN_CACHE_TTL)
+            .return_once(move |_, _, _| Ok(cached));
+        t.commerce.expect_campaign().never();
         t.coupon_gate
             .expect_try_acquire()
             .return_once(|_, _, _| Ok(GateDecision::SoldOut));
@@ -197,10 +242,16 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_gate_outage_falls_back_to_the_database_which_can_refuse() {
+    async fn a_redis_outage_falls_back_to_the_database_which_can_refuse() {
         let mut t = TestPorts::new();
         let c = campaign();
-        t.commerce.expect_campaign().return_once(move |_, _| Ok(Some(c)));
+        t.cache
+            .expect_get_or_load()
+            .return_once(|_, _, _| Err(CacheError::Unavailable("down".into())));
+        t.commerce
+            .expect_campaign()
+            .withf(|_, consistency| *consistency == Consistency::Eventual)
+            .return_once(move |_, _| Ok(Some(c)));
         t.coupon_gate
             .expect_try_acquire()
             .return_once(|_, _, _| Err(GateError::Unavailable("down".into())));
@@ -221,6 +272,7 @@ mod tests {
     #[tokio::test]
     async fn a_database_failure_after_admission_gives_the_slot_back() {
         let mut t = TestPorts::new();
+        t.cold_cache();
         let c = campaign();
         t.commerce.expect_campaign().return_once(move |_, _| Ok(Some(c)));
         t.coupon_gate
@@ -239,6 +291,7 @@ mod tests {
     #[tokio::test]
     async fn a_duplicate_in_the_database_is_already_issued() {
         let mut t = TestPorts::new();
+        t.cold_cache();
         let c = campaign();
         t.commerce.expect_campaign().return_once(move |_, _| Ok(Some(c)));
         t.coupon_gate
@@ -255,5 +308,24 @@ mod tests {
             .await
             .expect_err("dup");
         assert_eq!(err.code(), "coupon.already_issued");
+    }
+
+    #[tokio::test]
+    async fn a_campaign_unknown_to_the_replica_is_asked_of_the_primary_before_not_found() {
+        let mut t = TestPorts::new();
+        t.cold_cache();
+        t.commerce
+            .expect_campaign()
+            .withf(|_, consistency| *consistency == Consistency::Eventual)
+            .return_once(|_, _| Ok(None));
+        t.commerce
+            .expect_campaign()
+            .withf(|_, consistency| *consistency == Consistency::Strong)
+            .return_once(|_, _| Ok(None));
+        let err = CouponService::new(t.build())
+            .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()))
+            .await
+            .expect_err("missing");
+        assert_eq!(err.code(), "coupon.campaign_not_found");
     }
 }

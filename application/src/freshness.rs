@@ -33,7 +33,9 @@ impl Freshness {
     /// Remembers `token` as `member_id`'s last write (logged, not returned, on failure).
     pub async fn remember(&self, member_id: MemberId, token: &CommitToken) {
         if let Err(error) = self.tokens.remember(member_id, token).await {
-            tracing::warn!(%error, %member_id, "could not remember commit token");
+            // Debug: during a token-store outage this happens on every write, and the
+            // store's adapter already warns once per outage.
+            tracing::debug!(%error, %member_id, "could not remember commit token");
         }
     }
 

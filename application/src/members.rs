@@ -172,8 +172,9 @@ impl MemberService {
             Ok(RateDecision::Allowed) => Ok(()),
             Ok(RateDecision::Limited { retry_after }) => Err(MemberError::RateLimited(retry_after)),
             // Login fails closed: an attacker must not gain unlimited guesses from an outage.
+            // (Debug: the limiter's adapter warns once per outage, not once per login.)
             Err(error) => {
-                tracing::warn!(%error, "rate limiter unavailable; refusing login");
+                tracing::debug!(%error, "rate limiter unavailable; refusing login");
                 Err(MemberError::LimiterUnavailable)
             }
         }
@@ -318,7 +319,8 @@ impl MemberService {
         Ok(member)
     }
 
-    /// Staff search by e-mail prefix.
+    /// Staff search by e-mail prefix. Staff act on what they see (a withdrawal, say), and
+    /// their searches are rare: read from the primary, like their other views.
     pub async fn search(&self, email_prefix: &str) -> Result<Vec<Member>, MemberError> {
         let prefix = email_prefix.trim().to_lowercase();
         if prefix.is_empty() {
@@ -327,7 +329,7 @@ impl MemberService {
         Ok(self
             .ports
             .members
-            .search_members(&prefix, 50, Consistency::Eventual)
+            .search_members(&prefix, 50, Consistency::Strong)
             .await?)
     }
 

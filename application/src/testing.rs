@@ -58,6 +58,13 @@ impl TestPorts {
         self.db.expect_begin().times(1).return_once(move || Ok(Box::new(uow)));
     }
 
+    /// Every cache read misses and runs its loader inline, as a cold cache does.
+    pub fn cold_cache(&mut self) {
+        self.cache
+            .expect_get_or_load()
+            .returning(|_, _, loader| futures::executor::block_on(loader).map_err(CacheError::Load));
+    }
+
     pub fn allow_limits(&mut self) {
         self.limiter.expect_check().returning(|_, _| Ok(RateDecision::Allowed));
     }

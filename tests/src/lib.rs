@@ -1,5 +1,7 @@
 //! hexride's integration tests, and the shared contract every SQL store adapter must pass.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cluster;
 pub mod contract;
+pub mod kafka;
 pub mod services;

@@ -4,7 +4,9 @@
 //! `scripts/infra.sh up && eval "$(scripts/infra.sh env)"` exports: a primary and a streaming
 //! replica); without them, from a testcontainers PostgreSQL when a Docker daemon is reachable
 //! (one container: the "replica" is the primary itself); without either, a test panics with
-//! how to provide them, unless `HEXRIDE_SKIP_INTEGRATION=1`, which makes it skip:
+//! how to provide them, unless `HEXRIDE_SKIP_INTEGRATION=1`, which makes it skip. Redis
+//! comes the same way from `TEST_REDIS_URL` or a testcontainers Redis ([`redis`]), and Kafka
+//! from `TEST_KAFKA_BROKERS` or a testcontainers Kafka ([`kafka`]):
 //!
 //! ```ignore
 //! let Some(pg) = tests::services::postgres().await else { return };
@@ -242,6 +244,131 @@ pub async fn fresh_pg(pg: &PgUrls) -> PgDatabase {
         name,
         admin_url: pg.primary.clone(),
     }
+}
+
+const REDIS_HOW_TO: &str = "no Redis for the integration tests: run \
+     `scripts/infra.sh up && eval \"$(scripts/infra.sh env)\"` (TEST_REDIS_URL), \
+     or make a Docker daemon reachable (testcontainers), \
+     or set HEXRIDE_SKIP_INTEGRATION=1 to skip these tests";
+
+/// One Redis container per test binary, like [`CONTAINER`].
+static REDIS_CONTAINER: OnceCell<(ContainerAsync<testcontainers_modules::redis::Redis>, String)> =
+    OnceCell::const_new();
+
+/// The Redis to test against: `TEST_REDIS_URL` (what `scripts/infra.sh env` exports), else a
+/// testcontainers Redis 7 when a Docker daemon is reachable, else `None` (after a notice)
+/// when `HEXRIDE_SKIP_INTEGRATION=1`. Tests share it: each uses keys under its own prefix
+/// ([`redis_prefix`]).
+///
+/// # Panics
+/// When there is no Redis and skipping is not asked for, with how to provide one.
+pub async fn redis() -> Option<String> {
+    if let Some(url) = env_url("TEST_REDIS_URL") {
+        return Some(url);
+    }
+    if docker_reachable() {
+        let (_, url) = REDIS_CONTAINER
+            .get_or_init(|| async {
+                let container = testcontainers_modules::redis::Redis::default()
+                    .with_tag("7-alpine")
+                    .start()
+                    .await
+                    .unwrap_or_else(|e| panic!("starting a Redis container failed ({e}); {REDIS_HOW_TO}"));
+                let host = container.get_host().await.expect("container host");
+                let port = container
+                    .get_host_port_ipv4(testcontainers_modules::redis::REDIS_PORT)
+                    .await
+                    .expect("container port");
+                (container, format!("redis://{host}:{port}"))
+            })
+            .await;
+        return Some(url.clone());
+    }
+    if skipping() {
+        eprintln!("skipped: no Redis ({SKIP_VAR}=1)");
+        return None;
+    }
+    panic!("{REDIS_HOW_TO}");
+}
+
+/// Like [`redis`], but only the Redis of `scripts/infra.sh` (`TEST_REDIS_URL`), which fault
+/// tests kill and restart with `scripts/infra.sh kill redis` / `start redis`; with a
+/// testcontainers Redis the test is skipped with a notice.
+pub async fn managed_redis() -> Option<String> {
+    let url = redis().await?;
+    if env_url("TEST_REDIS_URL").is_some() {
+        Some(url)
+    } else {
+        eprintln!("skipped: kills Redis through scripts/infra.sh, and the testcontainers Redis is not its");
+        None
+    }
+}
+
+/// A key prefix no other test uses (`hxt:<uuid>:`).
+pub fn redis_prefix() -> String {
+    format!("hxt:{}:", Uuid::now_v7().simple())
+}
+
+const KAFKA_HOW_TO: &str = "no Kafka for the integration tests: run \
+     `scripts/infra.sh up && eval \"$(scripts/infra.sh env)\"` (TEST_KAFKA_BROKERS: the project's tansu broker), \
+     or make a Docker daemon reachable (testcontainers), \
+     or set HEXRIDE_SKIP_INTEGRATION=1 to skip these tests";
+
+/// One Kafka container per test binary, like [`CONTAINER`].
+static KAFKA_CONTAINER: OnceCell<(ContainerAsync<testcontainers_modules::kafka::apache::Kafka>, String)> =
+    OnceCell::const_new();
+
+/// The Kafka brokers to test against: `TEST_KAFKA_BROKERS` (what `scripts/infra.sh env`
+/// exports: its tansu broker), else a testcontainers Apache Kafka when a Docker daemon is
+/// reachable, else `None` (after a notice) when `HEXRIDE_SKIP_INTEGRATION=1`. Tests share the
+/// broker: each names its topics and groups under its own namespace ([`kafka_namespace`]).
+///
+/// # Panics
+/// When there is no broker and skipping is not asked for, with how to provide one.
+pub async fn kafka() -> Option<String> {
+    if let Some(brokers) = env_url("TEST_KAFKA_BROKERS") {
+        return Some(brokers);
+    }
+    if docker_reachable() {
+        let (_, brokers) = KAFKA_CONTAINER
+            .get_or_init(|| async {
+                let container = testcontainers_modules::kafka::apache::Kafka::default()
+                    .start()
+                    .await
+                    .unwrap_or_else(|e| panic!("starting a Kafka container failed ({e}); {KAFKA_HOW_TO}"));
+                let host = container.get_host().await.expect("container host");
+                let port = container
+                    .get_host_port_ipv4(testcontainers_modules::kafka::apache::KAFKA_PORT)
+                    .await
+                    .expect("container port");
+                (container, format!("{host}:{port}"))
+            })
+            .await;
+        return Some(brokers.clone());
+    }
+    if skipping() {
+        eprintln!("skipped: no Kafka ({SKIP_VAR}=1)");
+        return None;
+    }
+    panic!("{KAFKA_HOW_TO}");
+}
+
+/// Like [`kafka`], but only the broker of `scripts/infra.sh` (`TEST_KAFKA_BROKERS`), which
+/// fault tests kill and restart with `scripts/infra.sh kill kafka` / `start kafka`; with a
+/// testcontainers Kafka the test is skipped with a notice.
+pub async fn managed_kafka() -> Option<String> {
+    let brokers = kafka().await?;
+    if env_url("TEST_KAFKA_BROKERS").is_some() {
+        Some(brokers)
+    } else {
+        eprintln!("skipped: kills the broker through scripts/infra.sh, and the testcontainers Kafka is not its");
+        None
+    }
+}
+
+/// A topic and consumer-group namespace no other test uses (`hxt-<uuid>`).
+pub fn kafka_namespace() -> String {
+    format!("hxt-{}", Uuid::now_v7().simple())
 }
 
 /// `scripts/infra.sh` at the repository root.

@@ -129,10 +129,14 @@ where
             .verify(token.trim())
             .map_err(|_| ApiError::unauthorized("the access token is invalid or expired"))?;
         let key = format!("api:member:{}", claims.member_id);
+        let started = std::time::Instant::now();
         match state.ports.limiter.check(&key, state.http.api_quota).await {
-            Ok(RateDecision::Allowed) => state.outage_log.limiter_up(),
-            Ok(RateDecision::Limited { retry_after }) => return Err(ApiError::too_many(retry_after)),
-            Err(error) => state.outage_log.limiter_down(&error.to_string()),
+            Ok(RateDecision::Allowed) => state.outage_log.limiter_up(started),
+            Ok(RateDecision::Limited { retry_after }) => {
+                state.outage_log.limiter_up(started);
+                return Err(ApiError::too_many(retry_after));
+            }
+            Err(error) => state.outage_log.limiter_down(started, &error.to_string()),
         }
         Ok(Auth(claims))
     }

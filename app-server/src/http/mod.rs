@@ -11,8 +11,8 @@ pub mod insurance;
 pub mod members;
 pub mod ops;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -46,30 +46,64 @@ pub struct HttpSettings {
     pub max_body_bytes: usize,
 }
 
-/// Logs an outage of a fail-open dependency once, not once per request.
-#[derive(Debug, Default)]
+/// Logs an outage of a fail-open dependency once, not once per request. Each report comes
+/// with the time its call started: a call that started before the last change of state
+/// carries stale news (a reply read just before a crash, an error from just before a
+/// recovery) and changes nothing, so one outage is one warning even under concurrency.
+#[derive(Debug)]
 pub struct OutageLog {
     limiter_down: AtomicBool,
+    /// When `limiter_down` last changed.
+    limiter_changed: Mutex<Instant>,
+}
+
+impl Default for OutageLog {
+    fn default() -> Self {
+        Self {
+            limiter_down: AtomicBool::new(false),
+            limiter_changed: Mutex::new(Instant::now()),
+        }
+    }
 }
 
 impl OutageLog {
-    pub fn limiter_down(&self, error: &str) {
-        if !self.limiter_down.swap(true, Ordering::Relaxed) {
+    /// A limiter call that started at `started` failed.
+    pub fn limiter_down(&self, started: Instant, error: &str) {
+        if self.limiter_flip(started, true) {
             tracing::warn!(error, "API rate limiter unavailable; failing open until it recovers");
         }
     }
 
-    pub fn limiter_up(&self) {
-        if self.limiter_down.swap(false, Ordering::Relaxed) {
+    /// A limiter call that started at `started` succeeded.
+    pub fn limiter_up(&self, started: Instant) {
+        if self.limiter_flip(started, false) {
             tracing::info!("API rate limiter recovered");
         }
     }
+
+    /// Sets the state to `down` unless it is so already or the news is stale; whether it did.
+    fn limiter_flip(&self, started: Instant, down: bool) -> bool {
+        // The common case (no change) stays a single atomic load.
+        if self.limiter_down.load(Ordering::Relaxed) == down {
+            return false;
+        }
+        let mut changed = self.limiter_changed.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.limiter_down.load(Ordering::Relaxed) == down || started < *changed {
+            return false;
+        }
+        self.limiter_down.store(down, Ordering::Relaxed);
+        *changed = Instant::now();
+        true
+    }
 }
 
+/// What every handler reaches. axum clones it for each extractor of each request, so the
+/// bundles of `Arc`s sit behind one `Arc` each: a clone is a handful of reference counts
+/// rather than a hundred contended ones.
 #[derive(Clone)]
 pub struct AppState {
-    pub services: Services,
-    pub ports: Ports,
+    pub services: Arc<Services>,
+    pub ports: Arc<Ports>,
     pub http: Arc<HttpSettings>,
     pub health: Arc<Vec<Arc<dyn HealthCheck>>>,
     pub metrics: PrometheusHandle,

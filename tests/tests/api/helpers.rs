@@ -1,6 +1,7 @@
 //! One real server per test on a fresh database — a SQLite file in a temporary directory
 //! (the `api` test binary) or a PostgreSQL database with its streaming replica
-//! (`api_postgres`) — HTTP on a free port, driven through `reqwest` as a client would.
+//! (`api_postgres`; `api_redis` adds Redis under a fresh key prefix) — HTTP on a free port,
+//! driven through `reqwest` as a client would.
 
 use std::any::Any;
 use std::future::Future;
@@ -31,6 +32,8 @@ pub enum Backend {
     Sqlite,
     /// The project's PostgreSQL primary, with its replica for eventual reads.
     Postgres,
+    /// PostgreSQL as above, with the cache, limits, coupon gate and tokens in Redis.
+    PostgresRedis,
 }
 
 pub struct TestApp {
@@ -85,6 +88,15 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let database = match crate::BACKEND {
         Backend::Sqlite => sqlite(&mut config),
         Backend::Postgres => postgres(&mut config).await,
+        Backend::PostgresRedis => {
+            let database = postgres(&mut config).await;
+            // Without Redis (and HEXRIDE_SKIP_INTEGRATION=1) the in-process adapters stand in.
+            if let Some(redis) = tests::services::redis().await {
+                config.redis.url = redis;
+                config.redis.key_prefix = tests::services::redis_prefix();
+            }
+            database
+        }
     };
     config.server.listen = "127.0.0.1:0".to_owned();
     config.auth.jwt_secret = JWT_SECRET.to_owned().into();

@@ -1,0 +1,22 @@
+//! The API test suite of `tests/api`, unchanged, on PostgreSQL with its replica and Redis:
+//! the cache, rate limits, coupon gate, refresh tokens and read-your-writes tokens all in
+//! Redis, as a deployment of several instances runs them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../api/access.rs"]
+mod access;
+#[path = "../api/commerce.rs"]
+mod commerce;
+#[path = "../api/concurrency.rs"]
+mod concurrency;
+#[path = "../api/helpers.rs"]
+mod helpers;
+#[path = "../api/insurance.rs"]
+mod insurance;
+#[path = "../api/members.rs"]
+mod members;
+#[path = "../api/ops.rs"]
+mod ops;
+
+pub const BACKEND: helpers::Backend = helpers::Backend::PostgresRedis;

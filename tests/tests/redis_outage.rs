@@ -1,0 +1,337 @@
+//! Redis killed mid-run under two instances (`scripts/infra.sh kill redis`, then `start
+//! redis`, which comes back empty): no request that should succeed fails, no coupon is
+//! over-issued, readiness says degraded and then up, login fails closed, and each instance
+//! warns once per outage. Its own test binary: killing the shared Redis would disturb the
+//! tests of any other binary running at the same time.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use uuid::Uuid;
+
+use application::members::SignUp;
+use core_domain::member::Role;
+use core_domain::{CampaignId, MemberId};
+use tests::cluster::{self, Cluster, PASSWORD};
+
+/// Counts warnings by target and message, and the adapters' recovery notices.
+#[derive(Default)]
+struct LogCounts {
+    warnings: Mutex<BTreeMap<String, usize>>,
+    recoveries: AtomicUsize,
+}
+
+struct Counting(Arc<LogCounts>);
+
+struct Message(String);
+
+impl Visit for Message {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for Counting {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let level = *event.metadata().level();
+        if level > Level::INFO {
+            return;
+        }
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        let target = event.metadata().target();
+        if level == Level::WARN {
+            *self
+                .0
+                .warnings
+                .lock()
+                .unwrap()
+                .entry(format!("{target}: {}", message.0))
+                .or_default() += 1;
+        } else if target.starts_with("adapters_redis") && message.0.contains("reachable again") {
+            self.0.recoveries.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client")
+}
+
+/// Issues one coupon of `campaign` to each rider (16 in flight, alternating instances);
+/// `(status, code)` counts, with `progress` counting answers as they come.
+async fn issue(
+    cluster: &Cluster,
+    client: &reqwest::Client,
+    campaign: CampaignId,
+    riders: &[(MemberId, String)],
+    progress: &AtomicUsize,
+) -> BTreeMap<(u16, String), usize> {
+    let answers: Vec<(u16, String)> = futures::stream::iter(riders.iter().enumerate())
+        .map(|(i, (_, token))| {
+            let request = client
+                .post(cluster.instance(i).api(&format!("/coupons/{campaign}/issue")))
+                .bearer_auth(token);
+            async move {
+                let response = request.send().await.expect("the instance answers");
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                progress.fetch_add(1, Ordering::SeqCst);
+                let code = body["code"].as_str().unwrap_or_default().to_owned();
+                (status, code)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut counts = BTreeMap::new();
+    for answer in answers {
+        *counts.entry(answer).or_default() += 1;
+    }
+    counts
+}
+
+/// How many answers are 409 `coupon.sold_out` or `coupon.already_issued` (which one depends
+/// on whether the replica has seen the campaign sell out yet).
+fn refused(counts: &BTreeMap<(u16, String), usize>) -> usize {
+    counts
+        .iter()
+        .filter(|((status, code), _)| *status == 409 && (code == "coupon.sold_out" || code == "coupon.already_issued"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// `scripts/infra.sh ARGS…` off the async workers.
+async fn infra(args: &'static [&'static str]) {
+    tokio::task::spawn_blocking(move || tests::services::infra(args))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+fn counts(entries: &[(u16, &str, usize)]) -> BTreeMap<(u16, String), usize> {
+    entries
+        .iter()
+        .map(|(status, code, n)| ((*status, (*code).to_owned()), *n))
+        .collect()
+}
+
+/// `(HTTP status, overall status, redis status)` of `/health/ready` on every instance.
+async fn readiness(cluster: &Cluster, client: &reqwest::Client) -> Vec<(u16, String, String)> {
+    let mut all = Vec::new();
+    for instance in &cluster.instances {
+        let response = client
+            .get(format!("{}/health/ready", instance.address))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        all.push((
+            status,
+            body["status"].as_str().unwrap_or_default().to_owned(),
+            body["components"]["redis"]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ));
+    }
+    all
+}
+
+async fn login(cluster: &Cluster, client: &reqwest::Client, instance: usize, email: &str) -> (StatusCode, Value) {
+    let response = client
+        .post(cluster.instance(instance).api("/auth/login"))
+        .json(&json!({ "email": email, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+/// Reads that must always succeed, on both instances, until `stop`: a cached product and
+/// each member's own balance (the API rate limit and read-your-writes lookups go to Redis).
+fn background_reads(
+    cluster: &Arc<Cluster>,
+    product_path: String,
+    riders: Vec<(MemberId, String)>,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(usize, Vec<String>)>> {
+    (0..8)
+        .map(|worker| {
+            let (cluster, product_path, riders, stop) = (
+                Arc::clone(cluster),
+                product_path.clone(),
+                riders.clone(),
+                Arc::clone(&stop),
+            );
+            tokio::spawn(async move {
+                let client = client();
+                let (mut served, mut failures) = (0, Vec::new());
+                let mut i = worker;
+                while !stop.load(Ordering::SeqCst) {
+                    let instance = cluster.instance(i);
+                    for request in [
+                        client.get(instance.api(&product_path)),
+                        client
+                            .get(instance.api("/points"))
+                            .bearer_auth(&riders[i % riders.len()].1),
+                    ] {
+                        match request.send().await {
+                            Ok(response) if response.status() == StatusCode::OK => served += 1,
+                            Ok(response) => {
+                                let status = response.status();
+                                failures.push(format!("{status}: {}", response.text().await.unwrap_or_default()));
+                            }
+                            Err(error) => failures.push(error.to_string()),
+                        }
+                    }
+                    i += 8;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                (served, failures)
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_redis_mid_run_fails_no_request_that_should_succeed_and_over_issues_no_coupon() {
+    let Some(redis) = tests::services::managed_redis().await else {
+        return;
+    };
+    let logs = Arc::new(LogCounts::default());
+    tracing_subscriber::registry()
+        .with(Counting(Arc::clone(&logs)).with_filter(LevelFilter::INFO))
+        .init();
+    // A run that failed half-way may have left it down.
+    infra(&["start", "redis"]).await;
+
+    let Some(cluster) = cluster::start(2, &redis, |_| {}).await else {
+        return;
+    };
+    let cluster = Arc::new(cluster);
+    let client = client();
+    let runtime = cluster.instances[0].runtime();
+    let product = runtime.services.catalog.create("Helmet", 30_000, 100).await.unwrap();
+    let campaign = cluster.campaign(200).await;
+    let riders = cluster.riders(500).await;
+    let email = format!("login-{}@example.com", Uuid::new_v4());
+    runtime
+        .services
+        .members
+        .create_account(
+            SignUp {
+                email: email.clone(),
+                password: PASSWORD.to_owned(),
+                name: "Kim Rider".to_owned(),
+                phone: "010-1234-5678".to_owned(),
+            },
+            Role::Rider,
+        )
+        .await
+        .unwrap();
+    assert_eq!(login(&cluster, &client, 0, &email).await.0, StatusCode::OK);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers = background_reads(
+        &cluster,
+        format!("/products/{}", product.id),
+        riders.clone(),
+        Arc::clone(&stop),
+    );
+
+    // Phase 1: 150 members race for coupons; Redis dies a third of the way through.
+    let progress = AtomicUsize::new(0);
+    let (phase1, ()) = tokio::join!(issue(&cluster, &client, campaign, &riders[..150], &progress), async {
+        while progress.load(Ordering::SeqCst) < 50 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        infra(&["kill", "redis"]).await;
+    });
+    assert_eq!(phase1, counts(&[(201, "", 150)]));
+    assert_eq!(
+        readiness(&cluster, &client).await,
+        vec![(200, "degraded".into(), "degraded".into()); 2]
+    );
+
+    // Phase 2, Redis down: the database alone issues the remaining 50 and refuses the rest
+    // and every second attempt; login fails closed.
+    let phase2 = issue(&cluster, &client, campaign, &riders[150..250], &progress).await;
+    assert_eq!(phase2, counts(&[(201, "", 50), (409, "coupon.sold_out", 50)]));
+    let retries = issue(&cluster, &client, campaign, &riders[..20], &progress).await;
+    assert_eq!(refused(&retries), 20, "{retries:?}");
+    for instance in 0..2 {
+        let (status, body) = login(&cluster, &client, instance, &email).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, Some("auth.rate_limiter_unavailable"))
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Phase 3: Redis is back, empty: the gate admits again, the database refuses.
+    infra(&["start", "redis"]).await;
+    let mut up = false;
+    for _ in 0..100 {
+        if readiness(&cluster, &client).await == vec![(200, "up".into(), "up".into()); 2] {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "{:?}", readiness(&cluster, &client).await);
+    let phase3 = issue(&cluster, &client, campaign, &riders[250..], &progress).await;
+    assert_eq!(phase3, counts(&[(409, "coupon.sold_out", 250)]));
+    for instance in 0..2 {
+        assert_eq!(login(&cluster, &client, instance, &email).await.0, StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    stop.store(true, Ordering::SeqCst);
+    let mut served = 0;
+    for reader in readers {
+        let (n, failures) = reader.await.unwrap();
+        assert!(failures.is_empty(), "reads failed: {failures:?}");
+        served += n;
+    }
+    assert!(served > 100, "only {served} background reads");
+    assert_eq!(cluster.issued(campaign).await, (200, 200, 200));
+
+    // Each instance warned once that Redis was gone and noted once that it was back. (The
+    // HTTP layer's per-response warning of each refused login is not about the outage.)
+    let warnings = logs.warnings.lock().unwrap().clone();
+    let redis_warnings: usize = warnings
+        .iter()
+        .filter(|(key, _)| key.starts_with("adapters_redis"))
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(redis_warnings, 2, "{warnings:#?}");
+    assert_eq!(logs.recoveries.load(Ordering::SeqCst), 2);
+    for (key, n) in &warnings {
+        assert!(
+            *n <= 2 || key.contains("dependency unavailable"),
+            "logged {n} times, more than once per instance: {key}"
+        );
+    }
+    Arc::into_inner(cluster).expect("readers stopped").shutdown().await;
+}
