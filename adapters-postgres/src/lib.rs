@@ -1,19 +1,15 @@
-//! hexride's ports over PostgreSQL (sqlx): one primary and any number of streaming replicas.
+//! hexride's PostgreSQL dialect (sqlx): one primary and any number of streaming replicas.
+//! The statements and the store logic are `sql-store`'s; this crate supplies PostgreSQL's
+//! placeholders, locks and types ([`conn`]), its errors, and its routing.
 //!
-//! Units of work, and every read that asks for [`Consistency::Strong`](ports::Consistency),
-//! run on the primary. Other reads are routed by [`router`]: to a healthy replica, to one
-//! that has replayed the caller's commit, or back to the primary. A commit returns the
-//! primary's WAL position as its token, so a later read can ask for a replica that has it.
+//! Units of work, and every read that asks for [`Consistency::Strong`], run on the primary.
+//! Other reads are routed by [`router`]: to a healthy replica, to one that has replayed the
+//! caller's commit, or back to the primary. A commit returns the primary's WAL position as
+//! its token, so a later read can ask for a replica that has it.
 
-mod catalog;
-mod codec;
-mod commerce;
-mod insurance;
-mod members;
-mod outbox;
+mod conn;
+mod listener;
 mod router;
-mod tokens;
-mod unit_of_work;
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,12 +21,17 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use ports::{ComponentHealth, Database, HealthCheck, HealthStatus, StoreError, Unique, UnitOfWork};
+use ports::{CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError, Unique};
+use sql_store::{Backend, ReadFuture, SqlConn, SqlStore};
 
+pub use conn::{PgConn, Row};
 pub use router::{ReadStats, ReplicaState};
-pub use unit_of_work::PgUnitOfWork;
 
 use router::{Replica, Router};
+
+/// The PostgreSQL store: every store port (see [`SqlStore`]), routed between the primary
+/// and the replicas. Its own diagnostics are on [`SqlStore::backend`].
+pub type PgStore = SqlStore<PgBackend>;
 
 /// The channel a commit that appended outbox rows notifies, so relays on every instance wake.
 const OUTBOX_CHANNEL: &str = "hexride_outbox";
@@ -73,16 +74,9 @@ impl Default for PgConfig {
     }
 }
 
-/// The PostgreSQL store: implements [`Database`], the read ports, [`ports::OutboxStore`],
-/// [`ports::RefreshTokenStore`] and [`HealthCheck`]. Cheap to clone (an `Arc` inside); the
-/// background tasks (replica health checks, the outbox listener) stop when the last clone is
-/// dropped or [`PgStore::close`] is called.
-#[derive(Clone)]
-pub struct PgStore {
-    inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
+/// PostgreSQL's pools, routing and background tasks behind [`PgStore`]. The background
+/// tasks (replica health checks, the outbox listener) stop when it is dropped or closed.
+pub struct PgBackend {
     primary: PgPool,
     router: Router,
     /// Woken by the outbox listener (any instance's commit) and by this instance's commits.
@@ -92,7 +86,7 @@ pub(crate) struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
-impl Drop for Inner {
+impl Drop for PgBackend {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
         for task in self.tasks.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..) {
@@ -101,10 +95,10 @@ impl Drop for Inner {
     }
 }
 
-impl std::fmt::Debug for PgStore {
+impl std::fmt::Debug for PgBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStore")
-            .field("replicas", &self.inner.router.replica_count())
+        f.debug_struct("PgBackend")
+            .field("replicas", &self.router.replica_count())
             .finish_non_exhaustive()
     }
 }
@@ -147,16 +141,58 @@ fn redact(url: &str) -> String {
     }
 }
 
-impl PgStore {
+impl PgBackend {
+    /// Reads served so far by target, and fallbacks to the primary by reason (the same
+    /// numbers as the `db_reads_total` and `db_read_fallbacks_total` metrics, for this store).
+    pub fn read_stats(&self) -> ReadStats {
+        self.router.stats()
+    }
+
+    /// What the last health check (or failed read) found about each replica.
+    pub fn replicas(&self) -> Vec<ReplicaState> {
+        self.router.replica_states()
+    }
+
+    /// The pool of replica `index` (0-based), whose connections are read-only. For
+    /// diagnostics and tests; reads go through the read ports.
+    pub fn replica_pool(&self, index: usize) -> Option<PgPool> {
+        self.router.replica_pool(index)
+    }
+
+    /// The primary's pool. For diagnostics and tests; writes go through units of work.
+    pub fn primary_pool(&self) -> PgPool {
+        self.primary.clone()
+    }
+}
+
+/// The token of a commit whose WAL position could not be read (the connection broke right
+/// after `COMMIT` succeeded). It parses as no position, so reads that carry it go to the
+/// primary, which has the write.
+const UNKNOWN_POSITION: &str = "unknown";
+
+/// The commit's position: the end of the WAL the primary has written. With
+/// `synchronous_commit` on (or `local`, `remote_write`, `remote_apply`), `COMMIT` returns only
+/// once the commit record is flushed, so the write position (`pg_current_wal_lsn()`) is at or
+/// past it. With `synchronous_commit = off` the record may still sit in WAL buffers, so the
+/// insert position is used instead: it is always past every record already inserted, but may
+/// not have reached the replicas yet, so it costs reads a short wait, never a stale result.
+const COMMIT_POSITION_SQL: &str = "select (case when current_setting('synchronous_commit') = 'off' \
+     then pg_current_wal_insert_lsn() else pg_current_wal_lsn() end)::text";
+
+#[async_trait]
+impl Backend for PgBackend {
+    type Config = PgConfig;
+    type Conn = PgConn;
+
     /// Connects to the primary (failing if it cannot be reached) and prepares a lazily
     /// connected pool per replica. Checks each replica once before returning, then keeps
     /// checking every `health_interval` in the background; a replica that is down at start
-    /// is only skipped. Does not migrate. Must run inside a Tokio runtime.
+    /// is only skipped. Must run inside a Tokio runtime.
     ///
     /// # Errors
     /// [`StoreError::Other`] for a malformed URL; [`StoreError::Unavailable`] when the
     /// primary cannot be reached within `acquire_timeout`.
-    pub async fn connect(config: &PgConfig) -> Result<Self, StoreError> {
+    async fn connect(config: &PgConfig) -> Result<Self, StoreError> {
         let primary_options = connect_options(&config.primary_url, "hexride-primary", config.statement_timeout, false)?;
         let primary = PgPoolOptions::new()
             .max_connections(config.max_connections.max(1))
@@ -177,54 +213,46 @@ impl PgStore {
         let (shutdown, _) = watch::channel(false);
         let events = Arc::new(Notify::new());
         let mut tasks = router.spawn_health_checks(&shutdown);
-        tasks.push(tokio::spawn(outbox::listen(
+        tasks.push(tokio::spawn(listener::listen(
             primary_options.application_name("hexride-listener"),
             Arc::clone(&events),
             shutdown.subscribe(),
         )));
 
         Ok(Self {
-            inner: Arc::new(Inner {
-                primary,
-                router,
-                events,
-                shutdown,
-                tasks: Mutex::new(tasks),
-            }),
+            primary,
+            router,
+            events,
+            shutdown,
+            tasks: Mutex::new(tasks),
         })
     }
 
     /// Runs the embedded migrations (`adapters-postgres/migrations`) not yet applied, on the
     /// primary. Several instances may call it at once: sqlx serialises them with an advisory
-    /// lock.
-    ///
-    /// # Errors
-    /// [`StoreError::Other`] when a migration fails or the applied history differs from the
-    /// embedded one; [`StoreError::Unavailable`] when the primary cannot be reached.
-    /// Then waits (up to [`MIGRATION_REPLAY_WAIT`]) until every healthy replica has replayed
-    /// the migrations, so eventual reads do not meet a schema the replica lacks.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    /// lock. Then waits (up to [`MIGRATION_REPLAY_WAIT`]) until every healthy replica has
+    /// replayed the migrations, so eventual reads do not meet a schema the replica lacks.
+    async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations")
-            .run(&self.inner.primary)
+            .run(&self.primary)
             .await
             .map_err(|e| match e {
                 sqlx::migrate::MigrateError::Execute(e) => translate(e),
                 other => StoreError::Other(format!("migration failed: {other}")),
             })?;
         let lsn: String = sqlx::query_scalar("select pg_current_wal_lsn()::text")
-            .fetch_one(&self.inner.primary)
+            .fetch_one(&self.primary)
             .await
             .map_err(translate)?;
-        self.inner.router.wait_for_replay(&lsn, MIGRATION_REPLAY_WAIT).await;
+        self.router.wait_for_replay(&lsn, MIGRATION_REPLAY_WAIT).await;
         Ok(())
     }
 
     /// Stops the background tasks and closes every pool, waiting for connections in use to
     /// be returned.
-    pub async fn close(&self) {
-        let _ = self.inner.shutdown.send(true);
+    async fn close(&self) {
+        let _ = self.shutdown.send(true);
         let tasks: Vec<JoinHandle<()>> = self
-            .inner
             .tasks
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -234,48 +262,70 @@ impl PgStore {
             task.abort();
             let _ = task.await;
         }
-        self.inner.router.close().await;
-        self.inner.primary.close().await;
+        self.router.close().await;
+        self.primary.close().await;
     }
 
-    /// Reads served so far by target, and fallbacks to the primary by reason (the same
-    /// numbers as the `db_reads_total` and `db_read_fallbacks_total` metrics, for this store).
-    pub fn read_stats(&self) -> ReadStats {
-        self.inner.router.stats()
+    async fn read<A, T, F>(&self, consistency: &Consistency, args: A, query: F) -> Result<T, StoreError>
+    where
+        A: Send + Sync,
+        T: Send,
+        F: for<'c> Fn(&'c mut PgConn, &'c A) -> ReadFuture<'c, T> + Send + Sync,
+    {
+        self.router.read(consistency, args, query).await
     }
 
-    /// What the last health check (or failed read) found about each replica.
-    pub fn replicas(&self) -> Vec<ReplicaState> {
-        self.inner.router.replica_states()
+    async fn begin(&self) -> Result<PgConn, StoreError> {
+        let mut conn = self.primary().await?;
+        conn.raw("begin isolation level read committed").await?;
+        Ok(conn)
     }
 
-    /// The pool of replica `index` (0-based), whose connections are read-only. For
-    /// diagnostics and tests; reads go through the read ports.
-    pub fn replica_pool(&self, index: usize) -> Option<PgPool> {
-        self.inner.router.replica_pool(index)
+    async fn primary(&self) -> Result<PgConn, StoreError> {
+        Ok(PgConn(self.primary.acquire().await.map_err(translate)?))
     }
 
-    /// The primary's pool. For diagnostics and tests; writes go through units of work.
-    pub fn primary_pool(&self) -> PgPool {
-        self.inner.primary.clone()
+    async fn commit(&self, conn: &mut PgConn) -> Result<CommitToken, StoreError> {
+        conn.raw("commit").await?;
+        let position: Result<String, _> = sqlx::query_scalar(COMMIT_POSITION_SQL).fetch_one(&mut *conn.0).await;
+        match position {
+            Ok(lsn) => Ok(CommitToken(lsn)),
+            Err(e) => {
+                // The commit is done: failing now would invite a retry of a write that happened.
+                tracing::warn!(error = %e, "committed, but could not read the commit position");
+                Ok(CommitToken(UNKNOWN_POSITION.to_owned()))
+            }
+        }
     }
-}
 
-#[async_trait]
-impl Database for PgStore {
-    async fn begin(&self) -> Result<Box<dyn UnitOfWork>, StoreError> {
-        let uow = PgUnitOfWork::begin(&self.inner.primary, Arc::clone(&self.inner.events)).await?;
-        Ok(Box::new(uow))
+    /// Queues the wake-up notification: PostgreSQL delivers it on commit (to every instance's
+    /// listener) and drops it on rollback.
+    async fn events_appended(&self, conn: &mut PgConn) -> Result<(), StoreError> {
+        sqlx::query("select pg_notify($1, '')")
+            .bind(OUTBOX_CHANNEL)
+            .execute(&mut *conn.0)
+            .await
+            .map_err(translate)?;
+        Ok(())
     }
-}
 
-#[async_trait]
-impl HealthCheck for PgStore {
+    /// Other instances hear of the commit through `pg_notify`; this one needs no round trip.
+    fn wake_relay(&self) {
+        self.events.notify_one();
+    }
+
+    /// Woken by any instance's commit that appended events (through the listener), and by
+    /// this instance's at once. With the listener down, other instances' events are found
+    /// after `max_wait`.
+    async fn wait_for_events(&self, max_wait: Duration) {
+        let _ = tokio::time::timeout(max_wait, self.events.notified()).await;
+    }
+
     /// `database` is the primary (`Down` when it does not answer); each replica is `Up` or
     /// `Degraded` (reads go elsewhere), never `Down`: the service still works without it.
     async fn health(&self) -> Vec<ComponentHealth> {
-        let probe = sqlx::query("select 1").execute(&self.inner.primary);
-        let primary = match tokio::time::timeout(self.inner.primary.options().get_acquire_timeout(), probe).await {
+        let probe = sqlx::query("select 1").execute(&self.primary);
+        let primary = match tokio::time::timeout(self.primary.options().get_acquire_timeout(), probe).await {
             Ok(Ok(_)) => ComponentHealth::new("database", HealthStatus::Up, None),
             Ok(Err(e)) => ComponentHealth::new("database", HealthStatus::Down, Some(translate(e).to_string())),
             Err(_) => ComponentHealth::new(

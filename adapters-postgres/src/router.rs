@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use futures::future::{BoxFuture, join_all};
+use futures::future::join_all;
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
@@ -28,11 +28,10 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use ports::{CommitToken, Consistency, StoreError};
 
-use crate::{PgConfig, PgStore, translate};
+use sql_store::ReadFuture;
 
-/// A read query, run on whichever connection the router picks (possibly twice: on a replica,
-/// then on the primary).
-pub(crate) type ReadFuture<'c, T> = BoxFuture<'c, Result<T, StoreError>>;
+use crate::conn::PgConn;
+use crate::{PgConfig, translate};
 
 /// How often a `ReadYourWrites` read asks a replica whether it has replayed the token.
 const CATCH_UP_POLL: Duration = Duration::from_millis(10);
@@ -424,9 +423,10 @@ impl Router {
 
     /// Runs `query` where `consistency` allows, falling back to the primary as described in
     /// the module header.
-    pub(crate) async fn read<T, F>(&self, consistency: &Consistency, query: F) -> Result<T, StoreError>
+    pub(crate) async fn read<A, T, F>(&self, consistency: &Consistency, args: A, query: F) -> Result<T, StoreError>
     where
-        F: for<'c> Fn(&'c mut PgConnection) -> ReadFuture<'c, T> + Send + Sync,
+        A: Send + Sync,
+        F: for<'c> Fn(&'c mut PgConn, &'c A) -> ReadFuture<'c, T> + Send + Sync,
         T: Send,
     {
         let placement = match consistency {
@@ -435,15 +435,15 @@ impl Router {
             Consistency::ReadYourWrites(token) => self.place_caught_up(token).await,
         };
         let (replica, mut conn) = match placement {
-            Placement::Replica(replica, conn) => (replica, conn),
+            Placement::Replica(replica, conn) => (replica, PgConn(conn)),
             Placement::Primary(fallback) => {
                 if let Some(reason) = fallback {
                     self.fallback(reason);
                 }
-                return self.on_primary(&query).await;
+                return self.on_primary(&args, &query).await;
             }
         };
-        let result = query(&mut conn).await;
+        let result = query(&mut conn, &args).await;
         let retry = match &result {
             // Replaying WAL cancelled the query (a recovery conflict): the replica is fine.
             Err(StoreError::Concurrency) => true,
@@ -452,7 +452,7 @@ impl Router {
             // The connection or the server is gone, unless the connection still answers:
             // then the query itself timed out, and would only time out on the primary too.
             Err(StoreError::Unavailable(_)) => {
-                let alive = tokio::time::timeout(PING_TIMEOUT, conn.ping()).await;
+                let alive = tokio::time::timeout(PING_TIMEOUT, conn.0.ping()).await;
                 let dead = !matches!(alive, Ok(Ok(())));
                 if dead {
                     replica.mark_down(result.as_ref().err().map(ToString::to_string).unwrap_or_default());
@@ -468,7 +468,7 @@ impl Router {
         drop(conn);
         tracing::debug!(replica = %replica.name, error = ?result.err(), "replica read failed, reading the primary");
         self.fallback(Fallback::ReplicaError);
-        self.on_primary(&query).await
+        self.on_primary(&args, &query).await
     }
 
     /// Waits until every replica that answers has replayed `lsn`, up to `max_wait`; a replica
@@ -494,13 +494,13 @@ impl Router {
         }
     }
 
-    async fn on_primary<T, F>(&self, query: &F) -> Result<T, StoreError>
+    async fn on_primary<A, T, F>(&self, args: &A, query: &F) -> Result<T, StoreError>
     where
-        F: for<'c> Fn(&'c mut PgConnection) -> ReadFuture<'c, T> + Send + Sync,
+        F: for<'c> Fn(&'c mut PgConn, &'c A) -> ReadFuture<'c, T> + Send + Sync,
     {
-        let mut conn = self.primary.acquire().await.map_err(translate)?;
+        let mut conn = PgConn(self.primary.acquire().await.map_err(translate)?);
         self.count(Target::Primary);
-        query(&mut conn).await
+        query(&mut conn, args).await
     }
 
     /// The next healthy replica (round robin) whose status also passes `wanted`.
@@ -579,17 +579,6 @@ impl Router {
             }
             tokio::time::sleep(CATCH_UP_POLL).await;
         }
-    }
-}
-
-impl PgStore {
-    /// Runs a read port's query where `consistency` allows (see the module header).
-    pub(crate) async fn read<T, F>(&self, consistency: &Consistency, query: F) -> Result<T, StoreError>
-    where
-        F: for<'c> Fn(&'c mut PgConnection) -> ReadFuture<'c, T> + Send + Sync,
-        T: Send,
-    {
-        self.inner.router.read(consistency, query).await
     }
 }
 

@@ -1,32 +1,34 @@
-//! hexride's ports over SQLite (sqlx): the embedded default, one database file, zero setup.
+//! hexride's SQLite dialect (sqlx): the embedded default, one database file, zero setup.
+//! The statements and the store logic are `sql-store`'s; this crate supplies SQLite's
+//! placeholders and storage format ([`conn`]), its pools, and its errors.
 //!
 //! SQLite has a single writer, so every write goes through a pool of exactly one connection
 //! (write transactions queue in-process instead of failing with `SQLITE_BUSY`), while reads go
-//! to a pool of read-only connections that WAL mode lets run beside the writer.
+//! to a pool of read-only connections that WAL mode lets run beside the writer. `begin
+//! immediate` takes the write lock at once, which is also why the shared statements need no
+//! row locks here: a transaction has the whole database to itself.
+//!
+//! Durability: WAL with `synchronous = NORMAL`. A commit survives a crash of the process; a
+//! power loss may lose the last commits but never corrupts the file.
 
-mod catalog;
-mod codec;
-mod commerce;
-mod insurance;
-mod members;
-mod outbox;
-mod tokens;
-mod unit_of_work;
+mod conn;
 
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::pool::PoolConnection;
+use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool};
 use tokio::sync::Notify;
 
-use ports::{ComponentHealth, Database, HealthCheck, HealthStatus, StoreError, Unique, UnitOfWork};
+use ports::{CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError, Unique};
+use sql_store::{Backend, ReadFuture, SqlConn, SqlStore};
 
-pub use unit_of_work::SqliteUnitOfWork;
+pub use conn::{Row, SqliteConn};
+
+/// The SQLite store: every store port (see [`SqlStore`]).
+pub type SqliteStore = SqlStore<SqliteBackend>;
 
 /// Where the database lives and how many connections may use it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,38 +55,36 @@ impl Default for SqliteConfig {
     }
 }
 
-/// The SQLite store: implements [`Database`], the read ports, [`ports::OutboxStore`],
-/// [`ports::RefreshTokenStore`] and [`HealthCheck`]. Cheap to clone (an `Arc` inside).
-#[derive(Clone)]
-pub struct SqliteStore {
-    inner: Arc<Inner>,
-}
-
-pub(crate) struct Inner {
+/// SQLite's pools and bookkeeping behind [`SqliteStore`].
+pub struct SqliteBackend {
     /// Exactly one connection: SQLite's single writer, serialised in-process.
     writer: SqlitePool,
     /// Read-only connections for the read ports.
     readers: SqlitePool,
-    /// Woken after a commit that appended outbox rows, for [`ports::OutboxStore::wait_for_events`].
+    /// Woken after a commit that appended outbox rows.
     events: Notify,
     /// Commits so far: the commit token (SQLite has no replicas, it only has to be well-formed).
     commits: AtomicU64,
 }
 
-impl std::fmt::Debug for SqliteStore {
+impl std::fmt::Debug for SqliteBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").finish_non_exhaustive()
+        f.debug_struct("SqliteBackend").finish_non_exhaustive()
     }
 }
 
-impl SqliteStore {
+#[async_trait]
+impl Backend for SqliteBackend {
+    type Config = SqliteConfig;
+    type Conn = SqliteConn;
+
     /// Opens (creating if needed) the database file in WAL mode, with a one-connection writer
-    /// pool and a pool of `max_readers` read-only connections. Does not migrate.
+    /// pool and a pool of `max_readers` read-only connections.
     ///
     /// # Errors
     /// [`StoreError::Other`] for a malformed or in-memory URL; [`StoreError::Unavailable`]
     /// when the directory or file cannot be created or opened.
-    pub async fn connect(config: &SqliteConfig) -> Result<Self, StoreError> {
+    async fn connect(config: &SqliteConfig) -> Result<Self, StoreError> {
         let url = config.url.as_str();
         if url.contains(":memory:") || url.contains("mode=memory") {
             return Err(StoreError::Other(
@@ -129,23 +129,17 @@ impl SqliteStore {
             .map_err(translate)?;
 
         Ok(Self {
-            inner: Arc::new(Inner {
-                writer,
-                readers,
-                events: Notify::new(),
-                commits: AtomicU64::new(0),
-            }),
+            writer,
+            readers,
+            events: Notify::new(),
+            commits: AtomicU64::new(0),
         })
     }
 
     /// Runs the embedded migrations (`adapters-sqlite/migrations`) not yet applied.
-    ///
-    /// # Errors
-    /// [`StoreError::Other`] when a migration fails or the applied history differs from the
-    /// embedded one; [`StoreError::Unavailable`] when the writer cannot be had in time.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
+    async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations")
-            .run(&self.inner.writer)
+            .run(&self.writer)
             .await
             .map_err(|e| match e {
                 sqlx::migrate::MigrateError::Execute(e) => translate(e),
@@ -154,40 +148,53 @@ impl SqliteStore {
     }
 
     /// Closes both pools, waiting for connections in use to be returned.
-    pub async fn close(&self) {
-        self.inner.readers.close().await;
-        self.inner.writer.close().await;
+    async fn close(&self) {
+        self.readers.close().await;
+        self.writer.close().await;
     }
 
-    /// A read-only connection for the read ports (SQLite ignores `Consistency`: one file).
-    pub(crate) async fn reader(&self) -> Result<PoolConnection<Sqlite>, StoreError> {
-        self.inner.readers.acquire().await.map_err(translate)
+    /// On a read-only connection whatever the consistency: there is one file.
+    async fn read<A, T, F>(&self, _consistency: &Consistency, args: A, query: F) -> Result<T, StoreError>
+    where
+        A: Send + Sync,
+        T: Send,
+        F: for<'c> Fn(&'c mut SqliteConn, &'c A) -> ReadFuture<'c, T> + Send + Sync,
+    {
+        let mut conn = SqliteConn(self.readers.acquire().await.map_err(translate)?);
+        query(&mut conn, &args).await
     }
 
-    /// A write transaction, for the stores that run their own short ones (token rotation).
-    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
-        begin_immediate(&self.inner.writer).await
+    /// Takes SQLite's write lock at `begin`, not at the first write: a transaction that
+    /// reads then writes can then never fail to upgrade its lock (another process may hold
+    /// the file).
+    async fn begin(&self) -> Result<SqliteConn, StoreError> {
+        let mut conn = self.primary().await?;
+        conn.raw("begin immediate").await?;
+        Ok(conn)
     }
-}
 
-/// Takes SQLite's write lock at `begin`, not at the first write: a transaction that reads
-/// then writes can then never fail to upgrade its lock (another process may hold the file).
-async fn begin_immediate(writer: &SqlitePool) -> Result<sqlx::Transaction<'static, Sqlite>, StoreError> {
-    writer.begin_with("begin immediate").await.map_err(translate)
-}
-
-#[async_trait]
-impl Database for SqliteStore {
-    async fn begin(&self) -> Result<Box<dyn UnitOfWork>, StoreError> {
-        let tx = begin_immediate(&self.inner.writer).await?;
-        Ok(Box::new(SqliteUnitOfWork::new(tx, Arc::clone(&self.inner))))
+    async fn primary(&self) -> Result<SqliteConn, StoreError> {
+        Ok(SqliteConn(self.writer.acquire().await.map_err(translate)?))
     }
-}
 
-#[async_trait]
-impl HealthCheck for SqliteStore {
+    async fn commit(&self, conn: &mut SqliteConn) -> Result<CommitToken, StoreError> {
+        conn.raw("commit").await?;
+        let seq = self.commits.fetch_add(1, Ordering::Relaxed) + 1;
+        Ok(CommitToken(seq.to_string()))
+    }
+
+    fn wake_relay(&self) {
+        self.events.notify_one();
+    }
+
+    /// A commit that appended events stores a wake-up permit, so a call made after that
+    /// commit returns at once even if nobody was waiting when it happened.
+    async fn wait_for_events(&self, max_wait: Duration) {
+        let _ = tokio::time::timeout(max_wait, self.events.notified()).await;
+    }
+
     async fn health(&self) -> Vec<ComponentHealth> {
-        let probe = sqlx::query("select 1").execute(&self.inner.readers).await;
+        let probe = sqlx::query("select 1").execute(&self.readers).await;
         let entry = match probe {
             Ok(_) => ComponentHealth::new("database", HealthStatus::Up, None),
             Err(e) => ComponentHealth::new("database", HealthStatus::Down, Some(e.to_string())),
@@ -250,6 +257,7 @@ fn unique_rule(message: &str) -> Unique {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ports::{Database, HealthCheck};
 
     #[test]
     fn unique_messages_name_the_rule() {

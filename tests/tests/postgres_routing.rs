@@ -126,7 +126,7 @@ impl Fixture {
     ) -> adapters_postgres::ReplicaState {
         let deadline = Instant::now() + within;
         loop {
-            let state = self.store.replicas().remove(0);
+            let state = self.store.backend().replicas().remove(0);
             if wanted(&state) {
                 return state;
             }
@@ -139,7 +139,7 @@ impl Fixture {
     }
 
     fn stats(&self) -> ReadStats {
-        self.store.read_stats()
+        self.store.backend().read_stats()
     }
 }
 
@@ -444,7 +444,7 @@ async fn a_replica_lagging_past_the_limit_is_degraded_and_skipped_and_refuses_wr
     assert_eq!((d.primary, d.replica, d.no_healthy_replica), (20, 0, 20), "{d:?}");
 
     // The replica pool's connections are read-only by default, named and time-limited.
-    let replica = f.store.replica_pool(0).expect("replica pool");
+    let replica = f.store.backend().replica_pool(0).expect("replica pool");
     let mut conn = replica.acquire().await.expect("replica connection");
     let settings: (String, String, String) = sqlx::query_as(
         "select current_setting('default_transaction_read_only'), current_setting('application_name'), \

@@ -1,9 +1,9 @@
 //! Units of work: nothing is visible before commit, rollback and drop undo everything, and a
 //! spent unit of work refuses to be used.
 
-use ports::{Consistency, StoreError};
+use ports::{Consistency, StoreError, Unique};
 
-use super::{Stores, now, rider};
+use super::{Stores, assert_store_error, now, rider, stored_rider};
 
 pub async fn a_rollback_leaves_nothing(stores: Stores) {
     let member = rider("rolled.back@example.com", now());
@@ -56,4 +56,35 @@ pub async fn a_spent_unit_of_work_refuses_work(stores: Stores) {
     let mut uow = stores.db.begin().await.unwrap();
     uow.rollback().await.unwrap();
     assert!(matches!(uow.commit().await, Err(StoreError::Other(_))));
+}
+
+pub async fn a_failed_statement_leaves_the_unit_of_work_unable_to_commit(stores: Stores) {
+    stored_rider(&stores, "taken@example.com").await;
+    let first = rider("first.of.two@example.com", now());
+    let mut uow = stores.db.begin().await.unwrap();
+    uow.insert_member(&first).await.unwrap();
+    // A statement that fails: PostgreSQL aborts the transaction, and no store may commit the
+    // half of the work that went before it.
+    assert_store_error(
+        uow.insert_member(&rider("taken@example.com", now())).await,
+        StoreError::Conflict(Unique::MemberEmail),
+    );
+    assert!(matches!(uow.commit().await, Err(StoreError::Other(_))));
+    assert_eq!(
+        stores.members.member(first.id, Consistency::Strong).await.unwrap(),
+        None
+    );
+    // The connection went back clean: the next unit of work commits.
+    let mut uow = stores.db.begin().await.unwrap();
+    uow.insert_member(&first).await.unwrap();
+    uow.commit().await.unwrap();
+    assert_eq!(
+        stores
+            .members
+            .member(first.id, Consistency::Strong)
+            .await
+            .unwrap()
+            .map(|m| m.id),
+        Some(first.id)
+    );
 }

@@ -1,9 +1,18 @@
-//! What every SQL adapter shares below its SQL: how a row becomes a domain value, how a value
-//! that spans columns is stored, and the errors for data that does not decode. One copy for
-//! SQLite, PostgreSQL and any later dialect; the adapters keep their SQL text and bindings.
+//! hexride's SQL store, written once for every database: the statements of each context
+//! (`members`, `insurance`, `catalog`, `wallet`, `coupons`, `orders`, `idempotency`,
+//! `events`, `tokens`) and the multi-step logic around them (the unit of work, orders with
+//! their lines, token rotation with reuse detection, the outbox relay's claims, the inbox),
+//! and the row mappers. [`SqlStore`] implements every store port over any [`Backend`].
 //!
-//! Independent of any driver: an adapter implements [`Columns`] over its own row type, in its
-//! own storage format, and hands that to the mappers here (`members::member(&row)`, …).
+//! Independent of any driver. A database is a dialect crate that supplies what differs and
+//! nothing more:
+//! - [`Dialect`]: its placeholders and lock clauses (the shared SQL is the common subset,
+//!   with `?` placeholders and a `{lock}` marker);
+//! - [`SqlConn`]: binding [`sql::Value`]s in its storage format, running statements and
+//!   translating driver errors (unique, serialization, deadlock, connection lost);
+//! - [`Columns`]: reading its rows back;
+//! - [`Backend`]: pools, routing of reads, how a transaction begins, the commit token,
+//!   relay wake-ups, health and migrations.
 
 use std::fmt::Display;
 use std::str::FromStr;
@@ -13,12 +22,24 @@ use uuid::Uuid;
 
 use ports::StoreError;
 
+pub mod backend;
 pub mod catalog;
-pub mod commerce;
+pub mod coupons;
+pub mod events;
+pub mod idempotency;
 pub mod insurance;
 pub mod members;
-pub mod outbox;
+pub mod orders;
+pub mod sql;
+mod store;
 pub mod tokens;
+mod unit_of_work;
+pub mod wallet;
+
+pub use backend::{Backend, ReadFuture, Transaction};
+pub use sql::{Dialect, Lock, Query, SqlConn, Statement, Value};
+pub use store::SqlStore;
+pub use unit_of_work::SqlUnitOfWork;
 
 /// One row, read column by column into Rust values. Each SQL adapter implements it over its
 /// driver's row, decoding its own storage format (SQLite stores times as integer
@@ -99,12 +120,6 @@ pub fn require_row(rows_affected: u64, what: &str, id: impl Display) -> Result<(
     } else {
         Ok(())
     }
-}
-
-/// A port's `limit` as SQL's: a negative one means no rows (SQLite would read it as "no
-/// limit", PostgreSQL would refuse it).
-pub fn limit(limit: i64) -> i64 {
-    limit.max(0)
 }
 
 /// A [`Columns`] over text values (integers and unix-second times written as text), for the
@@ -209,10 +224,8 @@ mod tests {
     }
 
     #[test]
-    fn an_update_of_nothing_is_an_error_and_a_negative_limit_is_zero() {
+    fn an_update_of_nothing_is_an_error() {
         assert!(require_row(1, "member", 7).is_ok());
         assert!(matches!(require_row(0, "member", 7), Err(StoreError::Other(m)) if m == "no member 7 to update"));
-        assert_eq!(limit(-5), 0);
-        assert_eq!(limit(20), 20);
     }
 }

@@ -1,13 +1,12 @@
-//! The unit of work: one read-committed transaction on a primary connection. Each method
-//! delegates to its context's SQL function, the same one the read ports use.
+//! The unit of work, once for every database: one transaction on a primary connection.
+//! Each method runs its context's statement, the same one the read ports use. A failed
+//! statement spoils the transaction on every store alike (PostgreSQL aborts it, and the
+//! others must not commit half of it either), so `commit` then rolls back and fails.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sqlx::pool::PoolConnection;
-use sqlx::{PgConnection, PgPool, Postgres};
 use time::OffsetDateTime;
-use tokio::sync::Notify;
 
 use core_domain::catalog::Product;
 use core_domain::coupon::{Coupon, CouponCampaign};
@@ -19,113 +18,47 @@ use core_domain::wallet::LedgerEntry;
 use core_domain::{CampaignId, CouponId, EventId, Krw, MemberId, OrderId, PolicyId, ProductId, SessionId};
 use ports::{CommitToken, IdempotencyStart, StoreError, UnitOfWork};
 
-use crate::codec::Lock;
-use crate::{catalog, commerce, insurance, members, outbox, translate};
+use crate::backend::{Backend, Transaction};
+use crate::sql::Lock;
+use crate::{catalog, coupons, events, idempotency, insurance, members, orders, wallet};
 
-/// The token of a commit whose WAL position could not be read (the connection broke right
-/// after `COMMIT` succeeded). It parses as no position, so reads that carry it go to the
-/// primary, which has the write.
-const UNKNOWN_POSITION: &str = "unknown";
-
-/// The commit's position: the end of the WAL the primary has written. With
-/// `synchronous_commit` on (or `local`, `remote_write`, `remote_apply`), `COMMIT` returns only
-/// once the commit record is flushed, so the write position (`pg_current_wal_lsn()`) is at or
-/// past it. With `synchronous_commit = off` the record may still sit in WAL buffers, so the
-/// insert position is used instead: it is always past every record already inserted, but may
-/// not have reached the replicas yet, so it costs reads a short wait, never a stale result.
-const COMMIT_POSITION_SQL: &str = "select (case when current_setting('synchronous_commit') = 'off' \
-     then pg_current_wal_insert_lsn() else pg_current_wal_lsn() end)::text";
-
-/// An open transaction on a pooled primary connection. Dropped while open (an abandoned unit
-/// of work, or a cancelled `commit`), it rolls back before the connection is reused.
-struct OpenTransaction {
-    conn: Option<PoolConnection<Postgres>>,
-}
-
-impl OpenTransaction {
-    fn conn(&mut self) -> Result<&mut PgConnection, StoreError> {
-        self.conn.as_deref_mut().ok_or_else(spent)
-    }
-
-    /// Ends the transaction with `statement` (`commit` or `rollback`) and hands the
-    /// connection back; the transaction is over whether or not the statement succeeded
-    /// (PostgreSQL rolls back a failed commit).
-    async fn finish(&mut self, statement: &'static str) -> Result<PoolConnection<Postgres>, StoreError> {
-        let conn = self.conn.as_deref_mut().ok_or_else(spent)?;
-        let result = sqlx::query(statement).execute(&mut *conn).await;
-        // Past the await: the statement ran, so there is nothing left to roll back on drop.
-        let conn = self.conn.take().ok_or_else(spent)?;
-        result.map_err(translate)?;
-        Ok(conn)
-    }
-}
-
-impl Drop for OpenTransaction {
-    fn drop(&mut self) {
-        let Some(mut conn) = self.conn.take() else {
-            return;
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    if sqlx::query("rollback").execute(&mut *conn).await.is_err() {
-                        conn.close_on_drop();
-                    }
-                });
-            }
-            // No runtime to roll back on: closing the socket makes the server abort it.
-            Err(_) => drop(conn.detach()),
-        }
-    }
-}
-
-/// A [`UnitOfWork`] over PostgreSQL. Dropping it without committing rolls back.
-pub struct PgUnitOfWork {
-    /// `None` once committed or rolled back.
-    tx: Option<OpenTransaction>,
-    events: Arc<Notify>,
-    /// Whether this transaction appended outbox rows (and so notified the relays).
+/// A [`UnitOfWork`] over any [`Backend`]. Dropping it without committing rolls back.
+pub struct SqlUnitOfWork<B: Backend> {
+    tx: Transaction<B::Conn>,
+    backend: Arc<B>,
+    /// Whether this transaction appended outbox rows (and so told the relays).
     appended_events: bool,
-    /// Whether a statement failed, which aborts a PostgreSQL transaction.
+    /// Whether a statement failed: the transaction can then only roll back.
     failed: bool,
 }
 
-impl std::fmt::Debug for PgUnitOfWork {
+impl<B: Backend> std::fmt::Debug for SqlUnitOfWork<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgUnitOfWork")
-            .field("open", &self.tx.is_some())
+        f.debug_struct("SqlUnitOfWork")
+            .field("tx", &self.tx)
             .field("appended_events", &self.appended_events)
             .field("failed", &self.failed)
             .finish()
     }
 }
 
-fn spent() -> StoreError {
-    StoreError::Other("the unit of work was already committed or rolled back".to_owned())
-}
-
-impl PgUnitOfWork {
-    pub(crate) async fn begin(primary: &PgPool, events: Arc<Notify>) -> Result<Self, StoreError> {
-        let conn = primary.acquire().await.map_err(translate)?;
-        let mut tx = OpenTransaction { conn: Some(conn) };
-        sqlx::query("begin isolation level read committed")
-            .execute(tx.conn()?)
-            .await
-            .map_err(translate)?;
-        Ok(Self {
-            tx: Some(tx),
-            events,
+impl<B: Backend> SqlUnitOfWork<B> {
+    /// Takes over `conn`, on which [`Backend::begin`] has begun a transaction.
+    pub(crate) fn new(conn: B::Conn, backend: Arc<B>) -> Self {
+        Self {
+            tx: Transaction::new(conn),
+            backend,
             appended_events: false,
             failed: false,
-        })
+        }
     }
 
-    fn conn(&mut self) -> Result<&mut PgConnection, StoreError> {
-        self.tx.as_mut().ok_or_else(spent)?.conn()
+    fn conn(&mut self) -> Result<&mut B::Conn, StoreError> {
+        self.tx.conn()
     }
 
-    /// Notes a failed statement: PostgreSQL has aborted the transaction, so a later commit
-    /// must fail instead of silently rolling back.
+    /// Notes a failed statement, so a later commit fails instead of committing part of the
+    /// work (or, on PostgreSQL, silently rolling it back).
     fn track<T>(&mut self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if result.is_err() {
             self.failed = true;
@@ -135,8 +68,8 @@ impl PgUnitOfWork {
 }
 
 #[async_trait]
-impl UnitOfWork for PgUnitOfWork {
-    // --- members -------------------------------------------------------------------
+impl<B: Backend> UnitOfWork for SqlUnitOfWork<B> {
+    // --- members -------------------------------------------------------------
 
     async fn insert_member(&mut self, member: &Member) -> Result<(), StoreError> {
         let result = members::insert(self.conn()?, member).await;
@@ -167,7 +100,7 @@ impl UnitOfWork for PgUnitOfWork {
         self.track(result)
     }
 
-    // --- insurance -----------------------------------------------------------------
+    // --- insurance -----------------------------------------------------------
 
     async fn insert_policy(&mut self, policy: &Policy) -> Result<(), StoreError> {
         let result = insurance::insert_policy(self.conn()?, policy).await;
@@ -214,7 +147,7 @@ impl UnitOfWork for PgUnitOfWork {
         self.track(result)
     }
 
-    // --- catalogue -----------------------------------------------------------------
+    // --- catalogue -----------------------------------------------------------
 
     async fn insert_product(&mut self, product: &Product) -> Result<(), StoreError> {
         let result = catalog::insert(self.conn()?, product).await;
@@ -241,7 +174,7 @@ impl UnitOfWork for PgUnitOfWork {
         self.track(result)
     }
 
-    // --- wallet --------------------------------------------------------------------
+    // --- wallet --------------------------------------------------------------
 
     async fn credit_points(
         &mut self,
@@ -249,76 +182,76 @@ impl UnitOfWork for PgUnitOfWork {
         amount: Krw,
         max_balance: Krw,
     ) -> Result<Option<Krw>, StoreError> {
-        let result = commerce::credit_points(self.conn()?, member_id, amount, max_balance).await;
+        let result = wallet::credit_points(self.conn()?, member_id, amount, max_balance).await;
         self.track(result)
     }
 
     async fn debit_points(&mut self, member_id: MemberId, amount: Krw) -> Result<Option<Krw>, StoreError> {
-        let result = commerce::debit_points(self.conn()?, member_id, amount).await;
+        let result = wallet::debit_points(self.conn()?, member_id, amount).await;
         self.track(result)
     }
 
     async fn insert_ledger(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        let result = commerce::insert_ledger(self.conn()?, entry).await;
+        let result = wallet::insert_ledger(self.conn()?, entry).await;
         self.track(result)
     }
 
-    // --- coupons -------------------------------------------------------------------
+    // --- coupons -------------------------------------------------------------
 
     async fn insert_campaign(&mut self, campaign: &CouponCampaign) -> Result<(), StoreError> {
-        let result = commerce::insert_campaign(self.conn()?, campaign).await;
+        let result = coupons::insert_campaign(self.conn()?, campaign).await;
         self.track(result)
     }
 
     async fn campaign(&mut self, id: CampaignId) -> Result<Option<CouponCampaign>, StoreError> {
-        let result = commerce::campaign_by_id(self.conn()?, id, Lock::ForUpdate).await;
+        let result = coupons::campaign_by_id(self.conn()?, id, Lock::ForUpdate).await;
         self.track(result)
     }
 
     async fn claim_coupon_slot(&mut self, id: CampaignId) -> Result<bool, StoreError> {
-        let result = commerce::claim_coupon_slot(self.conn()?, id).await;
+        let result = coupons::claim_coupon_slot(self.conn()?, id).await;
         self.track(result)
     }
 
     async fn insert_coupon(&mut self, coupon: &Coupon) -> Result<(), StoreError> {
-        let result = commerce::insert_coupon(self.conn()?, coupon).await;
+        let result = coupons::insert_coupon(self.conn()?, coupon).await;
         self.track(result)
     }
 
     async fn coupon(&mut self, id: CouponId) -> Result<Option<Coupon>, StoreError> {
-        let result = commerce::coupon_by_id(self.conn()?, id, Lock::ForUpdate).await;
+        let result = coupons::coupon_by_id(self.conn()?, id, Lock::ForUpdate).await;
         self.track(result)
     }
 
     async fn update_coupon(&mut self, coupon: &Coupon) -> Result<(), StoreError> {
-        let result = commerce::update_coupon(self.conn()?, coupon).await;
+        let result = coupons::update_coupon(self.conn()?, coupon).await;
         self.track(result)
     }
 
-    // --- orders and payments -------------------------------------------------------
+    // --- orders and payments -------------------------------------------------
 
     async fn insert_order(&mut self, order: &Order) -> Result<(), StoreError> {
-        let result = commerce::insert_order(self.conn()?, order).await;
+        let result = orders::insert_order(self.conn()?, order).await;
         self.track(result)
     }
 
     async fn order(&mut self, id: OrderId) -> Result<Option<Order>, StoreError> {
-        let result = commerce::order_by_id(self.conn()?, id, Lock::ForUpdate).await;
+        let result = orders::order_by_id(self.conn()?, id, Lock::ForUpdate).await;
         self.track(result)
     }
 
     async fn update_order(&mut self, order: &Order) -> Result<(), StoreError> {
-        let result = commerce::update_order(self.conn()?, order).await;
+        let result = orders::update_order(self.conn()?, order).await;
         self.track(result)
     }
 
     async fn stale_orders(&mut self, created_before: OffsetDateTime, limit: i64) -> Result<Vec<Order>, StoreError> {
-        let result = commerce::stale_orders(self.conn()?, created_before, limit).await;
+        let result = orders::stale_orders(self.conn()?, created_before, limit).await;
         self.track(result)
     }
 
     async fn insert_payment(&mut self, payment: &Payment) -> Result<(), StoreError> {
-        let result = commerce::insert_payment(self.conn()?, payment).await;
+        let result = orders::insert_payment(self.conn()?, payment).await;
         self.track(result)
     }
 
@@ -328,59 +261,54 @@ impl UnitOfWork for PgUnitOfWork {
         key: &str,
         fingerprint: &str,
     ) -> Result<IdempotencyStart, StoreError> {
-        let result = commerce::begin_idempotent(self.conn()?, scope, key, fingerprint).await;
+        let result = idempotency::begin_idempotent(self.conn()?, scope, key, fingerprint).await;
         self.track(result)
     }
 
     async fn complete_idempotent(&mut self, scope: &str, key: &str, response: &str) -> Result<(), StoreError> {
-        let result = commerce::complete_idempotent(self.conn()?, scope, key, response).await;
+        let result = idempotency::complete_idempotent(self.conn()?, scope, key, response).await;
         self.track(result)
     }
 
     // --- events --------------------------------------------------------------------
 
     async fn append_events(&mut self, events: &[DomainEvent]) -> Result<(), StoreError> {
-        let first = !self.appended_events;
-        let result = outbox::append(self.conn()?, events, first).await;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let result = events::append(self.conn()?, events).await;
         self.track(result)?;
-        self.appended_events |= !events.is_empty();
+        if !self.appended_events {
+            let backend = Arc::clone(&self.backend);
+            let result = backend.events_appended(self.conn()?).await;
+            self.track(result)?;
+            self.appended_events = true;
+        }
         Ok(())
     }
 
     async fn record_inbox(&mut self, consumer: &str, event_id: EventId) -> Result<bool, StoreError> {
-        let result = outbox::record_inbox(self.conn()?, consumer, event_id).await;
+        let result = events::record_inbox(self.conn()?, consumer, event_id).await;
         self.track(result)
     }
 
     // --- end -----------------------------------------------------------------------
 
     async fn commit(&mut self) -> Result<CommitToken, StoreError> {
-        let mut tx = self.tx.take().ok_or_else(spent)?;
         if self.failed {
-            tx.finish("rollback").await?;
+            self.tx.rollback().await?;
             return Err(StoreError::Other(
                 "cannot commit: a statement of this unit of work failed, so it was rolled back".to_owned(),
             ));
         }
-        let mut conn = tx.finish("commit").await?;
+        let token = self.tx.commit(&*self.backend).await?;
         if self.appended_events {
-            // Other instances hear of it through `pg_notify`; this one needs no round trip.
-            self.events.notify_one();
+            self.backend.wake_relay();
         }
-        let position: Result<String, _> = sqlx::query_scalar(COMMIT_POSITION_SQL).fetch_one(&mut *conn).await;
-        match position {
-            Ok(lsn) => Ok(CommitToken(lsn)),
-            Err(e) => {
-                // The commit is done: failing now would invite a retry of a write that happened.
-                tracing::warn!(error = %e, "committed, but could not read the commit position");
-                Ok(CommitToken(UNKNOWN_POSITION.to_owned()))
-            }
-        }
+        Ok(token)
     }
 
     async fn rollback(&mut self) -> Result<(), StoreError> {
-        let mut tx = self.tx.take().ok_or_else(spent)?;
-        tx.finish("rollback").await?;
-        Ok(())
+        self.tx.rollback().await
     }
 }

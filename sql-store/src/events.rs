@@ -1,0 +1,215 @@
+//! Events: the transactional outbox and the consumers' inbox. Events are appended in the
+//! state change's transaction. Relays claim rows with a lease, locking them with the
+//! dialect's `skip locked` where it has one (SQLite's single writer needs none), and a row
+//! waits while an earlier row of its aggregate is still pending, so per-aggregate order holds.
+//! Leases and due times are the relay instance's clock: instances' clocks must agree to well
+//! within a lease (seconds).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use core_domain::EventId;
+use core_domain::event::DomainEvent;
+use ports::{OutboxRecord, OutboxStats, OutboxStore, StoreError};
+
+use crate::backend::Backend;
+use crate::sql::{Lock, SqlConn, sql};
+use crate::{Columns, SqlStore};
+
+/// An `outbox` row (the aggregate id is the record's key).
+///
+/// # Errors
+/// [`StoreError::Other`] for a column that does not decode.
+pub fn record(row: &impl Columns) -> Result<OutboxRecord, StoreError> {
+    Ok(OutboxRecord {
+        id: row.id("id")?,
+        seq: row.int("seq")?,
+        topic: row.text("topic")?,
+        event_type: row.text("event_type")?,
+        key: row.text("aggregate_id")?,
+        payload: row.text("payload")?,
+        attempts: row.int32("attempts")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+/// Claimed `outbox` rows in append order (`seq`), whatever order the statement that claimed
+/// them returned them in (`update … returning` promises none).
+fn in_append_order(mut records: Vec<OutboxRecord>) -> Vec<OutboxRecord> {
+    records.sort_by_key(|r| r.seq);
+    records
+}
+
+/// The row of the stats query: `backlog`, `oldest` (null when nothing is pending) and `dead`.
+///
+/// # Errors
+/// [`StoreError::Other`] for a column that does not decode.
+pub fn stats(row: &impl Columns) -> Result<OutboxStats, StoreError> {
+    Ok(OutboxStats {
+        backlog: row.int("backlog")?,
+        oldest_created_at: row.opt_time("oldest")?,
+        dead: row.int("dead")?,
+    })
+}
+
+/// Appends `events` in order; each is due at once (`available_at` is the store's clock, not
+/// the event's time, so an event stamped by a test clock is never held back).
+pub(crate) async fn append(conn: &mut impl SqlConn, events: &[DomainEvent]) -> Result<(), StoreError> {
+    let now = OffsetDateTime::now_utc();
+    for event in events {
+        let record = OutboxRecord::of(event);
+        sql(
+            "insert into outbox (id, topic, event_type, aggregate_id, payload, status, attempts, \
+             available_at, created_at, updated_at) values (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)",
+        )
+        .id(record.id)
+        .text(&record.topic)
+        .text(&record.event_type)
+        .text(&record.key)
+        .text(&record.payload)
+        .time(now)
+        .time(record.created_at)
+        .time(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// `true` if the row was new, `false` for a redelivery. A concurrent consumer of the same
+/// event waits here for the other transaction, then sees its row.
+pub(crate) async fn record_inbox(
+    conn: &mut impl SqlConn,
+    consumer: &str,
+    event_id: EventId,
+) -> Result<bool, StoreError> {
+    let inserted = sql("insert into inbox (consumer, event_id, processed_at) values (?, ?, ?) \
+         on conflict (consumer, event_id) do nothing")
+    .text(consumer)
+    .id(event_id)
+    .time(OffsetDateTime::now_utc())
+    .execute(conn)
+    .await?;
+    Ok(inserted == 1)
+}
+
+#[async_trait]
+impl<B: Backend> OutboxStore for SqlStore<B> {
+    /// One statement: the inner select locks the rows it picks and skips rows another relay
+    /// is claiming right now; a row claimed (and committed) by another relay meanwhile fails
+    /// the re-check of the lease condition when it is locked.
+    async fn claim(&self, owner: &str, limit: i64, lease: Duration) -> Result<Vec<OutboxRecord>, StoreError> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let now = OffsetDateTime::now_utc();
+        let until = now.saturating_add(time::Duration::try_from(lease).unwrap_or(time::Duration::MAX));
+        let rows = sql(
+            "update outbox set claimed_by = ?, claimed_until = ?, updated_at = ? where seq in ( \
+               select o.seq from outbox o \
+               where o.status = 'pending' and o.available_at <= ? \
+                 and (o.claimed_until is null or o.claimed_until < ?) \
+                 and not exists (select 1 from outbox o2 where o2.aggregate_id = o.aggregate_id \
+                                 and o2.seq < o.seq and o2.status = 'pending') \
+               order by o.seq limit ? {lock}) \
+             returning seq, id, topic, event_type, aggregate_id, payload, attempts, created_at",
+        )
+        .text(owner)
+        .time(until)
+        .time(now)
+        .time(now)
+        .time(now)
+        .limit(limit)
+        .lock(Lock::SkipLocked)
+        .fetch_all(&mut self.primary().await?, record)
+        .await?;
+        Ok(in_append_order(rows))
+    }
+
+    async fn mark_sent(&self, ids: &[EventId]) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let now = OffsetDateTime::now_utc();
+        sql(
+            "update outbox set status = 'sent', sent_at = ?, claimed_by = null, claimed_until = null, \
+             updated_at = ? where id in (?)",
+        )
+        .time(now)
+        .time(now)
+        .ids(ids)
+        .execute(&mut self.primary().await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_failed(
+        &self,
+        id: EventId,
+        error: &str,
+        retry_at: OffsetDateTime,
+        dead: bool,
+    ) -> Result<(), StoreError> {
+        sql(
+            "update outbox set attempts = attempts + 1, claimed_by = null, claimed_until = null, \
+             available_at = ?, last_error = ?, status = case when ? then 'dead' else status end, \
+             updated_at = ? where id = ?",
+        )
+        .time(retry_at)
+        .text(error)
+        .bool(dead)
+        .time(OffsetDateTime::now_utc())
+        .id(id)
+        .execute(&mut self.primary().await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn stats(&self) -> Result<OutboxStats, StoreError> {
+        self.read(&ports::Consistency::Strong, (), |conn, ()| {
+            Box::pin(
+                sql(
+                    "select (select count(*) from outbox where status = 'pending') as backlog, \
+                            (select min(created_at) from outbox where status = 'pending') as oldest, \
+                            (select count(*) from outbox where status = 'dead') as dead",
+                )
+                .fetch_one(conn, stats),
+            )
+        })
+        .await
+    }
+
+    /// Woken by this instance's commits that appended events, and by other instances' where
+    /// the backend hears of them (PostgreSQL: `LISTEN`). A wake-up with nobody waiting is
+    /// kept as a permit, so a call made after such a commit returns at once.
+    async fn wait_for_events(&self, max_wait: Duration) {
+        self.wait_for_events(max_wait).await;
+    }
+}
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::fake::Row;
+
+    fn row(seq: i64) -> Row {
+        Row::default()
+            .with("id", Uuid::from_u128(seq.unsigned_abs().into()))
+            .with("seq", seq)
+            .with("topic", "t")
+            .with("event_type", "e")
+            .with("aggregate_id", "a")
+            .with("payload", "{}")
+            .with("attempts", 0)
+            .with("created_at", 0)
+    }
+
+    #[test]
+    fn claimed_records_come_in_append_order() {
+        let records = in_append_order([row(3), row(1), row(2)].iter().map(|r| record(r).unwrap()).collect());
+        assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    }
+}

@@ -1,0 +1,70 @@
+//! Idempotency keys: a money-moving request reserves its key in the transaction that does
+//! the work and stores its response there, so a retry finds the response or waits for the
+//! first attempt to end.
+
+use time::OffsetDateTime;
+
+use ports::{IdempotencyStart, StoreError};
+
+use crate::sql::{SqlConn, sql};
+use crate::{Columns, require_row};
+
+/// The `fingerprint` and `response` of an `idempotency_keys` row: a key used before.
+///
+/// # Errors
+/// [`StoreError::Other`] for a column that does not decode.
+pub fn idempotency_seen(row: &impl Columns) -> Result<IdempotencyStart, StoreError> {
+    Ok(IdempotencyStart::Seen {
+        fingerprint: row.text("fingerprint")?,
+        response: row.opt_text("response")?,
+    })
+}
+
+/// Insert-or-ignore, then read: the row is either ours (new) or an earlier request's. An
+/// insert of a key another open transaction has inserted waits for it to end (SQLite: the
+/// single writer already excludes it): after its commit this reads its row, after its
+/// rollback the key is ours.
+pub(crate) async fn begin_idempotent(
+    conn: &mut impl SqlConn,
+    scope: &str,
+    key: &str,
+    fingerprint: &str,
+) -> Result<IdempotencyStart, StoreError> {
+    let now = OffsetDateTime::now_utc();
+    let inserted = sql(
+        "insert into idempotency_keys (scope, key, fingerprint, response, created_at, updated_at) \
+         values (?, ?, ?, null, ?, ?) on conflict (scope, key) do nothing",
+    )
+    .text(scope)
+    .text(key)
+    .text(fingerprint)
+    .time(now)
+    .time(now)
+    .execute(&mut *conn)
+    .await?;
+    if inserted == 1 {
+        return Ok(IdempotencyStart::New);
+    }
+    sql("select fingerprint, response from idempotency_keys where scope = ? and key = ?")
+        .text(scope)
+        .text(key)
+        .fetch_one(conn, idempotency_seen)
+        .await
+}
+
+/// Stores the response under a key reserved by [`begin_idempotent`].
+pub(crate) async fn complete_idempotent(
+    conn: &mut impl SqlConn,
+    scope: &str,
+    key: &str,
+    response: &str,
+) -> Result<(), StoreError> {
+    let changed = sql("update idempotency_keys set response = ?, updated_at = ? where scope = ? and key = ?")
+        .text(response)
+        .time(OffsetDateTime::now_utc())
+        .text(scope)
+        .text(key)
+        .execute(conn)
+        .await?;
+    require_row(changed, "idempotency key", format_args!("{scope}/{key}"))
+}

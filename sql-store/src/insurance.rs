@@ -1,0 +1,329 @@
+//! Insurance: policies (optimistic version check), their audit trail and driving sessions.
+//! "One active policy" and "one open session" per member are partial unique indexes, so the
+//! database refuses a second one even under concurrent enrolments.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use core_domain::insurance::{Actor, DrivingSession, Policy, PolicyAudit};
+use core_domain::{MemberId, PolicyId, SessionId};
+use ports::{Consistency, InsuranceReads, StoreError};
+
+use crate::backend::Backend;
+use crate::sql::{Lock, SqlConn, Statement, sql};
+use crate::{Columns, SqlStore, corrupt, require_row};
+
+/// A `policies` row.
+///
+/// # Errors
+/// [`StoreError::Other`] for a column that does not decode.
+pub fn policy(row: &impl Columns) -> Result<Policy, StoreError> {
+    Ok(Policy {
+        id: row.id("id")?,
+        member_id: row.id("member_id")?,
+        policy_number: row.text("policy_number")?,
+        hourly_premium: row.int("hourly_premium")?,
+        coverage_start: row.time("coverage_start")?,
+        status: row.parsed("status")?,
+        expired_at: row.opt_time("expired_at")?,
+        expiry_reason: row.opt_parsed("expiry_reason")?,
+        expired_by: row.opt_parsed::<Actor>("expired_by")?,
+        version: row.int("version")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+/// The domain keeps audit actions as `&'static str`; map the stored text back onto them.
+fn audit_action(raw: &str) -> Result<&'static str, StoreError> {
+    match raw {
+        "enrolled" => Ok("enrolled"),
+        "expired" => Ok("expired"),
+        "expiry_moved_earlier" => Ok("expiry_moved_earlier"),
+        other => Err(corrupt("action", format_args!("unknown audit action `{other}`"))),
+    }
+}
+
+/// A `policy_audit` row.
+///
+/// # Errors
+/// [`StoreError::Other`] for a column that does not decode, or an unknown `action`.
+pub fn audit(row: &impl Columns) -> Result<PolicyAudit, StoreError> {
+    Ok(PolicyAudit {
+        id: row.id("id")?,
+        policy_id: row.id("policy_id")?,
+        actor: row.parsed("actor")?,
+        action: audit_action(&row.text("action")?)?,
+        reason: row.opt_parsed("reason")?,
+        previous_expired_at: row.opt_time("previous_expired_at")?,
+        new_expired_at: row.opt_time("new_expired_at")?,
+        at: row.time("at")?,
+    })
+}
+
+/// A `driving_sessions` row.
+///
+/// # Errors
+/// [`StoreError::Other`] for a column that does not decode.
+pub fn session(row: &impl Columns) -> Result<DrivingSession, StoreError> {
+    Ok(DrivingSession {
+        id: row.id("id")?,
+        member_id: row.id("member_id")?,
+        policy_id: row.id("policy_id")?,
+        started_at: row.time("started_at")?,
+        ended_at: row.opt_time("ended_at")?,
+    })
+}
+
+/// Binds the columns insert and update both write, `policy_number` to `version`.
+fn bind_policy<'a>(statement: Statement<'a>, p: &'a Policy, expired_by: Option<&'a str>) -> Statement<'a> {
+    statement
+        .text(&p.policy_number)
+        .int(p.hourly_premium)
+        .time(p.coverage_start)
+        .text(p.status.as_str())
+        .opt_time(p.expired_at)
+        .opt_text(p.expiry_reason.map(|r| r.as_str()))
+        .opt_text(expired_by)
+        .int(p.version)
+}
+
+/// Conflicts: [`ports::Unique::PolicyNumber`], [`ports::Unique::ActivePolicy`].
+pub(crate) async fn insert_policy(conn: &mut impl SqlConn, p: &Policy) -> Result<(), StoreError> {
+    let expired_by = p.expired_by.as_ref().map(ToString::to_string);
+    let statement = sql(
+        "insert into policies (id, member_id, policy_number, hourly_premium, coverage_start, \
+         status, expired_at, expiry_reason, expired_by, version, created_at, updated_at) \
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .id(p.id)
+    .id(p.member_id);
+    bind_policy(statement, p, expired_by.as_deref())
+        .time(p.created_at)
+        .time(p.created_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn policy_by_id(
+    conn: &mut impl SqlConn,
+    id: PolicyId,
+    lock: Lock,
+) -> Result<Option<Policy>, StoreError> {
+    sql("select * from policies where id = ? {lock}")
+        .id(id)
+        .lock(lock)
+        .fetch_optional(conn, policy)
+        .await
+}
+
+pub(crate) async fn policy_by_number(
+    conn: &mut impl SqlConn,
+    policy_number: &str,
+    lock: Lock,
+) -> Result<Option<Policy>, StoreError> {
+    sql("select * from policies where policy_number = ? {lock}")
+        .text(policy_number)
+        .lock(lock)
+        .fetch_optional(conn, policy)
+        .await
+}
+
+/// Newest first.
+pub(crate) async fn policies_of_member(
+    conn: &mut impl SqlConn,
+    member_id: MemberId,
+    lock: Lock,
+) -> Result<Vec<Policy>, StoreError> {
+    sql("select * from policies where member_id = ? order by created_at desc, id desc {lock}")
+        .id(member_id)
+        .lock(lock)
+        .fetch_all(conn, policy)
+        .await
+}
+
+/// Saves `p` if the stored version is still `expected_version`, in one statement; no row
+/// matched → [`StoreError::Concurrency`] (a concurrent change won).
+pub(crate) async fn update_policy(
+    conn: &mut impl SqlConn,
+    p: &Policy,
+    expected_version: i64,
+) -> Result<(), StoreError> {
+    let expired_by = p.expired_by.as_ref().map(ToString::to_string);
+    let statement = sql(
+        "update policies set policy_number = ?, hourly_premium = ?, coverage_start = ?, \
+         status = ?, expired_at = ?, expiry_reason = ?, expired_by = ?, version = ?, \
+         updated_at = ? where id = ? and version = ?",
+    );
+    let changed = bind_policy(statement, p, expired_by.as_deref())
+        .time(OffsetDateTime::now_utc())
+        .id(p.id)
+        .int(expected_version)
+        .execute(conn)
+        .await?;
+    if changed == 0 {
+        return Err(StoreError::Concurrency);
+    }
+    Ok(())
+}
+
+/// Appends to the audit trail (`seq` keeps the insertion order of rows of one instant).
+pub(crate) async fn insert_audit(conn: &mut impl SqlConn, a: &PolicyAudit) -> Result<(), StoreError> {
+    let actor = a.actor.to_string();
+    sql(
+        "insert into policy_audit (id, policy_id, actor, action, reason, previous_expired_at, \
+         new_expired_at, at, created_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .id(a.id)
+    .id(a.policy_id)
+    .text(&actor)
+    .text(a.action)
+    .opt_text(a.reason.map(|r| r.as_str()))
+    .opt_time(a.previous_expired_at)
+    .opt_time(a.new_expired_at)
+    .time(a.at)
+    .time(OffsetDateTime::now_utc())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Oldest first; rows of the same instant in insertion order.
+pub(crate) async fn audit_of_policy(conn: &mut impl SqlConn, id: PolicyId) -> Result<Vec<PolicyAudit>, StoreError> {
+    sql("select * from policy_audit where policy_id = ? order by at, seq")
+        .id(id)
+        .fetch_all(conn, audit)
+        .await
+}
+
+/// Conflict: [`ports::Unique::OpenSession`].
+pub(crate) async fn insert_session(conn: &mut impl SqlConn, s: &DrivingSession) -> Result<(), StoreError> {
+    let now = OffsetDateTime::now_utc();
+    sql(
+        "insert into driving_sessions (id, member_id, policy_id, started_at, ended_at, \
+         created_at, updated_at) values (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .id(s.id)
+    .id(s.member_id)
+    .id(s.policy_id)
+    .time(s.started_at)
+    .opt_time(s.ended_at)
+    .time(now)
+    .time(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn session_by_id(
+    conn: &mut impl SqlConn,
+    id: SessionId,
+    lock: Lock,
+) -> Result<Option<DrivingSession>, StoreError> {
+    sql("select * from driving_sessions where id = ? {lock}")
+        .id(id)
+        .lock(lock)
+        .fetch_optional(conn, session)
+        .await
+}
+
+/// Conflict: [`ports::Unique::OpenSession`] when reopening a session beside an open one.
+pub(crate) async fn update_session(conn: &mut impl SqlConn, s: &DrivingSession) -> Result<(), StoreError> {
+    let changed = sql("update driving_sessions set started_at = ?, ended_at = ?, updated_at = ? where id = ?")
+        .time(s.started_at)
+        .opt_time(s.ended_at)
+        .time(OffsetDateTime::now_utc())
+        .id(s.id)
+        .execute(conn)
+        .await?;
+    require_row(changed, "driving session", s.id)
+}
+
+/// Sessions overlapping `[from, to)`: started before `to` and not ended by `from` (an open
+/// session has no end). Oldest first.
+pub(crate) async fn sessions_of_policy(
+    conn: &mut impl SqlConn,
+    policy_id: PolicyId,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> Result<Vec<DrivingSession>, StoreError> {
+    sql("select * from driving_sessions where policy_id = ? and started_at < ? \
+         and (ended_at is null or ended_at > ?) order by started_at, id")
+    .id(policy_id)
+    .time(to)
+    .time(from)
+    .fetch_all(conn, session)
+    .await
+}
+
+#[async_trait]
+impl<B: Backend> InsuranceReads for SqlStore<B> {
+    async fn policy(&self, id: PolicyId, consistency: Consistency) -> Result<Option<Policy>, StoreError> {
+        self.read(&consistency, id, |conn, &id| {
+            Box::pin(policy_by_id(conn, id, Lock::None))
+        })
+        .await
+    }
+
+    async fn policies_of_member(
+        &self,
+        member_id: MemberId,
+        consistency: Consistency,
+    ) -> Result<Vec<Policy>, StoreError> {
+        self.read(&consistency, member_id, |conn, &member_id| {
+            Box::pin(policies_of_member(conn, member_id, Lock::None))
+        })
+        .await
+    }
+
+    async fn policy_audit(&self, id: PolicyId, consistency: Consistency) -> Result<Vec<PolicyAudit>, StoreError> {
+        self.read(&consistency, id, |conn, &id| Box::pin(audit_of_policy(conn, id)))
+            .await
+    }
+
+    async fn session(&self, id: SessionId, consistency: Consistency) -> Result<Option<DrivingSession>, StoreError> {
+        self.read(&consistency, id, |conn, &id| {
+            Box::pin(session_by_id(conn, id, Lock::None))
+        })
+        .await
+    }
+
+    async fn sessions_of_policy(
+        &self,
+        policy_id: PolicyId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+        consistency: Consistency,
+    ) -> Result<Vec<DrivingSession>, StoreError> {
+        self.read(&consistency, (policy_id, from, to), |conn, &(policy_id, from, to)| {
+            Box::pin(sessions_of_policy(conn, policy_id, from, to))
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake::Row;
+
+    #[test]
+    fn an_unknown_audit_action_is_corrupt_data() {
+        let row = Row::default()
+            .with("id", uuid::Uuid::nil())
+            .with("policy_id", uuid::Uuid::nil())
+            .with("actor", "insurer")
+            .with("action", "renamed")
+            .null("reason")
+            .null("previous_expired_at")
+            .null("new_expired_at")
+            .with("at", 0);
+        let err = audit(&row).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Other(m) if m == "corrupt value in column `action`: unknown audit action `renamed`"),
+            "{err:?}"
+        );
+        let row = row.with("action", "expiry_moved_earlier");
+        assert_eq!(audit(&row).map(|a| a.action).ok(), Some("expiry_moved_earlier"));
+    }
+}

@@ -1,0 +1,153 @@
+//! Members: the row, and every statement on `members`. One function per statement, taking
+//! a connection, so the unit of work (a primary transaction) and the read port (a routed
+//! connection) run the same SQL.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+use core_domain::MemberId;
+use core_domain::member::Member;
+use ports::{Consistency, MemberReads, StoreError};
+
+use crate::backend::Backend;
+use crate::sql::{Lock, SqlConn, Statement, sql};
+use crate::{Columns, SqlStore, require_row};
+
+/// A `members` row.
+///
+/// # Errors
+/// [`StoreError::Other`] for a column that does not decode.
+pub fn member(row: &impl Columns) -> Result<Member, StoreError> {
+    Ok(Member {
+        id: row.id("id")?,
+        email: row.text("email")?,
+        name: row.text("name")?,
+        phone: row.text("phone")?,
+        password_hash: row.text("password_hash")?,
+        role: row.parsed("role")?,
+        status: row.parsed("status")?,
+        created_at: row.time("created_at")?,
+        last_login_at: row.opt_time("last_login_at")?,
+        withdrawn_at: row.opt_time("withdrawn_at")?,
+        anonymised_at: row.opt_time("anonymised_at")?,
+    })
+}
+
+/// Binds the columns insert and update both write, `email` to `anonymised_at`.
+fn bind_member<'a>(statement: Statement<'a>, m: &'a Member) -> Statement<'a> {
+    statement
+        .text(&m.email)
+        .text(&m.name)
+        .text(&m.phone)
+        .text(&m.password_hash)
+        .text(m.role.as_str())
+        .text(m.status.as_str())
+        .opt_time(m.last_login_at)
+        .opt_time(m.withdrawn_at)
+        .opt_time(m.anonymised_at)
+}
+
+/// Conflict: [`ports::Unique::MemberEmail`].
+pub(crate) async fn insert(conn: &mut impl SqlConn, m: &Member) -> Result<(), StoreError> {
+    let statement = sql(
+        "insert into members (id, email, name, phone, password_hash, role, status, \
+         last_login_at, withdrawn_at, anonymised_at, created_at, updated_at) \
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .id(m.id);
+    bind_member(statement, m)
+        .time(m.created_at)
+        .time(m.created_at)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+pub(crate) async fn by_id(conn: &mut impl SqlConn, id: MemberId, lock: Lock) -> Result<Option<Member>, StoreError> {
+    sql("select * from members where id = ? {lock}")
+        .id(id)
+        .lock(lock)
+        .fetch_optional(conn, member)
+        .await
+}
+
+pub(crate) async fn by_email(conn: &mut impl SqlConn, email: &str, lock: Lock) -> Result<Option<Member>, StoreError> {
+    sql("select * from members where email = ? {lock}")
+        .text(email)
+        .lock(lock)
+        .fetch_optional(conn, member)
+        .await
+}
+
+/// E-mails starting with `prefix`: the range `[prefix, prefix + U+10FFFF)` in byte order
+/// (every schema compares e-mails byte-wise), which uses the e-mail index and needs no
+/// `like` escaping.
+pub(crate) async fn search(conn: &mut impl SqlConn, prefix: &str, limit: i64) -> Result<Vec<Member>, StoreError> {
+    let end = format!("{prefix}\u{10FFFF}");
+    sql("select * from members where email >= ? and email < ? order by email limit ?")
+        .text(prefix)
+        .text(&end)
+        .limit(limit)
+        .fetch_all(conn, member)
+        .await
+}
+
+/// Saves every mutable field. Conflict: [`ports::Unique::MemberEmail`].
+pub(crate) async fn update(conn: &mut impl SqlConn, m: &Member) -> Result<(), StoreError> {
+    let statement = sql(
+        "update members set email = ?, name = ?, phone = ?, password_hash = ?, role = ?, \
+         status = ?, last_login_at = ?, withdrawn_at = ?, anonymised_at = ?, updated_at = ? \
+         where id = ?",
+    );
+    let changed = bind_member(statement, m)
+        .time(OffsetDateTime::now_utc())
+        .id(m.id)
+        .execute(conn)
+        .await?;
+    require_row(changed, "member", m.id)
+}
+
+/// Withdrawn, not yet anonymised, withdrawn at or before `withdrawn_before`; oldest first.
+/// Locked, skipping rows another job instance is anonymising.
+pub(crate) async fn to_anonymise(
+    conn: &mut impl SqlConn,
+    withdrawn_before: OffsetDateTime,
+    limit: i64,
+) -> Result<Vec<Member>, StoreError> {
+    sql(
+        "select * from members where status = 'withdrawn' and anonymised_at is null \
+         and withdrawn_at <= ? order by withdrawn_at, id limit ? {lock}",
+    )
+    .time(withdrawn_before)
+    .limit(limit)
+    .lock(Lock::SkipLocked)
+    .fetch_all(conn, member)
+    .await
+}
+
+#[async_trait]
+impl<B: Backend> MemberReads for SqlStore<B> {
+    async fn member(&self, id: MemberId, consistency: Consistency) -> Result<Option<Member>, StoreError> {
+        self.read(&consistency, id, |conn, &id| Box::pin(by_id(conn, id, Lock::None)))
+            .await
+    }
+
+    async fn member_by_email(&self, email: &str, consistency: Consistency) -> Result<Option<Member>, StoreError> {
+        self.read(&consistency, email, |conn, email| {
+            Box::pin(by_email(conn, email, Lock::None))
+        })
+        .await
+    }
+
+    async fn search_members(
+        &self,
+        prefix: &str,
+        limit: i64,
+        consistency: Consistency,
+    ) -> Result<Vec<Member>, StoreError> {
+        self.read(&consistency, (prefix, limit), |conn, &(prefix, limit)| {
+            Box::pin(search(conn, prefix, limit))
+        })
+        .await
+    }
+}

@@ -1,0 +1,262 @@
+//! Orders with their lines, and payments. An order and its lines are written and read
+//! together; a list of orders reads its lines in one more statement, whatever its length.
+
+use std::collections::HashMap;
+
+use time::OffsetDateTime;
+
+use core_domain::order::{Order, OrderLine, Payment, PaymentStatus};
+use core_domain::{MemberId, OrderId};
+use ports::StoreError;
+
+use crate::sql::{Lock, SqlConn, Statement, sql};
+use crate::{Columns, corrupt, require_row};
+
+/// An `orders` row: the order without its lines (see [`with_lines`]).
+///
+/// # Errors
+/// [`StoreError::Other`] for a column that does not decode.
+pub fn order_head(row: &impl Columns) -> Result<Order, StoreError> {
+    Ok(Order {
+        id: row.id("id")?,
+        member_id: row.id("member_id")?,
+        status: row.parsed("status")?,
+        items: Vec::new(),
+        subtotal: row.int("subtotal")?,
+        discount: row.int("discount")?,
+        total: row.int("total")?,
+        coupon_id: row.opt_id("coupon_id")?,
+        created_at: row.time("created_at")?,
+        paid_at: row.opt_time("paid_at")?,
+        cancelled_at: row.opt_time("cancelled_at")?,
+    })
+}
+
+/// An `order_items` row.
+///
+/// # Errors
+/// [`StoreError::Other`] for a column that does not decode.
+pub fn order_line(row: &impl Columns) -> Result<OrderLine, StoreError> {
+    Ok(OrderLine {
+        product_id: row.id("product_id")?,
+        product_name: row.text("product_name")?,
+        unit_price: row.int("unit_price")?,
+        quantity: row.int("quantity")?,
+        line_total: row.int("line_total")?,
+    })
+}
+
+/// A `payments` row.
+///
+/// # Errors
+/// [`StoreError::Other`] for a column that does not decode, or an unknown status.
+pub fn payment(row: &impl Columns) -> Result<Payment, StoreError> {
+    Ok(Payment {
+        id: row.id("id")?,
+        order_id: row.id("order_id")?,
+        member_id: row.id("member_id")?,
+        amount: row.int("amount")?,
+        status: match row.text("status")?.as_str() {
+            "succeeded" => PaymentStatus::Succeeded,
+            other => return Err(corrupt("status", format_args!("unknown payment status `{other}`"))),
+        },
+        created_at: row.time("created_at")?,
+    })
+}
+
+/// Runs `heads` (a select of `orders` rows) and gives each order its lines, in the rows'
+/// order.
+async fn with_lines(conn: &mut impl SqlConn, heads: Statement<'_>) -> Result<Vec<Order>, StoreError> {
+    let mut orders = heads.fetch_all(&mut *conn, order_head).await?;
+    if orders.is_empty() {
+        return Ok(orders);
+    }
+    let ids: Vec<OrderId> = orders.iter().map(|o| o.id).collect();
+    let lines = sql("select * from order_items where order_id in (?) order by order_id, line_no")
+        .ids(&ids)
+        .fetch_all(conn, |row| Ok((row.id::<OrderId>("order_id")?, order_line(row)?)))
+        .await?;
+    attach_lines(&mut orders, lines);
+    Ok(orders)
+}
+
+/// Gives each of `orders` its `lines` (of any of the orders, in line order within each
+/// order); an order without lines gets none.
+fn attach_lines(orders: &mut [Order], lines: Vec<(OrderId, OrderLine)>) {
+    let mut by_order: HashMap<OrderId, Vec<OrderLine>> = HashMap::new();
+    for (order_id, line) in lines {
+        by_order.entry(order_id).or_default().push(line);
+    }
+    for order in orders {
+        order.items = by_order.remove(&order.id).unwrap_or_default();
+    }
+}
+
+pub(crate) async fn insert_order(conn: &mut impl SqlConn, o: &Order) -> Result<(), StoreError> {
+    sql(
+        "insert into orders (id, member_id, status, subtotal, discount, total, coupon_id, \
+         paid_at, cancelled_at, created_at, updated_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .id(o.id)
+    .id(o.member_id)
+    .text(o.status.as_str())
+    .int(o.subtotal)
+    .int(o.discount)
+    .int(o.total)
+    .opt_id(o.coupon_id)
+    .opt_time(o.paid_at)
+    .opt_time(o.cancelled_at)
+    .time(o.created_at)
+    .time(o.created_at)
+    .execute(&mut *conn)
+    .await?;
+    for (line_no, line) in (1_i64..).zip(&o.items) {
+        sql(
+            "insert into order_items (order_id, line_no, product_id, product_name, unit_price, \
+             quantity, line_total) values (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .id(o.id)
+        .int(line_no)
+        .id(line.product_id)
+        .text(&line.product_name)
+        .int(line.unit_price)
+        .int(line.quantity)
+        .int(line.line_total)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn order_by_id(conn: &mut impl SqlConn, id: OrderId, lock: Lock) -> Result<Option<Order>, StoreError> {
+    let heads = sql("select * from orders where id = ? {lock}").id(id).lock(lock);
+    Ok(with_lines(conn, heads).await?.pop())
+}
+
+/// Saves status, `paid_at` and `cancelled_at`.
+pub(crate) async fn update_order(conn: &mut impl SqlConn, o: &Order) -> Result<(), StoreError> {
+    let changed = sql("update orders set status = ?, paid_at = ?, cancelled_at = ?, updated_at = ? where id = ?")
+        .text(o.status.as_str())
+        .opt_time(o.paid_at)
+        .opt_time(o.cancelled_at)
+        .time(OffsetDateTime::now_utc())
+        .id(o.id)
+        .execute(conn)
+        .await?;
+    require_row(changed, "order", o.id)
+}
+
+/// Newest first.
+pub(crate) async fn orders_of_member(
+    conn: &mut impl SqlConn,
+    member_id: MemberId,
+    limit: i64,
+) -> Result<Vec<Order>, StoreError> {
+    let heads = sql("select * from orders where member_id = ? order by created_at desc, id desc limit ?")
+        .id(member_id)
+        .limit(limit);
+    with_lines(conn, heads).await
+}
+
+/// Pending orders created at or before `created_before`, oldest first, locked, skipping
+/// those another job instance holds.
+pub(crate) async fn stale_orders(
+    conn: &mut impl SqlConn,
+    created_before: OffsetDateTime,
+    limit: i64,
+) -> Result<Vec<Order>, StoreError> {
+    let heads = sql("select * from orders where status = 'pending' and created_at <= ? \
+                     order by created_at, id limit ? {lock}")
+    .time(created_before)
+    .limit(limit)
+    .lock(Lock::SkipLocked);
+    with_lines(conn, heads).await
+}
+
+pub(crate) async fn insert_payment(conn: &mut impl SqlConn, p: &Payment) -> Result<(), StoreError> {
+    sql(
+        "insert into payments (id, order_id, member_id, amount, status, created_at, updated_at) \
+         values (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .id(p.id)
+    .id(p.order_id)
+    .id(p.member_id)
+    .int(p.amount)
+    .text(p.status.as_str())
+    .time(p.created_at)
+    .time(p.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn payment_of_order(
+    conn: &mut impl SqlConn,
+    order_id: OrderId,
+) -> Result<Option<Payment>, StoreError> {
+    sql("select * from payments where order_id = ?")
+        .id(order_id)
+        .fetch_optional(conn, payment)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::fake::Row;
+
+    fn order_row(id: Uuid) -> Row {
+        Row::default()
+            .with("id", id)
+            .with("member_id", Uuid::nil())
+            .with("status", "pending")
+            .with("subtotal", 0)
+            .with("discount", 0)
+            .with("total", 0)
+            .null("coupon_id")
+            .with("created_at", 0)
+            .null("paid_at")
+            .null("cancelled_at")
+    }
+
+    fn line(order: Uuid, name: &str) -> (OrderId, OrderLine) {
+        let row = Row::default()
+            .with("order_id", order)
+            .with("product_id", Uuid::nil())
+            .with("product_name", name)
+            .with("unit_price", 1)
+            .with("quantity", 1)
+            .with("line_total", 1);
+        (OrderId(order), order_line(&row).unwrap())
+    }
+
+    #[test]
+    fn lines_go_to_their_orders_in_order() {
+        let (a, b, c) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+        let mut orders: Vec<Order> = [b, a, c].map(|id| order_head(&order_row(id)).unwrap()).into();
+        let lines = vec![line(a, "a1"), line(a, "a2"), line(b, "b1")];
+        attach_lines(&mut orders, lines);
+        let names: Vec<Vec<&str>> = orders
+            .iter()
+            .map(|o| o.items.iter().map(|l| l.product_name.as_str()).collect())
+            .collect();
+        assert_eq!(names, [vec!["b1"], vec!["a1", "a2"], vec![]]);
+    }
+
+    #[test]
+    fn an_unknown_payment_status_is_corrupt_data() {
+        let row = Row::default()
+            .with("id", Uuid::nil())
+            .with("order_id", Uuid::nil())
+            .with("member_id", Uuid::nil())
+            .with("amount", 100)
+            .with("status", "refunded")
+            .with("created_at", 0);
+        assert!(matches!(
+            payment(&row),
+            Err(StoreError::Other(m)) if m == "corrupt value in column `status`: unknown payment status `refunded`"
+        ));
+    }
+}

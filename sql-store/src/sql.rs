@@ -1,0 +1,376 @@
+//! Statements written once for every dialect, and the one trait a dialect implements to run
+//! them. The shared SQL is the common subset of SQLite, PostgreSQL and MySQL, with `?`
+//! placeholders and one marker, `{lock}`, where a row lock goes; a [`Dialect`] says what its
+//! placeholders and lock clauses look like, and [`SqlConn`] binds [`Value`]s in its own
+//! storage format (SQLite: ids as text, times as integer microseconds; PostgreSQL: `uuid`,
+//! `timestamptz`). A reader sees the SQL a use case runs in the shared modules, as it is
+//! sent, but for those two substitutions.
+
+use std::fmt::Write as _;
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use ports::StoreError;
+
+use crate::Columns;
+
+/// What differs in the text of a statement between databases. Everything else is written
+/// once in the shared statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dialect {
+    /// For messages and metrics: `sqlite`, `postgres`, `mysql`.
+    pub name: &'static str,
+    /// `$1, $2, …` (PostgreSQL) instead of `?` (SQLite, MySQL).
+    pub numbered_placeholders: bool,
+    /// What `{lock}` becomes for [`Lock::ForUpdate`]: the lock a row read for change takes.
+    pub for_update: &'static str,
+    /// What `{lock}` becomes for [`Lock::SkipLocked`]: the same, skipping rows other
+    /// transactions hold (batch jobs, the outbox relay).
+    pub skip_locked: &'static str,
+}
+
+/// Whether a `select` locks the rows it returns (`{lock}` in its text). A unit of work locks
+/// the rows it reads for change, so two transactions cannot both act on the same state; the
+/// read ports never lock (replicas could not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Lock {
+    /// `{lock}` is left out.
+    #[default]
+    None,
+    /// The dialect's [`Dialect::for_update`].
+    ForUpdate,
+    /// The dialect's [`Dialect::skip_locked`].
+    SkipLocked,
+}
+
+/// A value bound to a placeholder. The dialect decides how each kind is stored.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value<'a> {
+    Int(Option<i64>),
+    Text(Option<&'a str>),
+    Uuid(Option<Uuid>),
+    Time(Option<OffsetDateTime>),
+    Bool(bool),
+}
+
+/// One placeholder's argument: a value, or a list that an `in (?)` expands into.
+#[derive(Debug, Clone, PartialEq)]
+enum Arg<'a> {
+    One(Value<'a>),
+    List(Vec<Value<'a>>),
+}
+
+/// A statement of the shared SQL with its arguments, in placeholder order.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use = "a statement does nothing until it is executed or fetched"]
+pub struct Statement<'a> {
+    sql: &'static str,
+    args: Vec<Arg<'a>>,
+    lock: Lock,
+}
+
+/// A statement as one dialect sends it: its text, and its values in placeholder order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query<'a> {
+    pub sql: String,
+    pub values: Vec<Value<'a>>,
+}
+
+/// `Statement::new(sql)`: the start of every statement in the shared modules.
+pub fn sql<'a>(sql: &'static str) -> Statement<'a> {
+    Statement::new(sql)
+}
+
+impl<'a> Statement<'a> {
+    /// A statement with `?` placeholders and, where rows may be locked, a `{lock}` marker.
+    pub fn new(sql: &'static str) -> Self {
+        Self {
+            sql,
+            args: Vec::new(),
+            lock: Lock::None,
+        }
+    }
+
+    fn arg(mut self, value: Value<'a>) -> Self {
+        self.args.push(Arg::One(value));
+        self
+    }
+
+    /// Binds a 64-bit integer (money, counts, versions, limits).
+    pub fn int(self, value: i64) -> Self {
+        self.arg(Value::Int(Some(value)))
+    }
+
+    /// Binds text.
+    pub fn text(self, value: &'a str) -> Self {
+        self.arg(Value::Text(Some(value)))
+    }
+
+    /// Binds nullable text.
+    pub fn opt_text(self, value: Option<&'a str>) -> Self {
+        self.arg(Value::Text(value))
+    }
+
+    /// Binds an id.
+    pub fn id(self, value: impl Into<Uuid>) -> Self {
+        self.arg(Value::Uuid(Some(value.into())))
+    }
+
+    /// Binds a nullable id.
+    pub fn opt_id(self, value: Option<impl Into<Uuid>>) -> Self {
+        self.arg(Value::Uuid(value.map(Into::into)))
+    }
+
+    /// Binds a time.
+    pub fn time(self, value: OffsetDateTime) -> Self {
+        self.arg(Value::Time(Some(value)))
+    }
+
+    /// Binds a nullable time.
+    pub fn opt_time(self, value: Option<OffsetDateTime>) -> Self {
+        self.arg(Value::Time(value))
+    }
+
+    /// Binds a boolean.
+    pub fn bool(self, value: bool) -> Self {
+        self.arg(Value::Bool(value))
+    }
+
+    /// Binds a port's `limit`: a negative one means no rows (SQLite would read it as "no
+    /// limit", PostgreSQL would refuse it).
+    pub fn limit(self, limit: i64) -> Self {
+        self.int(limit.max(0))
+    }
+
+    /// Binds a list of ids to the `?` of an `in (?)`, which becomes one placeholder per id.
+    /// The list must not be empty (`in ()` is not SQL): callers return early instead.
+    pub fn ids<T: Into<Uuid> + Copy>(mut self, ids: &[T]) -> Self {
+        self.args
+            .push(Arg::List(ids.iter().map(|&id| Value::Uuid(Some(id.into()))).collect()));
+        self
+    }
+
+    /// Sets what the `{lock}` marker becomes.
+    pub fn lock(mut self, lock: Lock) -> Self {
+        self.lock = lock;
+        self
+    }
+
+    /// The statement as `dialect` sends it.
+    ///
+    /// # Errors
+    /// [`StoreError::Other`] when the placeholders and the arguments do not match in number
+    /// (a bug in the shared SQL, caught by every test that runs the statement).
+    pub fn render(&self, dialect: &Dialect) -> Result<Query<'a>, StoreError> {
+        let lock = match self.lock {
+            Lock::None => "",
+            Lock::ForUpdate => dialect.for_update,
+            Lock::SkipLocked => dialect.skip_locked,
+        };
+        let mut sql = String::with_capacity(self.sql.len() + 32);
+        let mut values = Vec::with_capacity(self.args.len());
+        let mut args = self.args.iter();
+        let mut rest = self.sql;
+        while let Some(at) = rest.find(['?', '{']) {
+            sql.push_str(&rest[..at]);
+            if rest[at..].starts_with('?') {
+                let arg = args.next().ok_or_else(|| self.mismatch())?;
+                let items: &[Value<'a>] = match arg {
+                    Arg::One(value) => std::slice::from_ref(value),
+                    Arg::List(list) => list,
+                };
+                for (n, value) in items.iter().enumerate() {
+                    if n > 0 {
+                        sql.push_str(", ");
+                    }
+                    values.push(value.clone());
+                    if dialect.numbered_placeholders {
+                        let _ = write!(sql, "${}", values.len());
+                    } else {
+                        sql.push('?');
+                    }
+                }
+                rest = &rest[at + 1..];
+            } else if let Some(after) = rest[at..].strip_prefix("{lock}") {
+                sql.push_str(lock);
+                rest = after;
+            } else {
+                sql.push('{');
+                rest = &rest[at + 1..];
+            }
+        }
+        sql.push_str(rest);
+        if args.next().is_some() {
+            return Err(self.mismatch());
+        }
+        Ok(Query { sql, values })
+    }
+
+    fn mismatch(&self) -> StoreError {
+        StoreError::Other(format!(
+            "statement and arguments do not match ({} arguments): {}",
+            self.args.len(),
+            self.sql
+        ))
+    }
+
+    /// Runs the statement; the number of rows it changed.
+    ///
+    /// # Errors
+    /// The port errors the dialect translated the driver's error into.
+    pub async fn execute<C: SqlConn + ?Sized>(self, conn: &mut C) -> Result<u64, StoreError> {
+        let query = self.render(conn.dialect())?;
+        conn.execute(query).await
+    }
+
+    /// Runs the statement and maps the row it returns, if any.
+    ///
+    /// # Errors
+    /// The port errors the dialect translated the driver's error into, or the mapper's.
+    pub async fn fetch_optional<C, T>(
+        self,
+        conn: &mut C,
+        map: impl Fn(&C::Row) -> Result<T, StoreError> + Send,
+    ) -> Result<Option<T>, StoreError>
+    where
+        C: SqlConn + ?Sized,
+    {
+        let query = self.render(conn.dialect())?;
+        conn.fetch_optional(query).await?.as_ref().map(map).transpose()
+    }
+
+    /// Runs the statement and maps the one row it must return.
+    ///
+    /// # Errors
+    /// [`StoreError::Other`] when it returns no row; otherwise as
+    /// [`fetch_optional`](Self::fetch_optional).
+    pub async fn fetch_one<C, T>(
+        self,
+        conn: &mut C,
+        map: impl Fn(&C::Row) -> Result<T, StoreError> + Send,
+    ) -> Result<T, StoreError>
+    where
+        C: SqlConn + ?Sized,
+    {
+        let what = self.sql;
+        self.fetch_optional(conn, map)
+            .await?
+            .ok_or_else(|| StoreError::Other(format!("no row returned by: {what}")))
+    }
+
+    /// Runs the statement and maps every row it returns, in order.
+    ///
+    /// # Errors
+    /// As [`fetch_optional`](Self::fetch_optional).
+    pub async fn fetch_all<C, T>(
+        self,
+        conn: &mut C,
+        map: impl Fn(&C::Row) -> Result<T, StoreError> + Send,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        C: SqlConn + ?Sized,
+    {
+        let query = self.render(conn.dialect())?;
+        conn.fetch_all(query).await?.iter().map(map).collect()
+    }
+}
+
+/// A connection of one database: binds [`Value`]s in the dialect's storage format, runs a
+/// rendered [`Query`] and translates the driver's errors. The only code a new database
+/// writes for the shared statements.
+///
+/// # Errors (every method)
+/// - MUST return [`StoreError::Conflict`] naming the rule when a uniqueness rule is violated;
+/// - MUST return [`StoreError::Concurrency`] on serialization failures, deadlocks and lock
+///   timeouts;
+/// - MUST return [`StoreError::Unavailable`] when the connection is lost or times out.
+#[async_trait]
+pub trait SqlConn: Send {
+    /// A returned row, read by the shared mappers.
+    type Row: Columns + Send + Sync;
+
+    /// How this database writes what differs.
+    fn dialect(&self) -> &'static Dialect;
+
+    /// Runs a statement; the number of rows it changed.
+    async fn execute(&mut self, query: Query<'_>) -> Result<u64, StoreError>;
+
+    /// Runs a statement; its first row, if any.
+    async fn fetch_optional(&mut self, query: Query<'_>) -> Result<Option<Self::Row>, StoreError>;
+
+    /// Runs a statement; every row.
+    async fn fetch_all(&mut self, query: Query<'_>) -> Result<Vec<Self::Row>, StoreError>;
+
+    /// Runs a statement of fixed text without arguments (`begin`, `commit`, `rollback`).
+    async fn raw(&mut self, sql: &'static str) -> Result<(), StoreError>;
+
+    /// Closes the connection when it is dropped instead of returning it to its pool (its
+    /// state is unknown: a rollback failed).
+    fn close_on_drop(&mut self);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NUMBERED: Dialect = Dialect {
+        name: "numbered",
+        numbered_placeholders: true,
+        for_update: "for no key update",
+        skip_locked: "for no key update skip locked",
+    };
+    const QUESTION: Dialect = Dialect {
+        name: "question",
+        numbered_placeholders: false,
+        for_update: "",
+        skip_locked: "",
+    };
+
+    #[test]
+    fn placeholders_are_numbered_and_lists_expand() {
+        let ids = [Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3)];
+        let statement = sql("select * from t where a = ? and id in (?) and b = ? {lock}")
+            .int(7)
+            .ids(&ids)
+            .text("x")
+            .lock(Lock::ForUpdate);
+        let query = statement.render(&NUMBERED).unwrap();
+        assert_eq!(
+            query.sql,
+            "select * from t where a = $1 and id in ($2, $3, $4) and b = $5 for no key update"
+        );
+        assert_eq!(query.values.len(), 5);
+        assert_eq!(query.values[3], Value::Uuid(Some(ids[2])));
+        let query = statement.render(&QUESTION).unwrap();
+        assert_eq!(query.sql, "select * from t where a = ? and id in (?, ?, ?) and b = ? ");
+    }
+
+    #[test]
+    fn the_lock_marker_follows_the_lock_and_other_braces_stay() {
+        let plain = sql("select '{x}' from t {lock}").render(&NUMBERED).unwrap();
+        assert_eq!(plain.sql, "select '{x}' from t ");
+        let skip = sql("select 1 from t {lock}")
+            .lock(Lock::SkipLocked)
+            .render(&NUMBERED)
+            .unwrap();
+        assert_eq!(skip.sql, "select 1 from t for no key update skip locked");
+    }
+
+    #[test]
+    fn a_missing_or_extra_argument_is_an_error_not_a_query() {
+        assert!(matches!(
+            sql("select ? + ?").int(1).render(&QUESTION),
+            Err(StoreError::Other(_))
+        ));
+        assert!(matches!(
+            sql("select ?").int(1).int(2).render(&QUESTION),
+            Err(StoreError::Other(_))
+        ));
+        assert_eq!(
+            sql("select ?").limit(-3).render(&QUESTION).unwrap().values,
+            [Value::Int(Some(0))]
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! Point wallets and their ledger. Balances change only in single conditional statements,
+//! so their bounds hold under any concurrency.
+
+use time::OffsetDateTime;
+
+use core_domain::wallet::LedgerEntry;
+use core_domain::{Krw, MemberId};
+use ports::StoreError;
+
+use crate::Columns;
+use crate::sql::{SqlConn, sql};
+
+/// A `wallet_ledger` row.
+///
+/// # Errors
+/// [`StoreError::Other`] for a column that does not decode.
+pub fn ledger_entry(row: &impl Columns) -> Result<LedgerEntry, StoreError> {
+    Ok(LedgerEntry {
+        id: row.id("id")?,
+        member_id: row.id("member_id")?,
+        kind: row.parsed("kind")?,
+        amount: row.int("amount")?,
+        balance_after: row.int("balance_after")?,
+        reference: row.opt_uuid("reference")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+/// Adds `amount` if the balance stays `<= max_balance`, creating the wallet at 0 first; the
+/// new balance, or `None` when it would exceed the maximum.
+pub(crate) async fn credit_points(
+    conn: &mut impl SqlConn,
+    member_id: MemberId,
+    amount: Krw,
+    max_balance: Krw,
+) -> Result<Option<Krw>, StoreError> {
+    let now = OffsetDateTime::now_utc();
+    sql(
+        "insert into wallets (member_id, balance, created_at, updated_at) values (?, 0, ?, ?) \
+         on conflict (member_id) do nothing",
+    )
+    .id(member_id)
+    .time(now)
+    .time(now)
+    .execute(&mut *conn)
+    .await?;
+    sql("update wallets set balance = balance + ?, updated_at = ? \
+         where member_id = ? and balance + ? <= ? returning balance")
+    .int(amount)
+    .time(now)
+    .id(member_id)
+    .int(amount)
+    .int(max_balance)
+    .fetch_optional(conn, |row| row.int("balance"))
+    .await
+}
+
+/// Takes `amount` if the balance stays `>= 0`; the new balance, or `None` otherwise (or
+/// without a wallet).
+pub(crate) async fn debit_points(
+    conn: &mut impl SqlConn,
+    member_id: MemberId,
+    amount: Krw,
+) -> Result<Option<Krw>, StoreError> {
+    sql("update wallets set balance = balance - ?, updated_at = ? \
+         where member_id = ? and balance >= ? returning balance")
+    .int(amount)
+    .time(OffsetDateTime::now_utc())
+    .id(member_id)
+    .int(amount)
+    .fetch_optional(conn, |row| row.int("balance"))
+    .await
+}
+
+/// 0 for a member without a wallet yet.
+pub(crate) async fn balance(conn: &mut impl SqlConn, member_id: MemberId) -> Result<Krw, StoreError> {
+    let balance = sql("select balance from wallets where member_id = ?")
+        .id(member_id)
+        .fetch_optional(conn, |row| row.int("balance"))
+        .await?;
+    Ok(balance.unwrap_or(0))
+}
+
+pub(crate) async fn insert_ledger(conn: &mut impl SqlConn, e: &LedgerEntry) -> Result<(), StoreError> {
+    sql(
+        "insert into wallet_ledger (id, member_id, kind, amount, balance_after, reference, created_at) \
+         values (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .id(e.id)
+    .id(e.member_id)
+    .text(e.kind.as_str())
+    .int(e.amount)
+    .int(e.balance_after)
+    .opt_id(e.reference)
+    .time(e.created_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Newest first (rows of the same instant: last inserted first).
+pub(crate) async fn ledger(
+    conn: &mut impl SqlConn,
+    member_id: MemberId,
+    limit: i64,
+) -> Result<Vec<LedgerEntry>, StoreError> {
+    sql("select * from wallet_ledger where member_id = ? order by created_at desc, seq desc limit ?")
+        .id(member_id)
+        .limit(limit)
+        .fetch_all(conn, ledger_entry)
+        .await
+}
