@@ -148,9 +148,9 @@ mod tests {
     #[tokio::test]
     async fn a_loader_error_is_returned_and_not_cached() {
         let cache = MokaCache::new(100);
-        let failing: Loader = async { Err(StoreError::Unavailable("db down".into())) }.boxed();
+        let failing: Loader = async { Err(StoreError::unavailable("db down")) }.boxed();
         let first = cache.get_or_load("k", Duration::from_secs(60), failing).await;
-        assert_eq!(first, Err(CacheError::Load(StoreError::Unavailable("db down".into()))));
+        assert_eq!(first, Err(CacheError::Load(StoreError::unavailable("db down"))));
 
         let calls = Arc::new(AtomicUsize::new(0));
         let second = cache

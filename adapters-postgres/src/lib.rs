@@ -21,10 +21,10 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
-use ports::{CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError, Unique};
-use sql_store::{Backend, ReadFuture, SqlConn, SqlStore};
+use ports::{Cause, CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError, Unique};
+use sql_store::{Backend, ReadFuture, SqlStore};
 
-pub use conn::{PgConn, Row};
+pub use conn::{PgConn, PgDialect};
 pub use router::{ReadStats, ReplicaState};
 
 use router::{Replica, Router};
@@ -113,7 +113,7 @@ fn connect_options(
     read_only: bool,
 ) -> Result<PgConnectOptions, StoreError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(StoreError::Other(format!(
+        return Err(StoreError::other(format!(
             "not a PostgreSQL URL (postgres://…): `{}`",
             redact(url)
         )));
@@ -124,7 +124,7 @@ fn connect_options(
         settings.push(("default_transaction_read_only", "on".to_owned()));
     }
     Ok(PgConnectOptions::from_str(url)
-        .map_err(|e| StoreError::Other(format!("invalid PostgreSQL URL `{}`: {e}", redact(url))))?
+        .map_err(|e| StoreError::other(format!("invalid PostgreSQL URL `{}`: {e}", redact(url))))?
         .application_name(application_name)
         .options(settings))
 }
@@ -238,7 +238,7 @@ impl Backend for PgBackend {
             .await
             .map_err(|e| match e {
                 sqlx::migrate::MigrateError::Execute(e) => translate(e),
-                other => StoreError::Other(format!("migration failed: {other}")),
+                other => StoreError::other(format!("migration failed: {other}")),
             })?;
         let lsn: String = sqlx::query_scalar("select pg_current_wal_lsn()::text")
             .fetch_one(&self.primary)
@@ -275,25 +275,17 @@ impl Backend for PgBackend {
         self.router.read(consistency, args, query).await
     }
 
-    async fn begin(&self) -> Result<PgConn, StoreError> {
-        let mut conn = self.primary().await?;
-        conn.raw("begin isolation level read committed").await?;
-        Ok(conn)
-    }
-
     async fn primary(&self) -> Result<PgConn, StoreError> {
-        Ok(PgConn(self.primary.acquire().await.map_err(translate)?))
+        Ok(PgConn::new(self.primary.acquire().await.map_err(translate)?))
     }
 
-    async fn commit(&self, conn: &mut PgConn) -> Result<CommitToken, StoreError> {
-        conn.raw("commit").await?;
-        let position: Result<String, _> = sqlx::query_scalar(COMMIT_POSITION_SQL).fetch_one(&mut *conn.0).await;
+    async fn commit_token(&self, conn: &mut PgConn) -> CommitToken {
+        let position: Result<String, _> = sqlx::query_scalar(COMMIT_POSITION_SQL).fetch_one(conn.inner()).await;
         match position {
-            Ok(lsn) => Ok(CommitToken(lsn)),
+            Ok(lsn) => CommitToken(lsn),
             Err(e) => {
-                // The commit is done: failing now would invite a retry of a write that happened.
                 tracing::warn!(error = %e, "committed, but could not read the commit position");
-                Ok(CommitToken(UNKNOWN_POSITION.to_owned()))
+                CommitToken(UNKNOWN_POSITION.to_owned())
             }
         }
     }
@@ -303,7 +295,7 @@ impl Backend for PgBackend {
     async fn events_appended(&self, conn: &mut PgConn) -> Result<(), StoreError> {
         sqlx::query("select pg_notify($1, '')")
             .bind(OUTBOX_CHANNEL)
-            .execute(&mut *conn.0)
+            .execute(conn.inner())
             .await
             .map_err(translate)?;
         Ok(())
@@ -327,7 +319,7 @@ impl Backend for PgBackend {
         let probe = sqlx::query("select 1").execute(&self.primary);
         let primary = match tokio::time::timeout(self.primary.options().get_acquire_timeout(), probe).await {
             Ok(Ok(_)) => ComponentHealth::new("database", HealthStatus::Up, None),
-            Ok(Err(e)) => ComponentHealth::new("database", HealthStatus::Down, Some(translate(e).to_string())),
+            Ok(Err(e)) => ComponentHealth::new("database", HealthStatus::Down, Some(translate(e).chain())),
             Err(_) => ComponentHealth::new(
                 "database",
                 HealthStatus::Down,
@@ -361,44 +353,47 @@ mod sqlstate {
     pub const SHUTTING_DOWN_PREFIX: &str = "57P0";
 }
 
-/// Prefix of the `Unavailable` error for a missing table or database: the schema is not
-/// there (yet). The router retries such a replica read on the primary.
-pub(crate) const SCHEMA_MISSING: &str = "schema not there";
-
 /// How long `migrate` waits for replicas to replay the migrations.
 const MIGRATION_REPLAY_WAIT: Duration = Duration::from_secs(30);
 
-/// Translates a driver error into the port's error. The one place that reads PostgreSQL
-/// errors: by SQLSTATE, and for unique violations by constraint name (never by message).
+/// Translates a driver error into the port's error, keeping it as the cause. The one place
+/// that reads PostgreSQL errors: by SQLSTATE, and for unique violations by constraint name
+/// (never by message).
 pub(crate) fn translate(err: sqlx::Error) -> StoreError {
-    match &err {
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            match code.as_ref() {
-                sqlstate::UNIQUE_VIOLATION => StoreError::Conflict(unique_rule(db.constraint().unwrap_or_default())),
-                sqlstate::SERIALIZATION_FAILURE | sqlstate::DEADLOCK_DETECTED => StoreError::Concurrency,
-                sqlstate::QUERY_CANCELED | sqlstate::TOO_MANY_CONNECTIONS => StoreError::Unavailable(err.to_string()),
-                sqlstate::UNDEFINED_TABLE | sqlstate::INVALID_CATALOG_NAME => {
-                    StoreError::Unavailable(format!("{SCHEMA_MISSING}: {err}"))
-                }
-                sqlstate::READ_ONLY_SQL_TRANSACTION => StoreError::Other(format!(
-                    "a write reached a read-only connection (a replica?): {}",
-                    db.message()
-                )),
-                code if code.starts_with(sqlstate::CONNECTION_EXCEPTION_CLASS)
-                    || code.starts_with(sqlstate::SHUTTING_DOWN_PREFIX) =>
-                {
-                    StoreError::Unavailable(err.to_string())
-                }
-                _ => StoreError::Other(err.to_string()),
-            }
+    let unavailable = |what: &str, err| StoreError::Unavailable(Cause::caused_by(what, err));
+    let code = match &err {
+        sqlx::Error::Database(db) => db.code().unwrap_or_default().into_owned(),
+        sqlx::Error::PoolTimedOut => return unavailable("no PostgreSQL connection free in time", err),
+        sqlx::Error::PoolClosed => return unavailable("the PostgreSQL pool is closed", err),
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
+            return unavailable("the PostgreSQL connection failed", err);
         }
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(err.to_string()),
-        _ => StoreError::Other(err.to_string()),
+        _ => return StoreError::Other(Cause::caused_by("PostgreSQL driver error", err)),
+    };
+    match code.as_str() {
+        sqlstate::UNIQUE_VIOLATION => {
+            let constraint = match &err {
+                sqlx::Error::Database(db) => db.constraint().unwrap_or_default(),
+                _ => "",
+            };
+            StoreError::Conflict(unique_rule(constraint))
+        }
+        sqlstate::SERIALIZATION_FAILURE | sqlstate::DEADLOCK_DETECTED => StoreError::Concurrency,
+        sqlstate::QUERY_CANCELED => unavailable("a PostgreSQL statement ran out of time", err),
+        sqlstate::TOO_MANY_CONNECTIONS => unavailable("PostgreSQL has no connection slot left", err),
+        sqlstate::UNDEFINED_TABLE | sqlstate::INVALID_CATALOG_NAME => {
+            StoreError::SchemaMissing(Cause::caused_by("a table or database is missing", err))
+        }
+        sqlstate::READ_ONLY_SQL_TRANSACTION => StoreError::Other(Cause::caused_by(
+            "a write reached a read-only connection (a replica?)",
+            err,
+        )),
+        code if code.starts_with(sqlstate::CONNECTION_EXCEPTION_CLASS)
+            || code.starts_with(sqlstate::SHUTTING_DOWN_PREFIX) =>
+        {
+            unavailable("the PostgreSQL server went away", err)
+        }
+        _ => StoreError::Other(Cause::caused_by("PostgreSQL refused a statement", err)),
     }
 }
 

@@ -435,7 +435,7 @@ impl Router {
             Consistency::ReadYourWrites(token) => self.place_caught_up(token).await,
         };
         let (replica, mut conn) = match placement {
-            Placement::Replica(replica, conn) => (replica, PgConn(conn)),
+            Placement::Replica(replica, conn) => (replica, PgConn::new(conn)),
             Placement::Primary(fallback) => {
                 if let Some(reason) = fallback {
                     self.fallback(reason);
@@ -448,14 +448,14 @@ impl Router {
             // Replaying WAL cancelled the query (a recovery conflict): the replica is fine.
             Err(StoreError::Concurrency) => true,
             // The replica has not replayed a migration yet: the primary has the schema.
-            Err(StoreError::Unavailable(message)) if message.starts_with(crate::SCHEMA_MISSING) => true,
+            Err(StoreError::SchemaMissing(_)) => true,
             // The connection or the server is gone, unless the connection still answers:
             // then the query itself timed out, and would only time out on the primary too.
             Err(StoreError::Unavailable(_)) => {
-                let alive = tokio::time::timeout(PING_TIMEOUT, conn.0.ping()).await;
+                let alive = tokio::time::timeout(PING_TIMEOUT, conn.inner().ping()).await;
                 let dead = !matches!(alive, Ok(Ok(())));
                 if dead {
-                    replica.mark_down(result.as_ref().err().map(ToString::to_string).unwrap_or_default());
+                    replica.mark_down(result.as_ref().err().map(StoreError::chain).unwrap_or_default());
                 }
                 dead
             }
@@ -498,7 +498,7 @@ impl Router {
     where
         F: for<'c> Fn(&'c mut PgConn, &'c A) -> ReadFuture<'c, T> + Send + Sync,
     {
-        let mut conn = PgConn(self.primary.acquire().await.map_err(translate)?);
+        let mut conn = PgConn::new(self.primary.acquire().await.map_err(translate)?);
         self.count(Target::Primary);
         query(&mut conn, args).await
     }

@@ -132,7 +132,7 @@ impl RedisRefreshTokens {
 }
 
 fn unavailable(failure: Failure) -> StoreError {
-    StoreError::Unavailable(failure.0)
+    StoreError::unavailable(failure.0)
 }
 
 fn token_field(token_hash: &str) -> String {

@@ -1,28 +1,18 @@
 //! SQLite's side of the shared statements: placeholders are `?` and there are no row locks
 //! (the single writer holds the database lock for a whole transaction); times are stored as
 //! INTEGER unix microseconds (so comparisons and `order by` are numeric), ids as hyphenated
-//! uuid TEXT, enums as their `as_str()` text. A row that does not decode is corrupt data:
+//! uuid TEXT, enums as their `as_str()` text. A value that does not decode is corrupt data:
 //! [`StoreError::Other`].
 
-use async_trait::async_trait;
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
-use sqlx::{AssertSqlSafe, Row as _, Sqlite};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row as _, Sqlite};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use ports::StoreError;
-use sql_store::{Columns, Dialect, Query, SqlConn, Value, corrupt};
+use sql_store::{Dialect, SqlxConn, SqlxDialect, SqlxQuery, corrupt};
 
 use crate::translate;
-
-/// SQLite's dialect.
-pub(crate) const DIALECT: Dialect = Dialect {
-    name: "sqlite",
-    numbered_placeholders: false,
-    for_update: "",
-    skip_locked: "",
-};
 
 /// Unix microseconds of `t`, truncated (floored) to the microsecond.
 pub(crate) fn micros(t: OffsetDateTime) -> i64 {
@@ -34,105 +24,60 @@ fn from_micros(column: &str, us: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).map_err(|e| corrupt(column, e))
 }
 
-fn parse_uuid(column: &str, raw: &str) -> Result<Uuid, StoreError> {
-    Uuid::parse_str(raw).map_err(|e| corrupt(column, e))
-}
+/// SQLite's side of the shared statements, for [`SqlxConn`].
+#[derive(Debug, Clone, Copy)]
+pub struct SqliteDialect;
 
-/// A pooled SQLite connection, in or out of a transaction.
-pub struct SqliteConn(pub(crate) PoolConnection<Sqlite>);
+/// A pooled connection, in or out of a transaction.
+pub type SqliteConn = SqlxConn<SqliteDialect>;
 
-impl std::fmt::Debug for SqliteConn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteConn").finish_non_exhaustive()
-    }
-}
+impl SqlxDialect for SqliteDialect {
+    type Db = Sqlite;
 
-type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
+    /// `?` placeholders and no row locks: `begin immediate` gives a transaction the whole
+    /// database.
+    const DIALECT: Dialect = Dialect {
+        name: "sqlite",
+        numbered_placeholders: false,
+        // Takes the write lock at `begin`, not at the first write: a transaction that reads
+        // then writes can then never fail to upgrade its lock (another process may hold the
+        // file).
+        begin: "begin immediate",
+        for_update: "",
+        skip_locked: "",
+    };
 
-/// The query with its values bound in SQLite's storage format.
-fn bound<'q>(query: Query<'q>) -> SqliteQuery<'q> {
-    let mut bound = sqlx::query(AssertSqlSafe(query.sql));
-    for value in query.values {
-        bound = match value {
-            Value::Int(v) => bound.bind(v),
-            Value::Text(v) => bound.bind(v),
-            Value::Uuid(v) => bound.bind(v.map(|id| id.hyphenated().to_string())),
-            Value::Time(v) => bound.bind(v.map(micros)),
-            Value::Bool(v) => bound.bind(v),
-        };
-    }
-    bound
-}
-
-#[async_trait]
-impl SqlConn for SqliteConn {
-    type Row = Row;
-
-    fn dialect(&self) -> &'static Dialect {
-        &DIALECT
+    fn bind_uuid<'q>(query: SqlxQuery<'q, Sqlite>, value: Option<Uuid>) -> SqlxQuery<'q, Sqlite> {
+        query.bind(value.map(|id| id.hyphenated().to_string()))
     }
 
-    async fn execute(&mut self, query: Query<'_>) -> Result<u64, StoreError> {
-        let done = bound(query).execute(&mut *self.0).await.map_err(translate)?;
-        Ok(done.rows_affected())
+    fn bind_time<'q>(query: SqlxQuery<'q, Sqlite>, value: Option<OffsetDateTime>) -> SqlxQuery<'q, Sqlite> {
+        query.bind(value.map(micros))
     }
 
-    async fn fetch_optional(&mut self, query: Query<'_>) -> Result<Option<Row>, StoreError> {
-        let row = bound(query).fetch_optional(&mut *self.0).await.map_err(translate)?;
-        Ok(row.map(Row))
+    fn uuid(row: &SqliteRow, column: &str) -> Result<Option<Uuid>, StoreError> {
+        let raw: Option<String> = row.try_get(column).map_err(translate)?;
+        raw.map(|raw| Uuid::parse_str(&raw).map_err(|e| corrupt(column, e)))
+            .transpose()
     }
 
-    async fn fetch_all(&mut self, query: Query<'_>) -> Result<Vec<Row>, StoreError> {
-        let rows = bound(query).fetch_all(&mut *self.0).await.map_err(translate)?;
-        Ok(rows.into_iter().map(Row).collect())
-    }
-
-    async fn raw(&mut self, sql: &'static str) -> Result<(), StoreError> {
-        sqlx::query(sql).execute(&mut *self.0).await.map_err(translate)?;
-        Ok(())
-    }
-
-    fn close_on_drop(&mut self) {
-        self.0.close_on_drop();
-    }
-}
-
-/// A SQLite row as the shared mappers read it.
-pub struct Row(SqliteRow);
-
-impl Columns for Row {
-    fn text(&self, column: &str) -> Result<String, StoreError> {
-        self.0.try_get(column).map_err(translate)
-    }
-
-    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
-        self.0.try_get(column).map_err(translate)
-    }
-
-    fn int(&self, column: &str) -> Result<i64, StoreError> {
-        self.0.try_get(column).map_err(translate)
-    }
-
-    /// SQLite integers are 64-bit: one out of `i32` range is corrupt.
-    fn int32(&self, column: &str) -> Result<i32, StoreError> {
-        i32::try_from(self.int(column)?).map_err(|e| corrupt(column, e))
-    }
-
-    fn time(&self, column: &str) -> Result<OffsetDateTime, StoreError> {
-        from_micros(column, self.int(column)?)
-    }
-
-    fn opt_time(&self, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
-        let us: Option<i64> = self.0.try_get(column).map_err(translate)?;
+    fn time(row: &SqliteRow, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        let us: Option<i64> = row.try_get(column).map_err(translate)?;
         us.map(|us| from_micros(column, us)).transpose()
     }
 
-    fn uuid(&self, column: &str) -> Result<Uuid, StoreError> {
-        parse_uuid(column, &self.text(column)?)
+    /// SQLite integers are 64-bit: one out of `i32` range is corrupt.
+    fn int32(row: &SqliteRow, column: &str) -> Result<i32, StoreError> {
+        let value: i64 = row.try_get(column).map_err(translate)?;
+        i32::try_from(value).map_err(|e| corrupt(column, e))
     }
 
-    fn opt_uuid(&self, column: &str) -> Result<Option<Uuid>, StoreError> {
-        self.opt_text(column)?.map(|raw| parse_uuid(column, &raw)).transpose()
+    fn translate(error: sqlx::Error) -> StoreError {
+        translate(error)
+    }
+
+    fn rows_affected(result: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        result.rows_affected()
     }
 }
 

@@ -22,10 +22,10 @@ use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use tokio::sync::Notify;
 
-use ports::{CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError, Unique};
-use sql_store::{Backend, ReadFuture, SqlConn, SqlStore};
+use ports::{Cause, CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError, Unique};
+use sql_store::{Backend, ReadFuture, SqlStore};
 
-pub use conn::{Row, SqliteConn};
+pub use conn::{SqliteConn, SqliteDialect};
 
 /// The SQLite store: every store port (see [`SqlStore`]).
 pub type SqliteStore = SqlStore<SqliteBackend>;
@@ -87,12 +87,12 @@ impl Backend for SqliteBackend {
     async fn connect(config: &SqliteConfig) -> Result<Self, StoreError> {
         let url = config.url.as_str();
         if url.contains(":memory:") || url.contains("mode=memory") {
-            return Err(StoreError::Other(
+            return Err(StoreError::other(
                 "in-memory SQLite databases are not supported: use a file".to_owned(),
             ));
         }
         let base = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Other(format!("invalid SQLite URL `{url}`: {e}")))?
+            .map_err(|e| StoreError::other(format!("invalid SQLite URL `{url}`: {e}")))?
             .foreign_keys(true)
             .busy_timeout(config.busy_timeout);
 
@@ -101,7 +101,7 @@ impl Backend for SqliteBackend {
         {
             tokio::fs::create_dir_all(dir)
                 .await
-                .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", dir.display())))?;
+                .map_err(|e| StoreError::unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
 
         // The writer connection is kept open for the life of the pool: it owns the WAL and
@@ -143,7 +143,7 @@ impl Backend for SqliteBackend {
             .await
             .map_err(|e| match e {
                 sqlx::migrate::MigrateError::Execute(e) => translate(e),
-                other => StoreError::Other(format!("migration failed: {other}")),
+                other => StoreError::other(format!("migration failed: {other}")),
             })
     }
 
@@ -160,27 +160,17 @@ impl Backend for SqliteBackend {
         T: Send,
         F: for<'c> Fn(&'c mut SqliteConn, &'c A) -> ReadFuture<'c, T> + Send + Sync,
     {
-        let mut conn = SqliteConn(self.readers.acquire().await.map_err(translate)?);
+        let mut conn = SqliteConn::new(self.readers.acquire().await.map_err(translate)?);
         query(&mut conn, &args).await
     }
 
-    /// Takes SQLite's write lock at `begin`, not at the first write: a transaction that
-    /// reads then writes can then never fail to upgrade its lock (another process may hold
-    /// the file).
-    async fn begin(&self) -> Result<SqliteConn, StoreError> {
-        let mut conn = self.primary().await?;
-        conn.raw("begin immediate").await?;
-        Ok(conn)
-    }
-
     async fn primary(&self) -> Result<SqliteConn, StoreError> {
-        Ok(SqliteConn(self.writer.acquire().await.map_err(translate)?))
+        Ok(SqliteConn::new(self.writer.acquire().await.map_err(translate)?))
     }
 
-    async fn commit(&self, conn: &mut SqliteConn) -> Result<CommitToken, StoreError> {
-        conn.raw("commit").await?;
+    async fn commit_token(&self, _conn: &mut SqliteConn) -> CommitToken {
         let seq = self.commits.fetch_add(1, Ordering::Relaxed) + 1;
-        Ok(CommitToken(seq.to_string()))
+        CommitToken(seq.to_string())
     }
 
     fn wake_relay(&self) {
@@ -212,29 +202,31 @@ mod result_code {
     pub const CANTOPEN: i32 = 14;
 }
 
-/// Translates a driver error into the port's error. The one place that reads SQLite errors.
+/// Translates a driver error into the port's error, keeping it as the cause. The one place
+/// that reads SQLite errors.
 pub(crate) fn translate(err: sqlx::Error) -> StoreError {
-    match &err {
+    let unavailable = |what: &str, err| StoreError::Unavailable(Cause::caused_by(what, err));
+    let primary = match &err {
         sqlx::Error::Database(db) => {
             if db.is_unique_violation() {
                 return StoreError::Conflict(unique_rule(db.message()));
             }
-            let primary = db
-                .code()
+            db.code()
                 .and_then(|code| code.parse::<i32>().ok())
-                .map(|code| code & 0xff);
-            match primary {
-                Some(result_code::BUSY | result_code::LOCKED) => StoreError::Concurrency,
-                Some(result_code::IOERR | result_code::FULL | result_code::CANTOPEN) => {
-                    StoreError::Unavailable(err.to_string())
-                }
-                _ => StoreError::Other(err.to_string()),
-            }
+                .map(|code| code & 0xff)
         }
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
-            StoreError::Unavailable(err.to_string())
+        sqlx::Error::PoolTimedOut => return unavailable("no SQLite connection free in time", err),
+        sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
+            return unavailable("the SQLite database cannot be used", err);
         }
-        _ => StoreError::Other(err.to_string()),
+        _ => return StoreError::Other(Cause::caused_by("SQLite driver error", err)),
+    };
+    match primary {
+        Some(result_code::BUSY | result_code::LOCKED) => StoreError::Concurrency,
+        Some(result_code::IOERR | result_code::FULL | result_code::CANTOPEN) => {
+            unavailable("the SQLite file cannot be read or written", err)
+        }
+        _ => StoreError::Other(Cause::caused_by("SQLite refused a statement", err)),
     }
 }
 

@@ -70,7 +70,7 @@ impl CatalogService {
         let fill = load();
         let loader: Loader = Box::pin(async move {
             let value = fill.await?;
-            serde_json::to_vec(&value).map_err(|e| StoreError::Other(e.to_string()))
+            serde_json::to_vec(&value).map_err(|e| StoreError::other(e.to_string()))
         });
         match self.ports.cache.get_or_load(key, ttl, loader).await {
             Ok(bytes) => match serde_json::from_slice(&bytes) {

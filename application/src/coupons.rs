@@ -155,7 +155,7 @@ impl CouponService {
         let fill = load();
         let loader: Loader = Box::pin(async move {
             let campaign: Option<CouponCampaign> = fill.await?;
-            serde_json::to_vec(&campaign).map_err(|e| StoreError::Other(e.to_string()))
+            serde_json::to_vec(&campaign).map_err(|e| StoreError::other(e.to_string()))
         });
         let key = campaign_key(campaign_id);
         let campaign = match self.ports.cache.get_or_load(&key, CAMPAIGN_CACHE_TTL, loader).await {
@@ -279,8 +279,7 @@ mod tests {
             .expect_try_acquire()
             .return_once(|_, _, _| Ok(GateDecision::Admitted));
         t.coupon_gate.expect_release().times(1).returning(|_, _| Ok(()));
-        t.db.expect_begin()
-            .returning(|| Err(StoreError::Unavailable("down".into())));
+        t.db.expect_begin().returning(|| Err(StoreError::unavailable("down")));
         let err = CouponService::new(t.build())
             .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()))
             .await

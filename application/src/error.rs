@@ -41,7 +41,7 @@ impl Problem for StoreError {
     fn kind(&self) -> ErrorKind {
         match self {
             StoreError::Conflict(_) | StoreError::Concurrency => ErrorKind::Conflict,
-            StoreError::Unavailable(_) => ErrorKind::Unavailable,
+            StoreError::Unavailable(_) | StoreError::SchemaMissing(_) => ErrorKind::Unavailable,
             StoreError::Other(_) => ErrorKind::Internal,
         }
     }
@@ -50,7 +50,7 @@ impl Problem for StoreError {
         match self {
             StoreError::Conflict(_) => "conflict",
             StoreError::Concurrency => "conflict.concurrent_update",
-            StoreError::Unavailable(_) => "service.unavailable",
+            StoreError::Unavailable(_) | StoreError::SchemaMissing(_) => "service.unavailable",
             StoreError::Other(_) => "internal",
         }
     }

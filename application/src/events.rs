@@ -346,7 +346,7 @@ mod tests {
         let mut outbox = MockOutboxStore::new();
         outbox
             .expect_claim()
-            .returning(|_, _, _| Err(StoreError::Unavailable("down".into())));
+            .returning(|_, _, _| Err(StoreError::unavailable("down")));
         let mut publisher = MockEventPublisher::new();
         publisher.expect_publish().never();
         let relay = OutboxRelay::new(

@@ -421,8 +421,7 @@ mod tests {
     async fn a_store_outage_surfaces_as_unavailable() {
         let mut t = TestPorts::new();
         t.hasher.expect_hash().returning(|_| Ok("phc".into()));
-        t.db.expect_begin()
-            .returning(|| Err(StoreError::Unavailable("down".into())));
+        t.db.expect_begin().returning(|| Err(StoreError::unavailable("down")));
         let err = MemberService::new(t.build(), Default::default())
             .sign_up(sign_up())
             .await

@@ -192,7 +192,7 @@ impl OrderService {
                 ..
             } => {
                 uow.rollback().await?;
-                return serde_json::from_str(&response).map_err(|e| StoreError::Other(e.to_string()).into());
+                return serde_json::from_str(&response).map_err(|e| StoreError::other(e.to_string()).into());
             }
             IdempotencyStart::Seen { response: None, .. } => {
                 return Err(OrdersError::IdempotencyInProgress);
@@ -225,7 +225,7 @@ impl OrderService {
         uow.update_order(&order).await?;
         uow.insert_payment(&payment).await?;
         uow.append_events(&new_events(&self.ports, now, [event])).await?;
-        let response = serde_json::to_string(&payment).map_err(|e| StoreError::Other(e.to_string()))?;
+        let response = serde_json::to_string(&payment).map_err(|e| StoreError::other(e.to_string()))?;
         uow.complete_idempotent(&scope, idempotency_key, &response).await?;
         self.freshness.commit(uow.as_mut(), member_id).await?;
         Ok(payment)

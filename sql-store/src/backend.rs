@@ -45,19 +45,24 @@ pub trait Backend: Send + Sync + Sized + 'static {
         T: Send,
         F: for<'c> Fn(&'c mut Self::Conn, &'c A) -> ReadFuture<'c, T> + Send + Sync;
 
-    /// A connection to the primary with a write transaction begun on it.
-    async fn begin(&self) -> Result<Self::Conn, StoreError>;
-
     /// A connection to the primary outside any transaction (each statement commits), for
     /// the single-statement writes of the relay and the token store.
     async fn primary(&self) -> Result<Self::Conn, StoreError>;
 
-    /// Commits the transaction on `conn` and returns the commit's consistency token.
-    ///
-    /// # Errors
-    /// As the `commit` statement fails; once it has succeeded, never (a commit that happened
-    /// must not be reported as failed: the caller would retry a write that was made).
-    async fn commit(&self, conn: &mut Self::Conn) -> Result<CommitToken, StoreError>;
+    /// A connection to the primary with a write transaction begun on it (the dialect's
+    /// [`begin`](crate::Dialect::begin) statement).
+    async fn begin(&self) -> Result<Self::Conn, StoreError> {
+        let mut conn = self.primary().await?;
+        let begin = conn.dialect().begin;
+        conn.raw(begin).await?;
+        Ok(conn)
+    }
+
+    /// The consistency token of the commit that `conn` has just made. Never fails: a commit
+    /// that happened must not be reported as failed (the caller would retry a write that
+    /// was made), so a position that cannot be read is a token that only the primary
+    /// satisfies.
+    async fn commit_token(&self, conn: &mut Self::Conn) -> CommitToken;
 
     /// Inside a transaction that appended outbox rows, once: lets relays on other instances
     /// know when it commits (PostgreSQL: `pg_notify`, delivered on commit). No-op by default.
@@ -92,7 +97,7 @@ impl<C: SqlConn + 'static> std::fmt::Debug for Transaction<C> {
 
 /// The error of any use of a transaction (or a unit of work) after its end.
 pub(crate) fn spent() -> StoreError {
-    StoreError::Other("the unit of work was already committed or rolled back".to_owned())
+    StoreError::other("the unit of work was already committed or rolled back".to_owned())
 }
 
 impl<C: SqlConn + 'static> Transaction<C> {
@@ -109,17 +114,19 @@ impl<C: SqlConn + 'static> Transaction<C> {
         self.conn.as_mut().ok_or_else(spent)
     }
 
-    /// Commits through the backend (which also reads the commit token). The transaction is
-    /// over whether or not it succeeded (a failed `commit` rolls back).
+    /// Commits, and asks the backend for the commit's token. The transaction is over
+    /// whether or not the `commit` succeeded (a failed `commit` rolls back).
     ///
     /// # Errors
-    /// As [`Backend::commit`]; [`StoreError::Other`] if already over.
+    /// As the `commit` statement fails; [`StoreError::Other`] if already over.
     pub async fn commit<B: Backend<Conn = C>>(&mut self, backend: &B) -> Result<CommitToken, StoreError> {
         let conn = self.conn.as_mut().ok_or_else(spent)?;
-        let result = backend.commit(conn).await;
-        // Past the await: the statement ran, so there is nothing left to roll back on drop.
-        self.conn = None;
-        result
+        let result = conn.raw("commit").await;
+        // Past the await, the statement ran: there is nothing left to roll back on drop. (A
+        // commit cancelled before this point still rolls back when the transaction drops.)
+        let mut conn = self.conn.take().ok_or_else(spent)?;
+        result?;
+        Ok(backend.commit_token(&mut conn).await)
     }
 
     /// Rolls back.

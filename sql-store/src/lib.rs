@@ -4,11 +4,11 @@
 //! their lines, token rotation with reuse detection, the outbox relay's claims, the inbox),
 //! and the row mappers. [`SqlStore`] implements every store port over any [`Backend`].
 //!
-//! Independent of any driver. A database is a dialect crate that supplies what differs and
-//! nothing more:
+//! The statements and the logic know no driver; [`driver`] runs them over sqlx. A database
+//! is a dialect crate that supplies what differs and nothing more:
 //! - [`Dialect`]: its placeholders and lock clauses (the shared SQL is the common subset,
 //!   with `?` placeholders and a `{lock}` marker);
-//! - [`SqlConn`]: binding [`sql::Value`]s in its storage format, running statements and
+//! - [`SqlxDialect`]: its sqlx driver, binding [`sql::Value`]s in its storage format and
 //!   translating driver errors (unique, serialization, deadlock, connection lost);
 //! - [`Columns`]: reading its rows back;
 //! - [`Backend`]: pools, routing of reads, how a transaction begins, the commit token,
@@ -25,6 +25,7 @@ use ports::StoreError;
 pub mod backend;
 pub mod catalog;
 pub mod coupons;
+pub mod driver;
 pub mod events;
 pub mod idempotency;
 pub mod insurance;
@@ -37,6 +38,7 @@ mod unit_of_work;
 pub mod wallet;
 
 pub use backend::{Backend, ReadFuture, Transaction};
+pub use driver::{SqlxConn, SqlxDialect, SqlxQuery, SqlxRow};
 pub use sql::{Dialect, Lock, Query, SqlConn, Statement, Value};
 pub use store::SqlStore;
 pub use unit_of_work::SqlUnitOfWork;
@@ -106,7 +108,7 @@ pub trait Columns {
 
 /// A stored value that does not decode: corrupt data, or a schema this code does not know.
 pub fn corrupt(column: &str, detail: impl Display) -> StoreError {
-    StoreError::Other(format!("corrupt value in column `{column}`: {detail}"))
+    StoreError::other(format!("corrupt value in column `{column}`: {detail}"))
 }
 
 /// An update that matched no row (`rows_affected` is 0): the caller updated something that
@@ -116,7 +118,7 @@ pub fn corrupt(column: &str, detail: impl Display) -> StoreError {
 /// [`StoreError::Other`] naming `what` and `id` when `rows_affected` is 0.
 pub fn require_row(rows_affected: u64, what: &str, id: impl Display) -> Result<(), StoreError> {
     if rows_affected == 0 {
-        Err(StoreError::Other(format!("no {what} {id} to update")))
+        Err(StoreError::other(format!("no {what} {id} to update")))
     } else {
         Ok(())
     }
@@ -153,7 +155,7 @@ pub(crate) mod fake {
             let value = self
                 .0
                 .get(column)
-                .ok_or_else(|| StoreError::Other(format!("no column `{column}`")))?;
+                .ok_or_else(|| StoreError::other(format!("no column `{column}`")))?;
             value
                 .as_deref()
                 .map(|raw| parse(raw).ok_or_else(|| corrupt(column, raw)))

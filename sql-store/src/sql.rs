@@ -24,6 +24,8 @@ pub struct Dialect {
     pub name: &'static str,
     /// `$1, $2, …` (PostgreSQL) instead of `?` (SQLite, MySQL).
     pub numbered_placeholders: bool,
+    /// The statement that begins a unit of work's transaction (its isolation, its locks).
+    pub begin: &'static str,
     /// What `{lock}` becomes for [`Lock::ForUpdate`]: the lock a row read for change takes.
     pub for_update: &'static str,
     /// What `{lock}` becomes for [`Lock::SkipLocked`]: the same, skipping rows other
@@ -209,7 +211,7 @@ impl<'a> Statement<'a> {
     }
 
     fn mismatch(&self) -> StoreError {
-        StoreError::Other(format!(
+        StoreError::other(format!(
             "statement and arguments do not match ({} arguments): {}",
             self.args.len(),
             self.sql
@@ -257,7 +259,7 @@ impl<'a> Statement<'a> {
         let what = self.sql;
         self.fetch_optional(conn, map)
             .await?
-            .ok_or_else(|| StoreError::Other(format!("no row returned by: {what}")))
+            .ok_or_else(|| StoreError::other(format!("no row returned by: {what}")))
     }
 
     /// Runs the statement and maps every row it returns, in order.
@@ -318,12 +320,14 @@ mod tests {
     const NUMBERED: Dialect = Dialect {
         name: "numbered",
         numbered_placeholders: true,
+        begin: "begin",
         for_update: "for no key update",
         skip_locked: "for no key update skip locked",
     };
     const QUESTION: Dialect = Dialect {
         name: "question",
         numbered_placeholders: false,
+        begin: "begin",
         for_update: "",
         skip_locked: "",
     };

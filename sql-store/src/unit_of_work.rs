@@ -297,7 +297,7 @@ impl<B: Backend> UnitOfWork for SqlUnitOfWork<B> {
     async fn commit(&mut self) -> Result<CommitToken, StoreError> {
         if self.failed {
             self.tx.rollback().await?;
-            return Err(StoreError::Other(
+            return Err(StoreError::other(
                 "cannot commit: a statement of this unit of work failed, so it was rolled back".to_owned(),
             ));
         }

@@ -162,10 +162,10 @@ async fn a_put_value_is_served_without_loading() {
 async fn a_loader_error_is_returned_and_not_cached() {
     let Some((conns, _)) = instances(1).await else { return };
     let cache = RedisCache::new(conns[0].clone(), LOCK_TTL);
-    let failing: Loader = async { Err(StoreError::Unavailable("db down".into())) }.boxed();
+    let failing: Loader = async { Err(StoreError::unavailable("db down")) }.boxed();
     assert_eq!(
         cache.get_or_load("k", MINUTE, failing).await,
-        Err(CacheError::Load(StoreError::Unavailable("db down".into())))
+        Err(CacheError::Load(StoreError::unavailable("db down")))
     );
     // The failed load released its lock: the next caller loads at once.
     let calls = Arc::new(AtomicUsize::new(0));

@@ -92,7 +92,7 @@ impl ApiError {
 }
 
 /// Any use-case error converts via its [`Problem`] impl.
-impl<E: Problem> From<E> for ApiError {
+impl<E: Problem + 'static> From<E> for ApiError {
     fn from(error: E) -> Self {
         let status = match error.kind() {
             ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
@@ -102,10 +102,10 @@ impl<E: Problem> From<E> for ApiError {
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::Internal => return ApiError::internal(&error),
+            ErrorKind::Internal => return ApiError::internal(&ports::ErrorChain(&error)),
         };
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            tracing::warn!(%error, code = error.code(), "dependency unavailable");
+            tracing::warn!(error = %ports::ErrorChain(&error), code = error.code(), "dependency unavailable");
         }
         let retry_after = match error.kind() {
             ErrorKind::TooManyRequests { retry_after } => Some(retry_after),

@@ -1,0 +1,224 @@
+//! The sqlx glue every dialect crate shares: a pooled sqlx connection as a [`SqlConn`] and
+//! its rows as [`Columns`]. A dialect names its driver and says how it stores ids and times
+//! and translates its errors ([`SqlxDialect`]); running statements, binding and reading
+//! text and integers are written here once.
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
+use sqlx::{AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row as _, Type};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use ports::StoreError;
+
+use crate::sql::{Dialect, Query, SqlConn, Value};
+use crate::{Columns, corrupt};
+
+/// A statement of driver `DB` being bound.
+pub type SqlxQuery<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments>;
+
+/// What a database's dialect crate supplies to run the shared statements over sqlx: how it
+/// stores ids and times (SQLite: text and integer microseconds; PostgreSQL: `uuid` and
+/// `timestamptz`), and what its errors mean.
+pub trait SqlxDialect: Send + Sync + 'static {
+    /// The sqlx driver.
+    type Db: Database;
+
+    /// Placeholders and lock clauses.
+    const DIALECT: Dialect;
+
+    /// Binds a nullable id.
+    fn bind_uuid<'q>(query: SqlxQuery<'q, Self::Db>, value: Option<Uuid>) -> SqlxQuery<'q, Self::Db>;
+
+    /// Binds a nullable time.
+    fn bind_time<'q>(query: SqlxQuery<'q, Self::Db>, value: Option<OffsetDateTime>) -> SqlxQuery<'q, Self::Db>;
+
+    /// Reads a nullable id column.
+    ///
+    /// # Errors
+    /// As [`Columns`].
+    fn uuid(row: &<Self::Db as Database>::Row, column: &str) -> Result<Option<Uuid>, StoreError>;
+
+    /// Reads a nullable time column.
+    ///
+    /// # Errors
+    /// As [`Columns`].
+    fn time(row: &<Self::Db as Database>::Row, column: &str) -> Result<Option<OffsetDateTime>, StoreError>;
+
+    /// Reads a column the domain keeps as an `i32`.
+    ///
+    /// # Errors
+    /// As [`Columns`].
+    fn int32(row: &<Self::Db as Database>::Row, column: &str) -> Result<i32, StoreError>;
+
+    /// Translates a driver error into the port's error (see [`SqlConn`]'s contract).
+    fn translate(error: sqlx::Error) -> StoreError;
+
+    /// How many rows a statement changed (sqlx has no trait for it).
+    fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
+}
+
+/// A pooled connection of dialect `D`, in or out of a transaction.
+pub struct SqlxConn<D: SqlxDialect> {
+    conn: PoolConnection<D::Db>,
+    dialect: PhantomData<D>,
+}
+
+impl<D: SqlxDialect> fmt::Debug for SqlxConn<D> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlxConn")
+            .field("dialect", &D::DIALECT.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D: SqlxDialect> SqlxConn<D> {
+    /// Wraps a connection taken from a pool.
+    pub fn new(conn: PoolConnection<D::Db>) -> Self {
+        Self {
+            conn,
+            dialect: PhantomData,
+        }
+    }
+
+    /// The driver's connection, for the dialect's own statements (commit positions,
+    /// notifications, pings).
+    pub fn inner(&mut self) -> &mut <D::Db as Database>::Connection {
+        &mut self.conn
+    }
+}
+
+/// The query with its values bound: integers, text and booleans as they are, ids and
+/// times as the dialect stores them.
+fn bound<D>(query: Query<'_>) -> SqlxQuery<'static, D::Db>
+where
+    D: SqlxDialect,
+    for<'q> Option<i64>: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> bool: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db> + Type<D::Db>,
+{
+    let mut bound = sqlx::query(AssertSqlSafe(query.sql));
+    for value in query.values {
+        bound = match value {
+            Value::Int(v) => bound.bind(v),
+            Value::Text(v) => bound.bind(v),
+            Value::Bool(v) => bound.bind(v),
+            Value::Uuid(v) => D::bind_uuid(bound, v),
+            Value::Time(v) => D::bind_time(bound, v),
+        };
+    }
+    bound
+}
+
+#[async_trait]
+impl<D> SqlConn for SqlxConn<D>
+where
+    D: SqlxDialect,
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    for<'q> Option<i64>: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> bool: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<&'q str>: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> i64: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> String: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: ColumnIndex<<D::Db as Database>::Row>,
+{
+    type Row = SqlxRow<D>;
+
+    fn dialect(&self) -> &'static Dialect {
+        &D::DIALECT
+    }
+
+    async fn execute(&mut self, query: Query<'_>) -> Result<u64, StoreError> {
+        let done = bound::<D>(query).execute(&mut *self.conn).await.map_err(D::translate)?;
+        Ok(D::rows_affected(&done))
+    }
+
+    async fn fetch_optional(&mut self, query: Query<'_>) -> Result<Option<SqlxRow<D>>, StoreError> {
+        let row = bound::<D>(query)
+            .fetch_optional(&mut *self.conn)
+            .await
+            .map_err(D::translate)?;
+        Ok(row.map(SqlxRow::new))
+    }
+
+    async fn fetch_all(&mut self, query: Query<'_>) -> Result<Vec<SqlxRow<D>>, StoreError> {
+        let rows = bound::<D>(query)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(D::translate)?;
+        Ok(rows.into_iter().map(SqlxRow::new).collect())
+    }
+
+    async fn raw(&mut self, sql: &'static str) -> Result<(), StoreError> {
+        sqlx::query(sql).execute(&mut *self.conn).await.map_err(D::translate)?;
+        Ok(())
+    }
+
+    fn close_on_drop(&mut self) {
+        self.conn.close_on_drop();
+    }
+}
+
+/// A returned row of dialect `D`, as the shared mappers read it.
+pub struct SqlxRow<D: SqlxDialect> {
+    row: <D::Db as Database>::Row,
+    dialect: PhantomData<D>,
+}
+
+impl<D: SqlxDialect> SqlxRow<D> {
+    fn new(row: <D::Db as Database>::Row) -> Self {
+        Self {
+            row,
+            dialect: PhantomData,
+        }
+    }
+}
+
+fn required<T>(column: &str, value: Option<T>) -> Result<T, StoreError> {
+    value.ok_or_else(|| corrupt(column, "null"))
+}
+
+impl<D> Columns for SqlxRow<D>
+where
+    D: SqlxDialect,
+    for<'q> i64: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> String: Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: ColumnIndex<<D::Db as Database>::Row>,
+{
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        required(column, self.opt_text(column)?)
+    }
+
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        self.row.try_get(column).map_err(D::translate)
+    }
+
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        let value: Option<i64> = self.row.try_get(column).map_err(D::translate)?;
+        required(column, value)
+    }
+
+    fn int32(&self, column: &str) -> Result<i32, StoreError> {
+        D::int32(&self.row, column)
+    }
+
+    fn time(&self, column: &str) -> Result<OffsetDateTime, StoreError> {
+        required(column, self.opt_time(column)?)
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        D::time(&self.row, column)
+    }
+
+    fn uuid(&self, column: &str) -> Result<Uuid, StoreError> {
+        required(column, self.opt_uuid(column)?)
+    }
+
+    fn opt_uuid(&self, column: &str) -> Result<Option<Uuid>, StoreError> {
+        D::uuid(&self.row, column)
+    }
+}
