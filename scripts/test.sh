@@ -24,6 +24,10 @@ unset HEXRIDE_SKIP_INTEGRATION
 step "cargo test --workspace"
 cargo test --workspace --locked
 
+step "the library examples: hexride embedded without HTTP, and its router inside another axum app"
+cargo run --locked -q -p tests --example embed_use_cases
+cargo run --locked -q -p tests --example embed_router
+
 step "core crates stay free of sqlx, axum, rdkafka and redis"
 status=0
 for crate in core-domain ports application; do

@@ -20,6 +20,7 @@ use crate::Ports;
 use crate::error::problem;
 use crate::events::new_events;
 use crate::freshness::Freshness;
+use crate::retry;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InsuranceError {
@@ -45,6 +46,13 @@ pub enum InsuranceError {
     SessionEnded,
     #[error("the effective time must lie between the coverage start and now")]
     InvalidEffectiveAt,
+}
+
+/// Expiries re-read the policy in each attempt, so a lost race is safe to run again.
+impl retry::LostRace for InsuranceError {
+    fn lost_race(&self) -> bool {
+        matches!(self, InsuranceError::Store(e) if e.is_retryable())
+    }
 }
 
 problem!(InsuranceError {
@@ -242,12 +250,15 @@ impl InsuranceService {
         effective_at: OffsetDateTime,
         reason: ExpiryReason,
     ) -> Result<Policy, InsuranceError> {
-        let mut uow = self.ports.db.begin().await?;
-        let mut policy = uow.policy(policy_id).await?.ok_or(InsuranceError::PolicyNotFound)?;
-        self.apply_expiry(uow.as_mut(), &mut policy, effective_at, reason, Actor::Staff(staff_id))
-            .await?;
-        uow.commit().await?;
-        Ok(policy)
+        retry::on_lost_race(|| async {
+            let mut uow = self.ports.db.begin().await?;
+            let mut policy = uow.policy(policy_id).await?.ok_or(InsuranceError::PolicyNotFound)?;
+            self.apply_expiry(uow.as_mut(), &mut policy, effective_at, reason, Actor::Staff(staff_id))
+                .await?;
+            uow.commit().await?;
+            Ok(policy)
+        })
+        .await
     }
 
     /// An insurer reports a cancellation. Idempotent on the insurer's `event_id`; a
@@ -262,27 +273,30 @@ impl InsuranceService {
         if event_id.trim().is_empty() || event_id.len() > 200 {
             return Err(ValidationErrors::field("event_id", "must be 1 to 200 characters").into());
         }
-        let mut uow = self.ports.db.begin().await?;
-        let mut policy = uow
-            .policy_by_number(policy_number.trim())
-            .await?
-            .ok_or(InsuranceError::PolicyNotFound)?;
         let inbox_id = EventId(Uuid::new_v5(&INSURER_EVENTS, event_id.as_bytes()));
-        if !uow.record_inbox(INSURER_CALLBACK, inbox_id).await? {
-            uow.rollback().await?;
-            return Ok(policy);
-        }
-        let at = cancelled_at.max(policy.coverage_start);
-        self.apply_expiry(
-            uow.as_mut(),
-            &mut policy,
-            at,
-            ExpiryReason::InsurerCancellation,
-            Actor::Insurer,
-        )
-        .await?;
-        uow.commit().await?;
-        Ok(policy)
+        retry::on_lost_race(|| async {
+            let mut uow = self.ports.db.begin().await?;
+            let mut policy = uow
+                .policy_by_number(policy_number.trim())
+                .await?
+                .ok_or(InsuranceError::PolicyNotFound)?;
+            if !uow.record_inbox(INSURER_CALLBACK, inbox_id).await? {
+                uow.rollback().await?;
+                return Ok(policy);
+            }
+            let at = cancelled_at.max(policy.coverage_start);
+            self.apply_expiry(
+                uow.as_mut(),
+                &mut policy,
+                at,
+                ExpiryReason::InsurerCancellation,
+                Actor::Insurer,
+            )
+            .await?;
+            uow.commit().await?;
+            Ok(policy)
+        })
+        .await
     }
 
     /// Expires `policy` inside `uow`: the row, its audit entry and its event, or nothing if
@@ -316,23 +330,26 @@ impl InsuranceService {
         member_id: MemberId,
         withdrawn_at: OffsetDateTime,
     ) -> Result<usize, InsuranceError> {
-        let mut uow = self.ports.db.begin().await?;
-        if !uow.record_inbox(INSURANCE_EXPIRY, event_id).await? {
-            uow.rollback().await?;
-            return Ok(0);
-        }
-        let mut changed = 0;
-        for mut policy in uow.policies_of_member(member_id).await? {
-            let before = policy.version;
-            // A policy enrolled in a race after the withdrawal expires at its own start.
-            let at = withdrawn_at.max(policy.coverage_start);
-            let actor = Actor::System(INSURANCE_EXPIRY.to_owned());
-            self.apply_expiry(uow.as_mut(), &mut policy, at, ExpiryReason::MemberWithdrawn, actor)
-                .await?;
-            changed += usize::from(policy.version != before);
-        }
-        uow.commit().await?;
-        Ok(changed)
+        retry::on_lost_race(|| async {
+            let mut uow = self.ports.db.begin().await?;
+            if !uow.record_inbox(INSURANCE_EXPIRY, event_id).await? {
+                uow.rollback().await?;
+                return Ok(0);
+            }
+            let mut changed = 0;
+            for mut policy in uow.policies_of_member(member_id).await? {
+                let before = policy.version;
+                // A policy enrolled in a race after the withdrawal expires at its own start.
+                let at = withdrawn_at.max(policy.coverage_start);
+                let actor = Actor::System(INSURANCE_EXPIRY.to_owned());
+                self.apply_expiry(uow.as_mut(), &mut policy, at, ExpiryReason::MemberWithdrawn, actor)
+                    .await?;
+                changed += usize::from(policy.version != before);
+            }
+            uow.commit().await?;
+            Ok(changed)
+        })
+        .await
     }
 }
 
@@ -400,6 +417,78 @@ mod tests {
             NewPolicy::parse("P-1", 6_000).expect("ok"),
             start,
         )
+    }
+
+    /// A unit of work for a staff expiry of `p` whose policy update fails with `update`.
+    fn staff_expiry(p: &Policy, update: Result<(), StoreError>) -> ports::MockUnitOfWork {
+        let mut uow = ports::MockUnitOfWork::new();
+        let policy = p.clone();
+        uow.expect_policy().return_once(move |_| Ok(Some(policy)));
+        let won = update.is_ok();
+        uow.expect_update_policy().times(1).return_once(move |_, _| update);
+        uow.expect_insert_policy_audit()
+            .times(usize::from(won))
+            .returning(|_| Ok(()));
+        uow.expect_append_events().times(usize::from(won)).returning(|_| Ok(()));
+        uow.expect_commit()
+            .times(usize::from(won))
+            .returning(|| Ok(CommitToken("1".into())));
+        uow
+    }
+
+    #[tokio::test]
+    async fn a_staff_expiry_that_loses_a_race_runs_again_and_succeeds() {
+        let mut t = TestPorts::new();
+        let p = policy(MemberId(Uuid::now_v7()), OffsetDateTime::now_utc() - Duration::hours(2));
+        t.expect_uows(vec![
+            staff_expiry(&p, Err(StoreError::Concurrency)),
+            staff_expiry(&p, Ok(())),
+        ]);
+        let expired = InsuranceService::new(t.build())
+            .expire_by_staff(
+                MemberId(Uuid::now_v7()),
+                p.id,
+                OffsetDateTime::now_utc(),
+                ExpiryReason::AdminRequest,
+            )
+            .await
+            .expect("the second attempt wins");
+        assert_eq!(expired.status, PolicyStatus::Expired);
+    }
+
+    #[tokio::test]
+    async fn a_unit_of_work_that_keeps_losing_races_gives_up_after_three_attempts() {
+        let mut t = TestPorts::new();
+        let p = policy(MemberId(Uuid::now_v7()), OffsetDateTime::now_utc() - Duration::hours(2));
+        t.expect_uows((0..3).map(|_| staff_expiry(&p, Err(StoreError::Concurrency))).collect());
+        let err = InsuranceService::new(t.build())
+            .expire_by_staff(
+                MemberId(Uuid::now_v7()),
+                p.id,
+                OffsetDateTime::now_utc(),
+                ExpiryReason::AdminRequest,
+            )
+            .await
+            .expect_err("three lost races");
+        assert!(matches!(err, InsuranceError::Store(StoreError::Concurrency)), "{err:?}");
+        assert_eq!(err.code(), "conflict.concurrent_update");
+    }
+
+    #[tokio::test]
+    async fn a_failure_other_than_a_lost_race_is_not_run_again() {
+        let mut t = TestPorts::new();
+        let p = policy(MemberId(Uuid::now_v7()), OffsetDateTime::now_utc() - Duration::hours(2));
+        t.expect_uows(vec![staff_expiry(&p, Err(StoreError::unavailable("down")))]);
+        let err = InsuranceService::new(t.build())
+            .expire_by_staff(
+                MemberId(Uuid::now_v7()),
+                p.id,
+                OffsetDateTime::now_utc(),
+                ExpiryReason::AdminRequest,
+            )
+            .await
+            .expect_err("unavailable");
+        assert_eq!(err.code(), "service.unavailable");
     }
 
     #[tokio::test]
@@ -496,13 +585,18 @@ mod tests {
         let mut t = TestPorts::new();
         let member_id = MemberId(Uuid::now_v7());
         let p = policy(member_id, OffsetDateTime::now_utc() - Duration::hours(2));
-        t.expect_uow(move |uow| {
+        // The use case runs the unit of work again itself (three attempts in all); a conflict
+        // that outlasts them goes back to the consumer as transient, to be redelivered.
+        let conflicting = |p: Policy| {
+            let mut uow = ports::MockUnitOfWork::new();
             uow.expect_record_inbox().return_once(|_, _| Ok(true));
             uow.expect_policies_of_member().return_once(move |_| Ok(vec![p]));
             uow.expect_update_policy()
                 .return_once(|_, _| Err(StoreError::Concurrency));
             uow.expect_commit().never();
-        });
+            uow
+        };
+        t.expect_uows((0..retry::MAX_ATTEMPTS).map(|_| conflicting(p.clone())).collect());
         let handler = InsuranceExpiryHandler::new(InsuranceService::new(t.build()));
         let event = DomainEvent::new(
             EventId(Uuid::now_v7()),

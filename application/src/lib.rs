@@ -12,6 +12,7 @@ pub mod freshness;
 pub mod insurance;
 pub mod members;
 pub mod orders;
+mod retry;
 pub mod wallet;
 
 #[cfg(test)]

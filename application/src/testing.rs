@@ -58,6 +58,21 @@ impl TestPorts {
         self.db.expect_begin().times(1).return_once(move || Ok(Box::new(uow)));
     }
 
+    /// The next `db.begin()` calls return these units of work, in order, and `begin` is
+    /// called exactly as many times as there are.
+    pub fn expect_uows(&mut self, uows: Vec<MockUnitOfWork>) {
+        let count = uows.len();
+        let queue = std::sync::Mutex::new(std::collections::VecDeque::from(uows));
+        self.db.expect_begin().times(count).returning(move || {
+            let uow = queue
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pop_front()
+                .expect("a unit of work for every begin");
+            Ok(Box::new(uow))
+        });
+    }
+
     /// Every cache read misses and runs its loader inline, as a cold cache does.
     pub fn cold_cache(&mut self) {
         self.cache
