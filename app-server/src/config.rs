@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+#[cfg(test)]
+use secrecy::ExposeSecret;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -46,8 +48,10 @@ impl InstanceRole {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServerConfig {
     pub listen: String,
-    pub request_timeout_secs: u64,
-    pub shutdown_grace_secs: u64,
+    #[serde(rename = "request_timeout_secs", deserialize_with = "units::positive_secs")]
+    pub request_timeout: Duration,
+    #[serde(rename = "shutdown_grace_secs", deserialize_with = "units::secs")]
+    pub shutdown_grace: Duration,
     pub max_body_bytes: usize,
     pub trust_forwarded_for: bool,
     pub role: InstanceRole,
@@ -55,17 +59,25 @@ pub struct ServerConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct DatabaseConfig {
-    pub url: String,
+    /// May hold a password: never printed (see [`ports::redact_url`] for messages).
+    pub url: SecretString,
     #[serde(default, deserialize_with = "list_or_csv")]
-    pub replica_urls: Vec<String>,
+    pub replica_urls: Vec<SecretString>,
+    #[serde(deserialize_with = "units::at_least_one")]
     pub max_connections: u32,
-    pub acquire_timeout_secs: u64,
-    pub busy_timeout_secs: u64,
+    #[serde(rename = "acquire_timeout_secs", deserialize_with = "units::positive_secs")]
+    pub acquire_timeout: Duration,
+    #[serde(rename = "busy_timeout_secs", deserialize_with = "units::secs")]
+    pub busy_timeout: Duration,
     pub migrate_on_start: bool,
-    pub statement_timeout_secs: u64,
-    pub max_replica_lag_ms: u64,
-    pub read_your_writes_wait_ms: u64,
-    pub health_interval_ms: u64,
+    #[serde(rename = "statement_timeout_secs", deserialize_with = "units::positive_secs")]
+    pub statement_timeout: Duration,
+    #[serde(rename = "max_replica_lag_ms", deserialize_with = "units::millis")]
+    pub max_replica_lag: Duration,
+    #[serde(rename = "read_your_writes_wait_ms", deserialize_with = "units::millis")]
+    pub read_your_writes_wait: Duration,
+    #[serde(rename = "health_interval_ms", deserialize_with = "units::positive_millis")]
+    pub health_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,44 +85,69 @@ pub struct KafkaConfig {
     pub brokers: String,
     pub namespace: String,
     pub client_id: String,
+    #[serde(deserialize_with = "units::at_least_one")]
     pub partitions: i32,
+    #[serde(deserialize_with = "units::at_least_one")]
     pub replication_factor: i32,
-    pub delivery_timeout_ms: u64,
-    pub linger_ms: u64,
-    pub request_timeout_ms: u64,
-    pub startup_timeout_secs: u64,
-    pub session_timeout_ms: u64,
-    pub fetch_wait_max_ms: u64,
+    #[serde(rename = "delivery_timeout_ms", deserialize_with = "units::positive_millis")]
+    pub delivery_timeout: Duration,
+    #[serde(rename = "linger_ms", deserialize_with = "units::millis")]
+    pub linger: Duration,
+    #[serde(rename = "request_timeout_ms", deserialize_with = "units::positive_millis")]
+    pub request_timeout: Duration,
+    #[serde(rename = "startup_timeout_secs", deserialize_with = "units::positive_secs")]
+    pub startup_timeout: Duration,
+    #[serde(rename = "session_timeout_ms", deserialize_with = "units::positive_millis")]
+    pub session_timeout: Duration,
+    #[serde(rename = "fetch_wait_max_ms", deserialize_with = "units::millis")]
+    pub fetch_wait_max: Duration,
+    #[serde(deserialize_with = "units::at_least_one")]
     pub consumer_max_attempts: u32,
-    pub consumer_backoff_ms: u64,
-    pub consumer_max_backoff_ms: u64,
+    #[serde(rename = "consumer_backoff_ms", deserialize_with = "units::millis")]
+    pub consumer_backoff: Duration,
+    #[serde(rename = "consumer_max_backoff_ms", deserialize_with = "units::millis")]
+    pub consumer_max_backoff: Duration,
+    #[serde(deserialize_with = "units::at_least_one")]
     pub commit_batch: usize,
-    pub commit_interval_ms: u64,
+    #[serde(rename = "commit_interval_ms", deserialize_with = "units::positive_millis")]
+    pub commit_interval: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RedisConfig {
-    pub url: String,
+    /// May hold a password: never printed.
+    pub url: SecretString,
     pub key_prefix: String,
-    pub command_timeout_ms: u64,
-    pub connect_timeout_ms: u64,
-    pub cache_lock_ttl_ms: u64,
-    pub coupon_gate_ttl_secs: u64,
+    #[serde(rename = "command_timeout_ms", deserialize_with = "units::positive_millis")]
+    pub command_timeout: Duration,
+    #[serde(rename = "connect_timeout_ms", deserialize_with = "units::positive_millis")]
+    pub connect_timeout: Duration,
+    #[serde(rename = "cache_lock_ttl_ms", deserialize_with = "units::positive_millis")]
+    pub cache_lock_ttl: Duration,
+    #[serde(rename = "coupon_gate_ttl_secs", deserialize_with = "units::positive_secs")]
+    pub coupon_gate_ttl: Duration,
     pub near_cache_entries: usize,
-    pub near_cache_ttl_ms: u64,
+    #[serde(rename = "near_cache_ttl_ms", deserialize_with = "units::millis")]
+    pub near_cache_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthConfig {
     pub jwt_secret: SecretString,
-    pub access_ttl_secs: u64,
-    pub refresh_ttl_secs: u64,
+    #[serde(rename = "access_ttl_secs", deserialize_with = "units::positive_secs")]
+    pub access_ttl: Duration,
+    #[serde(rename = "refresh_ttl_secs", deserialize_with = "units::positive_secs")]
+    pub refresh_ttl: Duration,
+    #[serde(deserialize_with = "units::at_least_one")]
     pub login_per_email_per_minute: u32,
+    #[serde(deserialize_with = "units::at_least_one")]
     pub login_per_ip_per_minute: u32,
+    #[serde(deserialize_with = "units::at_least_one")]
     pub api_per_member_per_minute: u32,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
-    pub read_your_writes_window_secs: u64,
+    #[serde(rename = "read_your_writes_window_secs", deserialize_with = "units::secs")]
+    pub read_your_writes_window: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -121,31 +158,43 @@ pub struct InsurerConfig {
 #[derive(Debug, Clone, Deserialize)]
 pub struct DataPlatformSettings {
     pub url: String,
-    pub timeout_ms: u64,
+    #[serde(rename = "timeout_ms", deserialize_with = "units::positive_millis")]
+    pub timeout: Duration,
+    #[serde(deserialize_with = "units::at_least_one")]
     pub max_attempts: u32,
-    pub backoff_ms: u64,
+    #[serde(rename = "backoff_ms", deserialize_with = "units::millis")]
+    pub backoff: Duration,
     pub breaker_threshold: u32,
-    pub breaker_cooldown_secs: u64,
+    #[serde(rename = "breaker_cooldown_secs", deserialize_with = "units::secs")]
+    pub breaker_cooldown: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct CacheConfig {
     pub max_entries: u64,
-    pub product_ttl_secs: u64,
-    pub popular_ttl_secs: u64,
+    #[serde(rename = "product_ttl_secs", deserialize_with = "units::secs")]
+    pub product_ttl: Duration,
+    #[serde(rename = "popular_ttl_secs", deserialize_with = "units::secs")]
+    pub popular_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RelayConfig {
+    #[serde(deserialize_with = "units::at_least_one")]
     pub batch_size: i64,
-    pub lease_secs: u64,
+    #[serde(rename = "lease_secs", deserialize_with = "units::positive_secs")]
+    pub lease: Duration,
+    #[serde(deserialize_with = "units::at_least_one")]
     pub max_attempts: i32,
-    pub idle_wait_ms: u64,
+    #[serde(rename = "idle_wait_ms", deserialize_with = "units::millis")]
+    pub idle_wait: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct JobsConfig {
-    pub interval_secs: u64,
+    #[serde(rename = "interval_secs", deserialize_with = "units::positive_secs")]
+    pub interval: Duration,
+    #[serde(deserialize_with = "units::at_least_one")]
     pub batch_size: i64,
 }
 
@@ -171,7 +220,7 @@ pub struct StaffAccount {
 }
 
 /// Replica URLs come as a TOML list or, from the environment, a comma-separated string.
-fn list_or_csv<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+fn list_or_csv<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<SecretString>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum ListOrCsv {
@@ -186,7 +235,55 @@ fn list_or_csv<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<
             .filter(|s| !s.is_empty())
             .map(String::from)
             .collect(),
-    })
+    }
+    .into_iter()
+    .map(SecretString::from)
+    .collect())
+}
+
+/// Typed values from the integer keys of the configuration: a `…_secs` or `…_ms` key
+/// becomes a [`Duration`] once, here, and a key that must be positive is refused at start-up
+/// when it is not (instead of being clamped where it is used).
+mod units {
+    use std::time::Duration;
+
+    use serde::de::{Deserialize, Deserializer, Error};
+
+    fn positive<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        match u64::deserialize(deserializer)? {
+            0 => Err(D::Error::custom("must be at least 1")),
+            n => Ok(n),
+        }
+    }
+
+    pub(super) fn secs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_secs)
+    }
+
+    pub(super) fn millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        u64::deserialize(deserializer).map(Duration::from_millis)
+    }
+
+    pub(super) fn positive_secs<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        positive(deserializer).map(Duration::from_secs)
+    }
+
+    pub(super) fn positive_millis<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        positive(deserializer).map(Duration::from_millis)
+    }
+
+    /// A count that must be at least 1 (pool sizes, batch sizes, attempts, quotas).
+    pub(super) fn at_least_one<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: Deserialize<'de> + PartialOrd + From<u8>,
+    {
+        let value = T::deserialize(deserializer)?;
+        if value < T::from(1) {
+            return Err(D::Error::custom("must be at least 1"));
+        }
+        Ok(value)
+    }
 }
 
 impl Config {
@@ -216,12 +313,6 @@ impl Config {
     }
 }
 
-impl ServerConfig {
-    pub fn request_timeout(&self) -> Duration {
-        Duration::from_secs(self.request_timeout_secs)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,7 +320,9 @@ mod tests {
     #[test]
     fn the_defaults_parse_to_the_embedded_runtime() {
         let config = Config::defaults().expect("defaults");
-        assert!(config.database.url.starts_with("sqlite://"));
+        assert!(config.database.url.expose_secret().starts_with("sqlite://"));
+        assert_eq!(config.server.request_timeout, Duration::from_secs(30));
+        assert_eq!(config.database.health_interval, Duration::from_millis(500));
         assert!(config.database.replica_urls.is_empty());
         assert!(config.kafka.brokers.is_empty());
         assert_eq!(config.server.role, InstanceRole::All);
@@ -240,7 +333,41 @@ mod tests {
         let parsed: Vec<String> = list_or_csv(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(
             "postgres://a, postgres://b",
         ))
-        .expect("csv");
+        .expect("csv")
+        .iter()
+        .map(|url| url.expose_secret().to_owned())
+        .collect();
         assert_eq!(parsed, ["postgres://a", "postgres://b"]);
+    }
+
+    #[test]
+    fn a_zero_timeout_or_pool_size_is_refused_not_clamped() {
+        let load = |key: &str| {
+            config::Config::builder()
+                .add_source(config::File::from_str(DEFAULTS, config::FileFormat::Toml))
+                .set_override(key, 0)
+                .and_then(|builder| builder.build())
+                .and_then(|built| built.try_deserialize::<Config>())
+        };
+        for key in [
+            "server.request_timeout_secs",
+            "relay.lease_secs",
+            "database.max_connections",
+        ] {
+            let err = load(key).expect_err(key).to_string();
+            assert!(err.contains("must be at least 1"), "{key}: {err}");
+        }
+        assert!(
+            load("database.read_your_writes_wait_ms").is_ok(),
+            "0 ms of waiting is allowed"
+        );
+    }
+
+    #[test]
+    fn urls_with_passwords_are_never_printed() {
+        let mut config = Config::defaults().expect("defaults");
+        config.database.url = "postgres://app:s3cret@db/hexride".to_owned().into();
+        config.redis.url = "redis://:s3cret@cache:6379".to_owned().into();
+        assert!(!format!("{config:?}").contains("s3cret"));
     }
 }

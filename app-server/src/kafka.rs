@@ -26,19 +26,19 @@ pub fn settings(config: &Config) -> Option<KafkaSettings> {
         brokers: brokers.to_owned(),
         namespace: k.namespace.trim().to_owned(),
         client_id: k.client_id.trim().to_owned(),
-        partitions: k.partitions.max(1),
-        replication_factor: k.replication_factor.max(1),
-        delivery_timeout: Duration::from_millis(k.delivery_timeout_ms.max(1)),
-        linger: Duration::from_millis(k.linger_ms),
-        request_timeout: Duration::from_millis(k.request_timeout_ms.max(10)),
-        session_timeout: Duration::from_millis(k.session_timeout_ms.max(1)),
-        fetch_wait_max: Duration::from_millis(k.fetch_wait_max_ms),
+        partitions: k.partitions,
+        replication_factor: k.replication_factor,
+        delivery_timeout: k.delivery_timeout,
+        linger: k.linger,
+        request_timeout: k.request_timeout,
+        session_timeout: k.session_timeout,
+        fetch_wait_max: k.fetch_wait_max,
         consumer: ConsumerSettings {
-            max_attempts: k.consumer_max_attempts.max(1),
-            base_backoff: Duration::from_millis(k.consumer_backoff_ms),
-            max_backoff: Duration::from_millis(k.consumer_max_backoff_ms.max(k.consumer_backoff_ms)),
-            commit_batch: k.commit_batch.max(1),
-            commit_interval: Duration::from_millis(k.commit_interval_ms.max(1)),
+            max_attempts: k.consumer_max_attempts,
+            base_backoff: k.consumer_backoff,
+            max_backoff: k.consumer_max_backoff.max(k.consumer_backoff),
+            commit_batch: k.commit_batch,
+            commit_interval: k.commit_interval,
         },
     })
 }
@@ -55,7 +55,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Option<Arc<KafkaPublishe
     };
     // A row whose delivery report is still awaited must not be claimed by another relay:
     // the report (or its timeout) has to come well within the lease.
-    let lease = Duration::from_secs(config.relay.lease_secs.max(1));
+    let lease = config.relay.lease;
     if settings.delivery_timeout + Duration::from_secs(2) > lease {
         bail!(
             "kafka.delivery_timeout_ms ({} ms) must be at least 2 s below relay.lease_secs ({} s), \
@@ -64,7 +64,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Option<Arc<KafkaPublishe
             lease.as_secs()
         );
     }
-    let within = Duration::from_secs(config.kafka.startup_timeout_secs.max(1));
+    let within = config.kafka.startup_timeout;
     adapters_kafka::ensure_topics(&settings, &TOPICS, within)
         .await
         .with_context(|| format!("preparing the kafka topics on {}", settings.brokers))?;
@@ -115,10 +115,7 @@ mod tests {
         let settings = settings(&config).expect("kafka");
         assert_eq!(settings.brokers, "10.0.0.1:9092,10.0.0.2:9092");
         assert_eq!(settings.topic("member-events"), "staging.member-events");
-        assert_eq!(
-            settings.delivery_timeout,
-            Duration::from_millis(config.kafka.delivery_timeout_ms)
-        );
+        assert_eq!(settings.delivery_timeout, config.kafka.delivery_timeout);
         assert_eq!(settings.consumer.max_attempts, config.kafka.consumer_max_attempts);
     }
 
@@ -126,8 +123,8 @@ mod tests {
     async fn a_delivery_timeout_longer_than_the_lease_is_refused() {
         let mut config = Config::defaults().expect("defaults");
         config.kafka.brokers = "127.0.0.1:1".into();
-        config.relay.lease_secs = 5;
-        config.kafka.delivery_timeout_ms = 10_000;
+        config.relay.lease = Duration::from_secs(5);
+        config.kafka.delivery_timeout = Duration::from_millis(10_000);
         let error = connect(&config).await.expect_err("refused");
         assert!(error.to_string().contains("relay.lease_secs"), "{error:#}");
     }

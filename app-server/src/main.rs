@@ -98,7 +98,7 @@ async fn main() -> anyhow::Result<()> {
                     role,
                 )
                 .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
+                .context("creating the account")?;
             runtime.close().await;
             println!(
                 "{}",

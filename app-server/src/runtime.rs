@@ -58,13 +58,13 @@ impl Store {
     /// Connects to the store `database.url` names (and migrates it if configured).
     async fn connect(config: &Config) -> anyhow::Result<Self> {
         let db = &config.database;
-        let url = db.url.as_str();
+        let url = db.url.expose_secret();
         let store = if url.starts_with("sqlite:") {
             let store = SqliteStore::connect(&SqliteConfig {
                 url: url.to_owned(),
-                max_readers: db.max_connections.max(1),
-                busy_timeout: Duration::from_secs(db.busy_timeout_secs),
-                acquire_timeout: Duration::from_secs(db.acquire_timeout_secs),
+                max_readers: db.max_connections,
+                busy_timeout: db.busy_timeout,
+                acquire_timeout: db.acquire_timeout,
             })
             .await
             .context("opening the SQLite database")?;
@@ -83,7 +83,7 @@ impl Store {
             }
             let store = PgStore::connect(&pg_config(db))
                 .await
-                .with_context(|| format!("connecting to the PostgreSQL primary {}", without_password(url)))?;
+                .with_context(|| format!("connecting to the PostgreSQL primary {}", ports::redact_url(url)))?;
             if db.migrate_on_start {
                 store.migrate().await.context("migrating the database")?;
             }
@@ -91,7 +91,7 @@ impl Store {
         } else {
             bail!(
                 "database.url `{}`: this build supports sqlite:// and postgres:// (the MySQL adapter is not wired in yet)",
-                without_password(url)
+                ports::redact_url(url)
             );
         };
         Ok(store)
@@ -154,25 +154,18 @@ impl StorePorts {
 /// The `database.*` settings as the PostgreSQL adapter's configuration.
 fn pg_config(db: &DatabaseConfig) -> PgConfig {
     PgConfig {
-        primary_url: db.url.clone(),
-        replica_urls: db.replica_urls.clone(),
-        max_connections: db.max_connections.max(1),
-        acquire_timeout: Duration::from_secs(db.acquire_timeout_secs),
-        statement_timeout: Duration::from_secs(db.statement_timeout_secs.max(1)),
-        max_replica_lag: Duration::from_millis(db.max_replica_lag_ms),
-        read_your_writes_wait: Duration::from_millis(db.read_your_writes_wait_ms),
-        health_interval: Duration::from_millis(db.health_interval_ms.max(10)),
-    }
-}
-
-/// A database URL without its password, for messages.
-fn without_password(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let user = url[scheme + 3..at].split(':').next().unwrap_or_default();
-            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
-        }
-        _ => url.to_owned(),
+        primary_url: db.url.expose_secret().to_owned(),
+        replica_urls: db
+            .replica_urls
+            .iter()
+            .map(|url| url.expose_secret().to_owned())
+            .collect(),
+        max_connections: db.max_connections,
+        acquire_timeout: db.acquire_timeout,
+        statement_timeout: db.statement_timeout,
+        max_replica_lag: db.max_replica_lag,
+        read_your_writes_wait: db.read_your_writes_wait,
+        health_interval: db.health_interval,
     }
 }
 
@@ -192,9 +185,9 @@ impl SharedState {
     /// Redis adapters for a set `redis.url` (an unreachable Redis is logged, not refused:
     /// the service runs degraded until it answers), else the in-process ones.
     async fn connect(config: &Config) -> anyhow::Result<Self> {
-        let window = Duration::from_secs(config.auth.read_your_writes_window_secs);
+        let window = config.auth.read_your_writes_window;
         let r = &config.redis;
-        if r.url.trim().is_empty() {
+        if r.url.expose_secret().trim().is_empty() {
             return Ok(Self {
                 cache: Arc::new(MokaCache::new(config.cache.max_entries)),
                 limiter: Arc::new(MemoryRateLimiter::new()),
@@ -205,21 +198,21 @@ impl SharedState {
             });
         }
         let settings = RedisSettings {
-            url: r.url.trim().to_owned(),
+            url: r.url.expose_secret().trim().to_owned(),
             key_prefix: r.key_prefix.clone(),
-            command_timeout: Duration::from_millis(r.command_timeout_ms.max(1)),
-            connect_timeout: Duration::from_millis(r.connect_timeout_ms.max(1)),
+            command_timeout: r.command_timeout,
+            connect_timeout: r.connect_timeout,
             near_cache_entries: r.near_cache_entries,
-            near_cache_ttl: Duration::from_millis(r.near_cache_ttl_ms),
+            near_cache_ttl: r.near_cache_ttl,
         };
         let tuning = RedisTuning {
-            cache_lock_ttl: Duration::from_millis(r.cache_lock_ttl_ms.max(1)),
-            coupon_gate_ttl: Duration::from_secs(r.coupon_gate_ttl_secs.max(1)),
+            cache_lock_ttl: r.cache_lock_ttl,
+            coupon_gate_ttl: r.coupon_gate_ttl,
             read_your_writes_window: window,
         };
         let redis = RedisAdapters::connect(&settings, tuning)
             .await
-            .map_err(|e| anyhow::anyhow!("redis: {e}"))?;
+            .context("connecting to Redis (redis.url)")?;
         Ok(Self {
             cache: redis.cache,
             limiter: redis.limiter,
@@ -233,7 +226,7 @@ impl SharedState {
 
 fn per_minute(limit: u32) -> Quota {
     Quota {
-        limit: limit.max(1),
+        limit,
         period: Duration::from_secs(60),
     }
 }
@@ -261,7 +254,7 @@ impl Runtime {
             iterations: config.auth.argon2_iterations,
             parallelism: 1,
         })
-        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        .context("argon2 parameters (auth.argon2_memory_kib, auth.argon2_iterations)")?;
 
         let ports = Ports {
             db: stores.db,
@@ -271,10 +264,7 @@ impl Runtime {
             commerce: stores.commerce,
             outbox: stores.outbox,
             refresh_tokens: shared.refresh_tokens.unwrap_or(stores.refresh_tokens),
-            access_tokens: Arc::new(JwtAccessTokens::new(
-                &secret,
-                Duration::from_secs(config.auth.access_ttl_secs),
-            )),
+            access_tokens: Arc::new(JwtAccessTokens::new(&secret, config.auth.access_ttl)),
             consistency: shared.consistency,
             cache: shared.cache,
             limiter: shared.limiter,
@@ -286,9 +276,9 @@ impl Runtime {
         let settings = Settings {
             login_per_email: per_minute(config.auth.login_per_email_per_minute),
             login_per_ip: per_minute(config.auth.login_per_ip_per_minute),
-            refresh_ttl: Duration::from_secs(config.auth.refresh_ttl_secs),
-            product_cache_ttl: Duration::from_secs(config.cache.product_ttl_secs),
-            popular_cache_ttl: Duration::from_secs(config.cache.popular_ttl_secs),
+            refresh_ttl: config.auth.refresh_ttl,
+            product_cache_ttl: config.cache.product_ttl,
+            popular_cache_ttl: config.cache.popular_ttl,
         };
         let services = Services::new(ports.clone(), settings);
 
@@ -299,13 +289,13 @@ impl Runtime {
             Arc::new(
                 HttpDataPlatformSink::new(DataPlatformConfig {
                     url: dp.url.clone(),
-                    timeout: Duration::from_millis(dp.timeout_ms),
-                    max_attempts: dp.max_attempts.max(1),
-                    backoff: Duration::from_millis(dp.backoff_ms),
+                    timeout: dp.timeout,
+                    max_attempts: dp.max_attempts,
+                    backoff: dp.backoff,
                     breaker_threshold: dp.breaker_threshold,
-                    breaker_cooldown: Duration::from_secs(dp.breaker_cooldown_secs),
+                    breaker_cooldown: dp.breaker_cooldown,
                 })
-                .map_err(|e| anyhow::anyhow!("data_platform: {e}"))?,
+                .context("data_platform settings")?,
             )
         };
         let handlers: Vec<Arc<dyn EventHandler>> = vec![
@@ -357,7 +347,7 @@ impl Runtime {
                 .members
                 .ensure_account(request, role)
                 .await
-                .map_err(|e| anyhow::anyhow!("bootstrap staff {}: {e}", staff.email))?;
+                .with_context(|| format!("bootstrap staff {}", staff.email))?;
             tracing::info!(email = %member.email, role = %member.role, "staff account ready");
         }
         Ok(())
@@ -371,10 +361,10 @@ impl Runtime {
             self.publisher.clone(),
             self.ports.clock.clone(),
             RelaySettings {
-                batch_size: r.batch_size.max(1),
-                lease: Duration::from_secs(r.lease_secs.max(1)),
-                max_attempts: r.max_attempts.max(1),
-                idle_wait: Duration::from_millis(r.idle_wait_ms.max(10)),
+                batch_size: r.batch_size,
+                lease: r.lease,
+                max_attempts: r.max_attempts,
+                idle_wait: r.idle_wait,
                 ..RelaySettings::default()
             },
             owner,
@@ -384,9 +374,7 @@ impl Runtime {
     /// Flushes the Kafka producer and closes connection pools (after the workers have stopped).
     pub async fn close(&self) {
         if let Some(kafka) = &self.kafka {
-            kafka
-                .flush(Duration::from_millis(self.config.kafka.request_timeout_ms.max(10)))
-                .await;
+            kafka.flush(self.config.kafka.request_timeout).await;
         }
         self.store.close().await;
     }
@@ -398,7 +386,7 @@ mod tests {
 
     fn config_with_url(url: &str) -> Config {
         let mut config = Config::defaults().expect("defaults");
-        config.database.url = url.to_owned();
+        config.database.url = url.to_owned().into();
         config
     }
 
@@ -423,11 +411,11 @@ mod tests {
     #[tokio::test]
     async fn a_malformed_redis_url_or_prefix_is_refused_at_start() {
         let mut config = config_with_url("sqlite::memory:");
-        config.redis.url = "http://127.0.0.1:1".to_owned();
+        config.redis.url = "http://127.0.0.1:1".to_owned().into();
         let error = Runtime::build(config.clone()).await.err().expect("refused");
         assert!(format!("{error:#}").contains("invalid Redis URL"), "{error:#}");
 
-        config.redis.url = "redis://127.0.0.1:1".to_owned();
+        config.redis.url = "redis://127.0.0.1:1".to_owned().into();
         config.redis.key_prefix = "{x}".to_owned();
         let error = Runtime::build(config).await.err().expect("refused");
         assert!(format!("{error:#}").contains("key prefix"), "{error:#}");
@@ -437,7 +425,7 @@ mod tests {
     async fn an_unreachable_redis_starts_degraded() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let mut config = config_with_url(&format!("sqlite://{}", dir.path().join("db").display()));
-        config.redis.url = "redis://127.0.0.1:1".to_owned();
+        config.redis.url = "redis://127.0.0.1:1".to_owned().into();
         let runtime = Runtime::build(config).await.expect("starts without Redis");
         let mut components = Vec::new();
         for check in &runtime.health {
@@ -454,11 +442,11 @@ mod tests {
     #[test]
     fn database_settings_become_the_postgres_configuration() {
         let mut db = Config::defaults().expect("defaults").database;
-        db.url = "postgres://app@primary/hexride".to_owned();
-        db.replica_urls = vec!["postgres://app@replica/hexride".to_owned()];
+        db.url = "postgres://app@primary/hexride".to_owned().into();
+        db.replica_urls = vec!["postgres://app@replica/hexride".to_owned().into()];
         let pg = pg_config(&db);
-        assert_eq!(pg.primary_url, db.url);
-        assert_eq!(pg.replica_urls, db.replica_urls);
+        assert_eq!(pg.primary_url, "postgres://app@primary/hexride");
+        assert_eq!(pg.replica_urls, ["postgres://app@replica/hexride"]);
         assert_eq!(pg.max_replica_lag, Duration::from_secs(5));
         assert_eq!(pg.read_your_writes_wait, Duration::from_millis(200));
         assert_eq!(pg.statement_timeout, Duration::from_secs(10));

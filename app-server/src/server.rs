@@ -90,11 +90,11 @@ pub fn app_state(runtime: &Runtime) -> AppState {
         http: Arc::new(HttpSettings {
             insurer_secret: c.insurer.webhook_secret.clone(),
             api_quota: ports::Quota {
-                limit: c.auth.api_per_member_per_minute.max(1),
+                limit: c.auth.api_per_member_per_minute,
                 period: Duration::from_secs(60),
             },
             trust_forwarded_for: c.server.trust_forwarded_for,
-            request_timeout: c.server.request_timeout(),
+            request_timeout: c.server.request_timeout,
             max_body_bytes: c.server.max_body_bytes,
         }),
         health: Arc::new(runtime.health.clone()),
@@ -107,7 +107,7 @@ pub fn app_state(runtime: &Runtime) -> AppState {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let role = config.server.role;
     let listen = config.server.listen.clone();
-    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let grace = config.server.shutdown_grace;
     let runtime = Arc::new(Runtime::build(config).await?);
     let (stop, shutdown) = Shutdown::new();
 
@@ -153,8 +153,8 @@ fn spawn_workers(runtime: &Arc<Runtime>, shutdown: &Shutdown) -> anyhow::Result<
     });
 
     let jobs = runtime.services.clone();
-    let interval = Duration::from_secs(runtime.config.jobs.interval_secs.max(1));
-    let batch = runtime.config.jobs.batch_size.max(1);
+    let interval = runtime.config.jobs.interval;
+    let batch = runtime.config.jobs.batch_size;
     let stop = shutdown.clone();
     let jobs_task = tokio::spawn(async move {
         let mut ticker = tokio::time::interval(interval);

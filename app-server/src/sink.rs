@@ -88,7 +88,7 @@ impl HttpDataPlatformSink {
         Ok(Self {
             client,
             url,
-            max_attempts: config.max_attempts.max(1),
+            max_attempts: config.max_attempts,
             backoff: config.backoff,
             breaker: Breaker::new(config.breaker_threshold, config.breaker_cooldown),
         })

@@ -132,6 +132,18 @@ impl From<&str> for Cause {
     }
 }
 
+/// A URL without its password, for messages and logs: `postgres://app:secret@db/x` →
+/// `postgres://app@db/x`. The one redaction of the code base.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let user = url[scheme + 3..at].split(':').next().unwrap_or_default();
+            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// An error followed by its sources, `error: cause: cause`, for logs and health details.
 #[derive(Debug, Clone, Copy)]
 pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
@@ -343,6 +355,17 @@ pub trait UnitOfWork: Send {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_are_redacted_in_messages() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/hexride"),
+            "postgres://app@db:5432/hexride"
+        );
+        assert_eq!(redact_url("redis://:s3cret@cache:6379"), "redis://@cache:6379");
+        assert_eq!(redact_url("postgres://db/hexride"), "postgres://db/hexride");
+        assert_eq!(redact_url("sqlite://data/hexride.db"), "sqlite://data/hexride.db");
+    }
 
     #[test]
     fn a_store_error_keeps_its_cause_and_compares_by_message() {

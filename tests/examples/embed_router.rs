@@ -21,7 +21,7 @@ use app_server::{http, server};
 async fn main() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut config = Config::defaults().expect("defaults");
-    config.database.url = format!("sqlite://{}", dir.path().join("embedded.db").display());
+    config.database.url = format!("sqlite://{}", dir.path().join("embedded.db").display()).into();
     let runtime = Runtime::build(config).await.expect("hexride's runtime");
 
     // The embedding application's own routes, and hexride's beside them.

@@ -47,9 +47,9 @@ async fn run(label: &str, with_replica: bool, seconds: u64, members: usize) -> (
         .expect("PostgreSQL (scripts/infra.sh up)");
     let database = tests::services::fresh_pg(&pg).await;
     let mut config = Config::defaults().expect("defaults");
-    config.database.url = database.primary_url.clone();
+    config.database.url = database.primary_url.clone().into();
     config.database.replica_urls = if with_replica {
-        vec![database.replica_url.clone()]
+        vec![database.replica_url.clone().into()]
     } else {
         vec![]
     };

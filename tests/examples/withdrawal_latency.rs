@@ -32,7 +32,7 @@ fn base_config() -> Config {
     config.auth.argon2_memory_kib = 1024;
     config.auth.argon2_iterations = 1;
     config.log.level = "warn".to_owned();
-    config.jobs.interval_secs = 3600;
+    config.jobs.interval = Duration::from_secs(3600);
     config
 }
 
@@ -126,7 +126,7 @@ async fn main() {
             let pg = tests::services::postgres().await.expect("PostgreSQL");
             let database = tests::services::fresh_pg(&pg).await;
             let mut config = base_config();
-            config.database.url = database.primary_url.clone();
+            config.database.url = database.primary_url.clone().into();
             config.kafka.brokers = brokers;
             config.kafka.namespace = tests::services::kafka_namespace();
             report("kafka (PostgreSQL, tansu)", measure(config, samples).await);
@@ -136,6 +136,6 @@ async fn main() {
 
     let dir = tempfile::tempdir().expect("temporary directory");
     let mut config = base_config();
-    config.database.url = format!("sqlite://{}", dir.path().join("hexride.db").display());
+    config.database.url = format!("sqlite://{}", dir.path().join("hexride.db").display()).into();
     report("in process (embedded SQLite)", measure(config, samples).await);
 }

@@ -58,13 +58,13 @@ pub struct Cluster {
 pub fn config(database: &PgDatabase, with_replica: bool, redis_url: &str, redis_prefix: &str) -> Config {
     let mut config = Config::defaults().expect("default configuration");
     config.server.listen = "127.0.0.1:0".to_owned();
-    config.database.url = database.primary_url.clone();
+    config.database.url = database.primary_url.clone().into();
     config.database.replica_urls = if with_replica {
-        vec![database.replica_url.clone()]
+        vec![database.replica_url.clone().into()]
     } else {
         vec![]
     };
-    config.redis.url = redis_url.to_owned();
+    config.redis.url = redis_url.to_owned().into();
     config.redis.key_prefix = redis_prefix.to_owned();
     config.auth.jwt_secret = JWT_SECRET.to_owned().into();
     config.auth.argon2_memory_kib = 1024;
@@ -72,7 +72,7 @@ pub fn config(database: &PgDatabase, with_replica: bool, redis_url: &str, redis_
     config.auth.login_per_email_per_minute = 10_000;
     config.auth.login_per_ip_per_minute = 1_000_000;
     config.auth.api_per_member_per_minute = 1_000_000;
-    config.relay.idle_wait_ms = 20;
+    config.relay.idle_wait = Duration::from_millis(20);
     config.log.level = "warn".to_owned();
     config
 }

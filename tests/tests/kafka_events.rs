@@ -94,23 +94,23 @@ impl Env {
     /// The server configuration of this environment: PostgreSQL, Kafka, fast retries.
     fn config(&self) -> Config {
         let mut config = Config::defaults().expect("defaults");
-        config.database.url = self.db.primary_url.clone();
+        config.database.url = self.db.primary_url.clone().into();
         config.database.max_connections = 10;
         config.server.listen = "127.0.0.1:0".to_owned();
         config.auth.jwt_secret = "kafka-test-jwt-secret-0123456789abcdef".to_owned().into();
         config.auth.argon2_memory_kib = 1024;
         config.auth.argon2_iterations = 1;
         config.log.level = "warn".to_owned();
-        config.relay.idle_wait_ms = 50;
-        config.jobs.interval_secs = 3600;
+        config.relay.idle_wait = Duration::from_millis(50);
+        config.jobs.interval = Duration::from_secs(3600);
         let k = &mut config.kafka;
         k.brokers = self.brokers.clone();
         k.namespace = self.namespace.clone();
         k.partitions = 3;
-        k.delivery_timeout_ms = 5_000;
+        k.delivery_timeout = Duration::from_millis(5_000);
         k.consumer_max_attempts = 20;
-        k.consumer_backoff_ms = 100;
-        k.consumer_max_backoff_ms = 1_000;
+        k.consumer_backoff = Duration::from_millis(100);
+        k.consumer_max_backoff = Duration::from_millis(1_000);
         config
     }
 
@@ -292,7 +292,9 @@ async fn withdrawals_through_a_broker_crash_expire_every_policy_exactly_once() {
     let _restart = RestartBroker;
     // Records wait at most 2 s for their acknowledgement, and the broker stays down longer:
     // publishes fail and the relay retries them.
-    let app = env.start(|c| c.kafka.delivery_timeout_ms = 2_000).await;
+    let app = env
+        .start(|c| c.kafka.delivery_timeout = Duration::from_millis(2_000))
+        .await;
     let services = app.runtime.services.clone();
     let riders = riders_with_policies(&services, 1_000).await;
     let members = members_of(&riders);
@@ -804,14 +806,14 @@ async fn payments_reach_the_data_platform_exactly_once_through_errors_and_hangs(
         .start(|c| {
             let dp = &mut c.data_platform;
             dp.url = url;
-            dp.timeout_ms = 300;
+            dp.timeout = Duration::from_millis(300);
             dp.max_attempts = 2;
-            dp.backoff_ms = 20;
+            dp.backoff = Duration::from_millis(20);
             dp.breaker_threshold = 3;
-            dp.breaker_cooldown_secs = 1;
+            dp.breaker_cooldown = Duration::from_secs(1);
             // Enough retries to outlast the outage below (about 40 × 0.5 s).
             c.kafka.consumer_max_attempts = 40;
-            c.kafka.consumer_max_backoff_ms = 500;
+            c.kafka.consumer_max_backoff = Duration::from_millis(500);
         })
         .await;
     let services = app.runtime.services.clone();

@@ -198,7 +198,7 @@ async fn a_refresh_token_rotated_on_one_instance_is_spent_on_the_other() {
 async fn a_product_changed_on_one_instance_reads_changed_on_the_other_at_once() {
     let Some(cluster) = two_instances(|config| {
         // Long enough that only the write-through can explain a fresh read.
-        config.cache.product_ttl_secs = 600;
+        config.cache.product_ttl = std::time::Duration::from_secs(600);
     })
     .await
     else {

@@ -34,8 +34,8 @@ fn member_id(member: &Value) -> MemberId {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_one_point_charges_end_at_exactly_a_thousand() {
     let app = spawn_app_with(|c| {
-        c.database.acquire_timeout_secs = 60;
-        c.server.request_timeout_secs = 120;
+        c.database.acquire_timeout = std::time::Duration::from_secs(60);
+        c.server.request_timeout = std::time::Duration::from_secs(120);
     })
     .await;
     let (member, token) = app.rider().await;

@@ -50,7 +50,7 @@ pub struct TestApp {
 /// Points `config` at a fresh SQLite file.
 fn sqlite(config: &mut Config) -> Box<dyn Any + Send + Sync> {
     let db_dir = tempfile::tempdir().expect("temporary directory");
-    config.database.url = format!("sqlite://{}", db_dir.path().join("hexride.db").display());
+    config.database.url = format!("sqlite://{}", db_dir.path().join("hexride.db").display()).into();
     Box::new(db_dir)
 }
 
@@ -61,9 +61,9 @@ async fn postgres(config: &mut Config) -> Box<dyn Any + Send + Sync> {
         return sqlite(config);
     };
     let database = tests::services::fresh_pg(&pg).await;
-    config.database.url = database.primary_url.clone();
+    config.database.url = database.primary_url.clone().into();
     config.database.replica_urls = if pg.has_replica() {
-        vec![database.replica_url.clone()]
+        vec![database.replica_url.clone().into()]
     } else {
         vec![]
     };
@@ -92,7 +92,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
             let database = postgres(&mut config).await;
             // Without Redis (and HEXRIDE_SKIP_INTEGRATION=1) the in-process adapters stand in.
             if let Some(redis) = tests::services::redis().await {
-                config.redis.url = redis;
+                config.redis.url = redis.into();
                 config.redis.key_prefix = tests::services::redis_prefix();
             }
             database
@@ -109,7 +109,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     config.auth.login_per_ip_per_minute = 1_000_000;
     config.auth.api_per_member_per_minute = 1_000_000;
     // Events reach their in-process handlers promptly.
-    config.relay.idle_wait_ms = 20;
+    config.relay.idle_wait = Duration::from_millis(20);
     config.log.level = "warn".to_owned();
     configure(&mut config);
     if std::env::var_os("HEXRIDE_TEST_LOG").is_some() {
