@@ -25,8 +25,9 @@ use application::members::SignUp;
 use application::{Ports, Services, Settings};
 use core_domain::member::Role;
 use ports::{
-    Cache, CatalogReads, CommerceReads, ConsistencyTokens, CouponGate, DataPlatformSink, Database, EventHandler,
-    EventPublisher, HealthCheck, InsuranceReads, MemberReads, OutboxStore, Quota, RateLimiter, RefreshTokenStore,
+    Cache, CatalogReads, ConsistencyTokens, CouponGate, CouponReads, DataPlatformSink, Database, EventHandler,
+    EventPublisher, HealthCheck, InsuranceReads, MemberReads, OrderReads, OutboxStore, Quota, RateLimiter,
+    RefreshTokenStore, WalletReads,
 };
 
 use crate::config::{Config, DatabaseConfig};
@@ -118,7 +119,9 @@ struct StorePorts {
     members: Arc<dyn MemberReads>,
     insurance: Arc<dyn InsuranceReads>,
     catalog: Arc<dyn CatalogReads>,
-    commerce: Arc<dyn CommerceReads>,
+    wallet: Arc<dyn WalletReads>,
+    coupons: Arc<dyn CouponReads>,
+    orders: Arc<dyn OrderReads>,
     outbox: Arc<dyn OutboxStore>,
     refresh_tokens: Arc<dyn RefreshTokenStore>,
     health: Arc<dyn HealthCheck>,
@@ -131,7 +134,9 @@ impl StorePorts {
             + MemberReads
             + InsuranceReads
             + CatalogReads
-            + CommerceReads
+            + WalletReads
+            + CouponReads
+            + OrderReads
             + OutboxStore
             + RefreshTokenStore
             + HealthCheck
@@ -143,7 +148,9 @@ impl StorePorts {
             members: store.clone(),
             insurance: store.clone(),
             catalog: store.clone(),
-            commerce: store.clone(),
+            wallet: store.clone(),
+            coupons: store.clone(),
+            orders: store.clone(),
             outbox: store.clone(),
             refresh_tokens: store.clone(),
             health: store,
@@ -261,7 +268,9 @@ impl Runtime {
             members: stores.members,
             insurance: stores.insurance,
             catalog: stores.catalog,
-            commerce: stores.commerce,
+            wallet: stores.wallet,
+            coupons: stores.coupons,
+            orders: stores.orders,
             outbox: stores.outbox,
             refresh_tokens: shared.refresh_tokens.unwrap_or(stores.refresh_tokens),
             access_tokens: Arc::new(JwtAccessTokens::new(&secret, config.auth.access_ttl)),

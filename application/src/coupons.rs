@@ -140,15 +140,15 @@ impl CouponService {
     /// unavailable. A cached or replica `issued_count` may lag, but "sold out" only ever
     /// becomes true, so acting on it is safe; the window does not change.
     async fn campaign(&self, campaign_id: CampaignId) -> Result<CouponCampaign, CouponsError> {
-        let commerce = self.ports.commerce.clone();
+        let reads = self.ports.coupons.clone();
         let load = move || {
-            let commerce = commerce.clone();
+            let reads = reads.clone();
             async move {
                 // Ids are minted by us: a campaign a replica does not know is one it has not
                 // replayed yet, so ask the primary before answering "not found".
-                match commerce.campaign(campaign_id, Consistency::Eventual).await? {
+                match reads.campaign(campaign_id, Consistency::Eventual).await? {
                     Some(campaign) => Ok(Some(campaign)),
-                    None => commerce.campaign(campaign_id, Consistency::Strong).await,
+                    None => reads.campaign(campaign_id, Consistency::Strong).await,
                 }
             }
         };
@@ -201,7 +201,7 @@ impl CouponService {
 
     pub async fn my_coupons(&self, member_id: MemberId) -> Result<Vec<Coupon>, CouponsError> {
         let consistency = self.freshness.for_member(member_id).await;
-        Ok(self.ports.commerce.coupons_of_member(member_id, consistency).await?)
+        Ok(self.ports.coupons.coupons_of_member(member_id, consistency).await?)
     }
 }
 
@@ -229,7 +229,7 @@ mod tests {
             .expect_get_or_load()
             .withf(|key, ttl, _| key.starts_with("campaign:") && *ttl == CAMPAIGN_CACHE_TTL)
             .return_once(move |_, _, _| Ok(cached));
-        t.commerce.expect_campaign().never();
+        t.coupons.expect_campaign().never();
         t.coupon_gate
             .expect_try_acquire()
             .return_once(|_, _, _| Ok(GateDecision::SoldOut));
@@ -248,7 +248,7 @@ mod tests {
         t.cache
             .expect_get_or_load()
             .return_once(|_, _, _| Err(CacheError::Unavailable("down".into())));
-        t.commerce
+        t.coupons
             .expect_campaign()
             .withf(|_, consistency| *consistency == Consistency::Eventual)
             .return_once(move |_, _| Ok(Some(c)));
@@ -274,7 +274,7 @@ mod tests {
         let mut t = TestPorts::new();
         t.cold_cache();
         let c = campaign();
-        t.commerce.expect_campaign().return_once(move |_, _| Ok(Some(c)));
+        t.coupons.expect_campaign().return_once(move |_, _| Ok(Some(c)));
         t.coupon_gate
             .expect_try_acquire()
             .return_once(|_, _, _| Ok(GateDecision::Admitted));
@@ -292,7 +292,7 @@ mod tests {
         let mut t = TestPorts::new();
         t.cold_cache();
         let c = campaign();
-        t.commerce.expect_campaign().return_once(move |_, _| Ok(Some(c)));
+        t.coupons.expect_campaign().return_once(move |_, _| Ok(Some(c)));
         t.coupon_gate
             .expect_try_acquire()
             .return_once(|_, _, _| Ok(GateDecision::Admitted));
@@ -313,11 +313,11 @@ mod tests {
     async fn a_campaign_unknown_to_the_replica_is_asked_of_the_primary_before_not_found() {
         let mut t = TestPorts::new();
         t.cold_cache();
-        t.commerce
+        t.coupons
             .expect_campaign()
             .withf(|_, consistency| *consistency == Consistency::Eventual)
             .return_once(|_, _| Ok(None));
-        t.commerce
+        t.coupons
             .expect_campaign()
             .withf(|_, consistency| *consistency == Consistency::Strong)
             .return_once(|_, _| Ok(None));

@@ -22,8 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ports::{
-    AccessTokens, Cache, CatalogReads, Clock, CommerceReads, ConsistencyTokens, CouponGate, Database, IdSource,
-    InsuranceReads, MemberReads, OutboxStore, PasswordHasher, Quota, RateLimiter, RefreshTokenStore,
+    AccessTokens, Cache, CatalogReads, Clock, ConsistencyTokens, CouponGate, CouponReads, Database, IdSource,
+    InsuranceReads, MemberReads, OrderReads, OutboxStore, PasswordHasher, Quota, RateLimiter, RefreshTokenStore,
+    WalletReads,
 };
 
 pub use error::{ErrorKind, Problem};
@@ -35,7 +36,9 @@ pub struct Ports {
     pub members: Arc<dyn MemberReads>,
     pub insurance: Arc<dyn InsuranceReads>,
     pub catalog: Arc<dyn CatalogReads>,
-    pub commerce: Arc<dyn CommerceReads>,
+    pub wallet: Arc<dyn WalletReads>,
+    pub coupons: Arc<dyn CouponReads>,
+    pub orders: Arc<dyn OrderReads>,
     pub outbox: Arc<dyn OutboxStore>,
     pub refresh_tokens: Arc<dyn RefreshTokenStore>,
     pub access_tokens: Arc<dyn AccessTokens>,

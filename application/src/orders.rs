@@ -150,17 +150,13 @@ impl OrderService {
 
     pub async fn list(&self, member_id: MemberId) -> Result<Vec<Order>, OrdersError> {
         let consistency = self.freshness.for_member(member_id).await;
-        Ok(self
-            .ports
-            .commerce
-            .orders_of_member(member_id, 100, consistency)
-            .await?)
+        Ok(self.ports.orders.orders_of_member(member_id, 100, consistency).await?)
     }
 
     pub async fn get(&self, member_id: MemberId, order_id: OrderId) -> Result<Order, OrdersError> {
         let consistency = self.freshness.for_member(member_id).await;
         self.ports
-            .commerce
+            .orders
             .order(order_id, consistency)
             .await?
             .filter(|o| o.member_id == member_id)

@@ -40,7 +40,7 @@ impl WalletService {
 
     pub async fn balance(&self, member_id: MemberId) -> Result<Krw, PointsError> {
         let consistency = self.freshness.for_member(member_id).await;
-        Ok(self.ports.commerce.balance(member_id, consistency).await?)
+        Ok(self.ports.wallet.balance(member_id, consistency).await?)
     }
 
     /// Charges 1–1,000,000 points; the balance stays at or below 10,000,000.
@@ -72,7 +72,7 @@ impl WalletService {
         let consistency = self.freshness.for_member(member_id).await;
         Ok(self
             .ports
-            .commerce
+            .wallet
             .ledger(member_id, limit.clamp(1, 500), consistency)
             .await?)
     }

@@ -79,32 +79,55 @@ pub trait CatalogReads: Send + Sync {
     ) -> Result<Vec<PopularProduct>, StoreError>;
 }
 
+/// Point wallets and their ledger, as members read them.
+///
 /// # Errors (every method)
 /// MUST return [`StoreError::Unavailable`] when no suitable server answers in time.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
-pub trait CommerceReads: Send + Sync {
-    /// 0 for a member without a wallet yet.
+pub trait WalletReads: Send + Sync {
+    /// The member's balance; 0 for a member without a wallet yet.
     async fn balance(&self, member_id: MemberId, consistency: Consistency) -> Result<Krw, StoreError>;
-    /// Newest first, at most `limit`.
+    /// The member's ledger, newest first, at most `limit` rows.
     async fn ledger(
         &self,
         member_id: MemberId,
         limit: i64,
         consistency: Consistency,
     ) -> Result<Vec<LedgerEntry>, StoreError>;
+}
+
+/// Coupon campaigns and the coupons issued from them.
+///
+/// # Errors (every method)
+/// MUST return [`StoreError::Unavailable`] when no suitable server answers in time.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait CouponReads: Send + Sync {
+    /// A campaign, with its issued count as of the read.
     async fn campaign(&self, id: CampaignId, consistency: Consistency) -> Result<Option<CouponCampaign>, StoreError>;
-    /// Newest first.
+    /// The member's coupons, newest first.
     async fn coupons_of_member(&self, member_id: MemberId, consistency: Consistency)
     -> Result<Vec<Coupon>, StoreError>;
+}
+
+/// Orders with their lines, and their payments.
+///
+/// # Errors (every method)
+/// MUST return [`StoreError::Unavailable`] when no suitable server answers in time.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait OrderReads: Send + Sync {
+    /// An order with its lines.
     async fn order(&self, id: OrderId, consistency: Consistency) -> Result<Option<Order>, StoreError>;
-    /// Newest first, at most `limit`.
+    /// The member's orders with their lines, newest first, at most `limit`.
     async fn orders_of_member(
         &self,
         member_id: MemberId,
         limit: i64,
         consistency: Consistency,
     ) -> Result<Vec<Order>, StoreError>;
+    /// The payment of an order, if it was paid.
     async fn payment_of_order(
         &self,
         order_id: OrderId,

@@ -1,14 +1,16 @@
 //! Coupon campaigns and the coupons issued from them. The issued count changes only in one
 //! conditional statement, so a campaign never issues more than its total quantity.
 
+use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use core_domain::coupon::{Coupon, CouponCampaign, Discount};
 use core_domain::{CampaignId, CouponId, MemberId};
-use ports::StoreError;
+use ports::{Consistency, CouponReads, StoreError};
 
+use crate::backend::Backend;
 use crate::sql::{Lock, SqlConn, sql};
-use crate::{Columns, corrupt, require_row};
+use crate::{Columns, SqlStore, corrupt, require_row};
 
 /// A discount as two columns: `discount_kind` (`fixed` | `percent`) and `discount_value`.
 pub fn discount_columns(d: &Discount) -> (&'static str, i64) {
@@ -170,6 +172,27 @@ pub(crate) async fn coupons_of_member(conn: &mut impl SqlConn, member_id: Member
         .id(member_id)
         .fetch_all(conn, coupon)
         .await
+}
+
+#[async_trait]
+impl<B: Backend> CouponReads for SqlStore<B> {
+    async fn campaign(&self, id: CampaignId, consistency: Consistency) -> Result<Option<CouponCampaign>, StoreError> {
+        self.read(&consistency, id, |conn, &id| {
+            Box::pin(campaign_by_id(conn, id, Lock::None))
+        })
+        .await
+    }
+
+    async fn coupons_of_member(
+        &self,
+        member_id: MemberId,
+        consistency: Consistency,
+    ) -> Result<Vec<Coupon>, StoreError> {
+        self.read(&consistency, member_id, |conn, &member_id| {
+            Box::pin(coupons_of_member(conn, member_id))
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

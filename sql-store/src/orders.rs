@@ -3,14 +3,16 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use core_domain::order::{Order, OrderLine, Payment, PaymentStatus};
 use core_domain::{MemberId, OrderId};
-use ports::StoreError;
+use ports::{Consistency, OrderReads, StoreError};
 
+use crate::backend::Backend;
 use crate::sql::{Lock, SqlConn, Statement, sql};
-use crate::{Columns, corrupt, require_row};
+use crate::{Columns, SqlStore, corrupt, require_row};
 
 /// An `orders` row: the order without its lines (see [`with_lines`]).
 ///
@@ -198,6 +200,39 @@ pub(crate) async fn payment_of_order(
         .id(order_id)
         .fetch_optional(conn, payment)
         .await
+}
+
+#[async_trait]
+impl<B: Backend> OrderReads for SqlStore<B> {
+    async fn order(&self, id: OrderId, consistency: Consistency) -> Result<Option<Order>, StoreError> {
+        self.read(&consistency, id, |conn, &id| {
+            Box::pin(order_by_id(conn, id, Lock::None))
+        })
+        .await
+    }
+
+    async fn orders_of_member(
+        &self,
+        member_id: MemberId,
+        limit: i64,
+        consistency: Consistency,
+    ) -> Result<Vec<Order>, StoreError> {
+        self.read(&consistency, (member_id, limit), |conn, &(member_id, limit)| {
+            Box::pin(orders_of_member(conn, member_id, limit))
+        })
+        .await
+    }
+
+    async fn payment_of_order(
+        &self,
+        order_id: OrderId,
+        consistency: Consistency,
+    ) -> Result<Option<Payment>, StoreError> {
+        self.read(&consistency, order_id, |conn, &order_id| {
+            Box::pin(payment_of_order(conn, order_id))
+        })
+        .await
+    }
 }
 
 #[cfg(test)]

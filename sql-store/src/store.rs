@@ -7,16 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use core_domain::coupon::{Coupon, CouponCampaign};
-use core_domain::order::{Order, Payment};
-use core_domain::wallet::LedgerEntry;
-use core_domain::{CampaignId, Krw, MemberId, OrderId};
-use ports::{CommerceReads, ComponentHealth, Consistency, Database, HealthCheck, StoreError, UnitOfWork};
+use ports::{ComponentHealth, Consistency, Database, HealthCheck, StoreError, UnitOfWork};
 
 use crate::backend::{Backend, ReadFuture};
-use crate::sql::Lock;
 use crate::unit_of_work::SqlUnitOfWork;
-use crate::{coupons, orders, wallet};
 
 /// hexride's store ports over one SQL database: [`Database`] (units of work), the read
 /// ports, [`ports::OutboxStore`], [`ports::RefreshTokenStore`] and [`HealthCheck`]. Cheap to
@@ -108,76 +102,5 @@ impl<B: Backend> Database for SqlStore<B> {
 impl<B: Backend> HealthCheck for SqlStore<B> {
     async fn health(&self) -> Vec<ComponentHealth> {
         self.backend.health().await
-    }
-}
-
-/// The wallet, coupon and order reads (one port today, three contexts).
-#[async_trait]
-impl<B: Backend> CommerceReads for SqlStore<B> {
-    async fn balance(&self, member_id: MemberId, consistency: Consistency) -> Result<Krw, StoreError> {
-        self.read(&consistency, member_id, |conn, &member_id| {
-            Box::pin(wallet::balance(conn, member_id))
-        })
-        .await
-    }
-
-    async fn ledger(
-        &self,
-        member_id: MemberId,
-        limit: i64,
-        consistency: Consistency,
-    ) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.read(&consistency, (member_id, limit), |conn, &(member_id, limit)| {
-            Box::pin(wallet::ledger(conn, member_id, limit))
-        })
-        .await
-    }
-
-    async fn campaign(&self, id: CampaignId, consistency: Consistency) -> Result<Option<CouponCampaign>, StoreError> {
-        self.read(&consistency, id, |conn, &id| {
-            Box::pin(coupons::campaign_by_id(conn, id, Lock::None))
-        })
-        .await
-    }
-
-    async fn coupons_of_member(
-        &self,
-        member_id: MemberId,
-        consistency: Consistency,
-    ) -> Result<Vec<Coupon>, StoreError> {
-        self.read(&consistency, member_id, |conn, &member_id| {
-            Box::pin(coupons::coupons_of_member(conn, member_id))
-        })
-        .await
-    }
-
-    async fn order(&self, id: OrderId, consistency: Consistency) -> Result<Option<Order>, StoreError> {
-        self.read(&consistency, id, |conn, &id| {
-            Box::pin(orders::order_by_id(conn, id, Lock::None))
-        })
-        .await
-    }
-
-    async fn orders_of_member(
-        &self,
-        member_id: MemberId,
-        limit: i64,
-        consistency: Consistency,
-    ) -> Result<Vec<Order>, StoreError> {
-        self.read(&consistency, (member_id, limit), |conn, &(member_id, limit)| {
-            Box::pin(orders::orders_of_member(conn, member_id, limit))
-        })
-        .await
-    }
-
-    async fn payment_of_order(
-        &self,
-        order_id: OrderId,
-        consistency: Consistency,
-    ) -> Result<Option<Payment>, StoreError> {
-        self.read(&consistency, order_id, |conn, &order_id| {
-            Box::pin(orders::payment_of_order(conn, order_id))
-        })
-        .await
     }
 }

@@ -1,14 +1,16 @@
 //! Point wallets and their ledger. Balances change only in single conditional statements,
 //! so their bounds hold under any concurrency.
 
+use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use core_domain::wallet::LedgerEntry;
 use core_domain::{Krw, MemberId};
-use ports::StoreError;
+use ports::{Consistency, StoreError, WalletReads};
 
-use crate::Columns;
+use crate::backend::Backend;
 use crate::sql::{SqlConn, sql};
+use crate::{Columns, SqlStore};
 
 /// A `wallet_ledger` row.
 ///
@@ -109,4 +111,26 @@ pub(crate) async fn ledger(
         .limit(limit)
         .fetch_all(conn, ledger_entry)
         .await
+}
+
+#[async_trait]
+impl<B: Backend> WalletReads for SqlStore<B> {
+    async fn balance(&self, member_id: MemberId, consistency: Consistency) -> Result<Krw, StoreError> {
+        self.read(&consistency, member_id, |conn, &member_id| {
+            Box::pin(balance(conn, member_id))
+        })
+        .await
+    }
+
+    async fn ledger(
+        &self,
+        member_id: MemberId,
+        limit: i64,
+        consistency: Consistency,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        self.read(&consistency, (member_id, limit), |conn, &(member_id, limit)| {
+            Box::pin(ledger(conn, member_id, limit))
+        })
+        .await
+    }
 }

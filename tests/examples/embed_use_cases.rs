@@ -61,7 +61,9 @@ async fn main() {
         members: store.clone(),
         insurance: store.clone(),
         catalog: store.clone(),
-        commerce: store.clone(),
+        wallet: store.clone(),
+        coupons: store.clone(),
+        orders: store.clone(),
         outbox: store.clone(),
         refresh_tokens: store.clone(),
         access_tokens: Arc::new(app_server::jwt::JwtAccessTokens::new(

@@ -3,13 +3,16 @@
 //! HTTP out.
 
 pub mod admin;
-pub mod commerce;
+pub mod catalog;
+pub mod coupons;
 pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod insurance;
 pub mod members;
 pub mod ops;
+pub mod orders;
+pub mod wallet;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -142,7 +145,10 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let v1 = OpenApiRouter::new()
         .merge(members::routes())
         .merge(insurance::routes())
-        .merge(commerce::routes())
+        .merge(catalog::routes())
+        .merge(wallet::routes())
+        .merge(coupons::routes())
+        .merge(orders::routes())
         .merge(admin::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .nest("/api/v1", v1)

@@ -158,7 +158,7 @@ pub async fn concurrent_stock_takes_succeed_exactly_as_often_as_there_is_stock(s
 
 pub async fn credit_stops_at_the_maximum_and_debit_at_zero(stores: Stores) {
     let m = stored_rider(&stores, "wallet@example.com").await;
-    assert_eq!(stores.commerce.balance(m.id, Consistency::Strong).await.unwrap(), 0);
+    assert_eq!(stores.wallet.balance(m.id, Consistency::Strong).await.unwrap(), 0);
     let mut uow = stores.db.begin().await.unwrap();
     // No wallet yet: nothing to debit.
     assert_eq!(uow.debit_points(m.id, 1).await.unwrap(), None);
@@ -170,7 +170,7 @@ pub async fn credit_stops_at_the_maximum_and_debit_at_zero(stores: Stores) {
     assert_eq!(uow.debit_points(m.id, 1).await.unwrap(), Some(0));
     assert_eq!(uow.debit_points(m.id, 1).await.unwrap(), None);
     uow.commit().await.unwrap();
-    assert_eq!(stores.commerce.balance(m.id, Consistency::Strong).await.unwrap(), 0);
+    assert_eq!(stores.wallet.balance(m.id, Consistency::Strong).await.unwrap(), 0);
 }
 
 pub async fn concurrent_credits_all_land_with_a_ledger_row_each(stores: Stores) {
@@ -198,8 +198,8 @@ pub async fn concurrent_credits_all_land_with_a_ledger_row_each(stores: Stores) 
     let afters: BTreeSet<i64> = join_all(credits).await.into_iter().map(Result::unwrap).collect();
     // Every credit saw a distinct balance: none was lost.
     assert_eq!(afters, (1..=200).collect::<BTreeSet<i64>>());
-    assert_eq!(stores.commerce.balance(m.id, Consistency::Strong).await.unwrap(), 200);
-    let ledger = stores.commerce.ledger(m.id, 1_000, Consistency::Strong).await.unwrap();
+    assert_eq!(stores.wallet.balance(m.id, Consistency::Strong).await.unwrap(), 200);
+    let ledger = stores.wallet.ledger(m.id, 1_000, Consistency::Strong).await.unwrap();
     assert_eq!(ledger.len(), 200);
     assert_eq!(ledger.iter().map(|e| e.balance_after).collect::<BTreeSet<_>>(), afters);
 }
@@ -226,13 +226,7 @@ pub async fn ledger_reads_newest_first(stores: Stores) {
     uow.commit().await.unwrap();
     let read = |limit| {
         let stores = stores.clone();
-        async move {
-            stores
-                .commerce
-                .ledger(m.id, limit, Consistency::Eventual)
-                .await
-                .unwrap()
-        }
+        async move { stores.wallet.ledger(m.id, limit, Consistency::Eventual).await.unwrap() }
     };
     assert_eq!(read(10).await, vec![refund.clone(), payment.clone(), charge]);
     assert_eq!(read(2).await, vec![refund, payment]);
@@ -256,7 +250,7 @@ pub async fn coupon_slots_never_exceed_the_total_quantity_under_concurrent_claim
         .count();
     assert_eq!(won, 10);
     let stored = stores
-        .commerce
+        .coupons
         .campaign(c.id, Consistency::Strong)
         .await
         .unwrap()
@@ -302,7 +296,7 @@ pub async fn a_second_coupon_of_a_campaign_is_a_coupon_per_member_conflict(store
     assert_eq!(used.status, CouponStatus::Used);
     assert_eq!(
         stores
-            .commerce
+            .coupons
             .coupons_of_member(m.id, Consistency::Eventual)
             .await
             .unwrap(),
@@ -310,7 +304,7 @@ pub async fn a_second_coupon_of_a_campaign_is_a_coupon_per_member_conflict(store
     );
     assert_eq!(
         stores
-            .commerce
+            .coupons
             .campaign(percent.id, Consistency::Eventual)
             .await
             .unwrap(),
@@ -342,12 +336,12 @@ pub async fn an_order_with_lines_round_trips_with_its_payment(stores: Stores) {
     assert_eq!(uow.order(placed.id).await.unwrap(), Some(placed.clone()));
     uow.commit().await.unwrap();
     assert_eq!(
-        stores.commerce.order(placed.id, Consistency::Eventual).await.unwrap(),
+        stores.orders.order(placed.id, Consistency::Eventual).await.unwrap(),
         Some(placed.clone())
     );
     assert_eq!(
         stores
-            .commerce
+            .orders
             .payment_of_order(placed.id, Consistency::Eventual)
             .await
             .unwrap(),
@@ -363,7 +357,7 @@ pub async fn an_order_with_lines_round_trips_with_its_payment(stores: Stores) {
     uow.commit().await.unwrap();
 
     let stored = stores
-        .commerce
+        .orders
         .order(placed.id, Consistency::Strong)
         .await
         .unwrap()
@@ -372,7 +366,7 @@ pub async fn an_order_with_lines_round_trips_with_its_payment(stores: Stores) {
     assert_eq!(stored.status, OrderStatus::Paid);
     assert_eq!(
         stores
-            .commerce
+            .orders
             .payment_of_order(placed.id, Consistency::Strong)
             .await
             .unwrap(),
@@ -380,7 +374,7 @@ pub async fn an_order_with_lines_round_trips_with_its_payment(stores: Stores) {
     );
     assert_eq!(
         stores
-            .commerce
+            .orders
             .orders_of_member(m.id, 10, Consistency::Strong)
             .await
             .unwrap(),
@@ -388,7 +382,7 @@ pub async fn an_order_with_lines_round_trips_with_its_payment(stores: Stores) {
     );
     assert_eq!(
         stores
-            .commerce
+            .orders
             .orders_of_member(m.id, 1, Consistency::Strong)
             .await
             .unwrap(),

@@ -17,7 +17,8 @@ use uuid::Uuid;
 use core_domain::MemberId;
 use core_domain::member::{Member, NewMember, Role};
 use ports::{
-    CatalogReads, CommerceReads, Database, InsuranceReads, MemberReads, OutboxStore, RefreshTokenStore, StoreError,
+    CatalogReads, CouponReads, Database, InsuranceReads, MemberReads, OrderReads, OutboxStore, RefreshTokenStore,
+    StoreError, WalletReads,
 };
 
 pub use commerce::*;
@@ -34,7 +35,9 @@ pub struct Stores {
     pub members: Arc<dyn MemberReads>,
     pub insurance: Arc<dyn InsuranceReads>,
     pub catalog: Arc<dyn CatalogReads>,
-    pub commerce: Arc<dyn CommerceReads>,
+    pub wallet: Arc<dyn WalletReads>,
+    pub coupons: Arc<dyn CouponReads>,
+    pub orders: Arc<dyn OrderReads>,
     pub outbox: Arc<dyn OutboxStore>,
     pub refresh_tokens: Arc<dyn RefreshTokenStore>,
 }
@@ -47,7 +50,9 @@ impl Stores {
             + MemberReads
             + InsuranceReads
             + CatalogReads
-            + CommerceReads
+            + WalletReads
+            + CouponReads
+            + OrderReads
             + OutboxStore
             + RefreshTokenStore
             + 'static,
@@ -58,7 +63,9 @@ impl Stores {
             members: store.clone(),
             insurance: store.clone(),
             catalog: store.clone(),
-            commerce: store.clone(),
+            wallet: store.clone(),
+            coupons: store.clone(),
+            orders: store.clone(),
             outbox: store.clone(),
             refresh_tokens: store,
         }

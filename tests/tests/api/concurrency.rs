@@ -66,7 +66,7 @@ async fn a_thousand_concurrent_one_point_charges_end_at_exactly_a_thousand() {
     let ledger = app
         .runtime
         .ports
-        .commerce
+        .wallet
         .ledger(member_id(&member), 5_000, Consistency::Strong)
         .await
         .unwrap();
@@ -115,7 +115,7 @@ async fn two_hundred_members_racing_for_fifty_coupons_get_exactly_fifty() {
     let stored = app
         .runtime
         .ports
-        .commerce
+        .coupons
         .campaign(core_domain::CampaignId(id), Consistency::Strong)
         .await
         .unwrap()

@@ -1,0 +1,46 @@
+//! Coupons for members: first-come-first-served issue, the member's coupons.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use core_domain::CampaignId;
+
+use super::AppState;
+use super::dto::{CouponBody, List};
+use super::error::{ApiResult, ProblemBody};
+use super::extract::{AppPath, Auth};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(issue_coupon))
+        .routes(routes!(my_coupons))
+}
+
+/// First come, first served: one coupon of the campaign.
+#[utoipa::path(post, path = "/coupons/{campaign_id}/issue", tag = "coupons", security(("bearer" = [])),
+    params(("campaign_id" = Uuid, Path)),
+    responses((status = 201, body = CouponBody), (status = 404, body = ProblemBody),
+        (status = 409, body = ProblemBody, description = "coupon.sold_out, coupon.already_issued, coupon.not_started, coupon.ended")))]
+async fn issue_coupon(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<(StatusCode, Json<CouponBody>)> {
+    let coupon = state.services.coupons.issue(auth.0.member_id, CampaignId(id)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CouponBody::at(coupon, state.ports.clock.now())),
+    ))
+}
+
+/// The caller's coupons.
+#[utoipa::path(get, path = "/coupons", tag = "coupons", security(("bearer" = [])), responses((status = 200, body = List<CouponBody>)))]
+async fn my_coupons(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<List<CouponBody>>> {
+    let now = state.ports.clock.now();
+    let coupons = state.services.coupons.my_coupons(auth.0.member_id).await?;
+    Ok(Json(List::of(coupons, |c| CouponBody::at(c, now))))
+}

@@ -1,0 +1,104 @@
+//! Orders for members: placing, listing and reading them, and payment with points.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use sha2::{Digest, Sha256};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use core_domain::{CouponId, OrderId, ProductId};
+
+use super::AppState;
+use super::dto::{List, NewOrderBody, OrderBody, PaymentBody};
+use super::error::{ApiError, ApiResult, ProblemBody};
+use super::extract::{AppJson, AppPath, Auth, RawBody};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(place_order, my_orders))
+        .routes(routes!(get_order))
+        .routes(routes!(pay))
+}
+
+/// Place an order: stock is taken at once; an optional coupon is applied.
+#[utoipa::path(post, path = "/orders", tag = "orders", security(("bearer" = [])), request_body = NewOrderBody,
+    responses((status = 201, body = OrderBody), (status = 404, body = ProblemBody, description = "product.not_found, coupon.not_found"),
+        (status = 409, body = ProblemBody, description = "order.out_of_stock, coupon.not_available, coupon.expired"),
+        (status = 422, body = ProblemBody)))]
+async fn place_order(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppJson(body): AppJson<NewOrderBody>,
+) -> ApiResult<(StatusCode, Json<OrderBody>)> {
+    let items = body
+        .items
+        .iter()
+        .map(|i| (ProductId(i.product_id), i.quantity))
+        .collect();
+    let order = state
+        .services
+        .orders
+        .place(auth.0.member_id, items, body.coupon_id.map(CouponId))
+        .await?;
+    Ok((StatusCode::CREATED, Json(order.into())))
+}
+
+/// The caller's orders, newest first.
+#[utoipa::path(get, path = "/orders", tag = "orders", security(("bearer" = [])), responses((status = 200, body = List<OrderBody>)))]
+async fn my_orders(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<List<OrderBody>>> {
+    let orders = state.services.orders.list(auth.0.member_id).await?;
+    Ok(Json(List::of(orders, OrderBody::from)))
+}
+
+/// One of the caller's orders.
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    responses((status = 200, body = OrderBody), (status = 404, body = ProblemBody)))]
+async fn get_order(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppPath(id): AppPath<Uuid>,
+) -> ApiResult<Json<OrderBody>> {
+    Ok(Json(
+        state.services.orders.get(auth.0.member_id, OrderId(id)).await?.into(),
+    ))
+}
+
+/// Pay a pending order with points. `Idempotency-Key` makes retries safe: the same key and
+/// body replay the first response; the same key with another body is refused (422).
+#[utoipa::path(post, path = "/orders/{id}/payment", tag = "orders", security(("bearer" = [])),
+    params(("id" = Uuid, Path), ("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters")),
+    responses((status = 200, body = PaymentBody), (status = 400, body = ProblemBody, description = "idempotency.key_required"),
+        (status = 404, body = ProblemBody), (status = 409, body = ProblemBody, description = "points.insufficient, order.not_pending"),
+        (status = 422, body = ProblemBody, description = "idempotency.key_mismatch")))]
+async fn pay(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppPath(id): AppPath<Uuid>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<PaymentBody>> {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "idempotency.key_required",
+                "the Idempotency-Key header is required",
+            )
+        })?;
+    // The request is the order and the body: a different order or body under one key is
+    // a different request.
+    let mut hasher = Sha256::new();
+    hasher.update(id.as_bytes());
+    hasher.update(&body);
+    let fingerprint = hex::encode(hasher.finalize());
+    let payment = state
+        .services
+        .orders
+        .pay(auth.0.member_id, OrderId(id), key, &fingerprint)
+        .await?;
+    Ok(Json(payment.into()))
+}
