@@ -1,9 +1,9 @@
 //! hexride's PostgreSQL dialect (sqlx): one primary and any number of streaming replicas.
 //! The statements and the store logic are `sql-store`'s; this crate supplies PostgreSQL's
-//! placeholders, locks and types ([`conn`]), its errors, and its routing.
+//! placeholders, locks and types ([`PgDialect`]), its errors, and its routing.
 //!
 //! Units of work, and every read that asks for [`Consistency::Strong`], run on the primary.
-//! Other reads are routed by [`router`]: to a healthy replica, to one that has replayed the
+//! Other reads are routed by the router: to a healthy replica, to one that has replayed the
 //! caller's commit, or back to the primary. A commit returns the primary's WAL position as
 //! its token, so a later read can ask for a replica that has it.
 
@@ -218,7 +218,7 @@ impl Backend for PgBackend {
 
     /// Runs the embedded migrations (`adapters-postgres/migrations`) not yet applied, on the
     /// primary. Several instances may call it at once: sqlx serialises them with an advisory
-    /// lock. Then waits (up to [`MIGRATION_REPLAY_WAIT`]) until every healthy replica has
+    /// lock. Then waits (up to 30 s) until every healthy replica has
     /// replayed the migrations, so eventual reads do not meet a schema the replica lacks.
     async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations")

@@ -1,6 +1,6 @@
 //! hexride's SQLite dialect (sqlx): the embedded default, one database file, zero setup.
 //! The statements and the store logic are `sql-store`'s; this crate supplies SQLite's
-//! placeholders and storage format ([`conn`]), its pools, and its errors.
+//! placeholders and storage format ([`SqliteDialect`]), its pools, and its errors.
 //!
 //! SQLite has a single writer, so every write goes through a pool of exactly one connection
 //! (write transactions queue in-process instead of failing with `SQLITE_BUSY`), while reads go

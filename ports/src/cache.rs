@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use crate::BoxFuture;
 use crate::store::StoreError;
 
+/// Why a cache call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CacheError {
     /// The cache cannot be reached; callers serve from the database instead.

@@ -15,16 +15,21 @@ use crate::store::StoreError;
 /// An outbox row as the relay sees it. `payload` is the JSON envelope, sent as is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxRecord {
+    /// The event's id (its Kafka `event_id` header).
     pub id: EventId,
     /// Append order; per-aggregate order follows it.
     pub seq: i64,
+    /// Where it goes (`member-events`, …).
     pub topic: String,
+    /// `member.withdrawn`, … (its Kafka `event_type` header).
     pub event_type: String,
     /// The aggregate id: the Kafka key.
     pub key: String,
+    /// The JSON envelope.
     pub payload: String,
     /// Failed publish attempts so far.
     pub attempts: i32,
+    /// When the event occurred.
     pub created_at: OffsetDateTime,
 }
 
@@ -47,8 +52,11 @@ impl OutboxRecord {
 /// Size and age of the unsent outbox, for metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct OutboxStats {
+    /// Rows not yet sent (and not dead).
     pub backlog: i64,
+    /// When the oldest of them occurred; `None` when there are none.
     pub oldest_created_at: Option<OffsetDateTime>,
+    /// Rows given up on after their last attempt.
     pub dead: i64,
 }
 
@@ -74,11 +82,13 @@ pub trait OutboxStore: Send + Sync {
         retry_at: OffsetDateTime,
         dead: bool,
     ) -> Result<(), StoreError>;
+    /// Size and age of the unsent outbox.
     async fn stats(&self) -> Result<OutboxStats, StoreError>;
     /// Resolves when rows may have been appended since the last call, or after `max_wait`.
     async fn wait_for_events(&self, max_wait: Duration);
 }
 
+/// Why a record was not delivered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PublishError {
     /// The transport did not acknowledge the record; retry later.
@@ -103,6 +113,7 @@ pub trait EventPublisher: Send + Sync {
     async fn publish(&self, records: &[OutboxRecord]) -> Vec<Result<(), PublishError>>;
 }
 
+/// Why a handler did not apply an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {
     /// May succeed if retried (a database or network hiccup).
@@ -130,6 +141,7 @@ pub trait EventHandler: Send + Sync {
     async fn handle(&self, event: &DomainEvent) -> Result<(), HandlerError>;
 }
 
+/// Why the data platform did not take an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SinkError {
     /// Failed this time (timeout, 5xx, connection refused, circuit open): retry later.

@@ -2,9 +2,11 @@
 
 use async_trait::async_trait;
 
+/// How a component is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
+    /// Working.
     Up,
     /// Working with reduced capacity (a replica or the cache down): still ready.
     Degraded,
@@ -12,15 +14,20 @@ pub enum HealthStatus {
     Down,
 }
 
+/// One component's entry in `/health/ready`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ComponentHealth {
+    /// `database`, `replica-1`, `redis`, `kafka`, …
     pub name: String,
+    /// How it is doing.
     pub status: HealthStatus,
+    /// Why it is not up, for people.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
 }
 
 impl ComponentHealth {
+    /// An entry.
     pub fn new(name: impl Into<String>, status: HealthStatus, detail: Option<String>) -> Self {
         Self {
             name: name.into(),

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Ports: the async traits the application needs from the outside world.
 //!
 //! Every trait is object-safe and used as `Arc<dyn …>` (or `Box<dyn UnitOfWork>`), so the

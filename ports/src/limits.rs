@@ -9,18 +9,28 @@ use core_domain::{CampaignId, MemberId};
 /// At most `limit` calls per `period` per key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Quota {
+    /// Calls allowed per period.
     pub limit: u32,
+    /// The window the limit applies to.
     pub period: Duration,
 }
 
+/// What a rate limiter decided about one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RateDecision {
+    /// Within the quota.
     Allowed,
-    Limited { retry_after: Duration },
+    /// Over it.
+    Limited {
+        /// When a call would be allowed again.
+        retry_after: Duration,
+    },
 }
 
+/// Why a rate limiter could not decide.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LimiterError {
+    /// Its backend cannot be reached.
     #[error("rate limiter unavailable: {0}")]
     Unavailable(String),
 }
@@ -37,16 +47,21 @@ pub trait RateLimiter: Send + Sync {
     async fn check(&self, key: &str, quota: Quota) -> Result<RateDecision, LimiterError>;
 }
 
+/// What the coupon gate decided about one member.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GateDecision {
     /// Go on to the database, which has the last word.
     Admitted,
+    /// As many were admitted as the campaign has coupons.
     SoldOut,
+    /// The member was admitted before.
     AlreadyIssued,
 }
 
+/// Why the coupon gate could not decide.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GateError {
+    /// Its backend cannot be reached.
     #[error("coupon gate unavailable: {0}")]
     Unavailable(String),
 }

@@ -14,11 +14,14 @@ use core_domain::{CampaignId, Krw, MemberId, OrderId, PolicyId, ProductId, Sessi
 
 use crate::store::{Consistency, StoreError};
 
+/// Members, as reads see them.
+///
 /// # Errors (every method)
 /// MUST return [`StoreError::Unavailable`] when no suitable server answers in time.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait MemberReads: Send + Sync {
+    /// The member, if there is one.
     async fn member(&self, id: MemberId, consistency: Consistency) -> Result<Option<Member>, StoreError>;
     /// `email` is matched exactly (it is stored lower-cased).
     async fn member_by_email(&self, email: &str, consistency: Consistency) -> Result<Option<Member>, StoreError>;
@@ -31,11 +34,14 @@ pub trait MemberReads: Send + Sync {
     ) -> Result<Vec<Member>, StoreError>;
 }
 
+/// Policies, their audit trails and driving sessions, as reads see them.
+///
 /// # Errors (every method)
 /// MUST return [`StoreError::Unavailable`] when no suitable server answers in time.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait InsuranceReads: Send + Sync {
+    /// The policy, if there is one.
     async fn policy(&self, id: PolicyId, consistency: Consistency) -> Result<Option<Policy>, StoreError>;
     /// Newest first.
     async fn policies_of_member(
@@ -45,6 +51,7 @@ pub trait InsuranceReads: Send + Sync {
     ) -> Result<Vec<Policy>, StoreError>;
     /// Audit trail of a policy, oldest first.
     async fn policy_audit(&self, id: PolicyId, consistency: Consistency) -> Result<Vec<PolicyAudit>, StoreError>;
+    /// The driving session, if there is one.
     async fn session(&self, id: SessionId, consistency: Consistency) -> Result<Option<DrivingSession>, StoreError>;
     /// Sessions of the policy that overlap `[from, to)` (an open session overlaps if it
     /// started before `to`), oldest first.
@@ -57,11 +64,14 @@ pub trait InsuranceReads: Send + Sync {
     ) -> Result<Vec<DrivingSession>, StoreError>;
 }
 
+/// The catalogue, as reads see it.
+///
 /// # Errors (every method)
 /// MUST return [`StoreError::Unavailable`] when no suitable server answers in time.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait CatalogReads: Send + Sync {
+    /// The product, if there is one.
     async fn product(&self, id: ProductId, consistency: Consistency) -> Result<Option<Product>, StoreError>;
     /// Products by id (creation order), after `after` if given, at most `limit`.
     async fn products(

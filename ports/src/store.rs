@@ -35,7 +35,9 @@ pub enum Consistency {
 /// A uniqueness rule the store enforces, named so callers can map it to a domain conflict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Unique {
+    /// E-mails are unique among members.
     MemberEmail,
+    /// An insurer's policy number is registered once.
     PolicyNumber,
     /// A member may hold one active policy.
     ActivePolicy,
@@ -43,6 +45,7 @@ pub enum Unique {
     OpenSession,
     /// One coupon per member per campaign.
     CouponPerMember,
+    /// A rule this code does not name (the constraint or index, as the database reports it).
     Other(String),
 }
 
@@ -243,7 +246,9 @@ pub enum IdempotencyStart {
     New,
     /// The key was used before, with this request fingerprint and (once completed) response.
     Seen {
+        /// The fingerprint of the request that used the key first.
         fingerprint: String,
+        /// Its response, once its unit of work completed; `None` while it is in progress.
         response: Option<String>,
     },
 }
@@ -263,11 +268,23 @@ pub enum IdempotencyStart {
 #[async_trait]
 pub trait UnitOfWork: Send {
     // --- members -------------------------------------------------------------------
+    /// Stores a new member.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Conflict`]`(`[`Unique::MemberEmail`]`)` if the e-mail is taken.
     async fn insert_member(&mut self, member: &Member) -> Result<(), StoreError>;
+    /// The member, locked for change; `None` if there is none.
     async fn member(&mut self, id: MemberId) -> Result<Option<Member>, StoreError>;
+    /// The member with this (lower-cased) e-mail, locked for change.
     async fn member_by_email(&mut self, email: &str) -> Result<Option<Member>, StoreError>;
+    /// Saves every mutable field of the member.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Conflict`]`(`[`Unique::MemberEmail`]`)` if the new e-mail is
+    /// taken, [`StoreError::Other`] if the member does not exist.
     async fn update_member(&mut self, member: &Member) -> Result<(), StoreError>;
-    /// Withdrawn, not yet anonymised, withdrawn at or before `withdrawn_before`.
+    /// Withdrawn, not yet anonymised, withdrawn at or before `withdrawn_before`; oldest
+    /// first, locked, skipping members another transaction holds.
     async fn members_to_anonymise(
         &mut self,
         withdrawn_before: OffsetDateTime,
@@ -275,25 +292,57 @@ pub trait UnitOfWork: Send {
     ) -> Result<Vec<Member>, StoreError>;
 
     // --- insurance -----------------------------------------------------------------
-    /// Conflicts: [`Unique::PolicyNumber`], [`Unique::ActivePolicy`].
+    /// Stores a new policy.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Conflict`] with [`Unique::PolicyNumber`] for a taken policy
+    /// number, [`Unique::ActivePolicy`] when the member already holds an active policy.
     async fn insert_policy(&mut self, policy: &Policy) -> Result<(), StoreError>;
+    /// The policy, locked for change.
     async fn policy(&mut self, id: PolicyId) -> Result<Option<Policy>, StoreError>;
+    /// The policy with this insurer reference, locked for change.
     async fn policy_by_number(&mut self, policy_number: &str) -> Result<Option<Policy>, StoreError>;
+    /// Every policy of the member, newest first, locked for change.
     async fn policies_of_member(&mut self, member_id: MemberId) -> Result<Vec<Policy>, StoreError>;
     /// Saves `policy` if the stored version is still `expected_version`.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Concurrency`] when the stored version is another one (a
+    /// concurrent change won; the caller may run its unit of work again).
     async fn update_policy(&mut self, policy: &Policy, expected_version: i64) -> Result<(), StoreError>;
+    /// Appends an entry to a policy's audit trail.
     async fn insert_policy_audit(&mut self, audit: &PolicyAudit) -> Result<(), StoreError>;
-    /// Conflict: [`Unique::OpenSession`].
+    /// Stores a new driving session.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Conflict`]`(`[`Unique::OpenSession`]`)` when the rider
+    /// already has an open session.
     async fn insert_session(&mut self, session: &DrivingSession) -> Result<(), StoreError>;
+    /// The driving session, locked for change.
     async fn session(&mut self, id: SessionId) -> Result<Option<DrivingSession>, StoreError>;
+    /// Saves the session's start and end.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Conflict`]`(`[`Unique::OpenSession`]`)` when reopening it
+    /// beside another open session, [`StoreError::Other`] if it does not exist.
     async fn update_session(&mut self, session: &DrivingSession) -> Result<(), StoreError>;
 
     // --- catalogue -----------------------------------------------------------------
+    /// Stores a new product.
     async fn insert_product(&mut self, product: &Product) -> Result<(), StoreError>;
+    /// The product, locked for change.
     async fn product(&mut self, id: ProductId) -> Result<Option<Product>, StoreError>;
+    /// Saves the product's name, price, stock and `updated_at`.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Other`] if the product does not exist.
     async fn update_product(&mut self, product: &Product) -> Result<(), StoreError>;
     /// Atomically `stock -= quantity` if `stock >= quantity`; `false` when there is not enough.
     async fn take_stock(&mut self, id: ProductId, quantity: i64) -> Result<bool, StoreError>;
+    /// Atomically `stock += quantity` (a cancelled order gives its units back).
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Other`] if the product does not exist.
     async fn return_stock(&mut self, id: ProductId, quantity: i64) -> Result<(), StoreError>;
 
     // --- wallet --------------------------------------------------------------------
@@ -307,26 +356,44 @@ pub trait UnitOfWork: Send {
     ) -> Result<Option<Krw>, StoreError>;
     /// Atomically takes `amount` if the balance stays `>= 0`; the new balance, or `None`.
     async fn debit_points(&mut self, member_id: MemberId, amount: Krw) -> Result<Option<Krw>, StoreError>;
+    /// Appends a row to the member's ledger.
     async fn insert_ledger(&mut self, entry: &LedgerEntry) -> Result<(), StoreError>;
 
     // --- coupons -------------------------------------------------------------------
+    /// Stores a new coupon campaign.
     async fn insert_campaign(&mut self, campaign: &CouponCampaign) -> Result<(), StoreError>;
+    /// The campaign, locked for change.
     async fn campaign(&mut self, id: CampaignId) -> Result<Option<CouponCampaign>, StoreError>;
     /// Atomically `issued_count += 1` if `issued_count < total_quantity`; `false` when sold out.
     async fn claim_coupon_slot(&mut self, id: CampaignId) -> Result<bool, StoreError>;
-    /// Conflict: [`Unique::CouponPerMember`].
+    /// Stores an issued coupon.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Conflict`]`(`[`Unique::CouponPerMember`]`)` when the member
+    /// already holds a coupon of the campaign.
     async fn insert_coupon(&mut self, coupon: &Coupon) -> Result<(), StoreError>;
+    /// The coupon, locked for change.
     async fn coupon(&mut self, id: CouponId) -> Result<Option<Coupon>, StoreError>;
+    /// Saves the coupon's status, order and expiry.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Other`] if the coupon does not exist.
     async fn update_coupon(&mut self, coupon: &Coupon) -> Result<(), StoreError>;
 
     // --- orders and payments -------------------------------------------------------
+    /// Stores a new order with its lines, in line order.
     async fn insert_order(&mut self, order: &Order) -> Result<(), StoreError>;
+    /// The order with its lines, locked for change.
     async fn order(&mut self, id: OrderId) -> Result<Option<Order>, StoreError>;
     /// Saves status, `paid_at` and `cancelled_at`.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Other`] if the order does not exist.
     async fn update_order(&mut self, order: &Order) -> Result<(), StoreError>;
     /// Pending orders created at or before `created_before`, oldest first, skipping rows
     /// locked by other transactions where the database can.
     async fn stale_orders(&mut self, created_before: OffsetDateTime, limit: i64) -> Result<Vec<Order>, StoreError>;
+    /// Stores the payment of an order (one per order).
     async fn insert_payment(&mut self, payment: &Payment) -> Result<(), StoreError>;
     /// Reserves `(scope, key)` for this transaction, or reports what was stored under it. A
     /// concurrent transaction holding the same key makes this wait for it to finish.

@@ -4,20 +4,24 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+/// The time, as the use cases see it.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait Clock: Send + Sync {
     /// The current UTC time.
     fn now(&self) -> OffsetDateTime;
 }
 
+/// New ids.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 pub trait IdSource: Send + Sync {
     /// A new UUIDv7.
     fn new_id(&self) -> Uuid;
 }
 
+/// Why hashing or verifying a password failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HashError {
+    /// The hasher failed (not: the password did not match).
     #[error("password hashing failed: {0}")]
     Failed(String),
 }

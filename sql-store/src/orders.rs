@@ -14,7 +14,7 @@ use crate::backend::Backend;
 use crate::sql::{Lock, SqlConn, Statement, sql};
 use crate::{Columns, SqlStore, corrupt, require_row};
 
-/// An `orders` row: the order without its lines (see [`with_lines`]).
+/// An `orders` row: the order without its lines (its lines are read with it by every order query).
 ///
 /// # Errors
 /// [`StoreError::Other`] for a column that does not decode.

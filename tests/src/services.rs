@@ -5,7 +5,7 @@
 //! replica); without them, from a testcontainers PostgreSQL when a Docker daemon is reachable
 //! (one container: the "replica" is the primary itself); without either, a test panics with
 //! how to provide them, unless `HEXRIDE_SKIP_INTEGRATION=1`, which makes it skip. Redis
-//! comes the same way from `TEST_REDIS_URL` or a testcontainers Redis ([`redis`]), and Kafka
+//! comes the same way from `TEST_REDIS_URL` or a testcontainers Redis ([`redis()`]), and Kafka
 //! from `TEST_KAFKA_BROKERS` or a testcontainers Kafka ([`kafka`]):
 //!
 //! ```ignore
@@ -291,7 +291,7 @@ pub async fn redis() -> Option<String> {
     panic!("{REDIS_HOW_TO}");
 }
 
-/// Like [`redis`], but only the Redis of `scripts/infra.sh` (`TEST_REDIS_URL`), which fault
+/// Like [`redis()`], but only the Redis of `scripts/infra.sh` (`TEST_REDIS_URL`), which fault
 /// tests kill and restart with `scripts/infra.sh kill redis` / `start redis`; with a
 /// testcontainers Redis the test is skipped with a notice.
 pub async fn managed_redis() -> Option<String> {
