@@ -16,12 +16,16 @@ use crate::freshness::Freshness;
 use crate::error::problem;
 use crate::{Ports, Settings};
 
+/// Why a catalogue use case failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
+    /// The request's values are invalid.
     #[error(transparent)]
     Validation(#[from] ValidationErrors),
+    /// The store failed or was unreachable.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Product not found.
     #[error("product not found")]
     NotFound,
 }
@@ -32,6 +36,7 @@ problem!(CatalogError {
 
 /// The first page of the list uses this size (and is the only page cached).
 pub const DEFAULT_PAGE: i64 = 20;
+/// The most products one page may hold.
 pub const MAX_PAGE: i64 = 100;
 
 fn product_key(id: ProductId) -> String {
@@ -44,6 +49,7 @@ const LIST_KEY: &str = "products:list";
 const CATALOG: MemberId = MemberId(uuid::Uuid::nil());
 const POPULAR_KEY: &str = "products:popular";
 
+/// The catalogue: products (read through the cache), stock and popular products.
 #[derive(Clone)]
 pub struct CatalogService {
     ports: Ports,
@@ -52,6 +58,7 @@ pub struct CatalogService {
 }
 
 impl CatalogService {
+    /// The service over `ports`.
     pub fn new(ports: Ports, settings: Arc<Settings>) -> Self {
         let freshness = Freshness::new(ports.consistency.clone());
         Self {
@@ -121,6 +128,7 @@ impl CatalogService {
         }
     }
 
+    /// Admin: creates a product and writes it through the cache.
     pub async fn create(&self, name: &str, price: i64, stock: i64) -> Result<Product, CatalogError> {
         let new = NewProduct::parse(name, price, stock)?;
         let product = Product::create(ProductId(self.ports.ids.new_id()), new, self.ports.clock.now());
@@ -132,6 +140,7 @@ impl CatalogService {
         Ok(product)
     }
 
+    /// Admin: changes a product's price and/or stock.
     pub async fn update(&self, id: ProductId, price: Option<i64>, stock: Option<i64>) -> Result<Product, CatalogError> {
         let patch = ProductPatch::parse(price, stock)?;
         let mut uow = self.ports.db.begin().await?;
@@ -144,6 +153,7 @@ impl CatalogService {
         Ok(product)
     }
 
+    /// One product (cache, then a replica, then the primary before a 404).
     pub async fn get(&self, id: ProductId) -> Result<Product, CatalogError> {
         let (reads, freshness) = (self.ports.catalog.clone(), self.freshness.clone());
         let product: Option<Product> = self

@@ -15,22 +15,31 @@ use crate::Ports;
 use crate::error::problem;
 use crate::freshness::Freshness;
 
+/// Why a coupon use case failed.
 #[derive(Debug, thiserror::Error)]
 pub enum CouponsError {
+    /// The request's values are invalid.
     #[error(transparent)]
     Validation(#[from] ValidationErrors),
+    /// The store failed or was unreachable.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Coupon campaign not found.
     #[error("coupon campaign not found")]
     CampaignNotFound,
+    /// The campaign has not started.
     #[error("the campaign has not started")]
     NotStarted,
+    /// The campaign has ended.
     #[error("the campaign has ended")]
     Ended,
+    /// The campaign is sold out.
     #[error("the campaign is sold out")]
     SoldOut,
+    /// You already hold a coupon of this campaign.
     #[error("you already hold a coupon of this campaign")]
     AlreadyIssued,
+    /// The member is not active.
     #[error("the member is not active")]
     MemberInactive,
 }
@@ -58,10 +67,15 @@ impl From<CouponError> for CouponsError {
 /// A campaign creation request as the client sent it.
 #[derive(Debug, Clone)]
 pub struct CampaignRequest {
+    /// The campaign's name.
     pub name: String,
+    /// What each coupon takes off.
     pub discount: Discount,
+    /// How many coupons may be issued, in all.
     pub total_quantity: i64,
+    /// When issuing starts; now if not given.
     pub starts_at: Option<OffsetDateTime>,
+    /// When issuing ends; never if not given.
     pub ends_at: Option<OffsetDateTime>,
 }
 
@@ -73,6 +87,7 @@ fn campaign_key(id: CampaignId) -> String {
     format!("campaign:{id}")
 }
 
+/// Coupon campaigns and first-come-first-served issue.
 #[derive(Clone)]
 pub struct CouponService {
     ports: Ports,
@@ -80,11 +95,13 @@ pub struct CouponService {
 }
 
 impl CouponService {
+    /// The service over `ports`.
     pub fn new(ports: Ports) -> Self {
         let freshness = Freshness::new(ports.consistency.clone());
         Self { ports, freshness }
     }
 
+    /// Admin: creates a campaign.
     pub async fn create_campaign(&self, request: CampaignRequest) -> Result<CouponCampaign, CouponsError> {
         let new = NewCampaign::parse(
             &request.name,
@@ -199,6 +216,7 @@ impl CouponService {
         Ok(coupon)
     }
 
+    /// The member's coupons, newest first.
     pub async fn my_coupons(&self, member_id: MemberId) -> Result<Vec<Coupon>, CouponsError> {
         let consistency = self.freshness.for_member(member_id).await;
         Ok(self.ports.coupons.coupons_of_member(member_id, consistency).await?)

@@ -14,10 +14,13 @@ pub enum ErrorKind {
     Unauthorized,
     /// Authenticated but not allowed (403).
     Forbidden,
+    /// The resource does not exist (404).
     NotFound,
     /// The state forbids it (409).
     Conflict,
+    /// Throttled (429).
     TooManyRequests {
+        /// When the client may try again.
         retry_after: Duration,
     },
     /// A dependency is down (503).
@@ -28,6 +31,7 @@ pub enum ErrorKind {
 
 /// A use-case error a client can be told about.
 pub trait Problem: std::error::Error {
+    /// The error's class.
     fn kind(&self) -> ErrorKind;
     /// Stable, dotted, documented: clients branch on it.
     fn code(&self) -> &'static str;

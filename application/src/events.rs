@@ -38,12 +38,15 @@ pub(crate) fn transient(e: StoreError) -> HandlerError {
 /// Relay tunables.
 #[derive(Debug, Clone)]
 pub struct RelaySettings {
+    /// Rows claimed per round.
     pub batch_size: i64,
     /// How long a claim protects rows from other relays.
     pub lease: Duration,
     /// Attempts before a row is marked `dead`.
     pub max_attempts: i32,
+    /// The pause after a row's first failed attempt, doubled after each later one.
     pub base_backoff: Duration,
+    /// The longest pause between attempts.
     pub max_backoff: Duration,
     /// Longest sleep when idle (a commit that appends events wakes the relay sooner).
     pub idle_wait: Duration,
@@ -78,6 +81,7 @@ pub fn backoff(attempt: i32, base: Duration, max: Duration) -> Duration {
 }
 
 impl OutboxRelay {
+    /// A relay claiming as `owner`, publishing to `publisher`.
     pub fn new(
         outbox: Arc<dyn OutboxStore>,
         publisher: Arc<dyn EventPublisher>,
@@ -191,9 +195,11 @@ pub struct DataPlatformHandler {
     sink: Arc<dyn DataPlatformSink>,
 }
 
+/// The data-platform consumer's name (inbox key and Kafka consumer group).
 pub const DATA_PLATFORM: &str = "data-platform";
 
 impl DataPlatformHandler {
+    /// The handler, recording its inbox in `db` and delivering to `sink`.
     pub fn new(db: Arc<dyn Database>, sink: Arc<dyn DataPlatformSink>) -> Self {
         Self { db, sink }
     }

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use core_domain::MemberId;
 use ports::{CommitToken, Consistency, ConsistencyTokens, StoreError, UnitOfWork};
 
+/// Each member's read consistency: read-your-writes while their last commit is recent.
 #[derive(Clone)]
 pub struct Freshness {
     tokens: Arc<dyn ConsistencyTokens>,
 }
 
 impl Freshness {
+    /// Over the member's remembered commit tokens.
     pub fn new(tokens: Arc<dyn ConsistencyTokens>) -> Self {
         Self { tokens }
     }

@@ -22,28 +22,40 @@ use crate::events::new_events;
 use crate::freshness::Freshness;
 use crate::retry;
 
+/// Why an insurance use case failed.
 #[derive(Debug, thiserror::Error)]
 pub enum InsuranceError {
+    /// The request's values are invalid.
     #[error(transparent)]
     Validation(#[from] ValidationErrors),
+    /// The store failed or was unreachable.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The member already holds an active policy.
     #[error("the member already holds an active policy")]
     AlreadyActive,
+    /// This policy number is already registered.
     #[error("this policy number is already registered")]
     PolicyNumberTaken,
+    /// The member is not active.
     #[error("the member is not active")]
     MemberInactive,
+    /// Policy not found.
     #[error("policy not found")]
     PolicyNotFound,
+    /// Driving session not found.
     #[error("driving session not found")]
     SessionNotFound,
+    /// The rider has no active insurance policy.
     #[error("the rider has no active insurance policy")]
     NoActivePolicy,
+    /// The rider already has an open driving session.
     #[error("the rider already has an open driving session")]
     SessionOpen,
+    /// The driving session has already ended.
     #[error("the driving session has already ended")]
     SessionEnded,
+    /// The effective time must lie between the coverage start and now.
     #[error("the effective time must lie between the coverage start and now")]
     InvalidEffectiveAt,
 }
@@ -79,15 +91,20 @@ impl From<DrivingError> for InsuranceError {
 /// Who is asking, for ownership checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Caller {
+    /// Who asks.
     pub member_id: MemberId,
+    /// With which role.
     pub role: Role,
 }
 
 /// A session with what it insured and costs under the policy's current expiry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionBill {
+    /// The ended session.
     pub session: DrivingSession,
+    /// Its minutes inside the policy's coverage.
     pub insured_minutes: i64,
+    /// What those minutes cost.
     pub premium: Krw,
 }
 
@@ -97,6 +114,7 @@ const INSURER_EVENTS: Uuid = Uuid::from_u128(0x5d1b_8a6e_3c2f_4e11_9a7b_2c4d_6e8
 pub const INSURANCE_EXPIRY: &str = "insurance-expiry";
 const INSURER_CALLBACK: &str = "insurer-callback";
 
+/// Time-based insurance: enrolment, driving sessions, statements and every kind of expiry.
 #[derive(Clone)]
 pub struct InsuranceService {
     ports: Ports,
@@ -104,6 +122,7 @@ pub struct InsuranceService {
 }
 
 impl InsuranceService {
+    /// The service over `ports`.
     pub fn new(ports: Ports) -> Self {
         let freshness = Freshness::new(ports.consistency.clone());
         Self { ports, freshness }
@@ -359,6 +378,7 @@ pub struct InsuranceExpiryHandler {
 }
 
 impl InsuranceExpiryHandler {
+    /// The handler, expiring through `service`.
     pub fn new(service: InsuranceService) -> Self {
         Self { service }
     }

@@ -1,3 +1,4 @@
+#![warn(missing_docs)]
 //! Use cases of hexride: one service per context, orchestrating domain rules through ports.
 //!
 //! No SQL, HTTP or Kafka here. Each service holds the [`Ports`] bundle (cheap `Arc` clones)
@@ -32,22 +33,39 @@ pub use error::{ErrorKind, Problem};
 /// Every port the use cases need, chosen by the composition root.
 #[derive(Clone)]
 pub struct Ports {
+    /// Units of work on the primary.
     pub db: Arc<dyn Database>,
+    /// Member reads.
     pub members: Arc<dyn MemberReads>,
+    /// Policy, audit and driving-session reads.
     pub insurance: Arc<dyn InsuranceReads>,
+    /// Catalogue reads.
     pub catalog: Arc<dyn CatalogReads>,
+    /// Wallet and ledger reads.
     pub wallet: Arc<dyn WalletReads>,
+    /// Campaign and coupon reads.
     pub coupons: Arc<dyn CouponReads>,
+    /// Order and payment reads.
     pub orders: Arc<dyn OrderReads>,
+    /// The relay's view of the outbox.
     pub outbox: Arc<dyn OutboxStore>,
+    /// Refresh tokens (the database, or Redis).
     pub refresh_tokens: Arc<dyn RefreshTokenStore>,
+    /// Access-token signing.
     pub access_tokens: Arc<dyn AccessTokens>,
+    /// Each member's last commit token.
     pub consistency: Arc<dyn ConsistencyTokens>,
+    /// The read cache.
     pub cache: Arc<dyn Cache>,
+    /// Rate limits.
     pub limiter: Arc<dyn RateLimiter>,
+    /// The first-come-first-served gate in front of the database.
     pub coupon_gate: Arc<dyn CouponGate>,
+    /// The time.
     pub clock: Arc<dyn Clock>,
+    /// New ids.
     pub ids: Arc<dyn IdSource>,
+    /// Password hashing.
     pub hasher: Arc<dyn PasswordHasher>,
 }
 
@@ -87,15 +105,22 @@ impl Default for Settings {
 /// All services, built once at start-up.
 #[derive(Clone)]
 pub struct Services {
+    /// Members and auth.
     pub members: members::MemberService,
+    /// Time-based insurance.
     pub insurance: insurance::InsuranceService,
+    /// The catalogue.
     pub catalog: catalog::CatalogService,
+    /// Point wallets.
     pub wallet: wallet::WalletService,
+    /// Coupons.
     pub coupons: coupons::CouponService,
+    /// Orders and payments.
     pub orders: orders::OrderService,
 }
 
 impl Services {
+    /// Every service over `ports`.
     pub fn new(ports: Ports, settings: Settings) -> Self {
         let settings = Arc::new(settings);
         let catalog = catalog::CatalogService::new(ports.clone(), settings.clone());

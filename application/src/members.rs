@@ -20,28 +20,40 @@ use crate::events::new_events;
 use crate::freshness::Freshness;
 use crate::{Ports, Settings};
 
+/// Why a members or auth use case failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MemberError {
+    /// The request's values are invalid.
     #[error(transparent)]
     Validation(#[from] ValidationErrors),
+    /// The store failed or was unreachable.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// This e-mail address is already registered.
     #[error("this e-mail address is already registered")]
     EmailTaken,
+    /// Wrong e-mail address or password.
     #[error("wrong e-mail address or password")]
     InvalidCredentials,
+    /// The refresh token is invalid or expired.
     #[error("the refresh token is invalid or expired")]
     InvalidRefreshToken,
+    /// The refresh token was already used; every token of this login is revoked.
     #[error("the refresh token was already used; every token of this login is revoked")]
     RefreshTokenReused,
+    /// Member not found.
     #[error("member not found")]
     NotFound,
+    /// The member has already withdrawn.
     #[error("the member has already withdrawn")]
     AlreadyWithdrawn,
+    /// Too many attempts.
     #[error("too many attempts")]
     RateLimited(Duration),
+    /// The login rate limiter is unavailable.
     #[error("the login rate limiter is unavailable")]
     LimiterUnavailable,
+    /// ….
     #[error("{0}")]
     Internal(String),
 }
@@ -79,20 +91,28 @@ pub(crate) async fn is_active(uow: &mut dyn ports::UnitOfWork, member_id: Member
 /// A sign-up (or staff) request as the client sent it.
 #[derive(Debug, Clone)]
 pub struct SignUp {
+    /// The e-mail (trimmed and lower-cased on the way in).
     pub email: String,
+    /// The password (10–128 characters).
     pub password: String,
+    /// The name (1–50 characters).
     pub name: String,
+    /// The phone number (9–15 digits once `-` and spaces are removed).
     pub phone: String,
 }
 
 /// What a login or refresh hands the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenPair {
+    /// A short-lived JWT.
     pub access_token: String,
+    /// The opaque token that gets the next pair.
     pub refresh_token: String,
+    /// The access token's lifetime.
     pub expires_in: Duration,
 }
 
+/// Members and auth: sign-up, login, refresh, logout, withdrawal, staff search.
 #[derive(Clone)]
 pub struct MemberService {
     ports: Ports,
@@ -117,6 +137,7 @@ fn to_time(d: Duration) -> time::Duration {
 }
 
 impl MemberService {
+    /// The service over `ports`.
     pub fn new(ports: Ports, settings: Arc<Settings>) -> Self {
         let freshness = Freshness::new(ports.consistency.clone());
         Self {
@@ -289,6 +310,7 @@ impl MemberService {
         Ok(self.ports.refresh_tokens.revoke_family(claims.family_id).await?)
     }
 
+    /// The member's own profile (read-your-writes).
     pub async fn profile(&self, member_id: MemberId) -> Result<Member, MemberError> {
         let consistency = self.freshness.for_member(member_id).await;
         self.ports

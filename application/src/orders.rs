@@ -14,32 +14,46 @@ use crate::error::problem;
 use crate::events::new_events;
 use crate::freshness::Freshness;
 
+/// Why an order use case failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OrdersError {
+    /// The request's values are invalid.
     #[error(transparent)]
     Validation(#[from] ValidationErrors),
+    /// The store failed or was unreachable.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Order not found.
     #[error("order not found")]
     NotFound,
+    /// Product … not found.
     #[error("product {0} not found")]
     ProductNotFound(ProductId),
+    /// Not enough stock of product ….
     #[error("not enough stock of product {0}")]
     OutOfStock(ProductId),
+    /// Coupon not found.
     #[error("coupon not found")]
     CouponNotFound,
+    /// The coupon has been used.
     #[error("the coupon has been used")]
     CouponNotAvailable,
+    /// The coupon has expired.
     #[error("the coupon has expired")]
     CouponExpired,
+    /// The order is not pending.
     #[error("the order is not pending")]
     NotPending,
+    /// Insufficient points.
     #[error("insufficient points")]
     InsufficientPoints,
+    /// This Idempotency-Key was used with a different request.
     #[error("this Idempotency-Key was used with a different request")]
     IdempotencyMismatch,
+    /// A request with this Idempotency-Key is still in progress.
     #[error("a request with this Idempotency-Key is still in progress")]
     IdempotencyInProgress,
+    /// The member is not active.
     #[error("the member is not active")]
     MemberInactive,
 }
@@ -78,6 +92,7 @@ fn check_idempotency_key(key: &str) -> Result<(), ValidationErrors> {
     }
 }
 
+/// Orders and payment with points.
 #[derive(Clone)]
 pub struct OrderService {
     ports: Ports,
@@ -87,6 +102,7 @@ pub struct OrderService {
 }
 
 impl OrderService {
+    /// The service over `ports`; stock changes are told to `catalog`'s cache.
     pub fn new(ports: Ports, catalog: CatalogService) -> Self {
         let freshness = Freshness::new(ports.consistency.clone());
         Self {
@@ -148,11 +164,13 @@ impl OrderService {
         Ok(order)
     }
 
+    /// The member's orders, newest first.
     pub async fn list(&self, member_id: MemberId) -> Result<Vec<Order>, OrdersError> {
         let consistency = self.freshness.for_member(member_id).await;
         Ok(self.ports.orders.orders_of_member(member_id, 100, consistency).await?)
     }
 
+    /// One of the member's orders.
     pub async fn get(&self, member_id: MemberId, order_id: OrderId) -> Result<Order, OrdersError> {
         let consistency = self.freshness.for_member(member_id).await;
         self.ports

@@ -9,14 +9,19 @@ use crate::Ports;
 use crate::error::problem;
 use crate::freshness::Freshness;
 
+/// Why a wallet use case failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PointsError {
+    /// The request's values are invalid.
     #[error(transparent)]
     Validation(#[from] ValidationErrors),
+    /// The store failed or was unreachable.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The balance would exceed … points.
     #[error("the balance would exceed {MAX_BALANCE} points")]
     LimitExceeded,
+    /// The member is not active.
     #[error("the member is not active")]
     MemberInactive,
 }
@@ -26,6 +31,7 @@ problem!(PointsError {
     MemberInactive => Conflict, "member.inactive";
 });
 
+/// Point wallets: balance, charges and the ledger.
 #[derive(Clone)]
 pub struct WalletService {
     ports: Ports,
@@ -33,11 +39,13 @@ pub struct WalletService {
 }
 
 impl WalletService {
+    /// The service over `ports`.
     pub fn new(ports: Ports) -> Self {
         let freshness = Freshness::new(ports.consistency.clone());
         Self { ports, freshness }
     }
 
+    /// The member's balance (read-your-writes).
     pub async fn balance(&self, member_id: MemberId) -> Result<Krw, PointsError> {
         let consistency = self.freshness.for_member(member_id).await;
         Ok(self.ports.wallet.balance(member_id, consistency).await?)
@@ -68,6 +76,7 @@ impl WalletService {
         Ok(balance)
     }
 
+    /// The member's ledger, newest first.
     pub async fn history(&self, member_id: MemberId, limit: i64) -> Result<Vec<LedgerEntry>, PointsError> {
         let consistency = self.freshness.for_member(member_id).await;
         Ok(self
