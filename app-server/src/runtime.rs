@@ -341,10 +341,7 @@ impl Runtime {
     /// Creates the staff accounts of `bootstrap.staff` that do not exist yet.
     async fn bootstrap_staff(&self) -> anyhow::Result<()> {
         for staff in &self.config.bootstrap.staff {
-            let role: Role = staff
-                .role
-                .parse()
-                .map_err(|e: String| anyhow::anyhow!("bootstrap.staff: {e}"))?;
+            let role: Role = staff.role.parse().context("bootstrap.staff")?;
             let request = SignUp {
                 email: staff.email.clone(),
                 password: staff.password.expose_secret().to_owned(),

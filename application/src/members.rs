@@ -161,7 +161,7 @@ impl MemberService {
 
     /// Like [`Self::create_account`], but an existing account with that e-mail is kept as is.
     pub async fn ensure_account(&self, request: SignUp, role: Role) -> Result<Member, MemberError> {
-        let email = Email::parse(&request.email).map_err(|m| ValidationErrors::field("email", m))?;
+        let email = Email::parse(&request.email).map_err(|e| ValidationErrors::field("email", e.to_string()))?;
         if let Some(existing) = self
             .ports
             .members

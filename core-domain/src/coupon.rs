@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use time::{Duration, OffsetDateTime};
 
-use crate::validation::{ValidationErrors, in_range, text};
+use crate::validation::{UnknownValue, ValidationErrors, in_range, text};
 use crate::{CampaignId, CouponId, Krw, MemberId, OrderId};
 
 /// A coupon of a campaign without an end date is valid this long after issue.
@@ -28,10 +28,10 @@ impl Discount {
         match self {
             Discount::Fixed { amount } => in_range(*amount, 1, FIXED_DISCOUNT_MAX)
                 .map(drop)
-                .map_err(|m| ValidationErrors::field("discount.amount", m)),
+                .map_err(|e| ValidationErrors::field("discount.amount", e.to_string())),
             Discount::Percent { percent } => in_range(*percent, 1, 100)
                 .map(drop)
-                .map_err(|m| ValidationErrors::field("discount.percent", m)),
+                .map_err(|e| ValidationErrors::field("discount.percent", e.to_string())),
         }
     }
 
@@ -174,13 +174,13 @@ impl CouponStatus {
 }
 
 impl FromStr for CouponStatus {
-    type Err = String;
+    type Err = UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "available" => Ok(CouponStatus::Available),
             "used" => Ok(CouponStatus::Used),
             "expired" => Ok(CouponStatus::Expired),
-            other => Err(format!("unknown coupon status `{other}`")),
+            other => Err(UnknownValue::new("coupon status", other)),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use time::OffsetDateTime;
 
 use crate::event::EventPayload;
-use crate::validation::{ValidationErrors, in_range};
+use crate::validation::{UnknownValue, ValidationErrors, in_range};
 use crate::{AuditId, Krw, MemberId, PolicyId, SessionId};
 
 pub const HOURLY_PREMIUM_MAX: Krw = 1_000_000;
@@ -32,12 +32,12 @@ impl PolicyStatus {
 }
 
 impl FromStr for PolicyStatus {
-    type Err = String;
+    type Err = UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "active" => Ok(PolicyStatus::Active),
             "expired" => Ok(PolicyStatus::Expired),
-            other => Err(format!("unknown policy status `{other}`")),
+            other => Err(UnknownValue::new("policy status", other)),
         }
     }
 }
@@ -61,13 +61,13 @@ impl ExpiryReason {
 }
 
 impl FromStr for ExpiryReason {
-    type Err = String;
+    type Err = UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "member_withdrawn" => Ok(ExpiryReason::MemberWithdrawn),
             "insurer_cancellation" => Ok(ExpiryReason::InsurerCancellation),
             "admin_request" => Ok(ExpiryReason::AdminRequest),
-            other => Err(format!("unknown expiry reason `{other}`")),
+            other => Err(UnknownValue::new("expiry reason", other)),
         }
     }
 }
@@ -93,9 +93,9 @@ impl fmt::Display for Actor {
 }
 
 impl FromStr for Actor {
-    type Err = String;
+    type Err = UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("unknown actor `{s}`");
+        let bad = || UnknownValue::new("actor", s);
         match s.split_once(':') {
             None if s == "insurer" => Ok(Actor::Insurer),
             Some(("member", id)) => id.parse().map(Actor::Member).map_err(|_| bad()),

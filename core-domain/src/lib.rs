@@ -15,7 +15,7 @@ pub mod validation;
 pub mod wallet;
 
 pub use ids::*;
-pub use validation::ValidationErrors;
+pub use validation::{FieldError, UnknownValue, ValidationErrors};
 
 /// Money and points: integer KRW, never floats.
 pub type Krw = i64;

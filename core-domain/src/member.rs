@@ -7,7 +7,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::MemberId;
 use crate::event::EventPayload;
-use crate::validation::{ValidationErrors, text};
+use crate::validation::{FieldError, UnknownValue, ValidationErrors, text};
 
 /// Personal data of a withdrawn member is anonymised this long after withdrawal.
 pub const ANONYMISE_AFTER: Duration = Duration::days(60);
@@ -45,13 +45,13 @@ impl fmt::Display for Role {
 }
 
 impl FromStr for Role {
-    type Err = String;
+    type Err = UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "rider" => Ok(Role::Rider),
             "cx" => Ok(Role::Cx),
             "admin" => Ok(Role::Admin),
-            other => Err(format!("unknown role `{other}`")),
+            other => Err(UnknownValue::new("role", other)),
         }
     }
 }
@@ -73,12 +73,12 @@ impl MemberStatus {
 }
 
 impl FromStr for MemberStatus {
-    type Err = String;
+    type Err = UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "active" => Ok(MemberStatus::Active),
             "withdrawn" => Ok(MemberStatus::Withdrawn),
-            other => Err(format!("unknown member status `{other}`")),
+            other => Err(UnknownValue::new("member status", other)),
         }
     }
 }
@@ -88,9 +88,9 @@ impl FromStr for MemberStatus {
 pub struct Email(String);
 
 impl Email {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let email = raw.trim().to_lowercase();
-        let invalid = || Err("must be a valid e-mail address".to_owned());
+        let invalid = || Err(FieldError::Email);
         if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return invalid();
         }
@@ -122,12 +122,12 @@ impl Email {
 pub struct Phone(String);
 
 impl Phone {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let digits: String = raw.chars().filter(|c| *c != '-' && *c != ' ').collect();
         if digits.chars().all(|c| c.is_ascii_digit()) && (9..=15).contains(&digits.len()) {
             Ok(Self(digits))
         } else {
-            Err("must be 9 to 15 digits (dashes and spaces allowed)".to_owned())
+            Err(FieldError::Phone)
         }
     }
 
@@ -141,12 +141,15 @@ impl Phone {
 pub struct Password(String);
 
 impl Password {
-    pub fn parse(raw: &str) -> Result<Self, String> {
+    pub fn parse(raw: &str) -> Result<Self, FieldError> {
         let len = raw.chars().count();
         if (PASSWORD_MIN..=PASSWORD_MAX).contains(&len) {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(format!("must be {PASSWORD_MIN} to {PASSWORD_MAX} characters"))
+            Err(FieldError::Length {
+                min: PASSWORD_MIN,
+                max: PASSWORD_MAX,
+            })
         }
     }
 

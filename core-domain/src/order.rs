@@ -8,7 +8,7 @@ use time::{Duration, OffsetDateTime};
 use crate::catalog::Product;
 use crate::coupon::Coupon;
 use crate::event::{EventPayload, PaidItem};
-use crate::validation::{ValidationErrors, in_range};
+use crate::validation::{UnknownValue, ValidationErrors, in_range};
 use crate::{CouponId, Krw, MemberId, OrderId, PaymentId, ProductId};
 
 /// Pending orders older than this are cancelled, returning stock and coupon.
@@ -35,13 +35,13 @@ impl OrderStatus {
 }
 
 impl FromStr for OrderStatus {
-    type Err = String;
+    type Err = UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "pending" => Ok(OrderStatus::Pending),
             "paid" => Ok(OrderStatus::Paid),
             "cancelled" => Ok(OrderStatus::Cancelled),
-            other => Err(format!("unknown order status `{other}`")),
+            other => Err(UnknownValue::new("order status", other)),
         }
     }
 }

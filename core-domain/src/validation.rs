@@ -27,11 +27,11 @@ impl ValidationErrors {
     }
 
     /// Records the error of `result` under `field` and returns its value, if any.
-    pub fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
+    pub fn check<T>(&mut self, field: &str, result: Result<T, FieldError>) -> Option<T> {
         match result {
             Ok(value) => Some(value),
-            Err(message) => {
-                self.add(field, message);
+            Err(error) => {
+                self.add(field, error.to_string());
                 None
             }
         }
@@ -75,21 +75,70 @@ impl fmt::Display for ValidationErrors {
 
 impl std::error::Error for ValidationErrors {}
 
-/// Checks that `value` lies in `min..=max`, with a message naming the bounds.
-pub fn in_range(value: i64, min: i64, max: i64) -> Result<i64, String> {
+/// Why one field's value is refused. Its message is what a client reads under the field's
+/// name, so the wording is part of the API.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FieldError {
+    /// A number outside its bounds.
+    #[error("must be between {min} and {max}")]
+    OutOfRange {
+        /// The smallest value allowed.
+        min: i64,
+        /// The largest value allowed.
+        max: i64,
+    },
+    /// Text too short or too long, in characters.
+    #[error("must be {min} to {max} characters")]
+    Length {
+        /// The fewest characters allowed.
+        min: usize,
+        /// The most characters allowed.
+        max: usize,
+    },
+    /// Not an e-mail address.
+    #[error("must be a valid e-mail address")]
+    Email,
+    /// Not a phone number.
+    #[error("must be 9 to 15 digits (dashes and spaces allowed)")]
+    Phone,
+}
+
+/// A name that is no value of its enum (a role, a status, a reason…), sent by a client or
+/// read from storage.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {kind} `{value}`")]
+pub struct UnknownValue {
+    /// What was expected: `role`, `order status`, …
+    pub kind: &'static str,
+    /// What was given.
+    pub value: String,
+}
+
+impl UnknownValue {
+    /// `value` is no `kind`.
+    pub fn new(kind: &'static str, value: impl Into<String>) -> Self {
+        Self {
+            kind,
+            value: value.into(),
+        }
+    }
+}
+
+/// Checks that `value` lies in `min..=max`.
+pub fn in_range(value: i64, min: i64, max: i64) -> Result<i64, FieldError> {
     if (min..=max).contains(&value) {
         Ok(value)
     } else {
-        Err(format!("must be between {min} and {max}"))
+        Err(FieldError::OutOfRange { min, max })
     }
 }
 
 /// Trims `value` and checks its length in characters.
-pub fn text(value: &str, min: usize, max: usize) -> Result<String, String> {
+pub fn text(value: &str, min: usize, max: usize) -> Result<String, FieldError> {
     let trimmed = value.trim();
     let len = trimmed.chars().count();
     if len < min || len > max {
-        Err(format!("must be {min} to {max} characters"))
+        Err(FieldError::Length { min, max })
     } else {
         Ok(trimmed.to_owned())
     }

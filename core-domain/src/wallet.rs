@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use time::OffsetDateTime;
 
-use crate::validation::{ValidationErrors, in_range};
+use crate::validation::{UnknownValue, ValidationErrors, in_range};
 use crate::{Krw, LedgerId, MemberId};
 
 pub const MAX_BALANCE: Krw = 10_000_000;
@@ -30,7 +30,7 @@ impl ChargeAmount {
     pub fn parse(amount: i64) -> Result<Self, ValidationErrors> {
         in_range(amount, MIN_CHARGE, MAX_CHARGE)
             .map(Self)
-            .map_err(|message| ValidationErrors::field("amount", message))
+            .map_err(|e| ValidationErrors::field("amount", e.to_string()))
     }
 
     pub fn value(&self) -> Krw {
@@ -73,13 +73,13 @@ impl LedgerKind {
 }
 
 impl FromStr for LedgerKind {
-    type Err = String;
+    type Err = UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "charge" => Ok(LedgerKind::Charge),
             "payment" => Ok(LedgerKind::Payment),
             "refund" => Ok(LedgerKind::Refund),
-            other => Err(format!("unknown ledger kind `{other}`")),
+            other => Err(UnknownValue::new("ledger kind", other)),
         }
     }
 }

@@ -77,7 +77,9 @@ async fn expire_policy(
     let effective_at = parse_time("effective_at", &body.effective_at)?;
     let reason = match body.reason.as_deref() {
         None => ExpiryReason::AdminRequest,
-        Some(raw) => raw.parse().map_err(|e: String| ApiError::invalid_field("reason", e))?,
+        Some(raw) => raw
+            .parse()
+            .map_err(|e: core_domain::UnknownValue| ApiError::invalid_field("reason", e.to_string()))?,
     };
     let policy = state
         .services
