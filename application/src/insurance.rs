@@ -456,15 +456,12 @@ mod tests {
         uow
     }
 
-    #[tokio::test]
-    async fn a_staff_expiry_that_loses_a_race_runs_again_and_succeeds() {
+    /// A staff expiry, now, of a policy whose units of work are `attempts`, in order.
+    async fn expire_with(attempts: impl Fn(&Policy) -> Vec<ports::MockUnitOfWork>) -> Result<Policy, InsuranceError> {
         let mut t = TestPorts::new();
         let p = policy(MemberId(Uuid::now_v7()), OffsetDateTime::now_utc() - Duration::hours(2));
-        t.expect_uows(vec![
-            staff_expiry(&p, Err(StoreError::Concurrency)),
-            staff_expiry(&p, Ok(())),
-        ]);
-        let expired = InsuranceService::new(t.build())
+        t.expect_uows(attempts(&p));
+        InsuranceService::new(t.build())
             .expire_by_staff(
                 MemberId(Uuid::now_v7()),
                 p.id,
@@ -472,22 +469,19 @@ mod tests {
                 ExpiryReason::AdminRequest,
             )
             .await
+    }
+
+    #[tokio::test]
+    async fn a_staff_expiry_that_loses_a_race_runs_again_and_succeeds() {
+        let expired = expire_with(|p| vec![staff_expiry(p, Err(StoreError::Concurrency)), staff_expiry(p, Ok(()))])
+            .await
             .expect("the second attempt wins");
         assert_eq!(expired.status, PolicyStatus::Expired);
     }
 
     #[tokio::test]
     async fn a_unit_of_work_that_keeps_losing_races_gives_up_after_three_attempts() {
-        let mut t = TestPorts::new();
-        let p = policy(MemberId(Uuid::now_v7()), OffsetDateTime::now_utc() - Duration::hours(2));
-        t.expect_uows((0..3).map(|_| staff_expiry(&p, Err(StoreError::Concurrency))).collect());
-        let err = InsuranceService::new(t.build())
-            .expire_by_staff(
-                MemberId(Uuid::now_v7()),
-                p.id,
-                OffsetDateTime::now_utc(),
-                ExpiryReason::AdminRequest,
-            )
+        let err = expire_with(|p| (0..3).map(|_| staff_expiry(p, Err(StoreError::Concurrency))).collect())
             .await
             .expect_err("three lost races");
         assert!(matches!(err, InsuranceError::Store(StoreError::Concurrency)), "{err:?}");
@@ -496,16 +490,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failure_other_than_a_lost_race_is_not_run_again() {
-        let mut t = TestPorts::new();
-        let p = policy(MemberId(Uuid::now_v7()), OffsetDateTime::now_utc() - Duration::hours(2));
-        t.expect_uows(vec![staff_expiry(&p, Err(StoreError::unavailable("down")))]);
-        let err = InsuranceService::new(t.build())
-            .expire_by_staff(
-                MemberId(Uuid::now_v7()),
-                p.id,
-                OffsetDateTime::now_utc(),
-                ExpiryReason::AdminRequest,
-            )
+        let err = expire_with(|p| vec![staff_expiry(p, Err(StoreError::unavailable("down")))])
             .await
             .expect_err("unavailable");
         assert_eq!(err.code(), "service.unavailable");
