@@ -36,8 +36,9 @@ pub type PgStore = SqlStore<PgBackend>;
 /// The channel a commit that appended outbox rows notifies, so relays on every instance wake.
 const OUTBOX_CHANNEL: &str = "hexride_outbox";
 
-/// Where the primary and the replicas are, and how reads are routed between them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where the primary and the replicas are, and how reads are routed between them. Its
+/// `Debug` shows the URLs without their passwords.
+#[derive(Clone, PartialEq, Eq)]
 pub struct PgConfig {
     /// `postgres://user@host:port/database`: every write and every `Strong` read.
     pub primary_url: String,
@@ -57,6 +58,22 @@ pub struct PgConfig {
     pub read_your_writes_wait: Duration,
     /// How often each replica's health and replay position are checked.
     pub health_interval: Duration,
+}
+
+impl std::fmt::Debug for PgConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let replicas: Vec<String> = self.replica_urls.iter().map(|url| ports::redact_url(url)).collect();
+        f.debug_struct("PgConfig")
+            .field("primary_url", &ports::redact_url(&self.primary_url))
+            .field("replica_urls", &replicas)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .field("max_replica_lag", &self.max_replica_lag)
+            .field("read_your_writes_wait", &self.read_your_writes_wait)
+            .field("health_interval", &self.health_interval)
+            .finish()
+    }
 }
 
 impl Default for PgConfig {
@@ -421,6 +438,18 @@ mod tests {
             StoreError::Unavailable(_)
         ));
         assert!(matches!(translate(sqlx::Error::RowNotFound), StoreError::Other(_)));
+    }
+
+    #[test]
+    fn a_printed_configuration_shows_no_password() {
+        let config = PgConfig {
+            primary_url: "postgres://app:s3cret@primary/hexride".to_owned(),
+            replica_urls: vec!["postgres://app:s3cret@replica/hexride".to_owned()],
+            ..PgConfig::default()
+        };
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("postgres://app@replica/hexride"), "{printed}");
     }
 
     #[test]

@@ -15,8 +15,9 @@ use redis::{
     ScriptInvocation, ServerErrorKind,
 };
 
-/// How to reach Redis and how long to wait for it.
-#[derive(Debug, Clone)]
+/// How to reach Redis and how long to wait for it. Its `Debug` shows the URL without its
+/// password.
+#[derive(Clone)]
 pub struct RedisSettings {
     /// `redis://[:password@]host:port[/db]` (or `rediss://`, `redis+unix://`).
     pub url: String,
@@ -35,6 +36,19 @@ pub struct RedisSettings {
     /// The longest a value stays in process memory (also bounded by its Redis TTL). It bounds
     /// how stale a value can be when an invalidation races a read. Zero turns it off.
     pub near_cache_ttl: Duration,
+}
+
+impl fmt::Debug for RedisSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisSettings")
+            .field("url", &ports::redact_url(&self.url))
+            .field("key_prefix", &self.key_prefix)
+            .field("command_timeout", &self.command_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("near_cache_entries", &self.near_cache_entries)
+            .field("near_cache_ttl", &self.near_cache_ttl)
+            .finish()
+    }
 }
 
 /// Why the Redis adapters cannot be built (configuration errors only: an unreachable Redis
@@ -332,6 +346,13 @@ mod tests {
             near_cache_entries: 0,
             near_cache_ttl: Duration::ZERO,
         }
+    }
+
+    #[test]
+    fn printed_settings_show_no_password() {
+        let printed = format!("{:?}", settings("redis://:s3cret@cache:6379"));
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(printed.contains("redis://@cache:6379"), "{printed}");
     }
 
     #[tokio::test]
