@@ -1,4 +1,4 @@
-//! Running a unit of work again when it lost a race. A [`StoreError::Concurrency`] (a
+//! Running a unit of work again when it lost a race. A [`ports::StoreError::Concurrency`] (a
 //! serialization failure, a deadlock, a stale policy version, SQLite's busy database) means
 //! nothing of the attempt was committed and another transaction won: a use case whose whole
 //! unit of work re-reads what it acts on can simply run again. Bounded, with a short pause
@@ -6,8 +6,6 @@
 
 use std::future::Future;
 use std::time::Duration;
-
-use ports::StoreError;
 
 /// Attempts in all, the first included.
 pub(crate) const MAX_ATTEMPTS: u32 = 3;
@@ -18,12 +16,6 @@ const FIRST_PAUSE: Duration = Duration::from_millis(5);
 /// A use-case error that may say "a concurrent transaction won".
 pub(crate) trait LostRace {
     fn lost_race(&self) -> bool;
-}
-
-impl LostRace for StoreError {
-    fn lost_race(&self) -> bool {
-        self.is_retryable()
-    }
 }
 
 /// Runs `attempt` until it succeeds, fails otherwise than by a lost race, or has run

@@ -123,18 +123,6 @@ impl PartialEq<&str> for Cause {
     }
 }
 
-impl From<String> for Cause {
-    fn from(message: String) -> Self {
-        Self::new(message)
-    }
-}
-
-impl From<&str> for Cause {
-    fn from(message: &str) -> Self {
-        Self::new(message)
-    }
-}
-
 /// A URL without its password, for messages and logs: `postgres://app:secret@db/x` →
 /// `postgres://app@db/x`. The one redaction of the code base.
 pub fn redact_url(url: &str) -> String {

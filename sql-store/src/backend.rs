@@ -114,19 +114,20 @@ impl<C: SqlConn + 'static> Transaction<C> {
         self.conn.as_mut().ok_or_else(spent)
     }
 
-    /// Commits, and asks the backend for the commit's token. The transaction is over
-    /// whether or not the `commit` succeeded (a failed `commit` rolls back).
+    /// Commits and hands the connection back, for a caller that wants the commit's token
+    /// ([`Backend::commit_token`]). The transaction is over whether or not the `commit`
+    /// succeeded (a failed `commit` rolls back).
     ///
     /// # Errors
     /// As the `commit` statement fails; [`StoreError::Other`] if already over.
-    pub async fn commit<B: Backend<Conn = C>>(&mut self, backend: &B) -> Result<CommitToken, StoreError> {
+    pub async fn commit(&mut self) -> Result<C, StoreError> {
         let conn = self.conn.as_mut().ok_or_else(spent)?;
         let result = conn.raw("commit").await;
         // Past the await, the statement ran: there is nothing left to roll back on drop. (A
         // commit cancelled before this point still rolls back when the transaction drops.)
-        let mut conn = self.conn.take().ok_or_else(spent)?;
+        let conn = self.conn.take().ok_or_else(spent)?;
         result?;
-        Ok(backend.commit_token(&mut conn).await)
+        Ok(conn)
     }
 
     /// Rolls back.

@@ -279,8 +279,8 @@ impl<B: Backend> UnitOfWork for SqlUnitOfWork<B> {
         let result = events::append(self.conn()?, events).await;
         self.track(result)?;
         if !self.appended_events {
-            let backend = Arc::clone(&self.backend);
-            let result = backend.events_appended(self.conn()?).await;
+            // Disjoint fields: the connection of `tx`, the hook of `backend`.
+            let result = self.backend.events_appended(self.tx.conn()?).await;
             self.track(result)?;
             self.appended_events = true;
         }
@@ -301,7 +301,8 @@ impl<B: Backend> UnitOfWork for SqlUnitOfWork<B> {
                 "cannot commit: a statement of this unit of work failed, so it was rolled back".to_owned(),
             ));
         }
-        let token = self.tx.commit(&*self.backend).await?;
+        let mut conn = self.tx.commit().await?;
+        let token = self.backend.commit_token(&mut conn).await;
         if self.appended_events {
             self.backend.wake_relay();
         }
