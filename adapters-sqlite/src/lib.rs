@@ -308,7 +308,9 @@ mod tests {
         assert!(matches!(uow.commit().await, Err(StoreError::Other(_))));
         assert!(matches!(uow.rollback().await, Err(StoreError::Other(_))));
         assert!(matches!(
-            uow.take_stock(core_domain::ProductId(uuid::Uuid::nil()), 1).await,
+            uow.catalog()
+                .take_stock(core_domain::ProductId(uuid::Uuid::nil()), 1)
+                .await,
             Err(StoreError::Other(_))
         ));
     }

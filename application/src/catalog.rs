@@ -133,7 +133,7 @@ impl CatalogService {
         let new = NewProduct::parse(name, price, stock)?;
         let product = Product::create(ProductId(self.ports.ids.new_id()), new, self.ports.clock.now());
         let mut uow = self.ports.db.begin().await?;
-        uow.insert_product(&product).await?;
+        uow.catalog().insert(&product).await?;
         self.freshness.commit(uow.as_mut(), CATALOG).await?;
         self.write_through(&product).await;
         self.invalidate(vec![LIST_KEY.to_owned(), POPULAR_KEY.to_owned()]).await;
@@ -144,9 +144,9 @@ impl CatalogService {
     pub async fn update(&self, id: ProductId, price: Option<i64>, stock: Option<i64>) -> Result<Product, CatalogError> {
         let patch = ProductPatch::parse(price, stock)?;
         let mut uow = self.ports.db.begin().await?;
-        let mut product = uow.product(id).await?.ok_or(CatalogError::NotFound)?;
+        let mut product = uow.catalog().by_id(id).await?.ok_or(CatalogError::NotFound)?;
         product.apply(patch, self.ports.clock.now());
-        uow.update_product(&product).await?;
+        uow.catalog().update(&product).await?;
         self.freshness.commit(uow.as_mut(), CATALOG).await?;
         self.write_through(&product).await;
         self.invalidate(vec![LIST_KEY.to_owned(), POPULAR_KEY.to_owned()]).await;
@@ -278,11 +278,12 @@ mod tests {
         );
         let id = product.id;
         t.expect_uow(move |uow| {
-            uow.expect_product().return_once(move |_| Ok(Some(product)));
-            uow.expect_update_product()
+            uow.catalog.expect_by_id().return_once(move |_| Ok(Some(product)));
+            uow.catalog
+                .expect_update()
                 .withf(|p| p.price == 99)
                 .returning(|_| Ok(()));
-            uow.expect_commit().returning(|| Ok(ports::CommitToken("1".into())));
+            uow.commits();
         });
         t.cache
             .expect_put()

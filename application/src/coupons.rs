@@ -112,7 +112,7 @@ impl CouponService {
         )?;
         let campaign = CouponCampaign::create(CampaignId(self.ports.ids.new_id()), new, self.ports.clock.now());
         let mut uow = self.ports.db.begin().await?;
-        uow.insert_campaign(&campaign).await?;
+        uow.coupons().insert_campaign(&campaign).await?;
         uow.commit().await?;
         Ok(campaign)
     }
@@ -200,16 +200,16 @@ impl CouponService {
     ) -> Result<Coupon, CouponsError> {
         let coupon = Coupon::issue(CouponId(self.ports.ids.new_id()), campaign, member_id, now);
         let mut uow = self.ports.db.begin().await?;
-        if !crate::members::is_active(uow.as_mut(), member_id).await? {
+        if !crate::members::is_active(uow.members(), member_id).await? {
             return Err(CouponsError::MemberInactive);
         }
-        match uow.insert_coupon(&coupon).await {
+        match uow.coupons().insert_coupon(&coupon).await {
             Err(StoreError::Conflict(Unique::CouponPerMember)) => {
                 return Err(CouponsError::AlreadyIssued);
             }
             other => other?,
         }
-        if !uow.claim_coupon_slot(campaign.id).await? {
+        if !uow.coupons().claim_coupon_slot(campaign.id).await? {
             return Err(CouponsError::SoldOut);
         }
         self.freshness.commit(uow.as_mut(), member_id).await?;
@@ -276,9 +276,9 @@ mod tests {
         t.coupon_gate.expect_release().never();
         t.expect_uow(|uow| {
             crate::testing::active_member(uow);
-            uow.expect_insert_coupon().returning(|_| Ok(()));
-            uow.expect_claim_coupon_slot().return_once(|_| Ok(false));
-            uow.expect_commit().never();
+            uow.coupons.expect_insert_coupon().returning(|_| Ok(()));
+            uow.coupons.expect_claim_coupon_slot().return_once(|_| Ok(false));
+            uow.end.expect_commit().never();
         });
         let err = CouponService::new(t.build())
             .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()))
@@ -317,7 +317,8 @@ mod tests {
         t.coupon_gate.expect_release().never();
         t.expect_uow(|uow| {
             crate::testing::active_member(uow);
-            uow.expect_insert_coupon()
+            uow.coupons
+                .expect_insert_coupon()
                 .return_once(|_| Err(StoreError::Conflict(Unique::CouponPerMember)));
         });
         let err = CouponService::new(t.build())

@@ -208,7 +208,7 @@ impl DataPlatformHandler {
     /// write lock is held while the network call runs).
     async fn already_delivered(&self, event_id: EventId) -> Result<bool, StoreError> {
         let mut uow = self.db.begin().await?;
-        let fresh = uow.record_inbox(DATA_PLATFORM, event_id).await?;
+        let fresh = uow.events().record_inbox(DATA_PLATFORM, event_id).await?;
         uow.rollback().await?;
         Ok(!fresh)
     }
@@ -237,7 +237,7 @@ impl EventHandler for DataPlatformHandler {
         })?;
         let record = async {
             let mut uow = self.db.begin().await?;
-            uow.record_inbox(DATA_PLATFORM, event.id).await?;
+            uow.events().record_inbox(DATA_PLATFORM, event.id).await?;
             uow.commit().await
         };
         record.await.map_err(transient)?;
@@ -249,8 +249,8 @@ impl EventHandler for DataPlatformHandler {
 mod tests {
     use super::*;
     use ports::{
-        CommitToken, MockDataPlatformSink, MockDatabase, MockEventPublisher, MockOutboxStore, MockUnitOfWork,
-        OutboxRecord, PublishError,
+        MockDataPlatformSink, MockDatabase, MockEventPublisher, MockOutboxStore, MockUnitOfWork, OutboxRecord,
+        PublishError,
     };
 
     fn record(seq: i64, attempts: i32) -> OutboxRecord {
@@ -383,16 +383,13 @@ mod tests {
     fn db_with_inbox(fresh: bool, then_commit: bool) -> MockDatabase {
         let mut db = MockDatabase::new();
         let mut check = MockUnitOfWork::new();
-        check.expect_record_inbox().return_once(move |_, _| Ok(fresh));
-        check.expect_rollback().return_once(|| Ok(()));
+        check.events.expect_record_inbox().return_once(move |_, _| Ok(fresh));
+        check.end.expect_rollback().return_once(|| Ok(()));
         db.expect_begin().times(1).return_once(move || Ok(Box::new(check)));
         if then_commit {
             let mut record = MockUnitOfWork::new();
-            record.expect_record_inbox().return_once(|_, _| Ok(true));
-            record
-                .expect_commit()
-                .times(1)
-                .return_once(|| Ok(CommitToken("1".into())));
+            record.events.expect_record_inbox().return_once(|_, _| Ok(true));
+            record.commits();
             db.expect_begin().times(1).return_once(move || Ok(Box::new(record)));
         }
         db

@@ -140,11 +140,11 @@ impl InsuranceService {
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
         // Locks the member: a withdrawal cannot slip between this check and the insert.
-        if !crate::members::is_active(uow.as_mut(), member_id).await? {
+        if !crate::members::is_active(uow.members(), member_id).await? {
             return Err(InsuranceError::MemberInactive);
         }
         let policy = Policy::enrol(PolicyId(self.ports.ids.new_id()), member_id, new, now);
-        match uow.insert_policy(&policy).await {
+        match uow.insurance().insert_policy(&policy).await {
             Err(StoreError::Conflict(Unique::ActivePolicy)) => {
                 return Err(InsuranceError::AlreadyActive);
             }
@@ -153,7 +153,8 @@ impl InsuranceService {
             }
             other => other?,
         }
-        uow.insert_policy_audit(&policy.enrolment_audit(AuditId(self.ports.ids.new_id()), Actor::Member(member_id)))
+        uow.insurance()
+            .insert_audit(&policy.enrolment_audit(AuditId(self.ports.ids.new_id()), Actor::Member(member_id)))
             .await?;
         self.freshness.commit(uow.as_mut(), member_id).await?;
         Ok(policy)
@@ -216,16 +217,16 @@ impl InsuranceService {
     pub async fn start_session(&self, member_id: MemberId) -> Result<DrivingSession, InsuranceError> {
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
-        if !crate::members::is_active(uow.as_mut(), member_id).await? {
+        if !crate::members::is_active(uow.members(), member_id).await? {
             return Err(InsuranceError::MemberInactive);
         }
-        let policies = uow.policies_of_member(member_id).await?;
+        let policies = uow.insurance().policies_of_member(member_id).await?;
         let policy = policies
             .iter()
             .find(|p| p.is_active())
             .ok_or(InsuranceError::NoActivePolicy)?;
         let session = DrivingSession::start(SessionId(self.ports.ids.new_id()), policy, now)?;
-        match uow.insert_session(&session).await {
+        match uow.insurance().insert_session(&session).await {
             Err(StoreError::Conflict(Unique::OpenSession)) => {
                 return Err(InsuranceError::SessionOpen);
             }
@@ -240,14 +241,16 @@ impl InsuranceService {
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
         let mut session = uow
-            .session(session_id)
+            .insurance()
+            .session_by_id(session_id)
             .await?
             .filter(|s| s.member_id == member_id)
             .ok_or(InsuranceError::SessionNotFound)?;
         session.end(now)?;
-        uow.update_session(&session).await?;
+        uow.insurance().update_session(&session).await?;
         let policy = uow
-            .policy(session.policy_id)
+            .insurance()
+            .policy_by_id(session.policy_id)
             .await?
             .ok_or(InsuranceError::PolicyNotFound)?;
         self.freshness.commit(uow.as_mut(), member_id).await?;
@@ -271,7 +274,11 @@ impl InsuranceService {
     ) -> Result<Policy, InsuranceError> {
         retry::on_lost_race(|| async {
             let mut uow = self.ports.db.begin().await?;
-            let mut policy = uow.policy(policy_id).await?.ok_or(InsuranceError::PolicyNotFound)?;
+            let mut policy = uow
+                .insurance()
+                .policy_by_id(policy_id)
+                .await?
+                .ok_or(InsuranceError::PolicyNotFound)?;
             self.apply_expiry(uow.as_mut(), &mut policy, effective_at, reason, Actor::Staff(staff_id))
                 .await?;
             uow.commit().await?;
@@ -296,10 +303,11 @@ impl InsuranceService {
         retry::on_lost_race(|| async {
             let mut uow = self.ports.db.begin().await?;
             let mut policy = uow
+                .insurance()
                 .policy_by_number(policy_number.trim())
                 .await?
                 .ok_or(InsuranceError::PolicyNotFound)?;
-            if !uow.record_inbox(INSURER_CALLBACK, inbox_id).await? {
+            if !uow.events().record_inbox(INSURER_CALLBACK, inbox_id).await? {
                 uow.rollback().await?;
                 return Ok(policy);
             }
@@ -334,9 +342,9 @@ impl InsuranceService {
             ExpireError::BeforeCoverageStart | ExpireError::InFuture => InsuranceError::InvalidEffectiveAt,
         })?;
         if let Some((audit, event)) = policy.expiry_record(&change, AuditId(self.ports.ids.new_id()), now) {
-            uow.update_policy(policy, expected_version).await?;
-            uow.insert_policy_audit(&audit).await?;
-            uow.append_events(&new_events(&self.ports, now, [event])).await?;
+            uow.insurance().update_policy(policy, expected_version).await?;
+            uow.insurance().insert_audit(&audit).await?;
+            uow.events().append(&new_events(&self.ports, now, [event])).await?;
         }
         Ok(())
     }
@@ -351,12 +359,12 @@ impl InsuranceService {
     ) -> Result<usize, InsuranceError> {
         retry::on_lost_race(|| async {
             let mut uow = self.ports.db.begin().await?;
-            if !uow.record_inbox(INSURANCE_EXPIRY, event_id).await? {
+            if !uow.events().record_inbox(INSURANCE_EXPIRY, event_id).await? {
                 uow.rollback().await?;
                 return Ok(0);
             }
             let mut changed = 0;
-            for mut policy in uow.policies_of_member(member_id).await? {
+            for mut policy in uow.insurance().policies_of_member(member_id).await? {
                 let before = policy.version;
                 // A policy enrolled in a race after the withdrawal expires at its own start.
                 let at = withdrawn_at.max(policy.coverage_start);
@@ -443,14 +451,21 @@ mod tests {
     fn staff_expiry(p: &Policy, update: Result<(), StoreError>) -> ports::MockUnitOfWork {
         let mut uow = ports::MockUnitOfWork::new();
         let policy = p.clone();
-        uow.expect_policy().return_once(move |_| Ok(Some(policy)));
+        uow.insurance
+            .expect_policy_by_id()
+            .return_once(move |_| Ok(Some(policy)));
         let won = update.is_ok();
-        uow.expect_update_policy().times(1).return_once(move |_, _| update);
-        uow.expect_insert_policy_audit()
+        uow.insurance
+            .expect_update_policy()
+            .times(1)
+            .return_once(move |_, _| update);
+        uow.insurance
+            .expect_insert_audit()
             .times(usize::from(won))
             .returning(|_| Ok(()));
-        uow.expect_append_events().times(usize::from(won)).returning(|_| Ok(()));
-        uow.expect_commit()
+        uow.events.expect_append().times(usize::from(won)).returning(|_| Ok(()));
+        uow.end
+            .expect_commit()
             .times(usize::from(won))
             .returning(|| Ok(CommitToken("1".into())));
         uow
@@ -502,10 +517,11 @@ mod tests {
         let member = member_fixture(Role::Rider);
         let id = member.id;
         t.expect_uow(move |uow| {
-            uow.expect_member().return_once(move |_| Ok(Some(member)));
-            uow.expect_insert_policy()
+            uow.members.expect_by_id().return_once(move |_| Ok(Some(member)));
+            uow.insurance
+                .expect_insert_policy()
                 .return_once(|_| Err(StoreError::Conflict(Unique::ActivePolicy)));
-            uow.expect_commit().never();
+            uow.end.expect_commit().never();
         });
         let err = InsuranceService::new(t.build())
             .enrol(id, "P-1", 1_000)
@@ -521,8 +537,8 @@ mod tests {
         member.withdraw(OffsetDateTime::now_utc()).expect("active");
         let id = member.id;
         t.expect_uow(move |uow| {
-            uow.expect_member().return_once(move |_| Ok(Some(member)));
-            uow.expect_insert_policy().never();
+            uow.members.expect_by_id().return_once(move |_| Ok(Some(member)));
+            uow.insurance.expect_insert_policy().never();
         });
         let err = InsuranceService::new(t.build())
             .enrol(id, "P-1", 1_000)
@@ -539,11 +555,15 @@ mod tests {
         let withdrawn_at = OffsetDateTime::now_utc() - Duration::hours(1);
         let p = policy(member_id, start);
         t.expect_uow(move |uow| {
-            uow.expect_record_inbox()
+            uow.events
+                .expect_record_inbox()
                 .withf(|consumer, _| consumer == INSURANCE_EXPIRY)
                 .return_once(|_, _| Ok(true));
-            uow.expect_policies_of_member().return_once(move |_| Ok(vec![p]));
-            uow.expect_update_policy()
+            uow.insurance
+                .expect_policies_of_member()
+                .return_once(move |_| Ok(vec![p]));
+            uow.insurance
+                .expect_update_policy()
                 .withf(move |p, expected| {
                     *expected == 1
                         && p.status == PolicyStatus::Expired
@@ -552,12 +572,9 @@ mod tests {
                 })
                 .times(1)
                 .returning(|_, _| Ok(()));
-            uow.expect_insert_policy_audit().times(1).returning(|_| Ok(()));
-            uow.expect_append_events()
-                .withf(|e| e.len() == 1 && e[0].event_type() == "insurance.policy_expired")
-                .times(1)
-                .returning(|_| Ok(()));
-            uow.expect_commit().times(1).returning(|| Ok(CommitToken("1".into())));
+            uow.insurance.expect_insert_audit().times(1).returning(|_| Ok(()));
+            uow.emits(&["insurance.policy_expired"]);
+            uow.commits();
         });
         let changed = InsuranceService::new(t.build())
             .expire_for_withdrawal(EventId(Uuid::now_v7()), member_id, withdrawn_at)
@@ -570,9 +587,9 @@ mod tests {
     async fn a_redelivered_withdrawal_is_a_no_op() {
         let mut t = TestPorts::new();
         t.expect_uow(|uow| {
-            uow.expect_record_inbox().return_once(|_, _| Ok(false));
-            uow.expect_policies_of_member().never();
-            uow.expect_rollback().times(1).returning(|| Ok(()));
+            uow.events.expect_record_inbox().return_once(|_, _| Ok(false));
+            uow.insurance.expect_policies_of_member().never();
+            uow.end.expect_rollback().times(1).returning(|| Ok(()));
         });
         let changed = InsuranceService::new(t.build())
             .expire_for_withdrawal(
@@ -594,11 +611,14 @@ mod tests {
         // that outlasts them goes back to the consumer as transient, to be redelivered.
         let conflicting = |p: Policy| {
             let mut uow = ports::MockUnitOfWork::new();
-            uow.expect_record_inbox().return_once(|_, _| Ok(true));
-            uow.expect_policies_of_member().return_once(move |_| Ok(vec![p]));
-            uow.expect_update_policy()
+            uow.events.expect_record_inbox().return_once(|_, _| Ok(true));
+            uow.insurance
+                .expect_policies_of_member()
+                .return_once(move |_| Ok(vec![p]));
+            uow.insurance
+                .expect_update_policy()
                 .return_once(|_, _| Err(StoreError::Concurrency));
-            uow.expect_commit().never();
+            uow.end.expect_commit().never();
             uow
         };
         t.expect_uows((0..retry::MAX_ATTEMPTS).map(|_| conflicting(p.clone())).collect());
@@ -619,9 +639,11 @@ mod tests {
         let mut t = TestPorts::new();
         let p = policy(MemberId(Uuid::now_v7()), OffsetDateTime::now_utc() - Duration::hours(2));
         t.expect_uow(move |uow| {
-            uow.expect_policy_by_number().return_once(move |_| Ok(Some(p)));
-            uow.expect_record_inbox().return_once(|_, _| Ok(true));
-            uow.expect_update_policy().never();
+            uow.insurance
+                .expect_policy_by_number()
+                .return_once(move |_| Ok(Some(p)));
+            uow.events.expect_record_inbox().return_once(|_, _| Ok(true));
+            uow.insurance.expect_update_policy().never();
         });
         let err = InsuranceService::new(t.build())
             .insurer_cancellation("ev-1", "P-1", OffsetDateTime::now_utc() + Duration::hours(1))

@@ -84,8 +84,8 @@ impl From<AccessTokenError> for MemberError {
 
 /// Whether `member_id` is an active member, read (and locked) inside `uow`. Writes on a
 /// member's behalf check it, so a withdrawn member's still-valid access token cannot act.
-pub(crate) async fn is_active(uow: &mut dyn ports::UnitOfWork, member_id: MemberId) -> Result<bool, StoreError> {
-    Ok(uow.member(member_id).await?.is_some_and(|m| m.is_active()))
+pub(crate) async fn is_active(members: &mut dyn ports::MemberWrites, member_id: MemberId) -> Result<bool, StoreError> {
+    Ok(members.by_id(member_id).await?.is_some_and(|m| m.is_active()))
 }
 
 /// A sign-up (or staff) request as the client sent it.
@@ -179,11 +179,11 @@ impl MemberService {
         let now = self.ports.clock.now();
         let (member, event) = Member::register(self.ports.ids.new_id().into(), &new, hash, role, now);
         let mut uow = self.ports.db.begin().await?;
-        match uow.insert_member(&member).await {
+        match uow.members().insert(&member).await {
             Err(StoreError::Conflict(Unique::MemberEmail)) => return Err(MemberError::EmailTaken),
             other => other?,
         }
-        uow.append_events(&new_events(&self.ports, now, [event])).await?;
+        uow.events().append(&new_events(&self.ports, now, [event])).await?;
         self.freshness.commit(uow.as_mut(), member.id).await?;
         Ok(member)
     }
@@ -230,9 +230,13 @@ impl MemberService {
 
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
-        let mut current = uow.member(member.id).await?.ok_or(MemberError::InvalidCredentials)?;
+        let mut current = uow
+            .members()
+            .by_id(member.id)
+            .await?
+            .ok_or(MemberError::InvalidCredentials)?;
         current.record_login(now).map_err(|_| MemberError::InvalidCredentials)?;
-        uow.update_member(&current).await?;
+        uow.members().update(&current).await?;
         self.freshness.commit(uow.as_mut(), current.id).await?;
 
         let family_id = TokenFamilyId(self.ports.ids.new_id());
@@ -326,12 +330,12 @@ impl MemberService {
     pub async fn withdraw(&self, member_id: MemberId) -> Result<Member, MemberError> {
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
-        let mut member = uow.member(member_id).await?.ok_or(MemberError::NotFound)?;
+        let mut member = uow.members().by_id(member_id).await?.ok_or(MemberError::NotFound)?;
         let event = member.withdraw(now).map_err(|e| match e {
             DomainMemberError::AlreadyWithdrawn | DomainMemberError::NotActive => MemberError::AlreadyWithdrawn,
         })?;
-        uow.update_member(&member).await?;
-        uow.append_events(&new_events(&self.ports, now, [event])).await?;
+        uow.members().update(&member).await?;
+        uow.events().append(&new_events(&self.ports, now, [event])).await?;
         self.freshness.commit(uow.as_mut(), member_id).await?;
         // Committed: a failure here leaves tokens that `refresh` refuses anyway (the member
         // is no longer active), so it is logged rather than failing the withdrawal.
@@ -359,10 +363,10 @@ impl MemberService {
     pub async fn anonymise_withdrawn(&self, batch: i64) -> Result<usize, MemberError> {
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
-        let due = uow.members_to_anonymise(now - ANONYMISE_AFTER, batch).await?;
+        let due = uow.members().to_anonymise(now - ANONYMISE_AFTER, batch).await?;
         for mut member in due.iter().cloned() {
             member.anonymise(now);
-            uow.update_member(&member).await?;
+            uow.members().update(&member).await?;
         }
         uow.commit().await?;
         Ok(due.len())
@@ -390,13 +394,12 @@ mod tests {
         let mut t = TestPorts::new();
         t.hasher.expect_hash().returning(|_| Ok("phc".into()));
         t.expect_uow(|uow: &mut MockUnitOfWork| {
-            uow.expect_insert_member()
+            uow.members
+                .expect_insert()
                 .withf(|m| m.email == "rider@example.com" && m.role == Role::Rider && m.password_hash == "phc")
                 .returning(|_| Ok(()));
-            uow.expect_append_events()
-                .withf(|events| events.len() == 1 && events[0].event_type() == "member.registered")
-                .returning(|_| Ok(()));
-            uow.expect_commit().returning(|| Ok(CommitToken("7".into())));
+            uow.emits(&["member.registered"]);
+            uow.end.expect_commit().returning(|| Ok(CommitToken("7".into())));
         });
         t.consistency
             .expect_remember()
@@ -415,7 +418,8 @@ mod tests {
         let mut t = TestPorts::new();
         t.hasher.expect_hash().returning(|_| Ok("phc".into()));
         t.expect_uow(|uow| {
-            uow.expect_insert_member()
+            uow.members
+                .expect_insert()
                 .returning(|_| Err(StoreError::Conflict(Unique::MemberEmail)));
         });
         let err = MemberService::new(t.build(), Default::default())
@@ -527,14 +531,13 @@ mod tests {
         let id = member.id;
         t.expect_uow(move |uow| {
             let m = member.clone();
-            uow.expect_member().returning(move |_| Ok(Some(m.clone())));
-            uow.expect_update_member()
+            uow.members.expect_by_id().returning(move |_| Ok(Some(m.clone())));
+            uow.members
+                .expect_update()
                 .withf(|m| m.withdrawn_at.is_some())
                 .returning(|_| Ok(()));
-            uow.expect_append_events()
-                .withf(|e| e.len() == 1 && e[0].event_type() == "member.withdrawn")
-                .returning(|_| Ok(()));
-            uow.expect_commit().returning(|| Ok(CommitToken("1".into())));
+            uow.emits(&["member.withdrawn"]);
+            uow.commits();
         });
         t.consistency.expect_remember().returning(|_, _| Ok(()));
         t.refresh_tokens
@@ -557,8 +560,8 @@ mod tests {
         let id = member.id;
         t.expect_uow(move |uow| {
             let m = member.clone();
-            uow.expect_member().returning(move |_| Ok(Some(m.clone())));
-            uow.expect_commit().never();
+            uow.members.expect_by_id().returning(move |_| Ok(Some(m.clone())));
+            uow.end.expect_commit().never();
         });
         let err = MemberService::new(t.build(), Default::default())
             .withdraw(id)

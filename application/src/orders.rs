@@ -128,16 +128,17 @@ impl OrderService {
         let now = self.ports.clock.now();
         let order_id = OrderId(self.ports.ids.new_id());
         let mut uow = self.ports.db.begin().await?;
-        if !crate::members::is_active(uow.as_mut(), member_id).await? {
+        if !crate::members::is_active(uow.members(), member_id).await? {
             return Err(OrdersError::MemberInactive);
         }
         let mut lines = Vec::with_capacity(request.items.len());
         for (product_id, quantity) in &request.items {
             let product = uow
-                .product(*product_id)
+                .catalog()
+                .by_id(*product_id)
                 .await?
                 .ok_or(OrdersError::ProductNotFound(*product_id))?;
-            if !uow.take_stock(*product_id, *quantity).await? {
+            if !uow.catalog().take_stock(*product_id, *quantity).await? {
                 return Err(OrdersError::OutOfStock(*product_id));
             }
             lines.push(OrderLine::of(&product, *quantity));
@@ -145,18 +146,22 @@ impl OrderService {
         let coupon = match request.coupon_id {
             None => None,
             Some(coupon_id) => {
-                let mut coupon = uow.coupon(coupon_id).await?.ok_or(OrdersError::CouponNotFound)?;
+                let mut coupon = uow
+                    .coupons()
+                    .coupon_by_id(coupon_id)
+                    .await?
+                    .ok_or(OrdersError::CouponNotFound)?;
                 coupon.use_for(member_id, order_id, now).map_err(|e| match e {
                     CouponError::Expired => OrdersError::CouponExpired,
                     CouponError::NotAvailable => OrdersError::CouponNotAvailable,
                     _ => OrdersError::CouponNotFound,
                 })?;
-                uow.update_coupon(&coupon).await?;
+                uow.coupons().update_coupon(&coupon).await?;
                 Some(coupon)
             }
         };
         let order = Order::place(order_id, member_id, lines, coupon.as_ref(), now);
-        uow.insert_order(&order).await?;
+        uow.orders().insert_order(&order).await?;
         let token = self.freshness.commit(uow.as_mut(), member_id).await?;
         self.catalog
             .stock_changed(&token, order.items.iter().map(|l| l.product_id).collect())
@@ -196,7 +201,7 @@ impl OrderService {
         let scope = format!("payment:{member_id}");
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
-        match uow.begin_idempotent(&scope, idempotency_key, fingerprint).await? {
+        match uow.idempotency().begin(&scope, idempotency_key, fingerprint).await? {
             IdempotencyStart::New => {}
             IdempotencyStart::Seen { fingerprint: seen, .. } if seen != fingerprint => {
                 return Err(OrdersError::IdempotencyMismatch);
@@ -212,35 +217,38 @@ impl OrderService {
                 return Err(OrdersError::IdempotencyInProgress);
             }
         }
-        if !crate::members::is_active(uow.as_mut(), member_id).await? {
+        if !crate::members::is_active(uow.members(), member_id).await? {
             return Err(OrdersError::MemberInactive);
         }
 
         let mut order = uow
-            .order(order_id)
+            .orders()
+            .order_by_id(order_id)
             .await?
             .filter(|o| o.member_id == member_id)
             .ok_or(OrdersError::NotFound)?;
         let (payment, event) = order.pay(PaymentId(self.ports.ids.new_id()), now)?;
         let balance = uow
+            .wallet()
             .debit_points(member_id, payment.amount)
             .await?
             .ok_or(OrdersError::InsufficientPoints)?;
-        uow.insert_ledger(&LedgerEntry {
-            id: LedgerId(self.ports.ids.new_id()),
-            member_id,
-            kind: LedgerKind::Payment,
-            amount: -payment.amount,
-            balance_after: balance,
-            reference: Some(payment.id.0),
-            created_at: now,
-        })
-        .await?;
-        uow.update_order(&order).await?;
-        uow.insert_payment(&payment).await?;
-        uow.append_events(&new_events(&self.ports, now, [event])).await?;
+        uow.wallet()
+            .insert_ledger(&LedgerEntry {
+                id: LedgerId(self.ports.ids.new_id()),
+                member_id,
+                kind: LedgerKind::Payment,
+                amount: -payment.amount,
+                balance_after: balance,
+                reference: Some(payment.id.0),
+                created_at: now,
+            })
+            .await?;
+        uow.orders().update_order(&order).await?;
+        uow.orders().insert_payment(&payment).await?;
+        uow.events().append(&new_events(&self.ports, now, [event])).await?;
         let response = serde_json::to_string(&payment).map_err(|e| StoreError::other(e.to_string()))?;
-        uow.complete_idempotent(&scope, idempotency_key, &response).await?;
+        uow.idempotency().complete(&scope, idempotency_key, &response).await?;
         self.freshness.commit(uow.as_mut(), member_id).await?;
         Ok(payment)
     }
@@ -250,19 +258,19 @@ impl OrderService {
     pub async fn cancel_stale(&self, batch: i64) -> Result<usize, OrdersError> {
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
-        let stale = uow.stale_orders(now - PENDING_ORDER_TTL, batch).await?;
+        let stale = uow.orders().stale_orders(now - PENDING_ORDER_TTL, batch).await?;
         for mut order in stale.iter().cloned() {
             order.cancel(now)?;
             for line in &order.items {
-                uow.return_stock(line.product_id, line.quantity).await?;
+                uow.catalog().return_stock(line.product_id, line.quantity).await?;
             }
             if let Some(coupon_id) = order.coupon_id
-                && let Some(mut coupon) = uow.coupon(coupon_id).await?
+                && let Some(mut coupon) = uow.coupons().coupon_by_id(coupon_id).await?
             {
                 coupon.release();
-                uow.update_coupon(&coupon).await?;
+                uow.coupons().update_coupon(&coupon).await?;
             }
-            uow.update_order(&order).await?;
+            uow.orders().update_order(&order).await?;
         }
         let token = uow.commit().await?;
         self.catalog
@@ -284,7 +292,6 @@ mod tests {
     use crate::Problem;
     use crate::testing::TestPorts;
     use core_domain::catalog::{NewProduct, Product};
-    use ports::CommitToken;
     use time::OffsetDateTime;
 
     fn service(t: TestPorts) -> OrderService {
@@ -320,10 +327,10 @@ mod tests {
         let id = p.id;
         t.expect_uow(move |uow| {
             crate::testing::active_member(uow);
-            uow.expect_product().return_once(move |_| Ok(Some(p)));
-            uow.expect_take_stock().return_once(|_, _| Ok(false));
-            uow.expect_insert_order().never();
-            uow.expect_commit().never();
+            uow.catalog.expect_by_id().return_once(move |_| Ok(Some(p)));
+            uow.catalog.expect_take_stock().return_once(|_, _| Ok(false));
+            uow.orders.expect_insert_order().never();
+            uow.end.expect_commit().never();
         });
         let err = service(t)
             .place(MemberId(uuid::Uuid::now_v7()), vec![(id, 1)], None)
@@ -339,25 +346,25 @@ mod tests {
         let order = pending_order(member_id, 1_000);
         let order_id = order.id;
         t.expect_uow(move |uow| {
-            uow.expect_begin_idempotent()
-                .return_once(|_, _, _| Ok(IdempotencyStart::New));
+            uow.reserves_key();
             crate::testing::active_member(uow);
-            uow.expect_order().return_once(move |_| Ok(Some(order)));
-            uow.expect_debit_points()
+            uow.orders.expect_order_by_id().return_once(move |_| Ok(Some(order)));
+            uow.wallet
+                .expect_debit_points()
                 .withf(|_, amount| *amount == 1_000)
                 .return_once(|_, _| Ok(Some(500)));
-            uow.expect_insert_ledger()
+            uow.wallet
+                .expect_insert_ledger()
                 .withf(|e| e.amount == -1_000 && e.balance_after == 500)
                 .returning(|_| Ok(()));
-            uow.expect_update_order()
+            uow.orders
+                .expect_update_order()
                 .withf(|o| o.paid_at.is_some())
                 .returning(|_| Ok(()));
-            uow.expect_insert_payment().returning(|_| Ok(()));
-            uow.expect_append_events()
-                .withf(|e| e.len() == 1 && e[0].event_type() == "payment.succeeded")
-                .returning(|_| Ok(()));
-            uow.expect_complete_idempotent().times(1).returning(|_, _, _| Ok(()));
-            uow.expect_commit().times(1).returning(|| Ok(CommitToken("1".into())));
+            uow.orders.expect_insert_payment().returning(|_| Ok(()));
+            uow.emits(&["payment.succeeded"]);
+            uow.idempotency.expect_complete().times(1).returning(|_, _, _| Ok(()));
+            uow.commits();
         });
         t.consistency.expect_remember().returning(|_, _| Ok(()));
         let payment = service(t).pay(member_id, order_id, "key-1", "fp").await.expect("paid");
@@ -374,14 +381,14 @@ mod tests {
             .expect("ok");
         let stored = serde_json::to_string(&payment).expect("json");
         t.expect_uow(move |uow| {
-            uow.expect_begin_idempotent().return_once(move |_, _, _| {
+            uow.idempotency.expect_begin().return_once(move |_, _, _| {
                 Ok(IdempotencyStart::Seen {
                     fingerprint: "fp".into(),
                     response: Some(stored),
                 })
             });
-            uow.expect_debit_points().never();
-            uow.expect_rollback().returning(|| Ok(()));
+            uow.wallet.expect_debit_points().never();
+            uow.end.expect_rollback().returning(|| Ok(()));
         });
         let replay = service(t)
             .pay(member_id, order.id, "key-1", "fp")
@@ -394,13 +401,13 @@ mod tests {
     async fn a_reused_key_with_another_request_is_refused() {
         let mut t = TestPorts::new();
         t.expect_uow(|uow| {
-            uow.expect_begin_idempotent().return_once(|_, _, _| {
+            uow.idempotency.expect_begin().return_once(|_, _, _| {
                 Ok(IdempotencyStart::Seen {
                     fingerprint: "other".into(),
                     response: Some("{}".into()),
                 })
             });
-            uow.expect_order().never();
+            uow.orders.expect_order_by_id().never();
         });
         let err = service(t)
             .pay(
@@ -421,13 +428,12 @@ mod tests {
         let order = pending_order(member_id, 1_000);
         let order_id = order.id;
         t.expect_uow(move |uow| {
-            uow.expect_begin_idempotent()
-                .return_once(|_, _, _| Ok(IdempotencyStart::New));
+            uow.reserves_key();
             crate::testing::active_member(uow);
-            uow.expect_order().return_once(move |_| Ok(Some(order)));
-            uow.expect_debit_points().return_once(|_, _| Ok(None));
-            uow.expect_append_events().never();
-            uow.expect_commit().never();
+            uow.orders.expect_order_by_id().return_once(move |_| Ok(Some(order)));
+            uow.wallet.expect_debit_points().return_once(|_, _| Ok(None));
+            uow.events.expect_append().never();
+            uow.end.expect_commit().never();
         });
         let err = service(t).pay(member_id, order_id, "k", "fp").await.expect_err("poor");
         assert_eq!(err.code(), "points.insufficient");
@@ -444,16 +450,20 @@ mod tests {
             .times(1)
             .returning(|_| Ok(()));
         t.expect_uow(move |uow| {
-            uow.expect_stale_orders().return_once(move |_, _| Ok(vec![order]));
-            uow.expect_return_stock()
+            uow.orders
+                .expect_stale_orders()
+                .return_once(move |_, _| Ok(vec![order]));
+            uow.catalog
+                .expect_return_stock()
                 .withf(|_, q| *q == 1)
                 .times(1)
                 .returning(|_, _| Ok(()));
-            uow.expect_update_order()
+            uow.orders
+                .expect_update_order()
                 .withf(|o| o.cancelled_at.is_some())
                 .times(1)
                 .returning(|_| Ok(()));
-            uow.expect_commit().times(1).returning(|| Ok(CommitToken("1".into())));
+            uow.commits();
         });
         assert_eq!(service(t).cancel_stale(100).await.expect("ok"), 1);
     }

@@ -118,7 +118,7 @@ impl TestPorts {
 
 /// The unit of work finds the member active (any id).
 pub fn active_member(uow: &mut MockUnitOfWork) {
-    uow.expect_member().returning(|id| {
+    uow.members.expect_by_id().returning(|id| {
         let mut member = member_fixture(Role::Rider);
         member.id = id;
         Ok(Some(member))

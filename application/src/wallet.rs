@@ -55,23 +55,25 @@ impl WalletService {
     pub async fn charge(&self, member_id: MemberId, amount: i64) -> Result<Krw, PointsError> {
         let amount = ChargeAmount::parse(amount)?;
         let mut uow = self.ports.db.begin().await?;
-        if !crate::members::is_active(uow.as_mut(), member_id).await? {
+        if !crate::members::is_active(uow.members(), member_id).await? {
             return Err(PointsError::MemberInactive);
         }
         let balance = uow
+            .wallet()
             .credit_points(member_id, amount.value(), MAX_BALANCE)
             .await?
             .ok_or(PointsError::LimitExceeded)?;
-        uow.insert_ledger(&LedgerEntry {
-            id: LedgerId(self.ports.ids.new_id()),
-            member_id,
-            kind: LedgerKind::Charge,
-            amount: amount.value(),
-            balance_after: balance,
-            reference: None,
-            created_at: self.ports.clock.now(),
-        })
-        .await?;
+        uow.wallet()
+            .insert_ledger(&LedgerEntry {
+                id: LedgerId(self.ports.ids.new_id()),
+                member_id,
+                kind: LedgerKind::Charge,
+                amount: amount.value(),
+                balance_after: balance,
+                reference: None,
+                created_at: self.ports.clock.now(),
+            })
+            .await?;
         self.freshness.commit(uow.as_mut(), member_id).await?;
         Ok(balance)
     }
@@ -98,11 +100,12 @@ mod tests {
         let mut t = TestPorts::new();
         t.expect_uow(|uow| {
             crate::testing::active_member(uow);
-            uow.expect_credit_points()
+            uow.wallet
+                .expect_credit_points()
                 .withf(|_, amount, max| *amount == 500 && *max == MAX_BALANCE)
                 .return_once(|_, _, _| Ok(None));
-            uow.expect_insert_ledger().never();
-            uow.expect_commit().never();
+            uow.wallet.expect_insert_ledger().never();
+            uow.end.expect_commit().never();
         });
         let err = WalletService::new(t.build())
             .charge(MemberId(uuid::Uuid::now_v7()), 500)
@@ -116,12 +119,13 @@ mod tests {
         let mut t = TestPorts::new();
         t.expect_uow(|uow| {
             crate::testing::active_member(uow);
-            uow.expect_credit_points().return_once(|_, _, _| Ok(Some(1_500)));
-            uow.expect_insert_ledger()
+            uow.wallet.expect_credit_points().return_once(|_, _, _| Ok(Some(1_500)));
+            uow.wallet
+                .expect_insert_ledger()
                 .withf(|e| e.amount == 500 && e.balance_after == 1_500 && e.kind == LedgerKind::Charge)
                 .times(1)
                 .returning(|_| Ok(()));
-            uow.expect_commit().returning(|| Ok(ports::CommitToken("1".into())));
+            uow.commits();
         });
         t.consistency.expect_remember().returning(|_, _| Ok(()));
         let balance = WalletService::new(t.build())
@@ -135,13 +139,13 @@ mod tests {
     async fn a_withdrawn_member_cannot_charge() {
         let mut t = TestPorts::new();
         t.expect_uow(|uow| {
-            uow.expect_member().returning(|_| {
+            uow.members.expect_by_id().returning(|_| {
                 let mut m = crate::testing::member_fixture(core_domain::member::Role::Rider);
                 m.withdraw(time::OffsetDateTime::now_utc()).expect("active");
                 Ok(Some(m))
             });
-            uow.expect_credit_points().never();
-            uow.expect_commit().never();
+            uow.wallet.expect_credit_points().never();
+            uow.end.expect_commit().never();
         });
         let err = WalletService::new(t.build())
             .charge(MemberId(uuid::Uuid::now_v7()), 500)

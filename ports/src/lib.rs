@@ -4,7 +4,8 @@
 //! Every trait is object-safe and used as `Arc<dyn …>` (or `Box<dyn UnitOfWork>`), so the
 //! runtime picks adapters from configuration: SQLite or PostgreSQL or MySQL for the stores,
 //! in-process or Kafka for events, in-process or Redis for the cache-like ports. With the
-//! `mocks` feature each trait has a mockall `Mock…` twin for application tests.
+//! `mocks` feature each trait has a mockall `Mock…` twin for application tests, and
+//! [`MockUnitOfWork`](unit_of_work) composes the per-context mocks of a transaction.
 
 pub mod cache;
 pub mod events;
@@ -14,6 +15,7 @@ pub mod reads;
 pub mod store;
 pub mod system;
 pub mod tokens;
+pub mod unit_of_work;
 
 pub use cache::*;
 pub use events::*;
@@ -23,6 +25,7 @@ pub use reads::*;
 pub use store::*;
 pub use system::*;
 pub use tokens::*;
+pub use unit_of_work::*;
 
 /// A boxed, sendable future, for loaders passed across `dyn` boundaries.
 pub type BoxFuture<T> = futures::future::BoxFuture<'static, T>;

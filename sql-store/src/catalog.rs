@@ -6,8 +6,9 @@ use time::OffsetDateTime;
 
 use core_domain::ProductId;
 use core_domain::catalog::{PopularProduct, Product};
-use ports::{CatalogReads, Consistency, StoreError};
+use ports::{CatalogReads, CatalogWrites, Consistency, StoreError};
 
+use crate::SqlUnitOfWork;
 use crate::backend::Backend;
 use crate::sql::{Lock, SqlConn, sql};
 use crate::{Columns, SqlStore, require_row};
@@ -125,6 +126,34 @@ pub(crate) async fn popular(
     .limit(limit)
     .fetch_all(conn, popular_product)
     .await
+}
+
+#[async_trait]
+impl<B: Backend> CatalogWrites for SqlUnitOfWork<B> {
+    async fn insert(&mut self, product: &Product) -> Result<(), StoreError> {
+        let result = insert(self.conn()?, product).await;
+        self.track(result)
+    }
+
+    async fn by_id(&mut self, id: ProductId) -> Result<Option<Product>, StoreError> {
+        let result = by_id(self.conn()?, id, Lock::ForUpdate).await;
+        self.track(result)
+    }
+
+    async fn update(&mut self, product: &Product) -> Result<(), StoreError> {
+        let result = update(self.conn()?, product).await;
+        self.track(result)
+    }
+
+    async fn take_stock(&mut self, id: ProductId, quantity: i64) -> Result<bool, StoreError> {
+        let result = take_stock(self.conn()?, id, quantity).await;
+        self.track(result)
+    }
+
+    async fn return_stock(&mut self, id: ProductId, quantity: i64) -> Result<(), StoreError> {
+        let result = return_stock(self.conn()?, id, quantity).await;
+        self.track(result)
+    }
 }
 
 #[async_trait]

@@ -12,8 +12,9 @@ use time::OffsetDateTime;
 
 use core_domain::EventId;
 use core_domain::event::DomainEvent;
-use ports::{OutboxRecord, OutboxStats, OutboxStore, StoreError};
+use ports::{EventWrites, OutboxRecord, OutboxStats, OutboxStore, StoreError};
 
+use crate::SqlUnitOfWork;
 use crate::backend::Backend;
 use crate::sql::{Lock, SqlConn, sql};
 use crate::{Columns, SqlStore};
@@ -93,6 +94,23 @@ pub(crate) async fn record_inbox(
     .execute(conn)
     .await?;
     Ok(inserted == 1)
+}
+
+#[async_trait]
+impl<B: Backend> EventWrites for SqlUnitOfWork<B> {
+    async fn append(&mut self, events: &[DomainEvent]) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let result = append(self.conn()?, events).await;
+        self.track(result)?;
+        self.tell_relays().await
+    }
+
+    async fn record_inbox(&mut self, consumer: &str, event_id: EventId) -> Result<bool, StoreError> {
+        let result = record_inbox(self.conn()?, consumer, event_id).await;
+        self.track(result)
+    }
 }
 
 #[async_trait]

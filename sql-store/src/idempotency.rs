@@ -2,10 +2,13 @@
 //! the work and stores its response there, so a retry finds the response or waits for the
 //! first attempt to end.
 
+use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use ports::{IdempotencyStart, StoreError};
+use ports::{IdempotencyStart, IdempotencyWrites, StoreError};
 
+use crate::SqlUnitOfWork;
+use crate::backend::Backend;
 use crate::sql::{SqlConn, sql};
 use crate::{Columns, require_row};
 
@@ -24,7 +27,7 @@ pub fn idempotency_seen(row: &impl Columns) -> Result<IdempotencyStart, StoreErr
 /// insert of a key another open transaction has inserted waits for it to end (SQLite: the
 /// single writer already excludes it): after its commit this reads its row, after its
 /// rollback the key is ours.
-pub(crate) async fn begin_idempotent(
+pub(crate) async fn begin(
     conn: &mut impl SqlConn,
     scope: &str,
     key: &str,
@@ -52,8 +55,8 @@ pub(crate) async fn begin_idempotent(
         .await
 }
 
-/// Stores the response under a key reserved by [`begin_idempotent`].
-pub(crate) async fn complete_idempotent(
+/// Stores the response under a key reserved by [`begin`].
+pub(crate) async fn complete(
     conn: &mut impl SqlConn,
     scope: &str,
     key: &str,
@@ -67,4 +70,17 @@ pub(crate) async fn complete_idempotent(
         .execute(conn)
         .await?;
     require_row(changed, "idempotency key", format_args!("{scope}/{key}"))
+}
+
+#[async_trait]
+impl<B: Backend> IdempotencyWrites for SqlUnitOfWork<B> {
+    async fn begin(&mut self, scope: &str, key: &str, fingerprint: &str) -> Result<IdempotencyStart, StoreError> {
+        let result = begin(self.conn()?, scope, key, fingerprint).await;
+        self.track(result)
+    }
+
+    async fn complete(&mut self, scope: &str, key: &str, response: &str) -> Result<(), StoreError> {
+        let result = complete(self.conn()?, scope, key, response).await;
+        self.track(result)
+    }
 }

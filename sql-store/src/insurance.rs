@@ -7,8 +7,9 @@ use time::OffsetDateTime;
 
 use core_domain::insurance::{Actor, DrivingSession, Policy, PolicyAudit};
 use core_domain::{MemberId, PolicyId, SessionId};
-use ports::{Consistency, InsuranceReads, StoreError};
+use ports::{Consistency, InsuranceReads, InsuranceWrites, StoreError};
 
+use crate::SqlUnitOfWork;
 use crate::backend::Backend;
 use crate::sql::{Lock, SqlConn, Statement, sql};
 use crate::{Columns, SqlStore, corrupt, require_row};
@@ -254,6 +255,54 @@ pub(crate) async fn sessions_of_policy(
     .time(from)
     .fetch_all(conn, session)
     .await
+}
+
+#[async_trait]
+impl<B: Backend> InsuranceWrites for SqlUnitOfWork<B> {
+    async fn insert_policy(&mut self, policy: &Policy) -> Result<(), StoreError> {
+        let result = insert_policy(self.conn()?, policy).await;
+        self.track(result)
+    }
+
+    async fn policy_by_id(&mut self, id: PolicyId) -> Result<Option<Policy>, StoreError> {
+        let result = policy_by_id(self.conn()?, id, Lock::ForUpdate).await;
+        self.track(result)
+    }
+
+    async fn policy_by_number(&mut self, policy_number: &str) -> Result<Option<Policy>, StoreError> {
+        let result = policy_by_number(self.conn()?, policy_number, Lock::ForUpdate).await;
+        self.track(result)
+    }
+
+    async fn policies_of_member(&mut self, member_id: MemberId) -> Result<Vec<Policy>, StoreError> {
+        let result = policies_of_member(self.conn()?, member_id, Lock::ForUpdate).await;
+        self.track(result)
+    }
+
+    async fn update_policy(&mut self, policy: &Policy, expected_version: i64) -> Result<(), StoreError> {
+        let result = update_policy(self.conn()?, policy, expected_version).await;
+        self.track(result)
+    }
+
+    async fn insert_audit(&mut self, audit: &PolicyAudit) -> Result<(), StoreError> {
+        let result = insert_audit(self.conn()?, audit).await;
+        self.track(result)
+    }
+
+    async fn insert_session(&mut self, session: &DrivingSession) -> Result<(), StoreError> {
+        let result = insert_session(self.conn()?, session).await;
+        self.track(result)
+    }
+
+    async fn session_by_id(&mut self, id: SessionId) -> Result<Option<DrivingSession>, StoreError> {
+        let result = session_by_id(self.conn()?, id, Lock::ForUpdate).await;
+        self.track(result)
+    }
+
+    async fn update_session(&mut self, session: &DrivingSession) -> Result<(), StoreError> {
+        let result = update_session(self.conn()?, session).await;
+        self.track(result)
+    }
 }
 
 #[async_trait]

@@ -7,8 +7,9 @@ use time::OffsetDateTime;
 
 use core_domain::MemberId;
 use core_domain::member::Member;
-use ports::{Consistency, MemberReads, StoreError};
+use ports::{Consistency, MemberReads, MemberWrites, StoreError};
 
+use crate::SqlUnitOfWork;
 use crate::backend::Backend;
 use crate::sql::{Lock, SqlConn, Statement, sql};
 use crate::{Columns, SqlStore, require_row};
@@ -123,6 +124,34 @@ pub(crate) async fn to_anonymise(
     .lock(Lock::SkipLocked)
     .fetch_all(conn, member)
     .await
+}
+
+#[async_trait]
+impl<B: Backend> MemberWrites for SqlUnitOfWork<B> {
+    async fn insert(&mut self, member: &Member) -> Result<(), StoreError> {
+        let result = insert(self.conn()?, member).await;
+        self.track(result)
+    }
+
+    async fn by_id(&mut self, id: MemberId) -> Result<Option<Member>, StoreError> {
+        let result = by_id(self.conn()?, id, Lock::ForUpdate).await;
+        self.track(result)
+    }
+
+    async fn by_email(&mut self, email: &str) -> Result<Option<Member>, StoreError> {
+        let result = by_email(self.conn()?, email, Lock::ForUpdate).await;
+        self.track(result)
+    }
+
+    async fn update(&mut self, member: &Member) -> Result<(), StoreError> {
+        let result = update(self.conn()?, member).await;
+        self.track(result)
+    }
+
+    async fn to_anonymise(&mut self, withdrawn_before: OffsetDateTime, limit: i64) -> Result<Vec<Member>, StoreError> {
+        let result = to_anonymise(self.conn()?, withdrawn_before, limit).await;
+        self.track(result)
+    }
 }
 
 #[async_trait]

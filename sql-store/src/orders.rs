@@ -8,8 +8,9 @@ use time::OffsetDateTime;
 
 use core_domain::order::{Order, OrderLine, Payment, PaymentStatus};
 use core_domain::{MemberId, OrderId};
-use ports::{Consistency, OrderReads, StoreError};
+use ports::{Consistency, OrderReads, OrderWrites, StoreError};
 
+use crate::SqlUnitOfWork;
 use crate::backend::Backend;
 use crate::sql::{Lock, SqlConn, Statement, sql};
 use crate::{Columns, SqlStore, corrupt, require_row};
@@ -200,6 +201,34 @@ pub(crate) async fn payment_of_order(
         .id(order_id)
         .fetch_optional(conn, payment)
         .await
+}
+
+#[async_trait]
+impl<B: Backend> OrderWrites for SqlUnitOfWork<B> {
+    async fn insert_order(&mut self, order: &Order) -> Result<(), StoreError> {
+        let result = insert_order(self.conn()?, order).await;
+        self.track(result)
+    }
+
+    async fn order_by_id(&mut self, id: OrderId) -> Result<Option<Order>, StoreError> {
+        let result = order_by_id(self.conn()?, id, Lock::ForUpdate).await;
+        self.track(result)
+    }
+
+    async fn update_order(&mut self, order: &Order) -> Result<(), StoreError> {
+        let result = update_order(self.conn()?, order).await;
+        self.track(result)
+    }
+
+    async fn stale_orders(&mut self, created_before: OffsetDateTime, limit: i64) -> Result<Vec<Order>, StoreError> {
+        let result = stale_orders(self.conn()?, created_before, limit).await;
+        self.track(result)
+    }
+
+    async fn insert_payment(&mut self, payment: &Payment) -> Result<(), StoreError> {
+        let result = insert_payment(self.conn()?, payment).await;
+        self.track(result)
+    }
 }
 
 #[async_trait]

@@ -6,8 +6,9 @@ use time::OffsetDateTime;
 
 use core_domain::wallet::LedgerEntry;
 use core_domain::{Krw, MemberId};
-use ports::{Consistency, StoreError, WalletReads};
+use ports::{Consistency, StoreError, WalletReads, WalletWrites};
 
+use crate::SqlUnitOfWork;
 use crate::backend::Backend;
 use crate::sql::{SqlConn, sql};
 use crate::{Columns, SqlStore};
@@ -111,6 +112,29 @@ pub(crate) async fn ledger(
         .limit(limit)
         .fetch_all(conn, ledger_entry)
         .await
+}
+
+#[async_trait]
+impl<B: Backend> WalletWrites for SqlUnitOfWork<B> {
+    async fn credit_points(
+        &mut self,
+        member_id: MemberId,
+        amount: Krw,
+        max_balance: Krw,
+    ) -> Result<Option<Krw>, StoreError> {
+        let result = credit_points(self.conn()?, member_id, amount, max_balance).await;
+        self.track(result)
+    }
+
+    async fn debit_points(&mut self, member_id: MemberId, amount: Krw) -> Result<Option<Krw>, StoreError> {
+        let result = debit_points(self.conn()?, member_id, amount).await;
+        self.track(result)
+    }
+
+    async fn insert_ledger(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
+        let result = insert_ledger(self.conn()?, entry).await;
+        self.track(result)
+    }
 }
 
 #[async_trait]

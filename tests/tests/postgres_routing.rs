@@ -83,7 +83,7 @@ impl Fixture {
             tests::contract::now(),
         );
         let mut uow = self.store.begin().await.expect("begin");
-        uow.insert_product(&product).await.expect("insert product");
+        uow.catalog().insert(&product).await.expect("insert product");
         let token = uow.commit().await.expect("commit");
         (product, token)
     }
@@ -403,7 +403,7 @@ async fn a_replica_lagging_past_the_limit_is_degraded_and_skipped_and_refuses_wr
                     NewProduct::parse("Trickle", 1_000, 1).expect("valid"),
                     tests::contract::now(),
                 );
-                uow.insert_product(&p).await.expect("insert");
+                uow.catalog().insert(&p).await.expect("insert");
                 uow.commit().await.expect("commit");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -507,7 +507,7 @@ async fn a_commit_that_appends_events_wakes_relays_on_other_instances() {
         },
     );
     let mut uow = writer.begin().await.expect("begin");
-    uow.append_events(&[event]).await.expect("append");
+    uow.events().append(&[event]).await.expect("append");
     uow.commit().await.expect("commit");
     let waited = waiting.await.expect("relay");
     assert!(

@@ -30,7 +30,7 @@ pub fn registered(member: MemberId, at: OffsetDateTime) -> DomainEvent {
 
 async fn append(stores: &Stores, events: &[DomainEvent]) {
     let mut uow = stores.db.begin().await.unwrap();
-    uow.append_events(events).await.unwrap();
+    uow.events().append(events).await.unwrap();
     uow.commit().await.unwrap();
 }
 
@@ -43,18 +43,18 @@ const LONG: StdDuration = StdDuration::from_secs(60);
 pub async fn the_inbox_records_an_event_once_per_consumer(stores: Stores) {
     let event = EventId(Uuid::now_v7());
     let mut uow = stores.db.begin().await.unwrap();
-    assert!(uow.record_inbox("insurance-expiry", event).await.unwrap());
-    assert!(!uow.record_inbox("insurance-expiry", event).await.unwrap());
+    assert!(uow.events().record_inbox("insurance-expiry", event).await.unwrap());
+    assert!(!uow.events().record_inbox("insurance-expiry", event).await.unwrap());
     uow.commit().await.unwrap();
 
     let mut uow = stores.db.begin().await.unwrap();
-    assert!(!uow.record_inbox("insurance-expiry", event).await.unwrap());
-    assert!(uow.record_inbox("data-platform", event).await.unwrap());
+    assert!(!uow.events().record_inbox("insurance-expiry", event).await.unwrap());
+    assert!(uow.events().record_inbox("data-platform", event).await.unwrap());
     uow.rollback().await.unwrap();
 
     // A rolled-back record is gone, so the redelivery is applied.
     let mut uow = stores.db.begin().await.unwrap();
-    assert!(uow.record_inbox("data-platform", event).await.unwrap());
+    assert!(uow.events().record_inbox("data-platform", event).await.unwrap());
 }
 
 pub async fn the_outbox_is_claimed_in_seq_order(stores: Stores) {

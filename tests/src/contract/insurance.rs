@@ -22,7 +22,7 @@ pub fn policy(member_id: MemberId, number: &str, at: OffsetDateTime) -> Policy {
 
 async fn insert_policy(stores: &Stores, policy: &Policy) {
     let mut uow = stores.db.begin().await.unwrap();
-    uow.insert_policy(policy).await.unwrap();
+    uow.insurance().insert_policy(policy).await.unwrap();
     uow.commit().await.unwrap();
 }
 
@@ -41,13 +41,19 @@ pub async fn a_policy_round_trips(stores: Stores) {
     let newer = policy(member.id, "P-NEW", t0 + Duration::hours(1));
 
     let mut uow = stores.db.begin().await.unwrap();
-    uow.insert_policy(&older).await.unwrap();
-    uow.insert_policy(&newer).await.unwrap();
-    assert_eq!(uow.policy(older.id).await.unwrap(), Some(older.clone()));
-    assert_eq!(uow.policy_by_number("P-NEW").await.unwrap(), Some(newer.clone()));
-    assert_eq!(uow.policy_by_number("P-NONE").await.unwrap(), None);
+    uow.insurance().insert_policy(&older).await.unwrap();
+    uow.insurance().insert_policy(&newer).await.unwrap();
     assert_eq!(
-        uow.policies_of_member(member.id).await.unwrap(),
+        uow.insurance().policy_by_id(older.id).await.unwrap(),
+        Some(older.clone())
+    );
+    assert_eq!(
+        uow.insurance().policy_by_number("P-NEW").await.unwrap(),
+        Some(newer.clone())
+    );
+    assert_eq!(uow.insurance().policy_by_number("P-NONE").await.unwrap(), None);
+    assert_eq!(
+        uow.insurance().policies_of_member(member.id).await.unwrap(),
         vec![newer.clone(), older.clone()]
     );
     uow.commit().await.unwrap();
@@ -82,7 +88,7 @@ pub async fn a_second_active_policy_is_an_active_policy_conflict(stores: Stores)
 
     let mut uow = stores.db.begin().await.unwrap();
     assert_store_error(
-        uow.insert_policy(&policy(member.id, "P-2", t0)).await,
+        uow.insurance().insert_policy(&policy(member.id, "P-2", t0)).await,
         StoreError::Conflict(Unique::ActivePolicy),
     );
     drop(uow);
@@ -92,8 +98,11 @@ pub async fn a_second_active_policy_is_an_active_policy_conflict(stores: Stores)
         .expire(t0, ExpiryReason::AdminRequest, Actor::System("test".into()), now())
         .unwrap();
     let mut uow = stores.db.begin().await.unwrap();
-    uow.update_policy(&first, 1).await.unwrap();
-    uow.insert_policy(&policy(member.id, "P-3", now())).await.unwrap();
+    uow.insurance().update_policy(&first, 1).await.unwrap();
+    uow.insurance()
+        .insert_policy(&policy(member.id, "P-3", now()))
+        .await
+        .unwrap();
     uow.commit().await.unwrap();
     let statuses: Vec<PolicyStatus> = stores
         .insurance
@@ -112,7 +121,7 @@ pub async fn a_duplicate_policy_number_is_a_policy_number_conflict(stores: Store
     insert_policy(&stores, &policy(a.id, "P-SAME", now())).await;
     let mut uow = stores.db.begin().await.unwrap();
     assert_store_error(
-        uow.insert_policy(&policy(b.id, "P-SAME", now())).await,
+        uow.insurance().insert_policy(&policy(b.id, "P-SAME", now())).await,
         StoreError::Conflict(Unique::PolicyNumber),
     );
 }
@@ -144,11 +153,14 @@ pub async fn updating_a_policy_with_a_stale_version_is_a_concurrency_error(store
     assert_eq!((by_cx.version, by_insurer.version), (2, 2));
 
     let mut uow = stores.db.begin().await.unwrap();
-    uow.update_policy(&by_cx, 1).await.unwrap();
+    uow.insurance().update_policy(&by_cx, 1).await.unwrap();
     uow.commit().await.unwrap();
 
     let mut uow = stores.db.begin().await.unwrap();
-    assert_store_error(uow.update_policy(&by_insurer, 1).await, StoreError::Concurrency);
+    assert_store_error(
+        uow.insurance().update_policy(&by_insurer, 1).await,
+        StoreError::Concurrency,
+    );
     drop(uow);
     assert_eq!(
         stores.insurance.policy(original.id, Consistency::Strong).await.unwrap(),
@@ -184,10 +196,10 @@ pub async fn the_audit_trail_reads_oldest_first(stores: Stores) {
     assert_eq!(moved.action, "expiry_moved_earlier");
 
     let mut uow = stores.db.begin().await.unwrap();
-    uow.insert_policy(&p).await.unwrap();
-    uow.insert_policy_audit(&enrolled).await.unwrap();
-    uow.insert_policy_audit(&expired).await.unwrap();
-    uow.insert_policy_audit(&moved).await.unwrap();
+    uow.insurance().insert_policy(&p).await.unwrap();
+    uow.insurance().insert_audit(&enrolled).await.unwrap();
+    uow.insurance().insert_audit(&expired).await.unwrap();
+    uow.insurance().insert_audit(&moved).await.unwrap();
     uow.commit().await.unwrap();
 
     assert_eq!(
@@ -214,14 +226,17 @@ pub async fn a_second_open_session_is_an_open_session_conflict(stores: Stores) {
     insert_policy(&stores, &p).await;
     let mut first = DrivingSession::start(SessionId(Uuid::now_v7()), &p, now()).unwrap();
     let mut uow = stores.db.begin().await.unwrap();
-    uow.insert_session(&first).await.unwrap();
-    assert_eq!(uow.session(first.id).await.unwrap(), Some(first.clone()));
+    uow.insurance().insert_session(&first).await.unwrap();
+    assert_eq!(
+        uow.insurance().session_by_id(first.id).await.unwrap(),
+        Some(first.clone())
+    );
     uow.commit().await.unwrap();
 
     let second = DrivingSession::start(SessionId(Uuid::now_v7()), &p, now()).unwrap();
     let mut uow = stores.db.begin().await.unwrap();
     assert_store_error(
-        uow.insert_session(&second).await,
+        uow.insurance().insert_session(&second).await,
         StoreError::Conflict(Unique::OpenSession),
     );
     drop(uow);
@@ -229,8 +244,8 @@ pub async fn a_second_open_session_is_an_open_session_conflict(stores: Stores) {
     // Ended, the rider may start again.
     first.end(now() + Duration::microseconds(1)).unwrap();
     let mut uow = stores.db.begin().await.unwrap();
-    uow.update_session(&first).await.unwrap();
-    uow.insert_session(&second).await.unwrap();
+    uow.insurance().update_session(&first).await.unwrap();
+    uow.insurance().insert_session(&second).await.unwrap();
     uow.commit().await.unwrap();
     assert_eq!(
         stores.insurance.session(first.id, Consistency::Strong).await.unwrap(),
@@ -265,9 +280,9 @@ pub async fn sessions_of_policy_are_those_overlapping_the_period(stores: Stores)
     let other = DrivingSession::start(SessionId(Uuid::now_v7()), &other_policy, t - 3 * h).unwrap();
 
     let mut uow = stores.db.begin().await.unwrap();
-    uow.insert_policy(&other_policy).await.unwrap();
+    uow.insurance().insert_policy(&other_policy).await.unwrap();
     for s in [&s2, &open, &s1, &other] {
-        uow.insert_session(s).await.unwrap();
+        uow.insurance().insert_session(s).await.unwrap();
     }
     uow.commit().await.unwrap();
 

@@ -12,8 +12,8 @@ pub async fn a_member_round_trips_every_field(stores: Stores) {
     let mut member = rider("round.trip@example.com", t0);
     member.role = Role::Cx;
     let mut uow = stores.db.begin().await.unwrap();
-    uow.insert_member(&member).await.unwrap();
-    assert_eq!(uow.member(member.id).await.unwrap(), Some(member.clone()));
+    uow.members().insert(&member).await.unwrap();
+    assert_eq!(uow.members().by_id(member.id).await.unwrap(), Some(member.clone()));
     uow.commit().await.unwrap();
 
     for consistency in [Consistency::Eventual, Consistency::Strong] {
@@ -37,7 +37,7 @@ pub async fn a_member_round_trips_every_field(stores: Stores) {
     member.anonymise(t0 + Duration::hours(2) + Duration::microseconds(1));
     member.role = Role::Admin;
     let mut uow = stores.db.begin().await.unwrap();
-    uow.update_member(&member).await.unwrap();
+    uow.members().update(&member).await.unwrap();
     let token = uow.commit().await.unwrap();
     assert!(!token.0.is_empty());
 
@@ -59,7 +59,7 @@ pub async fn a_member_round_trips_every_field(stores: Stores) {
         None
     );
     let mut uow = stores.db.begin().await.unwrap();
-    assert_eq!(uow.member_by_email(&member.email).await.unwrap(), Some(member));
+    assert_eq!(uow.members().by_email(&member.email).await.unwrap(), Some(member));
 }
 
 pub async fn a_duplicate_email_is_a_member_email_conflict(stores: Stores) {
@@ -67,7 +67,7 @@ pub async fn a_duplicate_email_is_a_member_email_conflict(stores: Stores) {
     let second = rider("taken@example.com", now());
     let mut uow = stores.db.begin().await.unwrap();
     assert_store_error(
-        uow.insert_member(&second).await,
+        uow.members().insert(&second).await,
         StoreError::Conflict(Unique::MemberEmail),
     );
     drop(uow);
@@ -77,7 +77,7 @@ pub async fn a_duplicate_email_is_a_member_email_conflict(stores: Stores) {
     other.email = first.email.clone();
     let mut uow = stores.db.begin().await.unwrap();
     assert_store_error(
-        uow.update_member(&other).await,
+        uow.members().update(&other).await,
         StoreError::Conflict(Unique::MemberEmail),
     );
 }
@@ -142,10 +142,10 @@ pub async fn members_to_anonymise_are_withdrawn_by_the_cutoff_and_not_anonymised
 
     let mut uow = stores.db.begin().await.unwrap();
     for m in [&long_gone, &at_cutoff, &recent, &done, &active] {
-        uow.insert_member(m).await.unwrap();
+        uow.members().insert(m).await.unwrap();
     }
-    let due = uow.members_to_anonymise(cutoff, 10).await.unwrap();
+    let due = uow.members().to_anonymise(cutoff, 10).await.unwrap();
     assert_eq!(due, vec![long_gone.clone(), at_cutoff]);
-    let due = uow.members_to_anonymise(cutoff, 1).await.unwrap();
+    let due = uow.members().to_anonymise(cutoff, 1).await.unwrap();
     assert_eq!(due, vec![long_gone]);
 }

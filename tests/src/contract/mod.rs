@@ -2,12 +2,16 @@
 //! written once. An adapter's test file builds [`Stores`] over a fresh, migrated database and
 //! calls [`contract_tests!`](crate::contract_tests), which expands to one test per case.
 
-mod commerce;
+mod catalog;
+mod coupons;
 mod events;
+mod idempotency;
 mod insurance;
 mod members;
+mod orders;
 mod tokens;
 mod units_of_work;
+mod wallet;
 
 use std::sync::Arc;
 
@@ -21,12 +25,16 @@ use ports::{
     StoreError, WalletReads,
 };
 
-pub use commerce::*;
+pub use catalog::*;
+pub use coupons::*;
 pub use events::*;
+pub use idempotency::*;
 pub use insurance::*;
 pub use members::*;
+pub use orders::*;
 pub use tokens::*;
 pub use units_of_work::*;
+pub use wallet::*;
 
 /// The ports of one adapter over one fresh, empty, migrated database.
 #[derive(Clone)]
@@ -179,7 +187,7 @@ pub fn rider(email: &str, at: OffsetDateTime) -> Member {
 pub async fn stored_rider(stores: &Stores, email: &str) -> Member {
     let member = rider(email, now());
     let mut uow = stores.db.begin().await.expect("begin");
-    uow.insert_member(&member).await.expect("insert member");
+    uow.members().insert(&member).await.expect("insert member");
     uow.commit().await.expect("commit");
     member
 }

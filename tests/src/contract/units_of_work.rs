@@ -8,7 +8,7 @@ use super::{Stores, assert_store_error, now, rider, stored_rider};
 pub async fn a_rollback_leaves_nothing(stores: Stores) {
     let member = rider("rolled.back@example.com", now());
     let mut uow = stores.db.begin().await.unwrap();
-    uow.insert_member(&member).await.unwrap();
+    uow.members().insert(&member).await.unwrap();
     // Not visible to readers before commit.
     assert_eq!(
         stores.members.member(member.id, Consistency::Strong).await.unwrap(),
@@ -20,9 +20,10 @@ pub async fn a_rollback_leaves_nothing(stores: Stores) {
         None
     );
     let mut uow = stores.db.begin().await.unwrap();
-    assert_eq!(uow.member(member.id).await.unwrap(), None);
+    assert_eq!(uow.members().by_id(member.id).await.unwrap(), None);
     // The e-mail is free again.
-    uow.insert_member(&rider("rolled.back@example.com", now()))
+    uow.members()
+        .insert(&rider("rolled.back@example.com", now()))
         .await
         .unwrap();
     uow.commit().await.unwrap();
@@ -32,11 +33,11 @@ pub async fn dropping_a_unit_of_work_without_commit_leaves_nothing(stores: Store
     let member = rider("dropped@example.com", now());
     {
         let mut uow = stores.db.begin().await.unwrap();
-        uow.insert_member(&member).await.unwrap();
+        uow.members().insert(&member).await.unwrap();
     }
     // The next unit of work gets a connection (the dropped one was rolled back and returned).
     let mut uow = stores.db.begin().await.unwrap();
-    assert_eq!(uow.member(member.id).await.unwrap(), None);
+    assert_eq!(uow.members().by_id(member.id).await.unwrap(), None);
     uow.commit().await.unwrap();
     assert_eq!(
         stores.members.member(member.id, Consistency::Strong).await.unwrap(),
@@ -50,7 +51,7 @@ pub async fn a_spent_unit_of_work_refuses_work(stores: Stores) {
     assert!(matches!(uow.commit().await, Err(StoreError::Other(_))));
     assert!(matches!(uow.rollback().await, Err(StoreError::Other(_))));
     assert!(matches!(
-        uow.insert_member(&rider("late@example.com", now())).await,
+        uow.members().insert(&rider("late@example.com", now())).await,
         Err(StoreError::Other(_))
     ));
     let mut uow = stores.db.begin().await.unwrap();
@@ -62,11 +63,11 @@ pub async fn a_failed_statement_leaves_the_unit_of_work_unable_to_commit(stores:
     stored_rider(&stores, "taken@example.com").await;
     let first = rider("first.of.two@example.com", now());
     let mut uow = stores.db.begin().await.unwrap();
-    uow.insert_member(&first).await.unwrap();
+    uow.members().insert(&first).await.unwrap();
     // A statement that fails: PostgreSQL aborts the transaction, and no store may commit the
     // half of the work that went before it.
     assert_store_error(
-        uow.insert_member(&rider("taken@example.com", now())).await,
+        uow.members().insert(&rider("taken@example.com", now())).await,
         StoreError::Conflict(Unique::MemberEmail),
     );
     assert!(matches!(uow.commit().await, Err(StoreError::Other(_))));
@@ -76,7 +77,7 @@ pub async fn a_failed_statement_leaves_the_unit_of_work_unable_to_commit(stores:
     );
     // The connection went back clean: the next unit of work commits.
     let mut uow = stores.db.begin().await.unwrap();
-    uow.insert_member(&first).await.unwrap();
+    uow.members().insert(&first).await.unwrap();
     uow.commit().await.unwrap();
     assert_eq!(
         stores

@@ -448,3 +448,18 @@ pub fn tokens_of(body: &Value) -> Tokens {
         refresh: body["refresh_token"].as_str().expect("refresh_token").to_owned(),
     }
 }
+
+/// The `id` of a JSON body.
+pub fn id(value: &Value) -> &str {
+    value["id"].as_str().expect("an id")
+}
+
+/// The `items` of a JSON list body.
+pub fn items(list: &Value) -> &Vec<Value> {
+    list["items"].as_array().expect("a list body")
+}
+
+/// A coupon campaign request with a fixed discount.
+pub fn fixed_campaign(amount: i64, total_quantity: i64) -> Value {
+    json!({ "name": "Spring helmets", "discount": { "kind": "fixed", "amount": amount }, "total_quantity": total_quantity })
+}

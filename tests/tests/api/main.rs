@@ -5,11 +5,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod access;
-mod commerce;
+mod catalog;
 mod concurrency;
+mod coupons;
 mod helpers;
 mod insurance;
 mod members;
 mod ops;
+mod orders;
+mod wallet;
 
 pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;

@@ -6,10 +6,12 @@
 
 #[path = "../api/access.rs"]
 mod access;
-#[path = "../api/commerce.rs"]
-mod commerce;
+#[path = "../api/catalog.rs"]
+mod catalog;
 #[path = "../api/concurrency.rs"]
 mod concurrency;
+#[path = "../api/coupons.rs"]
+mod coupons;
 #[path = "../api/helpers.rs"]
 mod helpers;
 #[path = "../api/insurance.rs"]
@@ -18,5 +20,9 @@ mod insurance;
 mod members;
 #[path = "../api/ops.rs"]
 mod ops;
+#[path = "../api/orders.rs"]
+mod orders;
+#[path = "../api/wallet.rs"]
+mod wallet;
 
 pub const BACKEND: helpers::Backend = helpers::Backend::PostgresRedis;
