@@ -9,7 +9,7 @@
 
 mod conn;
 mod listener;
-mod router;
+mod replication;
 
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -25,9 +25,10 @@ use ports::{Cause, CommitToken, ComponentHealth, Consistency, HealthStatus, Stor
 use sql_store::{Backend, ReadFuture, SqlStore};
 
 pub use conn::{PgConn, PgDialect};
-pub use router::{ReadStats, ReplicaState};
+pub use replication::{Lsn, PgReplication};
+pub use sql_store::routing::{ReadStats, ReplicaState};
 
-use router::{Replica, Router};
+use sql_store::routing::{Replica, Router, RoutingConfig};
 
 /// The PostgreSQL store: every store port (see [`SqlStore`]), routed between the primary
 /// and the replicas. Its own diagnostics are on [`SqlStore::backend`].
@@ -76,6 +77,19 @@ impl std::fmt::Debug for PgConfig {
     }
 }
 
+impl PgConfig {
+    /// The routing part of the configuration.
+    fn routing(&self) -> RoutingConfig {
+        RoutingConfig {
+            max_connections: self.max_connections,
+            acquire_timeout: self.acquire_timeout,
+            max_replica_lag: self.max_replica_lag,
+            read_your_writes_wait: self.read_your_writes_wait,
+            health_interval: self.health_interval,
+        }
+    }
+}
+
 impl Default for PgConfig {
     fn default() -> Self {
         Self {
@@ -95,7 +109,7 @@ impl Default for PgConfig {
 /// tasks (replica health checks, the outbox listener) stop when it is dropped or closed.
 pub struct PgBackend {
     primary: PgPool,
-    router: Router,
+    router: Router<PgReplication>,
     /// Woken by the outbox listener (any instance's commit) and by this instance's commits.
     events: Arc<Notify>,
     /// Tells the background tasks to stop.
@@ -210,9 +224,16 @@ impl Backend for PgBackend {
         for (n, url) in (1..).zip(&config.replica_urls) {
             let name = format!("replica-{n}");
             let options = connect_options(url, &format!("hexride-{name}"), config.statement_timeout, true)?;
-            replicas.push(Arc::new(Replica::new(name, options, config)));
+            let health_options = options.clone().application_name(&format!("hexride-{name}-health"));
+            replicas.push(Replica::new(
+                name,
+                PgPoolOptions::new(),
+                options,
+                health_options,
+                &config.routing(),
+            ));
         }
-        let router = Router::new(primary.clone(), replicas, config);
+        let router = Router::new(PgReplication, primary.clone(), replicas, &config.routing());
         router.check_replicas_once().await;
 
         let (shutdown, _) = watch::channel(false);
@@ -249,7 +270,9 @@ impl Backend for PgBackend {
             .fetch_one(&self.primary)
             .await
             .map_err(translate)?;
-        self.router.wait_for_replay(&lsn, MIGRATION_REPLAY_WAIT).await;
+        if let Some(lsn) = Lsn::parse(&lsn) {
+            self.router.wait_for_replicas(&lsn, MIGRATION_REPLAY_WAIT).await;
+        }
         Ok(())
     }
 

@@ -31,6 +31,7 @@ pub mod idempotency;
 pub mod insurance;
 pub mod members;
 pub mod orders;
+pub mod routing;
 pub mod sql;
 mod store;
 pub mod tokens;

@@ -1,4 +1,4 @@
-//! Read routing between the primary and the replicas.
+//! Read routing between a primary and its replicas.
 //!
 //! `Strong` reads go to the primary. `Eventual` reads go to the next healthy replica, round
 //! robin. `ReadYourWrites(lsn)` reads go to a healthy replica that has replayed `lsn`: one the
@@ -10,65 +10,121 @@
 //! lost its connection is also skipped until its next successful health check.
 //!
 //! Health comes from a background task per replica that asks, every `health_interval`, for
-//! the replica's replay position and lag. A replica is healthy when it answers, is in
-//! recovery, and its lag is known and at most `max_replica_lag`.
+//! the replica's replay position and lag. A replica is healthy when it answers, replicates,
+//! and its lag is known and at most `max_replica_lag`.
+//!
+//! Written once for every database with replicas: a dialect supplies its [`Replication`]
+//! (what a commit token is, how a replica reports its position and lag, whether a replica
+//! connection has applied a position); the rest (round robin, fallbacks and their counters
+//! and metrics, health bookkeeping, retries on the primary) is here.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use futures::future::join_all;
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{Connection, PgConnection, PgPool, Postgres, Row};
+use sqlx::pool::{PoolConnection, PoolOptions};
+use sqlx::{Connection, Database, Pool};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use ports::{CommitToken, Consistency, StoreError};
 
-use sql_store::ReadFuture;
+use crate::backend::ReadFuture;
+use crate::driver::{SqlxConn, SqlxDialect};
 
-use crate::conn::PgConn;
-use crate::{PgConfig, translate};
-
-/// How often a `ReadYourWrites` read asks a replica whether it has replayed the token.
-const CATCH_UP_POLL: Duration = Duration::from_millis(10);
+/// How often a `ReadYourWrites` read asks a replica whether it has applied the token (when
+/// the server cannot wait for it itself).
+pub const CATCH_UP_POLL: Duration = Duration::from_millis(10);
 /// A replica pool that cannot hand out a connection this fast sends the read to the primary
 /// (a dead replica makes the pool retry connecting until its acquire timeout).
 const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a replica connection whose query failed has to prove it is still alive.
 const PING_TIMEOUT: Duration = Duration::from_millis(250);
 
-/// The replica health query. `lag_seconds` is 0 when everything received has been replayed
-/// (an idle primary sends nothing, and the last replay time would then only measure the
-/// idleness), else the age of the last replayed commit; NULL (unknown) when nothing was
-/// replayed since the replica started.
-const HEALTH_SQL: &str = "select pg_is_in_recovery() as in_recovery, \
-     pg_last_wal_receive_lsn()::text as receive_lsn, \
-     pg_last_wal_replay_lsn()::text as replay_lsn, \
-     (case when pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() then 0 \
-           else extract(epoch from now() - pg_last_xact_replay_timestamp()) end)::float8 as lag_seconds";
+/// The driver of dialect `R`.
+type Db<R> = <<R as Replication>::Dialect as SqlxDialect>::Db;
+/// A connection of dialect `R`'s driver.
+pub type DbConnection<R> = <Db<R> as Database>::Connection;
+/// Connection options of dialect `R`'s driver.
+pub type DbOptions<R> = <DbConnection<R> as Connection>::Options;
 
-/// A WAL position (`pg_lsn`), as a number so positions compare.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Lsn(u64);
+/// What one database's replication is, for the router: its commit positions, how a replica
+/// reports its state, and how to ask a replica whether it has applied a position.
+///
+/// # Errors (every method that returns a `Result`)
+/// MUST return the dialect's translation of the driver error.
+#[async_trait]
+pub trait Replication: Send + Sync + 'static {
+    /// The dialect whose connections the router hands to read queries.
+    type Dialect: SqlxDialect;
+    /// A replica's applied position, or a commit token's (PostgreSQL: an LSN; MariaDB: a
+    /// GTID position; MySQL: a GTID set).
+    type Position: Clone + PartialEq + fmt::Display + fmt::Debug + Send + Sync + 'static;
 
-impl Lsn {
-    /// Parses PostgreSQL's `XXXXXXXX/XXXXXXXX` text form.
-    pub(crate) fn parse(text: &str) -> Option<Self> {
-        let (high, low) = text.trim().split_once('/')?;
-        let high = u32::from_str_radix(high, 16).ok()?;
-        let low = u32::from_str_radix(low, 16).ok()?;
-        Some(Self((u64::from(high) << 32) | u64::from(low)))
+    /// A commit token as a position; `None` for a token this store did not mint (then only
+    /// the primary is sure to have the write).
+    fn parse(&self, token: &CommitToken) -> Option<Self::Position>;
+
+    /// Whether a replica at `have` has applied everything up to `wanted`.
+    fn covers(&self, have: &Self::Position, wanted: &Self::Position) -> bool;
+
+    /// One health probe on the health checker's own connection.
+    async fn probe(&self, conn: &mut DbConnection<Self>) -> Result<Probe<Self::Position>, StoreError>;
+
+    /// Whether the replica behind `conn` has applied `position`, waiting for it at most
+    /// `wait`. By default asks [`Replication::applied`] every [`CATCH_UP_POLL`]; a database
+    /// that can wait server-side overrides it with one round trip.
+    async fn wait_applied(
+        &self,
+        conn: &mut DbConnection<Self>,
+        position: &Self::Position,
+        wait: Duration,
+    ) -> Result<bool, StoreError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if self.applied(conn, position).await? {
+                return Ok(true);
+            }
+            if Instant::now() + CATCH_UP_POLL > deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(CATCH_UP_POLL).await;
+        }
     }
+
+    /// Whether the replica behind `conn` has applied `position`, now.
+    async fn applied(&self, conn: &mut DbConnection<Self>, position: &Self::Position) -> Result<bool, StoreError>;
 }
 
-impl fmt::Display for Lsn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
-    }
+/// What a replica said about itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe<P> {
+    /// Why it cannot serve reads whatever its lag (not a replica; replication stopped).
+    pub problem: Option<String>,
+    /// How far it has applied.
+    pub position: Option<P>,
+    /// How far behind the primary it is; `None` when unknown.
+    pub lag: Option<Duration>,
+}
+
+/// How reads are routed and replicas checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoutingConfig {
+    /// Size of each replica's pool.
+    pub max_connections: u32,
+    /// The longest a read waits for a replica connection (capped at 1 s: a dead replica
+    /// must not hold reads up).
+    pub acquire_timeout: Duration,
+    /// A replica further behind than this (or whose lag is unknown) gets no reads.
+    pub max_replica_lag: Duration,
+    /// How long a `ReadYourWrites` read waits for a replica to apply its token.
+    pub read_your_writes_wait: Duration,
+    /// How often each replica is checked.
+    pub health_interval: Duration,
 }
 
 /// Reads served by target and fallbacks to the primary by reason, since the store started.
@@ -80,7 +136,7 @@ pub struct ReadStats {
     pub replica: u64,
     /// Replicas are configured but none was healthy.
     pub no_healthy_replica: u64,
-    /// No healthy replica replayed a `ReadYourWrites` token in time.
+    /// No healthy replica applied a `ReadYourWrites` token in time.
     pub not_caught_up: u64,
     /// A replica failed the read (or its connection) and the primary answered instead.
     pub replica_error: u64,
@@ -89,12 +145,12 @@ pub struct ReadStats {
 /// What the router knows about one replica.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplicaState {
-    /// `replica-<n>`, 1-based in `replica_urls` order.
+    /// `replica-<n>`, 1-based in configuration order.
     pub name: String,
     /// Whether reads may go there.
     pub healthy: bool,
-    /// The last replay position seen (`pg_last_wal_replay_lsn()`).
-    pub replay_lsn: Option<String>,
+    /// The last applied position seen.
+    pub position: Option<String>,
     /// The last lag measured; `None` when unknown.
     pub lag: Option<Duration>,
     /// Why it is skipped (`down: …`, `lag 3.2s > 2s`, `lag unknown`); `None` when healthy.
@@ -134,26 +190,26 @@ impl Fallback {
 }
 
 /// Where a read runs.
-enum Placement {
-    Replica(Arc<Replica>, PoolConnection<Postgres>),
+enum Placement<R: Replication> {
+    Replica(Arc<Replica<R>>, PoolConnection<Db<R>>),
     /// On the primary, after a fallback when `Some`.
     Primary(Option<Fallback>),
 }
 
-#[derive(Debug, Clone, Default)]
-struct Status {
+#[derive(Debug, Clone)]
+struct Status<P> {
     /// `None` until first checked.
     healthy: Option<bool>,
-    replay_lsn: Option<Lsn>,
+    position: Option<P>,
     lag: Option<Duration>,
     problem: Option<String>,
 }
 
-impl Status {
-    fn down(detail: impl fmt::Display, replay_lsn: Option<Lsn>) -> Self {
+impl<P> Status<P> {
+    fn down(detail: impl fmt::Display, position: Option<P>) -> Self {
         Self {
             healthy: Some(false),
-            replay_lsn,
+            position,
             lag: None,
             problem: Some(format!("down: {detail}")),
         }
@@ -161,20 +217,25 @@ impl Status {
 }
 
 /// One replica: its read-only pool and what its health checks found.
-pub(crate) struct Replica {
+pub struct Replica<R: Replication> {
     name: String,
-    pool: PgPool,
+    pool: Pool<Db<R>>,
     /// For the health checker's own connection, so a busy pool cannot starve the checks.
-    health_options: PgConnectOptions,
-    status: RwLock<Status>,
+    health_options: DbOptions<R>,
+    status: RwLock<Status<R::Position>>,
 }
 
-impl Replica {
-    /// A lazily connected pool: a replica that is down when the store starts is skipped, not
-    /// fatal.
-    pub(crate) fn new(name: String, options: PgConnectOptions, config: &PgConfig) -> Self {
-        let health_options = options.clone().application_name(&format!("hexride-{name}-health"));
-        let pool = PgPoolOptions::new()
+impl<R: Replication> Replica<R> {
+    /// A lazily connected pool over `pool` (a replica that is down when the store starts
+    /// is skipped, not fatal); the health checks connect with `health_options`.
+    pub fn new(
+        name: String,
+        pool: PoolOptions<Db<R>>,
+        options: DbOptions<R>,
+        health_options: DbOptions<R>,
+        config: &RoutingConfig,
+    ) -> Self {
+        let pool = pool
             .max_connections(config.max_connections.max(1))
             .acquire_timeout(config.acquire_timeout.min(REPLICA_ACQUIRE_TIMEOUT))
             .connect_lazy_with(options);
@@ -183,28 +244,34 @@ impl Replica {
             pool,
             health_options,
             status: RwLock::new(Status {
+                healthy: None,
+                position: None,
+                lag: None,
                 problem: Some("not checked yet".to_owned()),
-                ..Status::default()
             }),
         }
     }
 
-    fn with_status<R>(&self, f: impl FnOnce(&Status) -> R) -> R {
+    fn with_status<T>(&self, f: impl FnOnce(&Status<R::Position>) -> T) -> T {
         f(&self.status.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn position(&self) -> Option<R::Position> {
+        self.with_status(|s| s.position.clone())
     }
 
     fn state(&self) -> ReplicaState {
         self.with_status(|s| ReplicaState {
             name: self.name.clone(),
             healthy: s.healthy == Some(true),
-            replay_lsn: s.replay_lsn.map(|lsn| lsn.to_string()),
+            position: s.position.as_ref().map(ToString::to_string),
             lag: s.lag,
             problem: s.problem.clone(),
         })
     }
 
     /// Records a new status, logging only transitions (not every check).
-    fn set_status(&self, new: Status) {
+    fn set_status(&self, new: Status<R::Position>) {
         let lag = new.lag.map_or(f64::NAN, |lag| lag.as_secs_f64());
         metrics::gauge!("db_replica_lag_seconds", "replica" => self.name.clone()).set(lag);
         let mut status = self.status.write().unwrap_or_else(PoisonError::into_inner);
@@ -226,70 +293,65 @@ impl Replica {
 
     /// A read failed on this replica: skip it until a health check finds it well again.
     fn mark_down(&self, detail: impl fmt::Display) {
-        let replay_lsn = self.with_status(|s| s.replay_lsn);
-        self.set_status(Status::down(detail, replay_lsn));
+        self.set_status(Status::down(detail, self.position()));
     }
 
-    /// A poll saw the replica at or past `lsn`: later reads with that token need not poll.
-    fn note_replayed(&self, lsn: Lsn) {
+    /// A check saw the replica at `position`: later reads with that token need not ask.
+    fn note_applied(&self, replication: &R, position: &R::Position) {
         let mut status = self.status.write().unwrap_or_else(PoisonError::into_inner);
-        if status.replay_lsn < Some(lsn) {
-            status.replay_lsn = Some(lsn);
+        let behind = status
+            .position
+            .as_ref()
+            .is_none_or(|have| !replication.covers(have, position));
+        if behind {
+            status.position = Some(position.clone());
         }
     }
 
     /// One health check on `conn` (connected first if needed, dropped if it fails).
-    async fn check(&self, conn: &mut Option<PgConnection>, max_lag: Duration, timeout: Duration) {
+    async fn check(
+        &self,
+        replication: &R,
+        conn: &mut Option<DbConnection<R>>,
+        max_lag: Duration,
+        timeout: Duration,
+    ) {
         let probe = async {
             let mut c = match conn.take() {
                 Some(c) => c,
-                None => PgConnection::connect_with(&self.health_options).await?,
+                None => DbConnection::<R>::connect_with(&self.health_options)
+                    .await
+                    .map_err(<R::Dialect as SqlxDialect>::translate)?,
             };
-            let row = sqlx::query(HEALTH_SQL).fetch_one(&mut c).await?;
-            Ok::<_, sqlx::Error>((c, row))
+            let probe = replication.probe(&mut c).await?;
+            Ok::<_, StoreError>((c, probe))
         };
-        let last_replay = self.with_status(|s| s.replay_lsn);
+        let last = self.position();
         let status = match tokio::time::timeout(timeout, probe).await {
-            Ok(Ok((c, row))) => {
+            Ok(Ok((c, probe))) => {
                 *conn = Some(c);
-                evaluate(&row, max_lag).unwrap_or_else(|e| Status::down(e, last_replay))
+                evaluate(probe, max_lag)
             }
-            Ok(Err(e)) => Status::down(e, last_replay),
-            Err(_) => Status::down(format_args!("no answer within {}", seconds(timeout)), last_replay),
+            Ok(Err(e)) => Status::down(e.chain(), last),
+            Err(_) => Status::down(format_args!("no answer within {}", seconds(timeout)), last),
         };
         self.set_status(status);
     }
 }
 
-/// Judges a health-query row against `max_lag`.
-fn evaluate(row: &PgRow, max_lag: Duration) -> Result<Status, StoreError> {
-    let in_recovery: bool = row.try_get("in_recovery").map_err(translate)?;
-    let replay_lsn = row
-        .try_get::<Option<String>, _>("replay_lsn")
-        .map_err(translate)?
-        .as_deref()
-        .and_then(Lsn::parse);
-    let lag = row
-        .try_get::<Option<f64>, _>("lag_seconds")
-        .map_err(translate)?
-        .filter(|s| s.is_finite())
-        // A replica clock a little ahead of the primary's gives a negative age.
-        .map(|s| Duration::from_secs_f64(s.max(0.0)));
-    let problem = if !in_recovery {
-        Some("not a replica: pg_is_in_recovery() is false".to_owned())
-    } else {
-        match lag {
-            None => Some("lag unknown".to_owned()),
-            Some(lag) if lag > max_lag => Some(format!("lag {} > {}", seconds(lag), seconds(max_lag))),
-            Some(_) => None,
-        }
-    };
-    Ok(Status {
+/// Judges a probe against `max_lag`.
+fn evaluate<P>(probe: Probe<P>, max_lag: Duration) -> Status<P> {
+    let problem = probe.problem.or_else(|| match probe.lag {
+        None => Some("lag unknown".to_owned()),
+        Some(lag) if lag > max_lag => Some(format!("lag {} > {}", seconds(lag), seconds(max_lag))),
+        Some(_) => None,
+    });
+    Status {
         healthy: Some(problem.is_none()),
-        replay_lsn,
-        lag,
+        position: probe.position,
+        lag: probe.lag,
         problem,
-    })
+    }
 }
 
 /// `3.2s`, `2s`, `0.5s`.
@@ -311,10 +373,11 @@ struct Counters {
     replica_error: AtomicU64,
 }
 
-/// Routes reads; owns the replicas.
-pub(crate) struct Router {
-    primary: PgPool,
-    replicas: Vec<Arc<Replica>>,
+/// Routes reads between a primary and its replicas; owns the replicas.
+pub struct Router<R: Replication> {
+    replication: Arc<R>,
+    primary: Pool<Db<R>>,
+    replicas: Vec<Arc<Replica<R>>>,
     /// Round-robin cursor.
     next: AtomicUsize,
     counters: Counters,
@@ -323,11 +386,13 @@ pub(crate) struct Router {
     health_interval: Duration,
 }
 
-impl Router {
-    pub(crate) fn new(primary: PgPool, replicas: Vec<Arc<Replica>>, config: &PgConfig) -> Self {
+impl<R: Replication> Router<R> {
+    /// Routes between `primary` and `replicas`.
+    pub fn new(replication: R, primary: Pool<Db<R>>, replicas: Vec<Replica<R>>, config: &RoutingConfig) -> Self {
         Self {
+            replication: Arc::new(replication),
             primary,
-            replicas,
+            replicas: replicas.into_iter().map(Arc::new).collect(),
             next: AtomicUsize::new(0),
             counters: Counters::default(),
             read_your_writes_wait: config.read_your_writes_wait,
@@ -336,7 +401,8 @@ impl Router {
         }
     }
 
-    pub(crate) fn replica_count(&self) -> usize {
+    /// How many replicas are configured.
+    pub fn replica_count(&self) -> usize {
         self.replicas.len()
     }
 
@@ -346,22 +412,23 @@ impl Router {
     }
 
     /// Checks every replica once, at once (at start-up, so reads are routed from the first).
-    pub(crate) async fn check_replicas_once(&self) {
+    pub async fn check_replicas_once(&self) {
         let timeout = self.health_timeout();
-        join_all(
-            self.replicas
-                .iter()
-                .map(|replica| async move { replica.check(&mut None, self.max_replica_lag, timeout).await }),
-        )
+        join_all(self.replicas.iter().map(|replica| async move {
+            replica
+                .check(&self.replication, &mut None, self.max_replica_lag, timeout)
+                .await
+        }))
         .await;
     }
 
     /// One health-check task per replica, until `shutdown` says stop (or is dropped).
-    pub(crate) fn spawn_health_checks(&self, shutdown: &watch::Sender<bool>) -> Vec<JoinHandle<()>> {
+    pub fn spawn_health_checks(&self, shutdown: &watch::Sender<bool>) -> Vec<JoinHandle<()>> {
         self.replicas
             .iter()
             .map(|replica| {
                 let replica = Arc::clone(replica);
+                let replication = Arc::clone(&self.replication);
                 let mut shutdown = shutdown.subscribe();
                 let (interval, max_lag, timeout) = (self.health_interval, self.max_replica_lag, self.health_timeout());
                 tokio::spawn(async move {
@@ -370,7 +437,7 @@ impl Router {
                     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
                     loop {
                         tokio::select! {
-                            _ = ticker.tick() => replica.check(&mut conn, max_lag, timeout).await,
+                            _ = ticker.tick() => replica.check(&replication, &mut conn, max_lag, timeout).await,
                             _ = shutdown.changed() => return,
                         }
                     }
@@ -379,11 +446,13 @@ impl Router {
             .collect()
     }
 
-    pub(crate) async fn close(&self) {
+    /// Closes the replicas' pools.
+    pub async fn close(&self) {
         join_all(self.replicas.iter().map(|replica| replica.pool.close())).await;
     }
 
-    pub(crate) fn stats(&self) -> ReadStats {
+    /// Reads served so far by target, and fallbacks by reason.
+    pub fn stats(&self) -> ReadStats {
         let c = &self.counters;
         ReadStats {
             primary: c.primary.load(Ordering::Relaxed),
@@ -394,11 +463,13 @@ impl Router {
         }
     }
 
-    pub(crate) fn replica_states(&self) -> Vec<ReplicaState> {
+    /// What the last check (or failed read) found about each replica.
+    pub fn replica_states(&self) -> Vec<ReplicaState> {
         self.replicas.iter().map(|replica| replica.state()).collect()
     }
 
-    pub(crate) fn replica_pool(&self, index: usize) -> Option<PgPool> {
+    /// The pool of replica `index` (0-based).
+    pub fn replica_pool(&self, index: usize) -> Option<Pool<Db<R>>> {
         self.replicas.get(index).map(|replica| replica.pool.clone())
     }
 
@@ -423,10 +494,13 @@ impl Router {
 
     /// Runs `query` where `consistency` allows, falling back to the primary as described in
     /// the module header.
-    pub(crate) async fn read<A, T, F>(&self, consistency: &Consistency, args: A, query: F) -> Result<T, StoreError>
+    ///
+    /// # Errors
+    /// The query's, or [`StoreError::Unavailable`] when the primary cannot be had.
+    pub async fn read<A, T, F>(&self, consistency: &Consistency, args: A, query: F) -> Result<T, StoreError>
     where
         A: Send + Sync,
-        F: for<'c> Fn(&'c mut PgConn, &'c A) -> ReadFuture<'c, T> + Send + Sync,
+        F: for<'c> Fn(&'c mut SqlxConn<R::Dialect>, &'c A) -> ReadFuture<'c, T> + Send + Sync,
         T: Send,
     {
         let placement = match consistency {
@@ -435,7 +509,7 @@ impl Router {
             Consistency::ReadYourWrites(token) => self.place_caught_up(token).await,
         };
         let (replica, mut conn) = match placement {
-            Placement::Replica(replica, conn) => (replica, PgConn::new(conn)),
+            Placement::Replica(replica, conn) => (replica, SqlxConn::new(conn)),
             Placement::Primary(fallback) => {
                 if let Some(reason) = fallback {
                     self.fallback(reason);
@@ -445,9 +519,10 @@ impl Router {
         };
         let result = query(&mut conn, &args).await;
         let retry = match &result {
-            // Replaying WAL cancelled the query (a recovery conflict): the replica is fine.
+            // Applying replicated changes cancelled the query (a recovery conflict): the
+            // replica is fine.
             Err(StoreError::Concurrency) => true,
-            // The replica has not replayed a migration yet: the primary has the schema.
+            // The replica has not applied a migration yet: the primary has the schema.
             Err(StoreError::SchemaMissing(_)) => true,
             // The connection or the server is gone, unless the connection still answers:
             // then the query itself timed out, and would only time out on the primary too.
@@ -471,24 +546,22 @@ impl Router {
         self.on_primary(&args, &query).await
     }
 
-    /// Waits until every replica that answers has replayed `lsn`, up to `max_wait`; a replica
-    /// that does not answer or stays behind is logged and left to the health checks.
-    pub(crate) async fn wait_for_replay(&self, lsn: &str, max_wait: Duration) {
-        let deadline = tokio::time::Instant::now() + max_wait;
+    /// Waits until every replica that answers has applied `position`, up to `max_wait`; a
+    /// replica that does not answer or stays behind is logged and left to the health checks.
+    pub async fn wait_for_replicas(&self, position: &R::Position, max_wait: Duration) {
         for replica in &self.replicas {
-            loop {
-                let replayed = sqlx::query_scalar::<_, bool>("select pg_last_wal_replay_lsn() >= $1::pg_lsn")
-                    .bind(lsn)
-                    .fetch_one(&replica.pool);
-                match tokio::time::timeout(Duration::from_secs(2), replayed).await {
-                    Ok(Ok(true)) => break,
-                    Ok(Ok(false)) if tokio::time::Instant::now() < deadline => {
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    outcome => {
-                        tracing::warn!(replica = %replica.name, ?outcome, %lsn, "replica has not replayed the migrations");
-                        break;
-                    }
+            let applied = async {
+                let mut conn = replica
+                    .pool
+                    .acquire()
+                    .await
+                    .map_err(<R::Dialect as SqlxDialect>::translate)?;
+                self.replication.wait_applied(&mut conn, position, max_wait).await
+            };
+            match tokio::time::timeout(max_wait + Duration::from_secs(2), applied).await {
+                Ok(Ok(true)) => {}
+                outcome => {
+                    tracing::warn!(replica = %replica.name, ?outcome, %position, "replica has not applied the migrations");
                 }
             }
         }
@@ -496,15 +569,20 @@ impl Router {
 
     async fn on_primary<A, T, F>(&self, args: &A, query: &F) -> Result<T, StoreError>
     where
-        F: for<'c> Fn(&'c mut PgConn, &'c A) -> ReadFuture<'c, T> + Send + Sync,
+        F: for<'c> Fn(&'c mut SqlxConn<R::Dialect>, &'c A) -> ReadFuture<'c, T> + Send + Sync,
     {
-        let mut conn = PgConn::new(self.primary.acquire().await.map_err(translate)?);
+        let conn = self
+            .primary
+            .acquire()
+            .await
+            .map_err(<R::Dialect as SqlxDialect>::translate)?;
+        let mut conn = SqlxConn::new(conn);
         self.count(Target::Primary);
         query(&mut conn, args).await
     }
 
     /// The next healthy replica (round robin) whose status also passes `wanted`.
-    fn pick(&self, wanted: impl Fn(&Status) -> bool) -> Option<Arc<Replica>> {
+    fn pick(&self, wanted: impl Fn(&Status<R::Position>) -> bool) -> Option<Arc<Replica<R>>> {
         let n = self.replicas.len();
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
@@ -513,7 +591,7 @@ impl Router {
             .cloned()
     }
 
-    async fn connect_to(&self, replica: Arc<Replica>) -> Placement {
+    async fn connect_to(&self, replica: Arc<Replica<R>>) -> Placement<R> {
         match replica.pool.acquire().await {
             Ok(conn) => Placement::Replica(replica, conn),
             Err(e) => {
@@ -527,7 +605,7 @@ impl Router {
         }
     }
 
-    async fn place_eventual(&self) -> Placement {
+    async fn place_eventual(&self) -> Placement<R> {
         if self.replicas.is_empty() {
             return Placement::Primary(None);
         }
@@ -537,16 +615,17 @@ impl Router {
         }
     }
 
-    async fn place_caught_up(&self, token: &CommitToken) -> Placement {
+    async fn place_caught_up(&self, token: &CommitToken) -> Placement<R> {
         if self.replicas.is_empty() {
             return Placement::Primary(None);
         }
         // A token this store did not mint (another backend's, or "unknown" after a commit
         // whose position could not be read): only the primary is sure to have the write.
-        let Some(lsn) = Lsn::parse(&token.0) else {
+        let Some(wanted) = self.replication.parse(token) else {
             return Placement::Primary(None);
         };
-        if let Some(replica) = self.pick(|s| s.replay_lsn >= Some(lsn)) {
+        let replication = &*self.replication;
+        if let Some(replica) = self.pick(|s| s.position.as_ref().is_some_and(|have| replication.covers(have, &wanted))) {
             return self.connect_to(replica).await;
         }
         let Some(replica) = self.pick(|_| true) else {
@@ -556,28 +635,17 @@ impl Router {
             Placement::Replica(replica, conn) => (replica, conn),
             primary => return primary,
         };
-        let deadline = Instant::now() + self.read_your_writes_wait;
-        loop {
-            let caught_up = sqlx::query_scalar::<_, Option<bool>>("select pg_last_wal_replay_lsn() >= $1::pg_lsn")
-                .bind(lsn.to_string())
-                .fetch_one(&mut *conn)
-                .await;
-            match caught_up {
-                Ok(Some(true)) => {
-                    replica.note_replayed(lsn);
-                    return Placement::Replica(replica, conn);
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    drop(conn);
-                    replica.mark_down(&e);
-                    return Placement::Primary(Some(Fallback::ReplicaError));
-                }
+        match replication.wait_applied(&mut conn, &wanted, self.read_your_writes_wait).await {
+            Ok(true) => {
+                replica.note_applied(replication, &wanted);
+                Placement::Replica(replica, conn)
             }
-            if Instant::now() + CATCH_UP_POLL > deadline {
-                return Placement::Primary(Some(Fallback::NotCaughtUp));
+            Ok(false) => Placement::Primary(Some(Fallback::NotCaughtUp)),
+            Err(e) => {
+                drop(conn);
+                replica.mark_down(e.chain());
+                Placement::Primary(Some(Fallback::ReplicaError))
             }
-            tokio::time::sleep(CATCH_UP_POLL).await;
         }
     }
 }
@@ -587,22 +655,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn lsns_parse_compare_and_print_like_pg_lsn() {
-        let a = Lsn::parse("0/16B3748").expect("valid");
-        let b = Lsn::parse("1/0").expect("valid");
-        assert!(a < b);
-        assert_eq!(a.to_string(), "0/16B3748");
-        assert_eq!(Lsn::parse("1/A0").expect("valid").to_string(), "1/A0");
-        assert_eq!(Lsn::parse("FFFFFFFF/FFFFFFFF"), Some(Lsn(u64::MAX)));
-        for bad in ["", "12", "x/1", "1/", "unknown", "1/2/3"] {
-            assert_eq!(Lsn::parse(bad), None, "{bad}");
-        }
-    }
-
-    #[test]
     fn durations_print_to_a_tenth_of_a_second() {
         assert_eq!(seconds(Duration::from_secs(2)), "2s");
         assert_eq!(seconds(Duration::from_millis(3_240)), "3.2s");
         assert_eq!(seconds(Duration::from_millis(500)), "0.5s");
+    }
+
+    #[test]
+    fn a_replica_is_healthy_only_with_a_known_lag_within_the_bound() {
+        let probe = |problem: Option<&str>, lag: Option<u64>| Probe {
+            problem: problem.map(str::to_owned),
+            position: Some(1),
+            lag: lag.map(Duration::from_millis),
+        };
+        let max = Duration::from_secs(2);
+        assert_eq!(evaluate(probe(None, Some(100)), max).healthy, Some(true));
+        let unknown = evaluate(probe(None, None), max);
+        assert_eq!((unknown.healthy, unknown.problem.as_deref()), (Some(false), Some("lag unknown")));
+        let behind = evaluate(probe(None, Some(3_240)), max);
+        assert_eq!(behind.problem.as_deref(), Some("lag 3.2s > 2s"));
+        let stopped = evaluate(probe(Some("replication stopped"), Some(0)), max);
+        assert_eq!(stopped.problem.as_deref(), Some("replication stopped"));
     }
 }
