@@ -33,6 +33,9 @@ impl SqlxDialect for PgDialect {
         begin: "begin isolation level read committed",
         for_update: "for no key update",
         skip_locked: "for no key update skip locked",
+        skip_duplicate: "on conflict do nothing",
+        keep_existing: "on conflict do nothing",
+        bigint: "bigint",
     };
 
     fn bind_uuid<'q>(query: SqlxQuery<'q, Postgres>, value: Option<Uuid>) -> SqlxQuery<'q, Postgres> {

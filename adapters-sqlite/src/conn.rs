@@ -45,6 +45,9 @@ impl SqlxDialect for SqliteDialect {
         begin: "begin immediate",
         for_update: "",
         skip_locked: "",
+        skip_duplicate: "on conflict do nothing",
+        keep_existing: "on conflict do nothing",
+        bigint: "bigint",
     };
 
     fn bind_uuid<'q>(query: SqlxQuery<'q, Sqlite>, value: Option<Uuid>) -> SqlxQuery<'q, Sqlite> {

@@ -116,7 +116,7 @@ pub(crate) async fn popular(
     limit: i64,
 ) -> Result<Vec<PopularProduct>, StoreError> {
     sql(
-        "select p.*, cast(sum(i.quantity) as bigint) as units_sold from order_items i \
+        "select p.*, cast(sum(i.quantity) as {bigint}) as units_sold from order_items i \
          join orders o on o.id = i.order_id \
          join products p on p.id = i.product_id \
          where o.status = 'paid' and o.paid_at >= ? \

@@ -15,7 +15,7 @@ use core_domain::event::DomainEvent;
 use ports::{EventWrites, OutboxRecord, OutboxStats, OutboxStore, StoreError};
 
 use crate::SqlUnitOfWork;
-use crate::backend::Backend;
+use crate::backend::{Backend, Transaction};
 use crate::sql::{Lock, SqlConn, sql};
 use crate::{Columns, SqlStore};
 
@@ -86,14 +86,12 @@ pub(crate) async fn record_inbox(
     consumer: &str,
     event_id: EventId,
 ) -> Result<bool, StoreError> {
-    let inserted = sql("insert into inbox (consumer, event_id, processed_at) values (?, ?, ?) \
-         on conflict (consumer, event_id) do nothing")
-    .text(consumer)
-    .id(event_id)
-    .time(OffsetDateTime::now_utc())
-    .execute(conn)
-    .await?;
-    Ok(inserted == 1)
+    sql("insert into inbox (consumer, event_id, processed_at) values (?, ?, ?) {skip_duplicate}")
+        .text(consumer)
+        .id(event_id)
+        .time(OffsetDateTime::now_utc())
+        .insert_unless_duplicate(conn)
+        .await
 }
 
 #[async_trait]
@@ -115,34 +113,46 @@ impl<B: Backend> EventWrites for SqlUnitOfWork<B> {
 
 #[async_trait]
 impl<B: Backend> OutboxStore for SqlStore<B> {
-    /// One statement: the inner select locks the rows it picks and skips rows another relay
-    /// is claiming right now; a row claimed (and committed) by another relay meanwhile fails
-    /// the re-check of the lease condition when it is locked.
+    /// One short transaction: the select locks the rows it picks and skips rows another
+    /// relay is claiming right now (a row another relay claimed and committed meanwhile fails
+    /// the lease condition when the select gets to it), and the update leases them. Two
+    /// statements rather than `update … where seq in (select … limit) returning`, which
+    /// MySQL and MariaDB do not have.
     async fn claim(&self, owner: &str, limit: i64, lease: Duration) -> Result<Vec<OutboxRecord>, StoreError> {
         if limit <= 0 {
             return Ok(Vec::new());
         }
         let now = OffsetDateTime::now_utc();
         let until = now.saturating_add(time::Duration::try_from(lease).unwrap_or(time::Duration::MAX));
+        let mut tx = Transaction::new(self.backend().begin().await?);
         let rows = sql(
-            "update outbox set claimed_by = ?, claimed_until = ?, updated_at = ? where seq in ( \
-               select o.seq from outbox o \
-               where o.status = 'pending' and o.available_at <= ? \
-                 and (o.claimed_until is null or o.claimed_until < ?) \
-                 and not exists (select 1 from outbox o2 where o2.aggregate_id = o.aggregate_id \
-                                 and o2.seq < o.seq and o2.status = 'pending') \
-               order by o.seq limit ? {lock}) \
-             returning seq, id, topic, event_type, aggregate_id, payload, attempts, created_at",
+            "select o.seq, o.id, o.topic, o.event_type, o.aggregate_id, o.payload, o.attempts, o.created_at \
+             from outbox o \
+             where o.status = 'pending' and o.available_at <= ? \
+               and (o.claimed_until is null or o.claimed_until < ?) \
+               and not exists (select 1 from outbox o2 where o2.aggregate_id = o.aggregate_id \
+                               and o2.seq < o.seq and o2.status = 'pending') \
+             order by o.seq limit ? {lock}",
         )
-        .text(owner)
-        .time(until)
-        .time(now)
         .time(now)
         .time(now)
         .limit(limit)
         .lock(Lock::SkipLocked)
-        .fetch_all(&mut self.primary().await?, record)
+        .fetch_all(tx.conn()?, record)
         .await?;
+        if rows.is_empty() {
+            tx.rollback().await?;
+            return Ok(rows);
+        }
+        let ids: Vec<EventId> = rows.iter().map(|r| r.id).collect();
+        sql("update outbox set claimed_by = ?, claimed_until = ?, updated_at = ? where id in (?)")
+            .text(owner)
+            .time(until)
+            .time(now)
+            .ids(&ids)
+            .execute(tx.conn()?)
+            .await?;
+        tx.commit().await?;
         Ok(in_append_order(rows))
     }
 

@@ -35,20 +35,20 @@ pub(crate) async fn begin(
 ) -> Result<IdempotencyStart, StoreError> {
     let now = OffsetDateTime::now_utc();
     let inserted = sql(
-        "insert into idempotency_keys (scope, key, fingerprint, response, created_at, updated_at) \
-         values (?, ?, ?, null, ?, ?) on conflict (scope, key) do nothing",
+        "insert into idempotency_keys (scope, request_key, fingerprint, response, created_at, updated_at) \
+         values (?, ?, ?, null, ?, ?) {skip_duplicate}",
     )
     .text(scope)
     .text(key)
     .text(fingerprint)
     .time(now)
     .time(now)
-    .execute(&mut *conn)
+    .insert_unless_duplicate(&mut *conn)
     .await?;
-    if inserted == 1 {
+    if inserted {
         return Ok(IdempotencyStart::New);
     }
-    sql("select fingerprint, response from idempotency_keys where scope = ? and key = ?")
+    sql("select fingerprint, response from idempotency_keys where scope = ? and request_key = ?")
         .text(scope)
         .text(key)
         .fetch_one(conn, idempotency_seen)
@@ -62,7 +62,7 @@ pub(crate) async fn complete(
     key: &str,
     response: &str,
 ) -> Result<(), StoreError> {
-    let changed = sql("update idempotency_keys set response = ?, updated_at = ? where scope = ? and key = ?")
+    let changed = sql("update idempotency_keys set response = ?, updated_at = ? where scope = ? and request_key = ?")
         .text(response)
         .time(OffsetDateTime::now_utc())
         .text(scope)

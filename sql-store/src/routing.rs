@@ -309,13 +309,7 @@ impl<R: Replication> Replica<R> {
     }
 
     /// One health check on `conn` (connected first if needed, dropped if it fails).
-    async fn check(
-        &self,
-        replication: &R,
-        conn: &mut Option<DbConnection<R>>,
-        max_lag: Duration,
-        timeout: Duration,
-    ) {
+    async fn check(&self, replication: &R, conn: &mut Option<DbConnection<R>>, max_lag: Duration, timeout: Duration) {
         let probe = async {
             let mut c = match conn.take() {
                 Some(c) => c,
@@ -625,7 +619,11 @@ impl<R: Replication> Router<R> {
             return Placement::Primary(None);
         };
         let replication = &*self.replication;
-        if let Some(replica) = self.pick(|s| s.position.as_ref().is_some_and(|have| replication.covers(have, &wanted))) {
+        if let Some(replica) = self.pick(|s| {
+            s.position
+                .as_ref()
+                .is_some_and(|have| replication.covers(have, &wanted))
+        }) {
             return self.connect_to(replica).await;
         }
         let Some(replica) = self.pick(|_| true) else {
@@ -635,7 +633,10 @@ impl<R: Replication> Router<R> {
             Placement::Replica(replica, conn) => (replica, conn),
             primary => return primary,
         };
-        match replication.wait_applied(&mut conn, &wanted, self.read_your_writes_wait).await {
+        match replication
+            .wait_applied(&mut conn, &wanted, self.read_your_writes_wait)
+            .await
+        {
             Ok(true) => {
                 replica.note_applied(replication, &wanted);
                 Placement::Replica(replica, conn)
@@ -671,7 +672,10 @@ mod tests {
         let max = Duration::from_secs(2);
         assert_eq!(evaluate(probe(None, Some(100)), max).healthy, Some(true));
         let unknown = evaluate(probe(None, None), max);
-        assert_eq!((unknown.healthy, unknown.problem.as_deref()), (Some(false), Some("lag unknown")));
+        assert_eq!(
+            (unknown.healthy, unknown.problem.as_deref()),
+            (Some(false), Some("lag unknown"))
+        );
         let behind = evaluate(probe(None, Some(3_240)), max);
         assert_eq!(behind.problem.as_deref(), Some("lag 3.2s > 2s"));
         let stopped = evaluate(probe(Some("replication stopped"), Some(0)), max);

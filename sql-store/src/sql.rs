@@ -1,10 +1,13 @@
 //! Statements written once for every dialect, and the one trait a dialect implements to run
 //! them. The shared SQL is the common subset of SQLite, PostgreSQL and MySQL, with `?`
-//! placeholders and one marker, `{lock}`, where a row lock goes; a [`Dialect`] says what its
-//! placeholders and lock clauses look like, and [`SqlConn`] binds [`Value`]s in its own
+//! placeholders and a few markers (`{lock}` where a row lock goes, `{skip_duplicate}` and
+//! `{keep_existing}` at the end of an insert that may meet a duplicate key, `{bigint}` in
+//! casts); a [`Dialect`] says
+//! what its placeholders and
+//! markers become, and [`SqlConn`] binds [`Value`]s in its own
 //! storage format (SQLite: ids as text, times as integer microseconds; PostgreSQL: `uuid`,
 //! `timestamptz`). A reader sees the SQL a use case runs in the shared modules, as it is
-//! sent, but for those two substitutions.
+//! sent, but for those substitutions.
 
 use std::fmt::Write as _;
 
@@ -31,6 +34,23 @@ pub struct Dialect {
     /// What `{lock}` becomes for [`Lock::SkipLocked`]: the same, skipping rows other
     /// transactions hold (batch jobs, the outbox relay).
     pub skip_locked: &'static str,
+    /// What `{skip_duplicate}` at the end of an insert becomes: the clause that makes a
+    /// duplicate of a unique key insert nothing (`on conflict do nothing`). Empty where the
+    /// database has none that leaves errors alone (MySQL's `insert ignore` also downgrades
+    /// truncation to warnings): there the insert fails with a duplicate key, which fails only
+    /// that statement, and [`Statement::insert_unless_duplicate`] reads it as "nothing".
+    pub skip_duplicate: &'static str,
+    /// What `{keep_existing}` at the end of an insert becomes: a duplicate keeps the row
+    /// that is there, and the insert succeeds, changing nothing (`on conflict do nothing`;
+    /// MySQL: `on duplicate key update updated_at = updated_at`, which locks the existing
+    /// row for update rather than sharing it, so concurrent inserts that then update it
+    /// cannot deadlock). For tables with `updated_at`, where nobody needs to know whether the
+    /// row was new.
+    pub keep_existing: &'static str,
+    /// What `{bigint}` becomes, the type a `cast` to a 64-bit integer names (`bigint`;
+    /// MySQL's `signed`): aggregates such as `sum` over `bigint` are `numeric` or `decimal`
+    /// otherwise, which no integer reads.
+    pub bigint: &'static str,
 }
 
 /// Whether a `select` locks the rows it returns (`{lock}` in its text). A unit of work locks
@@ -198,6 +218,15 @@ impl<'a> Statement<'a> {
             } else if let Some(after) = rest[at..].strip_prefix("{lock}") {
                 sql.push_str(lock);
                 rest = after;
+            } else if let Some(after) = rest[at..].strip_prefix("{bigint}") {
+                sql.push_str(dialect.bigint);
+                rest = after;
+            } else if let Some(after) = rest[at..].strip_prefix("{keep_existing}") {
+                sql.push_str(dialect.keep_existing);
+                rest = after;
+            } else if let Some(after) = rest[at..].strip_prefix("{skip_duplicate}") {
+                sql.push_str(dialect.skip_duplicate);
+                rest = after;
             } else {
                 sql.push('{');
                 rest = &rest[at + 1..];
@@ -225,6 +254,22 @@ impl<'a> Statement<'a> {
     pub async fn execute<C: SqlConn + ?Sized>(self, conn: &mut C) -> Result<u64, StoreError> {
         let query = self.render(conn.dialect())?;
         conn.execute(query).await
+    }
+
+    /// Runs an insert that ends in `{skip_duplicate}`: `true` when it inserted its row,
+    /// `false` when a row with the same unique key was there (then nothing changed, and the
+    /// transaction goes on).
+    ///
+    /// # Errors
+    /// As [`Statement::execute`], except the duplicate.
+    pub async fn insert_unless_duplicate<C: SqlConn + ?Sized>(self, conn: &mut C) -> Result<bool, StoreError> {
+        let dialect = conn.dialect();
+        let query = self.render(dialect)?;
+        match conn.execute(query).await {
+            Ok(inserted) => Ok(inserted > 0),
+            Err(StoreError::Conflict(_)) if dialect.skip_duplicate.is_empty() => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Runs the statement and maps the row it returns, if any.
@@ -323,6 +368,9 @@ mod tests {
         begin: "begin",
         for_update: "for no key update",
         skip_locked: "for no key update skip locked",
+        skip_duplicate: "on conflict do nothing",
+        keep_existing: "on conflict do nothing",
+        bigint: "bigint",
     };
     const QUESTION: Dialect = Dialect {
         name: "question",
@@ -330,6 +378,9 @@ mod tests {
         begin: "begin",
         for_update: "",
         skip_locked: "",
+        skip_duplicate: "on conflict do nothing",
+        keep_existing: "on conflict do nothing",
+        bigint: "bigint",
     };
 
     #[test]

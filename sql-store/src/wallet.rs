@@ -40,22 +40,33 @@ pub(crate) async fn credit_points(
     let now = OffsetDateTime::now_utc();
     sql(
         "insert into wallets (member_id, balance, created_at, updated_at) values (?, 0, ?, ?) \
-         on conflict (member_id) do nothing",
+         {keep_existing}",
     )
     .id(member_id)
     .time(now)
     .time(now)
     .execute(&mut *conn)
     .await?;
-    sql("update wallets set balance = balance + ?, updated_at = ? \
-         where member_id = ? and balance + ? <= ? returning balance")
+    let changed = sql("update wallets set balance = balance + ?, updated_at = ? \
+         where member_id = ? and balance + ? <= ?")
     .int(amount)
     .time(now)
     .id(member_id)
     .int(amount)
     .int(max_balance)
-    .fetch_optional(conn, |row| row.int("balance"))
-    .await
+    .execute(&mut *conn)
+    .await?;
+    balance_after(conn, member_id, changed).await
+}
+
+/// The balance a successful update (`changed` is 1) left, read back in the same
+/// transaction, which holds the row's lock since the update (MySQL and MariaDB have no
+/// `update … returning`); `None` when the update changed nothing.
+async fn balance_after(conn: &mut impl SqlConn, member_id: MemberId, changed: u64) -> Result<Option<Krw>, StoreError> {
+    if changed == 0 {
+        return Ok(None);
+    }
+    balance(conn, member_id).await.map(Some)
 }
 
 /// Takes `amount` if the balance stays `>= 0`; the new balance, or `None` otherwise (or
@@ -65,14 +76,15 @@ pub(crate) async fn debit_points(
     member_id: MemberId,
     amount: Krw,
 ) -> Result<Option<Krw>, StoreError> {
-    sql("update wallets set balance = balance - ?, updated_at = ? \
-         where member_id = ? and balance >= ? returning balance")
+    let changed = sql("update wallets set balance = balance - ?, updated_at = ? \
+         where member_id = ? and balance >= ?")
     .int(amount)
     .time(OffsetDateTime::now_utc())
     .id(member_id)
     .int(amount)
-    .fetch_optional(conn, |row| row.int("balance"))
-    .await
+    .execute(&mut *conn)
+    .await?;
+    balance_after(conn, member_id, changed).await
 }
 
 /// 0 for a member without a wallet yet.

@@ -13,11 +13,12 @@
 //! let db = tests::services::fresh_pg(&pg).await;
 //! ```
 
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, MySqlConnection, PgConnection};
 use testcontainers_modules::postgres::Postgres;
 use testcontainers_modules::testcontainers::runners::AsyncRunner;
 use testcontainers_modules::testcontainers::{ContainerAsync, ImageExt};
@@ -204,45 +205,127 @@ pub struct PgDatabase {
 
 impl Drop for PgDatabase {
     fn drop(&mut self) {
-        // Drop runs inside the test's runtime: do the async work on a thread of its own.
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            runtime.block_on(async {
-                let mut admin = PgConnection::connect(&admin_url).await.map_err(std::io::Error::other)?;
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "drop database if exists \"{name}\" with (force)"
-                )))
-                .execute(&mut admin)
-                .await
-                .map_err(std::io::Error::other)?;
-                admin.close().await.ok();
-                Ok::<_, std::io::Error>(())
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop test database {}: {dropped:?}", self.name);
-        }
+        drop_database_on_thread(&self.name, async move {
+            let mut admin = PgConnection::connect(&admin_url).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "drop database if exists \"{name}\" with (force)"
+            )))
+            .execute(&mut admin)
+            .await?;
+            admin.close().await.ok();
+            Ok(())
+        });
     }
 }
 
-/// [`fresh_pg_database`], dropped again when the returned value is.
-pub async fn fresh_pg(pg: &PgUrls) -> PgDatabase {
-    let (primary_url, replica_url) = fresh_pg_database(pg).await;
-    let name = primary_url
-        .rsplit('/')
+/// Runs `drop` to completion on a thread of its own (a `Drop` runs inside the test's
+/// runtime, which cannot be blocked on), reporting a failure without failing the test.
+fn drop_database_on_thread(name: &str, drop: impl Future<Output = Result<(), sqlx::Error>> + Send + 'static) {
+    let dropped = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(drop).map_err(std::io::Error::other)
+    })
+    .join();
+    if !matches!(dropped, Ok(Ok(()))) {
+        eprintln!("could not drop test database {name}: {dropped:?}");
+    }
+}
+
+/// The last path segment of a database URL: its database name.
+fn database_of(url: &str) -> String {
+    url.rsplit('/')
         .next()
         .unwrap_or_default()
         .split('?')
         .next()
         .unwrap_or_default()
-        .to_owned();
+        .to_owned()
+}
+
+/// [`fresh_pg_database`], dropped again when the returned value is.
+pub async fn fresh_pg(pg: &PgUrls) -> PgDatabase {
+    let (primary_url, replica_url) = fresh_pg_database(pg).await;
+    let name = database_of(&primary_url);
     PgDatabase {
         primary_url,
         replica_url,
         name,
         admin_url: pg.primary.clone(),
+    }
+}
+
+const MARIADB_HOW_TO: &str = "no MariaDB for the integration tests: run \
+     `scripts/infra.sh up && eval \"$(scripts/infra.sh env)\"` (a primary and a GTID replica: \
+     TEST_MARIADB_PRIMARY_URL, TEST_MARIADB_REPLICA_URL), \
+     or set HEXRIDE_SKIP_INTEGRATION=1 to skip these tests";
+
+/// Where a MariaDB (or MySQL) primary and a replica of it answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MysqlUrls {
+    pub primary: String,
+    /// A GTID replica of `primary`, or `primary` itself when there is none.
+    pub replica: String,
+}
+
+/// The MariaDB to test against: `TEST_MARIADB_PRIMARY_URL` / `TEST_MARIADB_REPLICA_URL`
+/// (what `scripts/infra.sh env` exports), or `None` (after a notice) when they are missing and
+/// `HEXRIDE_SKIP_INTEGRATION=1`.
+///
+/// # Panics
+/// When there is no MariaDB and skipping is not asked for, with how to provide one.
+pub async fn mariadb() -> Option<MysqlUrls> {
+    if let Some(primary) = env_url("TEST_MARIADB_PRIMARY_URL") {
+        let replica = env_url("TEST_MARIADB_REPLICA_URL").unwrap_or_else(|| primary.clone());
+        return Some(MysqlUrls { primary, replica });
+    }
+    if skipping() {
+        eprintln!("skipped: no MariaDB ({SKIP_VAR}=1)");
+        return None;
+    }
+    panic!("{MARIADB_HOW_TO}");
+}
+
+/// A fresh, empty, uniquely named MariaDB database (`hx_<uuid>`), created on the primary and
+/// dropped when this value is.
+#[derive(Debug)]
+pub struct MysqlDatabase {
+    pub primary_url: String,
+    pub replica_url: String,
+    name: String,
+    admin_url: String,
+}
+
+impl Drop for MysqlDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        drop_database_on_thread(&self.name, async move {
+            let mut admin = MySqlConnection::connect(&admin_url).await?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists `{name}`")))
+                .execute(&mut admin)
+                .await?;
+            admin.close().await.ok();
+            Ok(())
+        });
+    }
+}
+
+/// Creates a fresh database on the primary (see [`MysqlDatabase`]).
+pub async fn fresh_mariadb(urls: &MysqlUrls) -> MysqlDatabase {
+    let name = format!("hx_{}", Uuid::now_v7().simple());
+    let mut admin = MySqlConnection::connect(&urls.primary)
+        .await
+        .expect("connect to the MariaDB primary");
+    sqlx::query(sqlx::AssertSqlSafe(format!("create database `{name}`")))
+        .execute(&mut admin)
+        .await
+        .expect("create database");
+    admin.close().await.ok();
+    MysqlDatabase {
+        primary_url: with_database(&urls.primary, &name),
+        replica_url: with_database(&urls.replica, &name),
+        name,
+        admin_url: urls.primary.clone(),
     }
 }
 

@@ -1,0 +1,73 @@
+//! MySQL's and MariaDB's side of the shared statements: `?` placeholders, `for update` row
+//! locks; ids are `binary(16)` (sqlx's encoding of a `Uuid`, chosen over `char(36)` for
+//! index size, and over MariaDB's native `uuid` type, which sqlx cannot read), times
+//! `datetime(6)` in UTC (the connection's time zone is `+00:00`), money and counts `bigint`,
+//! enums their `as_str()` text. A row that does not decode is corrupt data:
+//! [`StoreError::Other`].
+
+use sqlx::mysql::MySqlRow;
+use sqlx::{MySql, Row as _};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use ports::StoreError;
+use sql_store::{Dialect, SqlxConn, SqlxDialect, SqlxQuery};
+
+use crate::translate;
+
+/// MySQL's and MariaDB's side of the shared statements, for [`SqlxConn`].
+#[derive(Debug, Clone, Copy)]
+pub struct MysqlDialect;
+
+/// A pooled connection, in or out of a transaction.
+pub type MysqlConn = SqlxConn<MysqlDialect>;
+
+impl SqlxDialect for MysqlDialect {
+    type Db = MySql;
+
+    /// Every connection runs at `read committed` (set when it connects: `start transaction`
+    /// cannot name an isolation level on MariaDB), as on PostgreSQL: a row read `for update`
+    /// is its latest committed version, and plain reads in a unit of work see other
+    /// transactions' commits.
+    const DIALECT: Dialect = Dialect {
+        name: "mysql",
+        numbered_placeholders: false,
+        begin: "start transaction",
+        for_update: "for update",
+        skip_locked: "for update skip locked",
+        skip_duplicate: "",
+        keep_existing: "on duplicate key update updated_at = updated_at",
+        bigint: "signed",
+    };
+
+    fn bind_uuid<'q>(query: SqlxQuery<'q, MySql>, value: Option<Uuid>) -> SqlxQuery<'q, MySql> {
+        query.bind(value)
+    }
+
+    /// In UTC: sqlx converts, and the column has no time zone.
+    fn bind_time<'q>(query: SqlxQuery<'q, MySql>, value: Option<OffsetDateTime>) -> SqlxQuery<'q, MySql> {
+        query.bind(value)
+    }
+
+    fn uuid(row: &MySqlRow, column: &str) -> Result<Option<Uuid>, StoreError> {
+        row.try_get(column).map_err(translate)
+    }
+
+    /// A `datetime(6)` column, read as UTC.
+    fn time(row: &MySqlRow, column: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        row.try_get(column).map_err(translate)
+    }
+
+    /// An `int` column.
+    fn int32(row: &MySqlRow, column: &str) -> Result<i32, StoreError> {
+        row.try_get(column).map_err(translate)
+    }
+
+    fn translate(error: sqlx::Error) -> StoreError {
+        translate(error)
+    }
+
+    fn rows_affected(result: &sqlx::mysql::MySqlQueryResult) -> u64 {
+        result.rows_affected()
+    }
+}

@@ -1,0 +1,388 @@
+//! hexride's MySQL/MariaDB dialect (sqlx): MariaDB 10.6+ and MySQL 8.0+. The statements and
+//! the store logic are `sql-store`'s; this crate supplies their placeholders, locks and
+//! types ([`MysqlDialect`]), their errors, and the commit token: the GTID of the unit of
+//! work's own commit, read on the same connection right after `COMMIT` (sqlx exposes no
+//! session-state tracking).
+//!
+//! Units of work and reads run on the primary. Read routing to GTID replicas is not built
+//! yet: a configuration that names replicas is refused rather than silently ignored.
+//!
+//! There is no LISTEN/NOTIFY: the instance that committed wakes its own relay at once, and
+//! relays on other instances find new events at their next poll.
+
+mod conn;
+pub mod gtid;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
+use sqlx::{Connection as _, Executor as _, MySqlPool};
+use tokio::sync::Notify;
+
+use ports::{Cause, CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError, Unique};
+use sql_store::{Backend, ReadFuture, SqlStore};
+
+pub use conn::{MysqlConn, MysqlDialect};
+pub use gtid::{Flavour, Position};
+
+/// The MySQL/MariaDB store: every store port (see [`SqlStore`]).
+pub type MysqlStore = SqlStore<MysqlBackend>;
+
+/// Where the primary is and how connections behave. Its `Debug` shows the URL without its
+/// password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MysqlConfig {
+    /// `mysql://user:password@host:port/database` (or `mariadb://…`): every write and read.
+    pub primary_url: String,
+    /// GTID replicas of the primary. Must be empty until read routing is built (see the
+    /// crate documentation).
+    pub replica_urls: Vec<String>,
+    /// Size of the primary's pool.
+    pub max_connections: u32,
+    /// How long a caller waits for a pooled connection before [`StoreError::Unavailable`].
+    pub acquire_timeout: Duration,
+    /// The server stops any statement running longer (MariaDB `max_statement_time`; MySQL
+    /// `max_execution_time`, which covers `select` only).
+    pub statement_timeout: Duration,
+}
+
+impl std::fmt::Debug for MysqlConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let replicas: Vec<String> = self.replica_urls.iter().map(|url| ports::redact_url(url)).collect();
+        f.debug_struct("MysqlConfig")
+            .field("primary_url", &ports::redact_url(&self.primary_url))
+            .field("replica_urls", &replicas)
+            .field("max_connections", &self.max_connections)
+            .field("acquire_timeout", &self.acquire_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish()
+    }
+}
+
+impl Default for MysqlConfig {
+    fn default() -> Self {
+        Self {
+            primary_url: "mysql://hexride@127.0.0.1:3306/hexride".to_owned(),
+            replica_urls: Vec::new(),
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The primary's pool behind [`MysqlStore`].
+pub struct MysqlBackend {
+    primary: MySqlPool,
+    flavour: Flavour,
+    /// Woken by this instance's commits that appended events.
+    events: Notify,
+}
+
+impl std::fmt::Debug for MysqlBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlBackend")
+            .field("flavour", &self.flavour)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The connection options of `url`, with the UTC session time zone sqlx sets by default
+/// (times are stored as `datetime(6)` in UTC).
+fn connect_options(url: &str) -> Result<MySqlConnectOptions, StoreError> {
+    let url = match url.strip_prefix("mariadb://") {
+        Some(rest) => format!("mysql://{rest}"),
+        None if url.starts_with("mysql://") => url.to_owned(),
+        None => {
+            return Err(StoreError::other(format!(
+                "not a MySQL/MariaDB URL (mysql://…): `{}`",
+                ports::redact_url(url)
+            )));
+        }
+    };
+    Ok(MySqlConnectOptions::from_str(&url)
+        .map_err(|e| StoreError::other(format!("invalid MySQL URL `{}`: {e}", ports::redact_url(&url))))?
+        .timezone(Some("+00:00".to_owned())))
+}
+
+/// A pool whose every connection runs the flavour's session settings first.
+fn pool(options: MySqlConnectOptions, flavour: Flavour, config: &MysqlConfig, read_only: bool) -> MySqlPool {
+    let session = flavour.session_sql(config.statement_timeout.as_millis().max(1), read_only);
+    MySqlPoolOptions::new()
+        .max_connections(config.max_connections.max(1))
+        .acquire_timeout(config.acquire_timeout)
+        .after_connect(move |conn, _| {
+            let session = session.clone();
+            Box::pin(async move {
+                conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(session))).await?;
+                Ok(())
+            })
+        })
+        .test_before_acquire(true)
+        .max_lifetime(Duration::from_secs(30 * 60))
+        .idle_timeout(Duration::from_secs(10 * 60))
+        .min_connections(0)
+        .connect_lazy_with(options)
+}
+
+impl MysqlBackend {
+    /// Which server this is.
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
+    }
+
+    /// The primary's pool. For diagnostics and tests; writes go through units of work.
+    pub fn primary_pool(&self) -> MySqlPool {
+        self.primary.clone()
+    }
+}
+
+/// The token of a commit whose position could not be read (binary logging off, or the
+/// connection broke right after `COMMIT`). It parses as no position, so reads that carry it
+/// go to the primary, which has the write.
+const UNKNOWN_POSITION: &str = "unknown";
+
+#[async_trait]
+impl Backend for MysqlBackend {
+    type Config = MysqlConfig;
+    type Conn = MysqlConn;
+
+    /// Connects to the primary (failing if it cannot be reached) and learns which server
+    /// it is. Must run inside a Tokio runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::Other`] for a malformed URL or replica URLs (not supported yet);
+    /// [`StoreError::Unavailable`] when the primary cannot be reached within
+    /// `acquire_timeout`.
+    async fn connect(config: &MysqlConfig) -> Result<Self, StoreError> {
+        if !config.replica_urls.is_empty() {
+            return Err(StoreError::other(
+                "MySQL/MariaDB read replicas are not supported yet: leave database.replica_urls empty".to_owned(),
+            ));
+        }
+        let options = connect_options(&config.primary_url)?;
+        let probe = async {
+            let mut conn = sqlx::MySqlConnection::connect_with(&options).await?;
+            let version: String = sqlx::query_scalar("select version()").fetch_one(&mut conn).await?;
+            conn.close().await?;
+            Ok::<_, sqlx::Error>(version)
+        };
+        let version = tokio::time::timeout(config.acquire_timeout, probe)
+            .await
+            .map_err(|_| StoreError::unavailable("the MySQL primary did not answer in time"))?
+            .map_err(translate)?;
+        let flavour = Flavour::from_version(&version);
+        tracing::info!(%version, ?flavour, "connected to the MySQL/MariaDB primary");
+        Ok(Self {
+            primary: pool(options, flavour, config, false),
+            flavour,
+            events: Notify::new(),
+        })
+    }
+
+    /// Runs the embedded migrations (`adapters-mysql/migrations`) not yet applied, on the
+    /// primary. sqlx serialises concurrent runs with a named lock.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations")
+            .run(&self.primary)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => translate(e),
+                other => StoreError::other(format!("migration failed: {other}")),
+            })
+    }
+
+    async fn close(&self) {
+        self.primary.close().await;
+    }
+
+    /// On the primary, whatever the consistency (no replicas yet).
+    async fn read<A, T, F>(&self, _consistency: &Consistency, args: A, query: F) -> Result<T, StoreError>
+    where
+        A: Send + Sync,
+        T: Send,
+        F: for<'c> Fn(&'c mut MysqlConn, &'c A) -> ReadFuture<'c, T> + Send + Sync,
+    {
+        let mut conn = self.primary().await?;
+        query(&mut conn, &args).await
+    }
+
+    async fn primary(&self) -> Result<MysqlConn, StoreError> {
+        Ok(MysqlConn::new(self.primary.acquire().await.map_err(translate)?))
+    }
+
+    async fn commit_token(&self, conn: &mut MysqlConn) -> CommitToken {
+        let position: Result<String, _> = sqlx::query_scalar(self.flavour.commit_position_sql())
+            .fetch_one(conn.inner())
+            .await;
+        match position {
+            Ok(gtid) if self.flavour.parse(&gtid).is_some() => CommitToken(gtid),
+            Ok(empty) => {
+                tracing::debug!(position = %empty, "no GTID after a commit (binary logging off?)");
+                CommitToken(UNKNOWN_POSITION.to_owned())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "committed, but could not read the commit position");
+                CommitToken(UNKNOWN_POSITION.to_owned())
+            }
+        }
+    }
+
+    fn wake_relay(&self) {
+        self.events.notify_one();
+    }
+
+    /// Woken by this instance's commits that appended events; other instances' events are
+    /// found after `max_wait` (there is no cross-instance notification).
+    async fn wait_for_events(&self, max_wait: Duration) {
+        let _ = tokio::time::timeout(max_wait, self.events.notified()).await;
+    }
+
+    async fn health(&self) -> Vec<ComponentHealth> {
+        let probe = sqlx::query("select 1").execute(&self.primary);
+        let entry = match tokio::time::timeout(self.primary.options().get_acquire_timeout(), probe).await {
+            Ok(Ok(_)) => ComponentHealth::new("database", HealthStatus::Up, None),
+            Ok(Err(e)) => ComponentHealth::new("database", HealthStatus::Down, Some(translate(e).chain())),
+            Err(_) => ComponentHealth::new(
+                "database",
+                HealthStatus::Down,
+                Some("the primary did not answer in time".to_owned()),
+            ),
+        };
+        vec![entry]
+    }
+}
+
+/// Server error numbers the adapter acts on (MariaDB and MySQL share them), from the
+/// servers' error references.
+mod code {
+    pub const DUP_ENTRY: u16 = 1062;
+    pub const DUP_KEY: u16 = 1022;
+    pub const LOCK_DEADLOCK: u16 = 1213;
+    /// Only the statement is rolled back (by default), and the unit of work then refuses to
+    /// commit: the whole unit of work may be retried.
+    pub const LOCK_WAIT_TIMEOUT: u16 = 1205;
+    /// MariaDB: "record has changed since last read" (snapshot isolation checks).
+    pub const CHECKREAD: u16 = 1020;
+    pub const NO_SUCH_TABLE: u16 = 1146;
+    pub const BAD_DB: u16 = 1049;
+    /// `read_only` refused a write (a mis-routed write on a replica).
+    pub const OPTION_PREVENTS_STATEMENT: u16 = 1290;
+    pub const READ_ONLY_TRANSACTION: u16 = 1792;
+    pub const TOO_MANY_CONNECTIONS: u16 = 1040;
+    /// MariaDB `max_statement_time` exceeded.
+    pub const STATEMENT_TIMEOUT: u16 = 1969;
+    /// MySQL `max_execution_time` exceeded.
+    pub const QUERY_TIMEOUT: u16 = 3024;
+    pub const QUERY_INTERRUPTED: u16 = 1317;
+    pub const SERVER_SHUTDOWN: u16 = 1053;
+    pub const CONNECTION_KILLED: u16 = 1927;
+}
+
+/// Translates a driver error into the port's error, keeping it as the cause. The one place
+/// that reads MySQL errors: by error number, and for duplicate keys by the key name the
+/// message quotes (the server reports it nowhere else).
+pub(crate) fn translate(err: sqlx::Error) -> StoreError {
+    let unavailable = |what: &str, err| StoreError::Unavailable(Cause::caused_by(what, err));
+    let (number, message) = match &err {
+        sqlx::Error::Database(db) => match db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+            Some(mysql) => (mysql.number(), mysql.message().to_owned()),
+            None => return StoreError::Other(Cause::caused_by("MySQL driver error", err)),
+        },
+        sqlx::Error::PoolTimedOut => return unavailable("no MySQL connection free in time", err),
+        sqlx::Error::PoolClosed => return unavailable("the MySQL pool is closed", err),
+        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::WorkerCrashed => {
+            return unavailable("the MySQL connection failed", err);
+        }
+        _ => return StoreError::Other(Cause::caused_by("MySQL driver error", err)),
+    };
+    match number {
+        code::DUP_ENTRY | code::DUP_KEY => StoreError::Conflict(unique_rule(duplicate_key(&message))),
+        code::LOCK_DEADLOCK | code::LOCK_WAIT_TIMEOUT | code::CHECKREAD => StoreError::Concurrency,
+        code::NO_SUCH_TABLE | code::BAD_DB => {
+            StoreError::SchemaMissing(Cause::caused_by("a table or database is missing", err))
+        }
+        code::OPTION_PREVENTS_STATEMENT | code::READ_ONLY_TRANSACTION => StoreError::Other(Cause::caused_by(
+            "a write reached a read-only connection (a replica?)",
+            err,
+        )),
+        code::TOO_MANY_CONNECTIONS => unavailable("MySQL has no connection slot left", err),
+        code::STATEMENT_TIMEOUT | code::QUERY_TIMEOUT | code::QUERY_INTERRUPTED => {
+            unavailable("a MySQL statement ran out of time", err)
+        }
+        code::SERVER_SHUTDOWN | code::CONNECTION_KILLED => unavailable("the MySQL server went away", err),
+        _ => StoreError::Other(Cause::caused_by("MySQL refused a statement", err)),
+    }
+}
+
+/// The key a duplicate-entry message names: MariaDB says `… for key 'members_email_key'`,
+/// MySQL 8 `… for key 'members.members_email_key'`.
+fn duplicate_key(message: &str) -> &str {
+    let Some((_, key)) = message.rsplit_once("for key '") else {
+        return "";
+    };
+    let key = key.trim_end_matches('\'');
+    key.rsplit_once('.').map_or(key, |(_, index)| index)
+}
+
+/// The uniqueness rule behind a unique index name (see the migrations).
+fn unique_rule(key: &str) -> Unique {
+    match key {
+        "members_email_key" => Unique::MemberEmail,
+        "policies_policy_number_key" => Unique::PolicyNumber,
+        "policies_one_active_key" => Unique::ActivePolicy,
+        "driving_sessions_one_open_key" => Unique::OpenSession,
+        "coupons_campaign_member_key" => Unique::CouponPerMember,
+        other => Unique::Other(other.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_entry_messages_name_the_rule_on_both_servers() {
+        let maria = "Duplicate entry 'a@example.com' for key 'members_email_key'";
+        let mysql = "Duplicate entry 'a@example.com' for key 'members.members_email_key'";
+        assert_eq!(unique_rule(duplicate_key(maria)), Unique::MemberEmail);
+        assert_eq!(unique_rule(duplicate_key(mysql)), Unique::MemberEmail);
+        assert_eq!(
+            unique_rule(duplicate_key("Duplicate entry 'x' for key 'PRIMARY'")),
+            Unique::Other("PRIMARY".to_owned())
+        );
+        assert_eq!(
+            unique_rule(duplicate_key("something else")),
+            Unique::Other(String::new())
+        );
+    }
+
+    #[test]
+    fn pool_and_io_errors_are_unavailable() {
+        assert!(matches!(
+            translate(sqlx::Error::PoolTimedOut),
+            StoreError::Unavailable(_)
+        ));
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        assert!(matches!(
+            translate(sqlx::Error::Io(refused)),
+            StoreError::Unavailable(_)
+        ));
+        assert!(matches!(translate(sqlx::Error::RowNotFound), StoreError::Other(_)));
+    }
+
+    #[test]
+    fn urls_must_be_mysql_and_print_without_passwords() {
+        assert!(connect_options("mysql://app:pw@127.0.0.1:3306/hexride").is_ok());
+        assert!(connect_options("mariadb://app:pw@127.0.0.1:3306/hexride").is_ok());
+        assert!(matches!(connect_options("postgres://x/y"), Err(StoreError::Other(_))));
+        let config = MysqlConfig {
+            primary_url: "mysql://app:s3cret@db/hexride".to_owned(),
+            ..MysqlConfig::default()
+        };
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("s3cret"), "{printed}");
+    }
+}
