@@ -20,7 +20,7 @@
 # and keeps its data in $INFRA_DIR/SVC and its sockets in $RUN_DIR/SVC.
 set -euo pipefail
 
-SERVICES=(pg redis kafka) # start order; `down` stops in reverse. Later: mariadb.
+SERVICES=(pg mariadb redis kafka) # start order; `down` stops in reverse.
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
@@ -47,8 +47,9 @@ Commands:
   down [--purge]    stop every component, keep the data (--purge: delete it too)
   purge             the same as down --purge
   status            one line per component; exit status 0 only when every one is up
-  env               print the export lines (TEST_PG_PRIMARY_URL, TEST_PG_REPLICA_URL, TEST_REDIS_URL,
-                    TEST_KAFKA_BROKERS)
+  env               print the export lines (TEST_PG_PRIMARY_URL, TEST_PG_REPLICA_URL,
+                    TEST_MARIADB_PRIMARY_URL, TEST_MARIADB_REPLICA_URL, TEST_MARIADB_*_ADMIN_URL,
+                    TEST_REDIS_URL, TEST_KAFKA_BROKERS)
   start COMPONENT   start one component (creating it if needed), wait until healthy
   stop COMPONENT    stop one component (fast shutdown)
   kill COMPONENT    SIGKILL the component's main process, as a crash would (fault tests)
@@ -58,16 +59,20 @@ Commands:
 Components: $(all_components)
 
 Environment:
-  INFRA_DIR                  data directory (now $INFRA_DIR)
-  HEXRIDE_PG_PRIMARY_PORT    PostgreSQL primary port (55432)
-  HEXRIDE_PG_REPLICA_PORT    PostgreSQL replica port (55433)
-  HEXRIDE_PG_BIN             PostgreSQL bin directory (newest /usr/lib/postgresql/*/bin)
-  HEXRIDE_REDIS_PORT         Redis port (56379)
-  HEXRIDE_REDIS_SERVER       redis-server binary (the one on PATH)
-  HEXRIDE_KAFKA_PORT         Kafka-protocol broker (tansu) port (59092)
-  HEXRIDE_TANSU_BIN          tansu binary (default: built once into HEXRIDE_TANSU_ROOT)
-  HEXRIDE_TANSU_ROOT         where tansu is built ($HOME/.cache/hexride/tansu-0.6.0)
-  HEXRIDE_INFRA_TIMEOUT      seconds to wait for a server (60)
+  INFRA_DIR                     data directory (now $INFRA_DIR)
+  HEXRIDE_PG_PRIMARY_PORT       PostgreSQL primary port (55432)
+  HEXRIDE_PG_REPLICA_PORT       PostgreSQL replica port (55433)
+  HEXRIDE_PG_BIN                PostgreSQL bin directory (newest /usr/lib/postgresql/*/bin)
+  HEXRIDE_MARIADB_PRIMARY_PORT  MariaDB primary port (53306)
+  HEXRIDE_MARIADB_REPLICA_PORT  MariaDB replica port (53307)
+  HEXRIDE_MARIADB_BASEDIR       MariaDB installation: sbin/mariadbd, bin/mariadb-install-db,
+                                bin/mariadb (/usr)
+  HEXRIDE_REDIS_PORT            Redis port (56379)
+  HEXRIDE_REDIS_SERVER          redis-server binary (the one on PATH)
+  HEXRIDE_KAFKA_PORT            Kafka-protocol broker (tansu) port (59092)
+  HEXRIDE_TANSU_BIN             tansu binary (default: built once into HEXRIDE_TANSU_ROOT)
+  HEXRIDE_TANSU_ROOT            where tansu is built ($HOME/.cache/hexride/tansu-0.6.0)
+  HEXRIDE_INFRA_TIMEOUT         seconds to wait for a server (60)
 EOF
 }
 

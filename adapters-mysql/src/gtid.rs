@@ -41,16 +41,22 @@ impl Flavour {
     }
 
     /// The statement a session runs when it connects: `read committed` (see the dialect),
-    /// and the server-side statement timeout in `timeout_ms` (MariaDB: `max_statement_time`
-    /// in seconds, for every statement; MySQL: `max_execution_time` in milliseconds, for
-    /// `select` only).
+    /// the server-side statement timeout in `timeout_ms` (MariaDB: `max_statement_time` in
+    /// seconds, for every statement; MySQL: `max_execution_time` in milliseconds, for
+    /// `select` only), and lock waits bounded by the same time (whole seconds).
     pub fn session_sql(self, timeout_ms: u128, read_only: bool) -> String {
         let timeout = match self {
             Flavour::MariaDb => format!("max_statement_time = {:.3}", timeout_ms as f64 / 1000.0),
             Flavour::MySql => format!("max_execution_time = {timeout_ms}"),
         };
         let access = if read_only { "read only" } else { "read write" };
-        format!("set session transaction isolation level read committed, {access}; set session {timeout}")
+        // Metadata and row locks wait no longer than a statement may run (the defaults are a
+        // year and 50 s).
+        let lock_wait = timeout_ms.div_ceil(1000).max(1);
+        format!(
+            "set session transaction isolation level read committed, {access}; \
+             set session {timeout}, lock_wait_timeout = {lock_wait}, innodb_lock_wait_timeout = {lock_wait}"
+        )
     }
 
     /// Parses a commit token or a replica's position; `None` for anything else (an empty
@@ -323,5 +329,6 @@ mod tests {
         let mysql = Flavour::MySql.session_sql(2_500, false);
         assert!(mysql.contains("max_execution_time = 2500"), "{mysql}");
         assert!(mysql.contains("read write"), "{mysql}");
+        assert!(mysql.contains("lock_wait_timeout = 3,"), "{mysql}");
     }
 }

@@ -4,28 +4,39 @@
 //! work's own commit, read on the same connection right after `COMMIT` (sqlx exposes no
 //! session-state tracking).
 //!
-//! Units of work and reads run on the primary. Read routing to GTID replicas is not built
-//! yet: a configuration that names replicas is refused rather than silently ignored.
+//! Units of work, and every read that asks for [`Consistency::Strong`], run on the primary.
+//! Other reads are routed by the shared router (`sql_store::routing`) with
+//! [`MysqlReplication`]: to a healthy replica, to one that has applied the caller's commit
+//! (asked with `master_gtid_wait` / `wait_for_executed_gtid_set`, waiting server-side), or
+//! back to the primary. Replica lag is the age of a heartbeat row every instance writes on
+//! the primary each `health_interval`.
 //!
 //! There is no LISTEN/NOTIFY: the instance that committed wakes its own relay at once, and
 //! relays on other instances find new events at their next poll.
 
 mod conn;
 pub mod gtid;
+mod replication;
 
 use std::str::FromStr;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{Connection as _, Executor as _, MySqlPool};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
 
 use ports::{Cause, CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError, Unique};
+use sql_store::routing::{Replica, Router, RoutingConfig};
 use sql_store::{Backend, ReadFuture, SqlStore};
 
 pub use conn::{MysqlConn, MysqlDialect};
 pub use gtid::{Flavour, Position};
+pub use replication::MysqlReplication;
+pub use sql_store::routing::{ReadStats, ReplicaState};
 
 /// The MySQL/MariaDB store: every store port (see [`SqlStore`]).
 pub type MysqlStore = SqlStore<MysqlBackend>;
@@ -36,8 +47,8 @@ pub type MysqlStore = SqlStore<MysqlBackend>;
 pub struct MysqlConfig {
     /// `mysql://user:password@host:port/database` (or `mariadb://…`): every write and read.
     pub primary_url: String,
-    /// GTID replicas of the primary. Must be empty until read routing is built (see the
-    /// crate documentation).
+    /// GTID replicas of the primary, for `Eventual` and `ReadYourWrites` reads. Empty:
+    /// every read goes to the primary.
     pub replica_urls: Vec<String>,
     /// Size of the primary's pool.
     pub max_connections: u32,
@@ -46,6 +57,26 @@ pub struct MysqlConfig {
     /// The server stops any statement running longer (MariaDB `max_statement_time`; MySQL
     /// `max_execution_time`, which covers `select` only).
     pub statement_timeout: Duration,
+    /// A replica further behind than this (or whose lag is unknown) gets no reads.
+    pub max_replica_lag: Duration,
+    /// How long a `ReadYourWrites` read waits for a replica to apply its token before it
+    /// reads the primary instead.
+    pub read_your_writes_wait: Duration,
+    /// How often each replica is checked, and the primary's heartbeat written.
+    pub health_interval: Duration,
+}
+
+impl MysqlConfig {
+    /// The routing part of the configuration.
+    fn routing(&self) -> RoutingConfig {
+        RoutingConfig {
+            max_connections: self.max_connections,
+            acquire_timeout: self.acquire_timeout,
+            max_replica_lag: self.max_replica_lag,
+            read_your_writes_wait: self.read_your_writes_wait,
+            health_interval: self.health_interval,
+        }
+    }
 }
 
 impl std::fmt::Debug for MysqlConfig {
@@ -57,6 +88,9 @@ impl std::fmt::Debug for MysqlConfig {
             .field("max_connections", &self.max_connections)
             .field("acquire_timeout", &self.acquire_timeout)
             .field("statement_timeout", &self.statement_timeout)
+            .field("max_replica_lag", &self.max_replica_lag)
+            .field("read_your_writes_wait", &self.read_your_writes_wait)
+            .field("health_interval", &self.health_interval)
             .finish()
     }
 }
@@ -69,16 +103,33 @@ impl Default for MysqlConfig {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(10),
+            max_replica_lag: Duration::from_secs(5),
+            read_your_writes_wait: Duration::from_millis(200),
+            health_interval: Duration::from_millis(500),
         }
     }
 }
 
-/// The primary's pool behind [`MysqlStore`].
+/// The pools, routing and background tasks behind [`MysqlStore`]. The background tasks
+/// (replica health checks, the heartbeat) stop when it is dropped or closed.
 pub struct MysqlBackend {
     primary: MySqlPool,
     flavour: Flavour,
+    router: Router<MysqlReplication>,
     /// Woken by this instance's commits that appended events.
     events: Notify,
+    /// Tells the background tasks to stop.
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for MysqlBackend {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            task.abort();
+        }
+    }
 }
 
 impl std::fmt::Debug for MysqlBackend {
@@ -107,8 +158,10 @@ fn connect_options(url: &str) -> Result<MySqlConnectOptions, StoreError> {
         .timezone(Some("+00:00".to_owned())))
 }
 
-/// A pool whose every connection runs the flavour's session settings first.
-fn pool(options: MySqlConnectOptions, flavour: Flavour, config: &MysqlConfig, read_only: bool) -> MySqlPool {
+/// Pool options whose every connection runs the flavour's session settings first (read
+/// committed, the statement timeout, and for replicas read-only transactions, so a write
+/// routed to a replica by mistake fails loudly instead of breaking replication).
+fn pool_options(flavour: Flavour, config: &MysqlConfig, read_only: bool) -> MySqlPoolOptions {
     let session = flavour.session_sql(config.statement_timeout.as_millis().max(1), read_only);
     MySqlPoolOptions::new()
         .max_connections(config.max_connections.max(1))
@@ -120,11 +173,11 @@ fn pool(options: MySqlConnectOptions, flavour: Flavour, config: &MysqlConfig, re
                 Ok(())
             })
         })
-        .test_before_acquire(true)
-        .max_lifetime(Duration::from_secs(30 * 60))
-        .idle_timeout(Duration::from_secs(10 * 60))
-        .min_connections(0)
-        .connect_lazy_with(options)
+}
+
+/// The primary's pool, connected lazily (the caller has just reached the server).
+fn pool(options: MySqlConnectOptions, flavour: Flavour, config: &MysqlConfig, read_only: bool) -> MySqlPool {
+    pool_options(flavour, config, read_only).connect_lazy_with(options)
 }
 
 impl MysqlBackend {
@@ -136,6 +189,43 @@ impl MysqlBackend {
     /// The primary's pool. For diagnostics and tests; writes go through units of work.
     pub fn primary_pool(&self) -> MySqlPool {
         self.primary.clone()
+    }
+
+    /// Reads served so far by target, and fallbacks to the primary by reason.
+    pub fn read_stats(&self) -> ReadStats {
+        self.router.stats()
+    }
+
+    /// What the last health check (or failed read) found about each replica.
+    pub fn replicas(&self) -> Vec<ReplicaState> {
+        self.router.replica_states()
+    }
+
+    /// The pool of replica `index` (0-based), whose sessions are read-only. For diagnostics
+    /// and tests; reads go through the read ports.
+    pub fn replica_pool(&self, index: usize) -> Option<MySqlPool> {
+        self.router.replica_pool(index)
+    }
+}
+
+/// Writes the primary's clock into the heartbeat row every `interval`, until `shutdown`. A
+/// failure (the table is not migrated yet, the primary is away) is logged at debug: the
+/// replicas' lag then grows, and they are skipped if it passes the limit.
+async fn heartbeat(primary: MySqlPool, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                let beat = sqlx::query(replication::HEARTBEAT_SQL).execute(&primary);
+                match tokio::time::timeout(interval.max(Duration::from_secs(1)), beat).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => tracing::debug!(error = %e, "heartbeat write failed"),
+                    Err(_) => tracing::debug!("heartbeat write timed out"),
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
     }
 }
 
@@ -153,15 +243,9 @@ impl Backend for MysqlBackend {
     /// it is. Must run inside a Tokio runtime.
     ///
     /// # Errors
-    /// [`StoreError::Other`] for a malformed URL or replica URLs (not supported yet);
-    /// [`StoreError::Unavailable`] when the primary cannot be reached within
-    /// `acquire_timeout`.
+    /// [`StoreError::Other`] for a malformed URL; [`StoreError::Unavailable`] when the
+    /// primary cannot be reached within `acquire_timeout`.
     async fn connect(config: &MysqlConfig) -> Result<Self, StoreError> {
-        if !config.replica_urls.is_empty() {
-            return Err(StoreError::other(
-                "MySQL/MariaDB read replicas are not supported yet: leave database.replica_urls empty".to_owned(),
-            ));
-        }
         let options = connect_options(&config.primary_url)?;
         let probe = async {
             let mut conn = sqlx::MySqlConnection::connect_with(&options).await?;
@@ -175,15 +259,49 @@ impl Backend for MysqlBackend {
             .map_err(translate)?;
         let flavour = Flavour::from_version(&version);
         tracing::info!(%version, ?flavour, "connected to the MySQL/MariaDB primary");
+        let primary = pool(options, flavour, config, false);
+
+        let mut replicas = Vec::with_capacity(config.replica_urls.len());
+        for (n, url) in (1..).zip(&config.replica_urls) {
+            let options = connect_options(url)?;
+            replicas.push(Replica::new(
+                format!("replica-{n}"),
+                pool_options(flavour, config, true),
+                options.clone(),
+                options,
+                &config.routing(),
+            ));
+        }
+        let router = Router::new(
+            MysqlReplication::new(flavour),
+            primary.clone(),
+            replicas,
+            &config.routing(),
+        );
+        let (shutdown, _) = watch::channel(false);
+        let mut tasks = Vec::new();
+        if router.replica_count() > 0 {
+            tasks.push(tokio::spawn(heartbeat(
+                primary.clone(),
+                config.health_interval.max(Duration::from_millis(10)),
+                shutdown.subscribe(),
+            )));
+            router.check_replicas_once().await;
+            tasks.extend(router.spawn_health_checks(&shutdown));
+        }
         Ok(Self {
-            primary: pool(options, flavour, config, false),
+            primary,
             flavour,
+            router,
             events: Notify::new(),
+            shutdown,
+            tasks: Mutex::new(tasks),
         })
     }
 
     /// Runs the embedded migrations (`adapters-mysql/migrations`) not yet applied, on the
-    /// primary. sqlx serialises concurrent runs with a named lock.
+    /// primary (sqlx serialises concurrent runs with a named lock), then waits (up to 30 s)
+    /// until every healthy replica has applied them.
     async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations")
             .run(&self.primary)
@@ -191,22 +309,47 @@ impl Backend for MysqlBackend {
             .map_err(|e| match e {
                 sqlx::migrate::MigrateError::Execute(e) => translate(e),
                 other => StoreError::other(format!("migration failed: {other}")),
-            })
+            })?;
+        if self.router.replica_count() > 0 {
+            let sql = match self.flavour {
+                Flavour::MariaDb => "select @@gtid_binlog_pos",
+                Flavour::MySql => "select @@global.gtid_executed",
+            };
+            let position: String = sqlx::query_scalar(sql)
+                .fetch_one(&self.primary)
+                .await
+                .map_err(translate)?;
+            if let Some(position) = self.flavour.parse(&position) {
+                self.router.wait_for_replicas(&position, MIGRATION_APPLY_WAIT).await;
+            }
+        }
+        Ok(())
     }
 
+    /// Stops the background tasks and closes every pool.
     async fn close(&self) {
+        let _ = self.shutdown.send(true);
+        let tasks: Vec<JoinHandle<()>> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+        self.router.close().await;
         self.primary.close().await;
     }
 
-    /// On the primary, whatever the consistency (no replicas yet).
-    async fn read<A, T, F>(&self, _consistency: &Consistency, args: A, query: F) -> Result<T, StoreError>
+    async fn read<A, T, F>(&self, consistency: &Consistency, args: A, query: F) -> Result<T, StoreError>
     where
         A: Send + Sync,
         T: Send,
         F: for<'c> Fn(&'c mut MysqlConn, &'c A) -> ReadFuture<'c, T> + Send + Sync,
     {
-        let mut conn = self.primary().await?;
-        query(&mut conn, &args).await
+        self.router.read(consistency, args, query).await
     }
 
     async fn primary(&self) -> Result<MysqlConn, StoreError> {
@@ -240,6 +383,8 @@ impl Backend for MysqlBackend {
         let _ = tokio::time::timeout(max_wait, self.events.notified()).await;
     }
 
+    /// `database` is the primary (`Down` when it does not answer); each replica is `Up` or
+    /// `Degraded` (reads go elsewhere), never `Down`.
     async fn health(&self) -> Vec<ComponentHealth> {
         let probe = sqlx::query("select 1").execute(&self.primary);
         let entry = match tokio::time::timeout(self.primary.options().get_acquire_timeout(), probe).await {
@@ -251,9 +396,17 @@ impl Backend for MysqlBackend {
                 Some("the primary did not answer in time".to_owned()),
             ),
         };
-        vec![entry]
+        let mut entries = vec![entry];
+        entries.extend(self.replicas().into_iter().map(|replica| match replica.problem {
+            None => ComponentHealth::new(replica.name, HealthStatus::Up, None),
+            Some(problem) => ComponentHealth::new(replica.name, HealthStatus::Degraded, Some(problem)),
+        }));
+        entries
     }
 }
+
+/// How long `migrate` waits for replicas to apply the migrations.
+const MIGRATION_APPLY_WAIT: Duration = Duration::from_secs(30);
 
 /// Server error numbers the adapter acts on (MariaDB and MySQL share them), from the
 /// servers' error references.

@@ -1,9 +1,10 @@
 //! The composition root: picks adapters from configuration and wires them into the use
-//! cases. `sqlite://` (the embedded default) or `postgres://` (a primary and
-//! `database.replica_urls`, with read routing) for the stores; cache,
+//! cases. `sqlite://` (the embedded default), `postgres://` (a primary and
+//! `database.replica_urls`, with read routing) or `mysql://` (MariaDB or MySQL, with GTID
+//! replicas) for the stores; cache,
 //! limiter, coupon gate and read-your-writes tokens in process or, with `redis.url`, in Redis
 //! (refresh tokens too) so that instances share them; events through Kafka with
-//! `kafka.brokers` (see `kafka.rs`). MySQL plugs in here when its adapter lands.
+//! `kafka.brokers` (see `kafka.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use adapters_memory::{
     Argon2Hasher, Argon2Params, InProcessPublisher, MemoryConsistencyTokens, MemoryCouponGate, MemoryRateLimiter,
     MokaCache, SystemClock, UuidV7Ids,
 };
+use adapters_mysql::{MysqlConfig, MysqlStore};
 use adapters_postgres::{PgConfig, PgStore};
 use adapters_redis::{RedisAdapters, RedisSettings, RedisTuning};
 use adapters_sqlite::{SqliteConfig, SqliteStore};
@@ -53,6 +55,7 @@ pub struct Runtime {
 enum Store {
     Sqlite(SqliteStore),
     Postgres(PgStore),
+    Mysql(MysqlStore),
 }
 
 impl Store {
@@ -74,14 +77,7 @@ impl Store {
             }
             Store::Sqlite(store)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            // Several instances share a PostgreSQL database, so they must accept each
-            // other's access tokens: a per-process random secret would not do.
-            if config.auth.jwt_secret.expose_secret().is_empty() {
-                bail!(
-                    "auth.jwt_secret is empty: with PostgreSQL, instances share the database and must \
-                     share the access-token secret too. Set APP__AUTH__JWT_SECRET (the same on every instance)."
-                );
-            }
+            require_shared_secret(config, "PostgreSQL")?;
             let store = PgStore::connect(&pg_config(db))
                 .await
                 .with_context(|| format!("connecting to the PostgreSQL primary {}", ports::redact_url(url)))?;
@@ -89,9 +85,18 @@ impl Store {
                 store.migrate().await.context("migrating the database")?;
             }
             Store::Postgres(store)
+        } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
+            require_shared_secret(config, "MySQL")?;
+            let store = MysqlStore::connect(&mysql_config(db))
+                .await
+                .with_context(|| format!("connecting to the MySQL primary {}", ports::redact_url(url)))?;
+            if db.migrate_on_start {
+                store.migrate().await.context("migrating the database")?;
+            }
+            Store::Mysql(store)
         } else {
             bail!(
-                "database.url `{}`: this build supports sqlite:// and postgres:// (the MySQL adapter is not wired in yet)",
+                "database.url `{}`: this build supports sqlite://, postgres:// and mysql://",
                 ports::redact_url(url)
             );
         };
@@ -102,6 +107,7 @@ impl Store {
         match self {
             Store::Sqlite(store) => StorePorts::of(store.clone()),
             Store::Postgres(store) => StorePorts::of(store.clone()),
+            Store::Mysql(store) => StorePorts::of(store.clone()),
         }
     }
 
@@ -109,6 +115,7 @@ impl Store {
         match self {
             Store::Sqlite(store) => store.close().await,
             Store::Postgres(store) => store.close().await,
+            Store::Mysql(store) => store.close().await,
         }
     }
 }
@@ -155,6 +162,36 @@ impl StorePorts {
             refresh_tokens: store.clone(),
             health: store,
         }
+    }
+}
+
+/// Several instances share a server database, so they must accept each other's access
+/// tokens: a per-process random secret would not do.
+fn require_shared_secret(config: &Config, database: &str) -> anyhow::Result<()> {
+    if config.auth.jwt_secret.expose_secret().is_empty() {
+        bail!(
+            "auth.jwt_secret is empty: with {database}, instances share the database and must \
+             share the access-token secret too. Set APP__AUTH__JWT_SECRET (the same on every instance)."
+        );
+    }
+    Ok(())
+}
+
+/// The `database.*` settings as the MySQL adapter's configuration.
+fn mysql_config(db: &DatabaseConfig) -> MysqlConfig {
+    MysqlConfig {
+        primary_url: db.url.expose_secret().to_owned(),
+        replica_urls: db
+            .replica_urls
+            .iter()
+            .map(|url| url.expose_secret().to_owned())
+            .collect(),
+        max_connections: db.max_connections,
+        acquire_timeout: db.acquire_timeout,
+        statement_timeout: db.statement_timeout,
+        max_replica_lag: db.max_replica_lag,
+        read_your_writes_wait: db.read_your_writes_wait,
+        health_interval: db.health_interval,
     }
 }
 
@@ -405,12 +442,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_unsupported_database_url_is_refused_without_its_password() {
-        let error = Runtime::build(config_with_url("mysql://app:s3cret@db/hexride"))
+        let error = Runtime::build(config_with_url("oracle://app:s3cret@db/hexride"))
             .await
             .err()
             .expect("refused");
         let message = format!("{error:#}");
-        assert!(message.contains("sqlite:// and postgres://"), "{message}");
+        assert!(message.contains("sqlite://, postgres:// and mysql://"), "{message}");
         assert!(!message.contains("s3cret"), "{message}");
     }
 

@@ -203,14 +203,18 @@ impl CouponService {
         if !crate::members::is_active(uow.members(), member_id).await? {
             return Err(CouponsError::MemberInactive);
         }
+        // The slot first: its update locks the campaign row before the coupon's foreign key
+        // reads it. The other way round, concurrent issues all take a shared lock on the
+        // campaign (MySQL's foreign-key check) and then each waits for the others to upgrade
+        // it: a deadlock. A duplicate found after the claim rolls the claim back with it.
+        if !uow.coupons().claim_coupon_slot(campaign.id).await? {
+            return Err(CouponsError::SoldOut);
+        }
         match uow.coupons().insert_coupon(&coupon).await {
             Err(StoreError::Conflict(Unique::CouponPerMember)) => {
                 return Err(CouponsError::AlreadyIssued);
             }
             other => other?,
-        }
-        if !uow.coupons().claim_coupon_slot(campaign.id).await? {
-            return Err(CouponsError::SoldOut);
         }
         self.freshness.commit(uow.as_mut(), member_id).await?;
         Ok(coupon)
@@ -317,9 +321,11 @@ mod tests {
         t.coupon_gate.expect_release().never();
         t.expect_uow(|uow| {
             crate::testing::active_member(uow);
+            uow.coupons.expect_claim_coupon_slot().return_once(|_| Ok(true));
             uow.coupons
                 .expect_insert_coupon()
                 .return_once(|_| Err(StoreError::Conflict(Unique::CouponPerMember)));
+            uow.end.expect_commit().never();
         });
         let err = CouponService::new(t.build())
             .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()))

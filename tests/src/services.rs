@@ -301,6 +301,20 @@ impl Drop for MysqlDatabase {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         drop_database_on_thread(&self.name, async move {
             let mut admin = MySqlConnection::connect(&admin_url).await?;
+            // As PostgreSQL's `with (force)`: a connection the test left open (an app's pool)
+            // would otherwise hold the drop up on its metadata locks.
+            let sessions: Vec<i64> = sqlx::query_scalar(
+                "select id from information_schema.processlist where db = ? and id <> connection_id()",
+            )
+            .bind(&name)
+            .fetch_all(&mut admin)
+            .await?;
+            for id in sessions {
+                // Gone already is fine.
+                let _ = sqlx::query(sqlx::AssertSqlSafe(format!("kill connection {id}")))
+                    .execute(&mut admin)
+                    .await;
+            }
             sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists `{name}`")))
                 .execute(&mut admin)
                 .await?;
@@ -310,7 +324,32 @@ impl Drop for MysqlDatabase {
     }
 }
 
-/// Creates a fresh database on the primary (see [`MysqlDatabase`]).
+async fn wait_for_mariadb_database_on_replica(replica: &str, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(mut conn) = MySqlConnection::connect(replica).await {
+            let found: Option<i64> =
+                sqlx::query_scalar("select 1 from information_schema.schemata where schema_name = ?")
+                    .bind(name)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .ok()
+                    .flatten();
+            conn.close().await.ok();
+            if found.is_some() {
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "database {name} did not reach the replica within 60 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Creates a fresh database on the primary and waits until the replica has it too (see
+/// [`MysqlDatabase`]).
 pub async fn fresh_mariadb(urls: &MysqlUrls) -> MysqlDatabase {
     let name = format!("hx_{}", Uuid::now_v7().simple());
     let mut admin = MySqlConnection::connect(&urls.primary)
@@ -321,6 +360,9 @@ pub async fn fresh_mariadb(urls: &MysqlUrls) -> MysqlDatabase {
         .await
         .expect("create database");
     admin.close().await.ok();
+    if urls.replica != urls.primary {
+        wait_for_mariadb_database_on_replica(&urls.replica, &name).await;
+    }
     MysqlDatabase {
         primary_url: with_database(&urls.primary, &name),
         replica_url: with_database(&urls.replica, &name),

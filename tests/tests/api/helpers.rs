@@ -34,6 +34,8 @@ pub enum Backend {
     Postgres,
     /// PostgreSQL as above, with the cache, limits, coupon gate and tokens in Redis.
     PostgresRedis,
+    /// The project's MariaDB primary, with its GTID replica for eventual reads.
+    Mysql,
 }
 
 pub struct TestApp {
@@ -70,6 +72,22 @@ async fn postgres(config: &mut Config) -> Box<dyn Any + Send + Sync> {
     Box::new(database)
 }
 
+/// Points `config` at a fresh MariaDB database and its replica. With no MariaDB and
+/// `HEXRIDE_SKIP_INTEGRATION=1` (a notice is printed) the test runs on SQLite instead.
+async fn mariadb(config: &mut Config) -> Box<dyn Any + Send + Sync> {
+    let Some(urls) = tests::services::mariadb().await else {
+        return sqlite(config);
+    };
+    let database = tests::services::fresh_mariadb(&urls).await;
+    config.database.url = database.primary_url.clone().into();
+    config.database.replica_urls = if urls.replica != urls.primary {
+        vec![database.replica_url.clone().into()]
+    } else {
+        vec![]
+    };
+    Box::new(database)
+}
+
 /// A login's token pair.
 #[derive(Debug, Clone)]
 pub struct Tokens {
@@ -88,6 +106,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let database = match crate::BACKEND {
         Backend::Sqlite => sqlite(&mut config),
         Backend::Postgres => postgres(&mut config).await,
+        Backend::Mysql => mariadb(&mut config).await,
         Backend::PostgresRedis => {
             let database = postgres(&mut config).await;
             // Without Redis (and HEXRIDE_SKIP_INTEGRATION=1) the in-process adapters stand in.
