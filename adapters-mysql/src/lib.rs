@@ -19,19 +19,17 @@ pub mod gtid;
 mod replication;
 
 use std::str::FromStr;
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{Connection as _, Executor as _, MySqlPool};
 use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use ports::{Cause, CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError, Unique};
+use ports::{Cause, CommitToken, ComponentHealth, Consistency, StoreError, Unique};
 use sql_store::routing::{Replica, Router, RoutingConfig};
-use sql_store::{Backend, ReadFuture, SqlStore};
+use sql_store::{Backend, BackgroundTasks, ReadFuture, SqlStore};
 
 pub use conn::{MysqlConn, MysqlDialect};
 pub use gtid::{Flavour, Position};
@@ -118,18 +116,7 @@ pub struct MysqlBackend {
     router: Router<MysqlReplication>,
     /// Woken by this instance's commits that appended events.
     events: Notify,
-    /// Tells the background tasks to stop.
-    shutdown: watch::Sender<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
-}
-
-impl Drop for MysqlBackend {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
-        for task in self.tasks.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..) {
-            task.abort();
-        }
-    }
+    tasks: BackgroundTasks,
 }
 
 impl std::fmt::Debug for MysqlBackend {
@@ -278,24 +265,22 @@ impl Backend for MysqlBackend {
             replicas,
             &config.routing(),
         );
-        let (shutdown, _) = watch::channel(false);
-        let mut tasks = Vec::new();
+        let tasks = BackgroundTasks::new();
         if router.replica_count() > 0 {
-            tasks.push(tokio::spawn(heartbeat(
+            tasks.add([tokio::spawn(heartbeat(
                 primary.clone(),
                 config.health_interval.max(Duration::from_millis(10)),
-                shutdown.subscribe(),
-            )));
+                tasks.signal().subscribe(),
+            ))]);
             router.check_replicas_once().await;
-            tasks.extend(router.spawn_health_checks(&shutdown));
+            tasks.add(router.spawn_health_checks(tasks.signal()));
         }
         Ok(Self {
             primary,
             flavour,
             router,
             events: Notify::new(),
-            shutdown,
-            tasks: Mutex::new(tasks),
+            tasks,
         })
     }
 
@@ -311,6 +296,10 @@ impl Backend for MysqlBackend {
                 other => StoreError::other(format!("migration failed: {other}")),
             })?;
         if self.router.replica_count() > 0 {
+            sqlx::query(replication::HEARTBEAT_SQL)
+                .execute(&self.primary)
+                .await
+                .map_err(translate)?;
             let sql = match self.flavour {
                 Flavour::MariaDb => "select @@gtid_binlog_pos",
                 Flavour::MySql => "select @@global.gtid_executed",
@@ -322,25 +311,18 @@ impl Backend for MysqlBackend {
             if let Some(position) = self.flavour.parse(&position) {
                 self.router.wait_for_replicas(&position, MIGRATION_APPLY_WAIT).await;
             }
+            // The checks made at connect time found no heartbeat table yet: judge the
+            // replicas again now that they have it (and a first beat), rather than at the
+            // next interval.
+            self.router.check_replicas_once().await;
         }
         Ok(())
     }
 
     /// Stops the background tasks and closes every pool.
     async fn close(&self) {
-        let _ = self.shutdown.send(true);
-        let tasks: Vec<JoinHandle<()>> = self
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-            .collect();
-        for task in tasks {
-            task.abort();
-            let _ = task.await;
-        }
+        self.tasks.stop().await;
         self.router.close().await;
-        self.primary.close().await;
     }
 
     async fn read<A, T, F>(&self, consistency: &Consistency, args: A, query: F) -> Result<T, StoreError>
@@ -386,22 +368,7 @@ impl Backend for MysqlBackend {
     /// `database` is the primary (`Down` when it does not answer); each replica is `Up` or
     /// `Degraded` (reads go elsewhere), never `Down`.
     async fn health(&self) -> Vec<ComponentHealth> {
-        let probe = sqlx::query("select 1").execute(&self.primary);
-        let entry = match tokio::time::timeout(self.primary.options().get_acquire_timeout(), probe).await {
-            Ok(Ok(_)) => ComponentHealth::new("database", HealthStatus::Up, None),
-            Ok(Err(e)) => ComponentHealth::new("database", HealthStatus::Down, Some(translate(e).chain())),
-            Err(_) => ComponentHealth::new(
-                "database",
-                HealthStatus::Down,
-                Some("the primary did not answer in time".to_owned()),
-            ),
-        };
-        let mut entries = vec![entry];
-        entries.extend(self.replicas().into_iter().map(|replica| match replica.problem {
-            None => ComponentHealth::new(replica.name, HealthStatus::Up, None),
-            Some(problem) => ComponentHealth::new(replica.name, HealthStatus::Degraded, Some(problem)),
-        }));
-        entries
+        self.router.health().await
     }
 }
 

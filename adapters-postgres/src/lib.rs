@@ -12,17 +12,16 @@ mod listener;
 mod replication;
 
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use tokio::sync::{Notify, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::Notify;
 
-use ports::{Cause, CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError, Unique};
-use sql_store::{Backend, ReadFuture, SqlStore};
+use ports::{Cause, CommitToken, ComponentHealth, Consistency, StoreError, Unique};
+use sql_store::{Backend, BackgroundTasks, ReadFuture, SqlStore};
 
 pub use conn::{PgConn, PgDialect};
 pub use replication::{Lsn, PgReplication};
@@ -112,18 +111,7 @@ pub struct PgBackend {
     router: Router<PgReplication>,
     /// Woken by the outbox listener (any instance's commit) and by this instance's commits.
     events: Arc<Notify>,
-    /// Tells the background tasks to stop.
-    shutdown: watch::Sender<bool>,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
-}
-
-impl Drop for PgBackend {
-    fn drop(&mut self) {
-        let _ = self.shutdown.send(true);
-        for task in self.tasks.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..) {
-            task.abort();
-        }
-    }
+    tasks: BackgroundTasks,
 }
 
 impl std::fmt::Debug for PgBackend {
@@ -236,21 +224,20 @@ impl Backend for PgBackend {
         let router = Router::new(PgReplication, primary.clone(), replicas, &config.routing());
         router.check_replicas_once().await;
 
-        let (shutdown, _) = watch::channel(false);
+        let tasks = BackgroundTasks::new();
         let events = Arc::new(Notify::new());
-        let mut tasks = router.spawn_health_checks(&shutdown);
-        tasks.push(tokio::spawn(listener::listen(
+        tasks.add(router.spawn_health_checks(tasks.signal()));
+        tasks.add([tokio::spawn(listener::listen(
             primary_options.application_name("hexride-listener"),
             Arc::clone(&events),
-            shutdown.subscribe(),
-        )));
+            tasks.signal().subscribe(),
+        ))]);
 
         Ok(Self {
             primary,
             router,
             events,
-            shutdown,
-            tasks: Mutex::new(tasks),
+            tasks,
         })
     }
 
@@ -279,19 +266,8 @@ impl Backend for PgBackend {
     /// Stops the background tasks and closes every pool, waiting for connections in use to
     /// be returned.
     async fn close(&self) {
-        let _ = self.shutdown.send(true);
-        let tasks: Vec<JoinHandle<()>> = self
-            .tasks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-            .collect();
-        for task in tasks {
-            task.abort();
-            let _ = task.await;
-        }
+        self.tasks.stop().await;
         self.router.close().await;
-        self.primary.close().await;
     }
 
     async fn read<A, T, F>(&self, consistency: &Consistency, args: A, query: F) -> Result<T, StoreError>
@@ -344,22 +320,7 @@ impl Backend for PgBackend {
     /// `database` is the primary (`Down` when it does not answer); each replica is `Up` or
     /// `Degraded` (reads go elsewhere), never `Down`: the service still works without it.
     async fn health(&self) -> Vec<ComponentHealth> {
-        let probe = sqlx::query("select 1").execute(&self.primary);
-        let primary = match tokio::time::timeout(self.primary.options().get_acquire_timeout(), probe).await {
-            Ok(Ok(_)) => ComponentHealth::new("database", HealthStatus::Up, None),
-            Ok(Err(e)) => ComponentHealth::new("database", HealthStatus::Down, Some(translate(e).chain())),
-            Err(_) => ComponentHealth::new(
-                "database",
-                HealthStatus::Down,
-                Some("the primary did not answer in time".to_owned()),
-            ),
-        };
-        let mut entries = vec![primary];
-        entries.extend(self.replicas().into_iter().map(|replica| match replica.problem {
-            None => ComponentHealth::new(replica.name, HealthStatus::Up, None),
-            Some(problem) => ComponentHealth::new(replica.name, HealthStatus::Degraded, Some(problem)),
-        }));
-        entries
+        self.router.health().await
     }
 }
 

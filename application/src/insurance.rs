@@ -281,7 +281,8 @@ impl InsuranceService {
                 .ok_or(InsuranceError::PolicyNotFound)?;
             self.apply_expiry(uow.as_mut(), &mut policy, effective_at, reason, Actor::Staff(staff_id))
                 .await?;
-            uow.commit().await?;
+            // The rider's next reads (their statement) must show the new expiry.
+            self.freshness.commit(uow.as_mut(), policy.member_id).await?;
             Ok(policy)
         })
         .await
@@ -320,7 +321,8 @@ impl InsuranceService {
                 Actor::Insurer,
             )
             .await?;
-            uow.commit().await?;
+            // The rider's next reads (their statement) must show the new expiry.
+            self.freshness.commit(uow.as_mut(), policy.member_id).await?;
             Ok(policy)
         })
         .await
@@ -476,6 +478,13 @@ mod tests {
         let mut t = TestPorts::new();
         let p = policy(MemberId(Uuid::now_v7()), OffsetDateTime::now_utc() - Duration::hours(2));
         t.expect_uows(attempts(&p));
+        // A commit remembers its token for the rider, whose statement must show the expiry.
+        let rider = p.member_id;
+        t.consistency
+            .expect_remember()
+            .withf(move |member, _| *member == rider)
+            .times(0..=1)
+            .returning(|_, _| Ok(()));
         InsuranceService::new(t.build())
             .expire_by_staff(
                 MemberId(Uuid::now_v7()),

@@ -3,10 +3,13 @@
 //! are woken, health, migrations. [`Transaction`] is the one copy of "an open transaction
 //! rolls back when abandoned" that every store uses.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::BoxFuture;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use ports::{CommitToken, ComponentHealth, Consistency, StoreError};
 
@@ -156,6 +159,64 @@ impl<C: SqlConn + 'static> Drop for Transaction<C> {
                     conn.close_on_drop();
                 }
             });
+        }
+    }
+}
+
+/// A backend's background tasks (replica health checks, listeners, heartbeats) and the
+/// signal that stops them. Dropped, it aborts them.
+#[derive(Debug)]
+pub struct BackgroundTasks {
+    shutdown: watch::Sender<bool>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Default for BackgroundTasks {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BackgroundTasks {
+    /// No tasks yet.
+    pub fn new() -> Self {
+        Self {
+            shutdown: watch::channel(false).0,
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The stop signal: a task ends when it changes (or is dropped).
+    pub fn signal(&self) -> &watch::Sender<bool> {
+        &self.shutdown
+    }
+
+    /// Keeps `tasks`, to stop them with the others.
+    pub fn add(&self, tasks: impl IntoIterator<Item = JoinHandle<()>>) {
+        self.tasks.lock().unwrap_or_else(PoisonError::into_inner).extend(tasks);
+    }
+
+    /// Signals every task to stop, aborts it, and waits until it has.
+    pub async fn stop(&self) {
+        let _ = self.shutdown.send(true);
+        let tasks: Vec<JoinHandle<()>> = self
+            .tasks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain(..)
+            .collect();
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for BackgroundTasks {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks.get_mut().unwrap_or_else(PoisonError::into_inner).drain(..) {
+            task.abort();
         }
     }
 }

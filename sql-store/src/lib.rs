@@ -38,7 +38,7 @@ pub mod tokens;
 mod unit_of_work;
 pub mod wallet;
 
-pub use backend::{Backend, ReadFuture, Transaction};
+pub use backend::{Backend, BackgroundTasks, ReadFuture, Transaction};
 pub use driver::{SqlxConn, SqlxDialect, SqlxQuery, SqlxRow};
 pub use sql::{Dialect, Lock, Query, SqlConn, Statement, Value};
 pub use store::SqlStore;

@@ -31,7 +31,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 
-use ports::{CommitToken, Consistency, StoreError};
+use ports::{CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError};
 
 use crate::backend::ReadFuture;
 use crate::driver::{SqlxConn, SqlxDialect};
@@ -440,9 +440,40 @@ impl<R: Replication> Router<R> {
             .collect()
     }
 
-    /// Closes the replicas' pools.
+    /// Closes the replicas' pools and the primary's, waiting for connections in use to be
+    /// returned.
     pub async fn close(&self) {
         join_all(self.replicas.iter().map(|replica| replica.pool.close())).await;
+        self.primary.close().await;
+    }
+
+    /// `database` is the primary (`Down` when it does not answer within its acquire
+    /// timeout); each replica is `Up` or `Degraded` (reads go elsewhere), never `Down`: the
+    /// service still works without it.
+    pub async fn health(&self) -> Vec<ComponentHealth> {
+        let probe = async {
+            let mut conn = self.primary.acquire().await?;
+            conn.ping().await
+        };
+        let primary = match tokio::time::timeout(self.primary.options().get_acquire_timeout(), probe).await {
+            Ok(Ok(())) => ComponentHealth::new("database", HealthStatus::Up, None),
+            Ok(Err(e)) => ComponentHealth::new(
+                "database",
+                HealthStatus::Down,
+                Some(<R::Dialect as SqlxDialect>::translate(e).chain()),
+            ),
+            Err(_) => ComponentHealth::new(
+                "database",
+                HealthStatus::Down,
+                Some("the primary did not answer in time".to_owned()),
+            ),
+        };
+        let mut entries = vec![primary];
+        entries.extend(self.replica_states().into_iter().map(|replica| match replica.problem {
+            None => ComponentHealth::new(replica.name, HealthStatus::Up, None),
+            Some(problem) => ComponentHealth::new(replica.name, HealthStatus::Degraded, Some(problem)),
+        }));
+        entries
     }
 
     /// Reads served so far by target, and fallbacks by reason.
