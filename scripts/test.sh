@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+step "disk space (test binaries and the Kafka broker build need several GB)"
+df -h . | tail -1
+free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
+if [ "${free_kb:-0}" -lt $((6 * 1024 * 1024)) ]; then
+    echo "warning: less than 6 GB free here; linking the test binaries may fail" >&2
+fi
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
