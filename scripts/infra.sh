@@ -53,7 +53,8 @@ Commands:
   start COMPONENT   start one component (creating it if needed), wait until healthy
   stop COMPONENT    stop one component (fast shutdown)
   kill COMPONENT    SIGKILL the component's main process, as a crash would (fault tests)
-  lag DELAY         delay replay on the replicas: 2 (seconds), 2s, 500ms, 1min; 0 resets
+  lag DELAY [SVC]   delay replay on the replicas (of SVC only: pg, mariadb): 2 (seconds),
+                    2s, 500ms, 1min; 0 resets
   logs COMPONENT    print the end of the component's log
 
 Components: $(all_components)
@@ -150,7 +151,8 @@ cmd_component() {
     "${svc}_${action}" "$component"
 }
 
-# cmd_lag DELAY: N or Ns (seconds), Nms, Nmin; 0 resets.
+# cmd_lag DELAY [SERVICE...]: N or Ns (seconds), Nms, Nmin; 0 resets. Without a service,
+# every service that has replicas (pg, mariadb).
 cmd_lag() {
     local arg=${1:-} ms svc
     [[ $arg =~ ^([0-9]+)(ms|s|min)?$ ]] || die "lag needs a delay: 2, 2s, 500ms, 1min or 0"
@@ -159,9 +161,17 @@ cmd_lag() {
         min) ms=$((10#${BASH_REMATCH[1]} * 60000)) ;;
         *) ms=$((10#${BASH_REMATCH[1]} * 1000)) ;;
     esac
+    shift
+    local targets=("$@")
+    if [ ${#targets[@]} -eq 0 ]; then
+        for svc in "${SERVICES[@]}"; do
+            if declare -F "${svc}_lag" >/dev/null; then targets+=("$svc"); fi
+        done
+    fi
     lock
-    for svc in "${SERVICES[@]}"; do
-        if declare -F "${svc}_lag" >/dev/null; then "${svc}_lag" "$ms"; fi
+    for svc in "${targets[@]}"; do
+        declare -F "${svc}_lag" >/dev/null || die "$svc has no replicas to lag (services with replicas: pg, mariadb)"
+        "${svc}_lag" "$ms"
     done
 }
 

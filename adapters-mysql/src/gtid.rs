@@ -53,9 +53,13 @@ impl Flavour {
         // Metadata and row locks wait no longer than a statement may run (the defaults are a
         // year and 50 s).
         let lock_wait = timeout_ms.div_ceil(1000).max(1);
+        // MySQL 8's default rules on both servers: MariaDB's defaults lack
+        // ONLY_FULL_GROUP_BY (and its check, which sees no functional dependencies, is the
+        // stricter one), so a statement that passes on MariaDB passes on MySQL 8 too.
         format!(
             "set session transaction isolation level read committed, {access}; \
-             set session {timeout}, lock_wait_timeout = {lock_wait}, innodb_lock_wait_timeout = {lock_wait}"
+             set session {timeout}, lock_wait_timeout = {lock_wait}, innodb_lock_wait_timeout = {lock_wait}, \
+             sql_mode = concat_ws(',', nullif(@@session.sql_mode, ''), 'ONLY_FULL_GROUP_BY', 'STRICT_TRANS_TABLES')"
         )
     }
 
@@ -330,5 +334,6 @@ mod tests {
         assert!(mysql.contains("max_execution_time = 2500"), "{mysql}");
         assert!(mysql.contains("read write"), "{mysql}");
         assert!(mysql.contains("lock_wait_timeout = 3,"), "{mysql}");
+        assert!(mysql.contains("'ONLY_FULL_GROUP_BY'"), "{mysql}");
     }
 }

@@ -28,8 +28,8 @@ use tokio::sync::{Notify, watch};
 use tokio::time::MissedTickBehavior;
 
 use ports::{Cause, CommitToken, ComponentHealth, Consistency, StoreError, Unique};
-use sql_store::routing::{Replica, Router, RoutingConfig};
-use sql_store::{Backend, BackgroundTasks, ReadFuture, SqlStore};
+use sql_store::routing::{Replica, Routed, Router};
+use sql_store::{Backend, BackgroundTasks, ReadFuture, SqlConfig, SqlStore};
 
 pub use conn::{MysqlConn, MysqlDialect};
 pub use gtid::{Flavour, Position};
@@ -39,74 +39,8 @@ pub use sql_store::routing::{ReadStats, ReplicaState};
 /// The MySQL/MariaDB store: every store port (see [`SqlStore`]).
 pub type MysqlStore = SqlStore<MysqlBackend>;
 
-/// Where the primary is and how connections behave. Its `Debug` shows the URL without its
-/// password.
-#[derive(Clone, PartialEq, Eq)]
-pub struct MysqlConfig {
-    /// `mysql://user:password@host:port/database` (or `mariadb://…`): every write and read.
-    pub primary_url: String,
-    /// GTID replicas of the primary, for `Eventual` and `ReadYourWrites` reads. Empty:
-    /// every read goes to the primary.
-    pub replica_urls: Vec<String>,
-    /// Size of the primary's pool.
-    pub max_connections: u32,
-    /// How long a caller waits for a pooled connection before [`StoreError::Unavailable`].
-    pub acquire_timeout: Duration,
-    /// The server stops any statement running longer (MariaDB `max_statement_time`; MySQL
-    /// `max_execution_time`, which covers `select` only).
-    pub statement_timeout: Duration,
-    /// A replica further behind than this (or whose lag is unknown) gets no reads.
-    pub max_replica_lag: Duration,
-    /// How long a `ReadYourWrites` read waits for a replica to apply its token before it
-    /// reads the primary instead.
-    pub read_your_writes_wait: Duration,
-    /// How often each replica is checked, and the primary's heartbeat written.
-    pub health_interval: Duration,
-}
-
-impl MysqlConfig {
-    /// The routing part of the configuration.
-    fn routing(&self) -> RoutingConfig {
-        RoutingConfig {
-            max_connections: self.max_connections,
-            acquire_timeout: self.acquire_timeout,
-            max_replica_lag: self.max_replica_lag,
-            read_your_writes_wait: self.read_your_writes_wait,
-            health_interval: self.health_interval,
-        }
-    }
-}
-
-impl std::fmt::Debug for MysqlConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let replicas: Vec<String> = self.replica_urls.iter().map(|url| ports::redact_url(url)).collect();
-        f.debug_struct("MysqlConfig")
-            .field("primary_url", &ports::redact_url(&self.primary_url))
-            .field("replica_urls", &replicas)
-            .field("max_connections", &self.max_connections)
-            .field("acquire_timeout", &self.acquire_timeout)
-            .field("statement_timeout", &self.statement_timeout)
-            .field("max_replica_lag", &self.max_replica_lag)
-            .field("read_your_writes_wait", &self.read_your_writes_wait)
-            .field("health_interval", &self.health_interval)
-            .finish()
-    }
-}
-
-impl Default for MysqlConfig {
-    fn default() -> Self {
-        Self {
-            primary_url: "mysql://hexride@127.0.0.1:3306/hexride".to_owned(),
-            replica_urls: Vec::new(),
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(10),
-            max_replica_lag: Duration::from_secs(5),
-            read_your_writes_wait: Duration::from_millis(200),
-            health_interval: Duration::from_millis(500),
-        }
-    }
-}
+/// Where the primary and the replicas are, and how connections and reads behave.
+pub type MysqlConfig = SqlConfig;
 
 /// The pools, routing and background tasks behind [`MysqlStore`]. The background tasks
 /// (replica health checks, the heartbeat) stop when it is dropped or closed.
@@ -172,26 +106,13 @@ impl MysqlBackend {
     pub fn flavour(&self) -> Flavour {
         self.flavour
     }
+}
 
-    /// The primary's pool. For diagnostics and tests; writes go through units of work.
-    pub fn primary_pool(&self) -> MySqlPool {
-        self.primary.clone()
-    }
+impl Routed for MysqlBackend {
+    type Replication = MysqlReplication;
 
-    /// Reads served so far by target, and fallbacks to the primary by reason.
-    pub fn read_stats(&self) -> ReadStats {
-        self.router.stats()
-    }
-
-    /// What the last health check (or failed read) found about each replica.
-    pub fn replicas(&self) -> Vec<ReplicaState> {
-        self.router.replica_states()
-    }
-
-    /// The pool of replica `index` (0-based), whose sessions are read-only. For diagnostics
-    /// and tests; reads go through the read ports.
-    pub fn replica_pool(&self, index: usize) -> Option<MySqlPool> {
-        self.router.replica_pool(index)
+    fn router(&self) -> &Router<MysqlReplication> {
+        &self.router
     }
 }
 
@@ -256,15 +177,10 @@ impl Backend for MysqlBackend {
                 pool_options(flavour, config, true),
                 options.clone(),
                 options,
-                &config.routing(),
+                config,
             ));
         }
-        let router = Router::new(
-            MysqlReplication::new(flavour),
-            primary.clone(),
-            replicas,
-            &config.routing(),
-        );
+        let router = Router::new(MysqlReplication::new(flavour), primary.clone(), replicas, config);
         let tasks = BackgroundTasks::new();
         if router.replica_count() > 0 {
             tasks.add([tokio::spawn(heartbeat(

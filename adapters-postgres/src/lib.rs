@@ -21,13 +21,13 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::Notify;
 
 use ports::{Cause, CommitToken, ComponentHealth, Consistency, StoreError, Unique};
-use sql_store::{Backend, BackgroundTasks, ReadFuture, SqlStore};
+use sql_store::{Backend, BackgroundTasks, ReadFuture, SqlConfig, SqlStore};
 
 pub use conn::{PgConn, PgDialect};
 pub use replication::{Lsn, PgReplication};
 pub use sql_store::routing::{ReadStats, ReplicaState};
 
-use sql_store::routing::{Replica, Router, RoutingConfig};
+use sql_store::routing::{Replica, Routed, Router};
 
 /// The PostgreSQL store: every store port (see [`SqlStore`]), routed between the primary
 /// and the replicas. Its own diagnostics are on [`SqlStore::backend`].
@@ -36,73 +36,8 @@ pub type PgStore = SqlStore<PgBackend>;
 /// The channel a commit that appended outbox rows notifies, so relays on every instance wake.
 const OUTBOX_CHANNEL: &str = "hexride_outbox";
 
-/// Where the primary and the replicas are, and how reads are routed between them. Its
-/// `Debug` shows the URLs without their passwords.
-#[derive(Clone, PartialEq, Eq)]
-pub struct PgConfig {
-    /// `postgres://user@host:port/database`: every write and every `Strong` read.
-    pub primary_url: String,
-    /// Streaming replicas of the primary, for `Eventual` and `ReadYourWrites` reads. Empty:
-    /// every read goes to the primary.
-    pub replica_urls: Vec<String>,
-    /// Size of each pool (the primary's and each replica's).
-    pub max_connections: u32,
-    /// How long a caller waits for a pooled connection before [`StoreError::Unavailable`].
-    pub acquire_timeout: Duration,
-    /// The server cancels any statement running longer (`statement_timeout`).
-    pub statement_timeout: Duration,
-    /// A replica further behind than this (or whose lag is unknown) gets no reads.
-    pub max_replica_lag: Duration,
-    /// How long a `ReadYourWrites` read waits for a replica to replay its token before it
-    /// reads the primary instead.
-    pub read_your_writes_wait: Duration,
-    /// How often each replica's health and replay position are checked.
-    pub health_interval: Duration,
-}
-
-impl std::fmt::Debug for PgConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let replicas: Vec<String> = self.replica_urls.iter().map(|url| ports::redact_url(url)).collect();
-        f.debug_struct("PgConfig")
-            .field("primary_url", &ports::redact_url(&self.primary_url))
-            .field("replica_urls", &replicas)
-            .field("max_connections", &self.max_connections)
-            .field("acquire_timeout", &self.acquire_timeout)
-            .field("statement_timeout", &self.statement_timeout)
-            .field("max_replica_lag", &self.max_replica_lag)
-            .field("read_your_writes_wait", &self.read_your_writes_wait)
-            .field("health_interval", &self.health_interval)
-            .finish()
-    }
-}
-
-impl PgConfig {
-    /// The routing part of the configuration.
-    fn routing(&self) -> RoutingConfig {
-        RoutingConfig {
-            max_connections: self.max_connections,
-            acquire_timeout: self.acquire_timeout,
-            max_replica_lag: self.max_replica_lag,
-            read_your_writes_wait: self.read_your_writes_wait,
-            health_interval: self.health_interval,
-        }
-    }
-}
-
-impl Default for PgConfig {
-    fn default() -> Self {
-        Self {
-            primary_url: "postgres://postgres@127.0.0.1:5432/hexride".to_owned(),
-            replica_urls: Vec::new(),
-            max_connections: 10,
-            acquire_timeout: Duration::from_secs(5),
-            statement_timeout: Duration::from_secs(10),
-            max_replica_lag: Duration::from_secs(5),
-            read_your_writes_wait: Duration::from_millis(200),
-            health_interval: Duration::from_millis(500),
-        }
-    }
-}
+/// Where the primary and the replicas are, and how connections and reads behave.
+pub type PgConfig = SqlConfig;
 
 /// PostgreSQL's pools, routing and background tasks behind [`PgStore`]. The background
 /// tasks (replica health checks, the outbox listener) stop when it is dropped or closed.
@@ -148,27 +83,11 @@ fn connect_options(
         .options(settings))
 }
 
-impl PgBackend {
-    /// Reads served so far by target, and fallbacks to the primary by reason (the same
-    /// numbers as the `db_reads_total` and `db_read_fallbacks_total` metrics, for this store).
-    pub fn read_stats(&self) -> ReadStats {
-        self.router.stats()
-    }
+impl Routed for PgBackend {
+    type Replication = PgReplication;
 
-    /// What the last health check (or failed read) found about each replica.
-    pub fn replicas(&self) -> Vec<ReplicaState> {
-        self.router.replica_states()
-    }
-
-    /// The pool of replica `index` (0-based), whose connections are read-only. For
-    /// diagnostics and tests; reads go through the read ports.
-    pub fn replica_pool(&self, index: usize) -> Option<PgPool> {
-        self.router.replica_pool(index)
-    }
-
-    /// The primary's pool. For diagnostics and tests; writes go through units of work.
-    pub fn primary_pool(&self) -> PgPool {
-        self.primary.clone()
+    fn router(&self) -> &Router<PgReplication> {
+        &self.router
     }
 }
 
@@ -218,10 +137,10 @@ impl Backend for PgBackend {
                 PgPoolOptions::new(),
                 options,
                 health_options,
-                &config.routing(),
+                config,
             ));
         }
-        let router = Router::new(PgReplication, primary.clone(), replicas, &config.routing());
+        let router = Router::new(PgReplication, primary.clone(), replicas, config);
         router.check_replicas_once().await;
 
         let tasks = BackgroundTasks::new();

@@ -17,7 +17,7 @@ use adapters_memory::{
     Argon2Hasher, Argon2Params, InProcessPublisher, MemoryConsistencyTokens, MemoryCouponGate, MemoryRateLimiter,
     MokaCache, SystemClock, UuidV7Ids,
 };
-use adapters_mysql::{MysqlConfig, MysqlStore};
+use adapters_mysql::MysqlStore;
 use adapters_postgres::{PgConfig, PgStore};
 use adapters_redis::{RedisAdapters, RedisSettings, RedisTuning};
 use adapters_sqlite::{SqliteConfig, SqliteStore};
@@ -78,7 +78,7 @@ impl Store {
             Store::Sqlite(store)
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             require_shared_secret(config, "PostgreSQL")?;
-            let store = PgStore::connect(&pg_config(db))
+            let store = PgStore::connect(&sql_config(db))
                 .await
                 .with_context(|| format!("connecting to the PostgreSQL primary {}", ports::redact_url(url)))?;
             if db.migrate_on_start {
@@ -87,7 +87,7 @@ impl Store {
             Store::Postgres(store)
         } else if url.starts_with("mysql:") || url.starts_with("mariadb:") {
             require_shared_secret(config, "MySQL")?;
-            let store = MysqlStore::connect(&mysql_config(db))
+            let store = MysqlStore::connect(&sql_config(db))
                 .await
                 .with_context(|| format!("connecting to the MySQL primary {}", ports::redact_url(url)))?;
             if db.migrate_on_start {
@@ -177,26 +177,9 @@ fn require_shared_secret(config: &Config, database: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// The `database.*` settings as the MySQL adapter's configuration.
-fn mysql_config(db: &DatabaseConfig) -> MysqlConfig {
-    MysqlConfig {
-        primary_url: db.url.expose_secret().to_owned(),
-        replica_urls: db
-            .replica_urls
-            .iter()
-            .map(|url| url.expose_secret().to_owned())
-            .collect(),
-        max_connections: db.max_connections,
-        acquire_timeout: db.acquire_timeout,
-        statement_timeout: db.statement_timeout,
-        max_replica_lag: db.max_replica_lag,
-        read_your_writes_wait: db.read_your_writes_wait,
-        health_interval: db.health_interval,
-    }
-}
-
-/// The `database.*` settings as the PostgreSQL adapter's configuration.
-fn pg_config(db: &DatabaseConfig) -> PgConfig {
+/// The `database.*` settings as a server adapter's configuration (PostgreSQL's and
+/// MySQL's are the same type).
+fn sql_config(db: &DatabaseConfig) -> PgConfig {
     PgConfig {
         primary_url: db.url.expose_secret().to_owned(),
         replica_urls: db
@@ -483,11 +466,11 @@ mod tests {
     }
 
     #[test]
-    fn database_settings_become_the_postgres_configuration() {
+    fn database_settings_become_the_server_configuration() {
         let mut db = Config::defaults().expect("defaults").database;
         db.url = "postgres://app@primary/hexride".to_owned().into();
         db.replica_urls = vec!["postgres://app@replica/hexride".to_owned().into()];
-        let pg = pg_config(&db);
+        let pg = sql_config(&db);
         assert_eq!(pg.primary_url, "postgres://app@primary/hexride");
         assert_eq!(pg.replica_urls, ["postgres://app@replica/hexride"]);
         assert_eq!(pg.max_replica_lag, Duration::from_secs(5));

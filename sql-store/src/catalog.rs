@@ -110,17 +110,22 @@ pub(crate) async fn return_stock(conn: &mut impl SqlConn, id: ProductId, quantit
 
 /// Units in lines of orders paid at or after `since`; most units first, ties by product id.
 /// (`sum` of a `bigint` is a `numeric` in PostgreSQL: the cast keeps it a 64-bit integer.)
+/// The sums are grouped by the lines' product id alone and joined to the products after:
+/// `group by p.id` with `p.*` selected relies on the primary key's functional dependency,
+/// which PostgreSQL and MySQL 8 see and MariaDB's `ONLY_FULL_GROUP_BY` does not.
 pub(crate) async fn popular(
     conn: &mut impl SqlConn,
     since: OffsetDateTime,
     limit: i64,
 ) -> Result<Vec<PopularProduct>, StoreError> {
     sql(
-        "select p.*, cast(sum(i.quantity) as {bigint}) as units_sold from order_items i \
-         join orders o on o.id = i.order_id \
-         join products p on p.id = i.product_id \
-         where o.status = 'paid' and o.paid_at >= ? \
-         group by p.id order by units_sold desc, p.id limit ?",
+        "select p.*, s.units_sold from \
+           (select i.product_id, cast(sum(i.quantity) as {bigint}) as units_sold from order_items i \
+            join orders o on o.id = i.order_id \
+            where o.status = 'paid' and o.paid_at >= ? \
+            group by i.product_id) s \
+         join products p on p.id = s.product_id \
+         order by s.units_sold desc, p.id limit ?",
     )
     .time(since)
     .limit(limit)

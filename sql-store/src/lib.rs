@@ -24,6 +24,7 @@ use ports::StoreError;
 
 pub mod backend;
 pub mod catalog;
+mod config;
 pub mod coupons;
 pub mod driver;
 pub mod events;
@@ -39,6 +40,7 @@ mod unit_of_work;
 pub mod wallet;
 
 pub use backend::{Backend, BackgroundTasks, ReadFuture, Transaction};
+pub use config::SqlConfig;
 pub use driver::{SqlxConn, SqlxDialect, SqlxQuery, SqlxRow};
 pub use sql::{Dialect, Lock, Query, SqlConn, Statement, Value};
 pub use store::SqlStore;

@@ -33,6 +33,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use ports::{CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError};
 
+use crate::SqlConfig;
 use crate::backend::ReadFuture;
 use crate::driver::{SqlxConn, SqlxDialect};
 
@@ -46,7 +47,8 @@ const REPLICA_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 const PING_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// The driver of dialect `R`.
-type Db<R> = <<R as Replication>::Dialect as SqlxDialect>::Db;
+/// The sqlx database of a [`Replication`].
+pub type Db<R> = <<R as Replication>::Dialect as SqlxDialect>::Db;
 /// A connection of dialect `R`'s driver.
 pub type DbConnection<R> = <Db<R> as Database>::Connection;
 /// Connection options of dialect `R`'s driver.
@@ -109,22 +111,6 @@ pub struct Probe<P> {
     pub position: Option<P>,
     /// How far behind the primary it is; `None` when unknown.
     pub lag: Option<Duration>,
-}
-
-/// How reads are routed and replicas checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoutingConfig {
-    /// Size of each replica's pool.
-    pub max_connections: u32,
-    /// The longest a read waits for a replica connection (capped at 1 s: a dead replica
-    /// must not hold reads up).
-    pub acquire_timeout: Duration,
-    /// A replica further behind than this (or whose lag is unknown) gets no reads.
-    pub max_replica_lag: Duration,
-    /// How long a `ReadYourWrites` read waits for a replica to apply its token.
-    pub read_your_writes_wait: Duration,
-    /// How often each replica is checked.
-    pub health_interval: Duration,
 }
 
 /// Reads served by target and fallbacks to the primary by reason, since the store started.
@@ -233,7 +219,7 @@ impl<R: Replication> Replica<R> {
         pool: PoolOptions<Db<R>>,
         options: DbOptions<R>,
         health_options: DbOptions<R>,
-        config: &RoutingConfig,
+        config: &SqlConfig,
     ) -> Self {
         let pool = pool
             .max_connections(config.max_connections.max(1))
@@ -367,6 +353,16 @@ struct Counters {
     replica_error: AtomicU64,
 }
 
+/// A backend whose reads go through a [`Router`]: its routing diagnostics are then on the
+/// store (`SqlStore::read_stats`, `replicas`, the pools).
+pub trait Routed {
+    /// How its servers replicate.
+    type Replication: Replication;
+
+    /// The router between its primary and its replicas.
+    fn router(&self) -> &Router<Self::Replication>;
+}
+
 /// Routes reads between a primary and its replicas; owns the replicas.
 pub struct Router<R: Replication> {
     replication: Arc<R>,
@@ -382,7 +378,7 @@ pub struct Router<R: Replication> {
 
 impl<R: Replication> Router<R> {
     /// Routes between `primary` and `replicas`.
-    pub fn new(replication: R, primary: Pool<Db<R>>, replicas: Vec<Replica<R>>, config: &RoutingConfig) -> Self {
+    pub fn new(replication: R, primary: Pool<Db<R>>, replicas: Vec<Replica<R>>, config: &SqlConfig) -> Self {
         Self {
             replication: Arc::new(replication),
             primary,
@@ -491,6 +487,11 @@ impl<R: Replication> Router<R> {
     /// What the last check (or failed read) found about each replica.
     pub fn replica_states(&self) -> Vec<ReplicaState> {
         self.replicas.iter().map(|replica| replica.state()).collect()
+    }
+
+    /// The primary's pool.
+    pub fn primary_pool(&self) -> Pool<Db<R>> {
+        self.primary.clone()
     }
 
     /// The pool of replica `index` (0-based).

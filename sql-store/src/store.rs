@@ -9,7 +9,10 @@ use async_trait::async_trait;
 
 use ports::{ComponentHealth, Consistency, Database, HealthCheck, StoreError, UnitOfWork};
 
+use sqlx::Pool;
+
 use crate::backend::{Backend, ReadFuture};
+use crate::routing::{Db, ReadStats, ReplicaState, Routed};
 use crate::unit_of_work::SqlUnitOfWork;
 
 /// hexride's store ports over one SQL database: [`Database`] (units of work), the read
@@ -32,6 +35,31 @@ impl<B: Backend> std::fmt::Debug for SqlStore<B> {
         f.debug_struct("SqlStore")
             .field("dialect", &std::any::type_name::<B>())
             .finish_non_exhaustive()
+    }
+}
+
+/// The routing diagnostics of a backend with replicas.
+impl<B: Backend + Routed> SqlStore<B> {
+    /// Reads served so far by target, and fallbacks to the primary by reason (the same
+    /// numbers as the `db_reads_total` and `db_read_fallbacks_total` metrics, for this store).
+    pub fn read_stats(&self) -> ReadStats {
+        self.backend.router().stats()
+    }
+
+    /// What the last health check (or failed read) found about each replica.
+    pub fn replicas(&self) -> Vec<ReplicaState> {
+        self.backend.router().replica_states()
+    }
+
+    /// The primary's pool. For diagnostics and tests; writes go through units of work.
+    pub fn primary_pool(&self) -> Pool<Db<B::Replication>> {
+        self.backend.router().primary_pool()
+    }
+
+    /// The pool of replica `index` (0-based), whose sessions are read-only. For diagnostics
+    /// and tests; reads go through the read ports.
+    pub fn replica_pool(&self, index: usize) -> Option<Pool<Db<B::Replication>>> {
+        self.backend.router().replica_pool(index)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Read offload at a 3:1 read:write mix (issue: primary/replica routing).
 //!
-//! Starts the real server twice on fresh PostgreSQL databases — once with the streaming
-//! replica, once primary-only — and drives the API with members who each loop over three
+//! Starts the real server twice on fresh databases of PostgreSQL (streaming replica) or
+//! MariaDB (GTID replica) — once with the replica, once primary-only — and drives the API with members who each loop over three
 //! reads of their own data (profile, balance, ledger) and one write (a points charge). Prints
 //! requests/s and, from `db_reads_total{target}`, the share of database reads the replica
 //! served. Reads of a member's own data go through read-your-writes, so they reach the
@@ -9,7 +9,7 @@
 //!
 //! ```sh
 //! eval "$(scripts/infra.sh up)"
-//! cargo run --release -p tests --example read_offload -- [seconds] [members]
+//! cargo run --release -p tests --example read_offload -- [postgres|mariadb] [seconds] [members]
 //! ```
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -41,18 +41,39 @@ fn counter(metrics: &str, name: &str, label: &str) -> f64 {
         .sum()
 }
 
-async fn run(label: &str, with_replica: bool, seconds: u64, members: usize) -> (f64, f64, f64, u64) {
-    let pg = tests::services::postgres()
-        .await
-        .expect("PostgreSQL (scripts/infra.sh up)");
-    let database = tests::services::fresh_pg(&pg).await;
+/// Which server the benchmark runs on.
+#[derive(Debug, Clone, Copy)]
+enum Server {
+    Postgres,
+    MariaDb,
+}
+
+/// A fresh database on the server's primary and replica: `(primary, replica, guard)`; the
+/// database is dropped with the guard.
+async fn fresh(server: Server) -> (String, String, Box<dyn std::any::Any + Send>) {
+    match server {
+        Server::Postgres => {
+            let pg = tests::services::postgres_with_replica()
+                .await
+                .expect("PostgreSQL with its replica (scripts/infra.sh up)");
+            let db = tests::services::fresh_pg(&pg).await;
+            (db.primary_url.clone(), db.replica_url.clone(), Box::new(db))
+        }
+        Server::MariaDb => {
+            let urls = tests::services::mariadb_with_replica()
+                .await
+                .expect("MariaDB with its replica (scripts/infra.sh up)");
+            let db = tests::services::fresh_mariadb(&urls).await;
+            (db.primary_url.clone(), db.replica_url.clone(), Box::new(db))
+        }
+    }
+}
+
+async fn run(server: Server, label: &str, with_replica: bool, seconds: u64, members: usize) -> (f64, f64, f64, u64) {
+    let (primary_url, replica_url, database) = fresh(server).await;
     let mut config = Config::defaults().expect("defaults");
-    config.database.url = database.primary_url.clone().into();
-    config.database.replica_urls = if with_replica {
-        vec![database.replica_url.clone().into()]
-    } else {
-        vec![]
-    };
+    config.database.url = primary_url.into();
+    config.database.replica_urls = if with_replica { vec![replica_url.into()] } else { vec![] };
     config.database.max_connections = 16;
     config.server.listen = "127.0.0.1:0".into();
     config.auth.jwt_secret = "read-offload-benchmark-secret-0123456789".to_owned().into();
@@ -171,10 +192,21 @@ async fn run(label: &str, with_replica: bool, seconds: u64, members: usize) -> (
 
 #[tokio::main]
 async fn main() {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    let server = match args.peek().map(String::as_str) {
+        Some("mariadb" | "mysql") => {
+            args.next();
+            Server::MariaDb
+        }
+        Some("postgres") => {
+            args.next();
+            Server::Postgres
+        }
+        _ => Server::Postgres,
+    };
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(15);
     let members: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(32);
-    println!("3:1 read:write through the API, {members} members, {seconds} s per configuration");
-    run("with replica", true, seconds, members).await;
-    run("primary only", false, seconds, members).await;
+    println!("{server:?}: 3:1 read:write through the API, {members} members, {seconds} s per configuration");
+    run(server, "with replica", true, seconds, members).await;
+    run(server, "primary only", false, seconds, members).await;
 }

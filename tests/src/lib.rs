@@ -4,4 +4,5 @@
 pub mod cluster;
 pub mod contract;
 pub mod kafka;
+pub mod routing;
 pub mod services;

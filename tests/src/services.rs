@@ -165,26 +165,29 @@ pub async fn fresh_pg_database(pg: &PgUrls) -> (String, String) {
     }
     admin.close().await.ok();
     if pg.has_replica() {
-        wait_for_database_on_replica(&pg.replica, &name).await;
+        wait_for_database_on_replica(&name, || async {
+            let mut conn = PgConnection::connect(&pg.replica).await?;
+            let found: Option<i32> = sqlx::query_scalar("select 1 from pg_database where datname = $1")
+                .bind(&name)
+                .fetch_optional(&mut conn)
+                .await?;
+            conn.close().await.ok();
+            Ok(found.is_some())
+        })
+        .await;
     }
     (with_database(&pg.primary, &name), with_database(&pg.replica, &name))
 }
 
-async fn wait_for_database_on_replica(replica: &str, name: &str) {
+/// Polls `exists` every 50 ms until the replica has database `name`, failing the test
+/// after 60 s.
+async fn wait_for_database_on_replica<F, Fut>(name: &str, mut exists: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, sqlx::Error>>,
+{
     let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(mut conn) = PgConnection::connect(replica).await {
-            let found: Option<i32> = sqlx::query_scalar("select 1 from pg_database where datname = $1")
-                .bind(name)
-                .fetch_optional(&mut conn)
-                .await
-                .ok()
-                .flatten();
-            conn.close().await.ok();
-            if found.is_some() {
-                return;
-            }
-        }
+    while !exists().await.unwrap_or(false) {
         assert!(
             Instant::now() < deadline,
             "database {name} did not reach the replica within 60 s"
@@ -268,6 +271,13 @@ pub struct MysqlUrls {
     pub replica: String,
 }
 
+impl MysqlUrls {
+    /// Whether `replica` is a real replica (not the primary again).
+    pub fn has_replica(&self) -> bool {
+        self.replica != self.primary
+    }
+}
+
 /// The MariaDB to test against: `TEST_MARIADB_PRIMARY_URL` / `TEST_MARIADB_REPLICA_URL`
 /// (what `scripts/infra.sh env` exports), or `None` (after a notice) when they are missing and
 /// `HEXRIDE_SKIP_INTEGRATION=1`.
@@ -286,6 +296,29 @@ pub async fn mariadb() -> Option<MysqlUrls> {
     panic!("{MARIADB_HOW_TO}");
 }
 
+/// Like [`mariadb`], but only with a real replica (for routing tests); without one the
+/// test is skipped with a notice.
+pub async fn mariadb_with_replica() -> Option<MysqlUrls> {
+    let urls = mariadb().await?;
+    if urls.has_replica() {
+        Some(urls)
+    } else {
+        eprintln!("skipped: needs a GTID replica (TEST_MARIADB_REPLICA_URL from `scripts/infra.sh env`)");
+        None
+    }
+}
+
+/// The administrator's URL of the MariaDB replica (`TEST_MARIADB_REPLICA_ADMIN_URL`: a
+/// user that may stop and start replication), with its database replaced by `database`.
+///
+/// # Panics
+/// When it is not set.
+pub fn mariadb_replica_admin_url(database: &str) -> String {
+    let url = env_url("TEST_MARIADB_REPLICA_ADMIN_URL")
+        .unwrap_or_else(|| panic!("TEST_MARIADB_REPLICA_ADMIN_URL is not set; {MARIADB_HOW_TO}"));
+    with_database(&url, database)
+}
+
 /// A fresh, empty, uniquely named MariaDB database (`hx_<uuid>`), created on the primary and
 /// dropped when this value is.
 #[derive(Debug)]
@@ -294,6 +327,13 @@ pub struct MysqlDatabase {
     pub replica_url: String,
     name: String,
     admin_url: String,
+}
+
+impl MysqlDatabase {
+    /// The database's name (the same on the primary and the replica).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 impl Drop for MysqlDatabase {
@@ -324,30 +364,6 @@ impl Drop for MysqlDatabase {
     }
 }
 
-async fn wait_for_mariadb_database_on_replica(replica: &str, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(mut conn) = MySqlConnection::connect(replica).await {
-            let found: Option<i64> =
-                sqlx::query_scalar("select 1 from information_schema.schemata where schema_name = ?")
-                    .bind(name)
-                    .fetch_optional(&mut conn)
-                    .await
-                    .ok()
-                    .flatten();
-            conn.close().await.ok();
-            if found.is_some() {
-                return;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "database {name} did not reach the replica within 60 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Creates a fresh database on the primary and waits until the replica has it too (see
 /// [`MysqlDatabase`]).
 pub async fn fresh_mariadb(urls: &MysqlUrls) -> MysqlDatabase {
@@ -360,8 +376,18 @@ pub async fn fresh_mariadb(urls: &MysqlUrls) -> MysqlDatabase {
         .await
         .expect("create database");
     admin.close().await.ok();
-    if urls.replica != urls.primary {
-        wait_for_mariadb_database_on_replica(&urls.replica, &name).await;
+    if urls.has_replica() {
+        wait_for_database_on_replica(&name, || async {
+            let mut conn = MySqlConnection::connect(&urls.replica).await?;
+            let found: Option<i64> =
+                sqlx::query_scalar("select 1 from information_schema.schemata where schema_name = ?")
+                    .bind(&name)
+                    .fetch_optional(&mut conn)
+                    .await?;
+            conn.close().await.ok();
+            Ok(found.is_some())
+        })
+        .await;
     }
     MysqlDatabase {
         primary_url: with_database(&urls.primary, &name),

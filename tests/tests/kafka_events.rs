@@ -1,5 +1,5 @@
 //! Events through a real Kafka-protocol broker (`scripts/infra.sh`: tansu on SQLite) and the
-//! project's PostgreSQL: withdrawals expire policies exactly once, through a broker crash, a
+//! project's PostgreSQL (and MariaDB, for the two-instance relay): withdrawals expire policies exactly once, through a broker crash, a
 //! consumer crash between its database commit and its offset commit, poison messages, two
 //! instances relaying and consuming at once, and a data platform that fails and hangs.
 //!
@@ -21,7 +21,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use futures::StreamExt;
-use sqlx::PgPool;
+use sqlx::{MySqlPool, PgPool};
 use tokio::sync::{Mutex, Notify};
 use uuid::Uuid;
 
@@ -37,7 +37,7 @@ use core_domain::event::{DomainEvent, EventPayload, INSURANCE_EVENTS, MEMBER_EVE
 use core_domain::{EventId, MemberId, PolicyId};
 use ports::{EventHandler, EventPublisher, HandlerError, OutboxRecord};
 use tests::kafka::{TopicMessage, produce_raw, read_topic};
-use tests::services::{self, PgDatabase};
+use tests::services;
 
 /// One test at a time: some kill the shared broker.
 static SERIAL: Mutex<()> = Mutex::const_new(());
@@ -63,30 +63,61 @@ async fn infra(args: &'static [&'static str]) {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// A fresh PostgreSQL database and a fresh Kafka namespace on the shared broker.
+/// The SQL server a test's instances share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Server {
+    Postgres,
+    MariaDb,
+}
+
+/// The test's own pool on the fresh database, for the assertions.
+enum Pool {
+    Postgres(PgPool),
+    MariaDb(MySqlPool),
+}
+
+/// A fresh database and a fresh Kafka namespace on the shared broker.
 struct Env {
-    db: PgDatabase,
-    pool: PgPool,
+    primary_url: String,
+    pool: Pool,
     brokers: String,
     namespace: String,
+    /// Drops the database when the test ends.
+    _db: Box<dyn std::any::Any + Send + Sync>,
 }
 
 async fn env(managed_broker: bool) -> Option<Env> {
+    env_on(Server::Postgres, managed_broker).await
+}
+
+async fn env_on(server: Server, managed_broker: bool) -> Option<Env> {
     let brokers = if managed_broker {
         services::managed_kafka().await?
     } else {
         services::kafka().await?
     };
-    let pg = services::postgres().await?;
-    let db = services::fresh_pg(&pg).await;
-    let pool = PgPool::connect(&db.primary_url)
-        .await
-        .expect("connect to the test database");
+    let (primary_url, pool, db): (String, Pool, Box<dyn std::any::Any + Send + Sync>) = match server {
+        Server::Postgres => {
+            let db = services::fresh_pg(&services::postgres().await?).await;
+            let pool = PgPool::connect(&db.primary_url)
+                .await
+                .expect("connect to the test database");
+            (db.primary_url.clone(), Pool::Postgres(pool), Box::new(db))
+        }
+        Server::MariaDb => {
+            let db = services::fresh_mariadb(&services::mariadb().await?).await;
+            let pool = MySqlPool::connect(&db.primary_url)
+                .await
+                .expect("connect to the test database");
+            (db.primary_url.clone(), Pool::MariaDb(pool), Box::new(db))
+        }
+    };
     Some(Env {
-        db,
+        primary_url,
         pool,
         brokers,
         namespace: services::kafka_namespace(),
+        _db: db,
     })
 }
 
@@ -94,7 +125,7 @@ impl Env {
     /// The server configuration of this environment: PostgreSQL, Kafka, fast retries.
     fn config(&self) -> Config {
         let mut config = Config::defaults().expect("defaults");
-        config.database.url = self.db.primary_url.clone().into();
+        config.database.url = self.primary_url.clone().into();
         config.database.max_connections = 10;
         config.server.listen = "127.0.0.1:0".to_owned();
         config.auth.jwt_secret = "kafka-test-jwt-secret-0123456789abcdef".to_owned().into();
@@ -128,10 +159,38 @@ impl Env {
     }
 
     async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
-            .fetch_one(&self.pool)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        let query = sqlx::AssertSqlSafe(sql.to_owned());
+        let counted = match &self.pool {
+            Pool::Postgres(pool) => sqlx::query_scalar(query).fetch_one(pool).await,
+            Pool::MariaDb(pool) => sqlx::query_scalar(query).fetch_one(pool).await,
+        };
+        counted.unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
+    /// `(id, aggregate_id, topic)` of every outbox row, in `seq` order, or only of those of
+    /// `event_type`.
+    async fn outbox(&self, event_type: Option<&str>) -> Vec<(Uuid, String, String)> {
+        let rows = match &self.pool {
+            Pool::Postgres(pool) => {
+                sqlx::query_as(
+                    "select id, aggregate_id, topic from outbox \
+                     where event_type = coalesce($1::text, event_type) order by seq",
+                )
+                .bind(event_type)
+                .fetch_all(pool)
+                .await
+            }
+            Pool::MariaDb(pool) => {
+                sqlx::query_as(
+                    "select id, aggregate_id, topic from outbox \
+                     where event_type = coalesce(?, event_type) order by seq",
+                )
+                .bind(event_type)
+                .fetch_all(pool)
+                .await
+            }
+        };
+        rows.expect("outbox rows")
     }
 
     /// Waits until `sql` counts `expected`, failing after `within` with the last count.
@@ -654,8 +713,19 @@ async fn failing_handlers_are_retried_then_dead_lettered_and_the_partition_moves
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_publish_each_event_once_and_keep_each_members_order() {
+    two_instances_publish_each_event_once_and_keep_each_members_order_on(Server::Postgres).await;
+}
+
+/// MariaDB has no LISTEN/NOTIFY: each instance's relay is woken by its own commits and polls
+/// for the other's, and `for update skip locked` keeps their claims apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_on_mariadb_publish_each_event_once_and_keep_each_members_order() {
+    two_instances_publish_each_event_once_and_keep_each_members_order_on(Server::MariaDb).await;
+}
+
+async fn two_instances_publish_each_event_once_and_keep_each_members_order_on(server: Server) {
     let _serial = SERIAL.lock().await;
-    let Some(env) = env(false).await else { return };
+    let Some(env) = env_on(server, false).await else { return };
     let (a, b) = (env.start(|_| {}).await, env.start(|_| {}).await);
     let instances = [a.runtime.services.clone(), b.runtime.services.clone()];
 
@@ -686,10 +756,7 @@ async fn two_instances_publish_each_event_once_and_keep_each_members_order() {
     env.wait_outbox_sent(900, Duration::from_secs(60)).await;
     env.assert_expired_exactly_once(300).await;
 
-    let outbox: Vec<(Uuid, String, String)> = sqlx::query_as("select id, aggregate_id, topic from outbox order by seq")
-        .fetch_all(&env.pool)
-        .await
-        .expect("outbox");
+    let outbox = env.outbox(None).await;
     let mut published: Vec<TopicMessage> = read_topic(&env.brokers, &env.topic(MEMBER_EVENTS)).await;
     published.extend(read_topic(&env.brokers, &env.topic(INSURANCE_EVENTS)).await);
 
@@ -868,10 +935,12 @@ async fn payments_reach_the_data_platform_exactly_once_through_errors_and_hangs(
         Duration::from_secs(30),
     )
     .await;
-    let payments: Vec<Uuid> = sqlx::query_scalar("select id from outbox where event_type = 'payment.succeeded'")
-        .fetch_all(&env.pool)
+    let payments: Vec<Uuid> = env
+        .outbox(Some("payment.succeeded"))
         .await
-        .expect("payment events");
+        .into_iter()
+        .map(|(id, _, _)| id)
+        .collect();
     let expected: HashMap<String, usize> = payments.iter().map(|id| (id.to_string(), 1)).collect();
     assert_eq!(expected.len(), 500);
     assert_eq!(platform.accepted(), expected, "each payment accepted exactly once");

@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
 
+use adapters_mysql::{MysqlConfig, MysqlStore};
 use adapters_postgres::{PgConfig, PgStore};
 use adapters_sqlite::{SqliteConfig, SqliteStore};
-use sqlx::{Connection, PgConnection, SqliteConnection};
+use sqlx::{Connection, MySqlConnection, PgConnection, SqliteConnection};
 use tests::services;
 
 /// A schema as the application sees it: table name → [`Table`]. `_sqlx_migrations` and the
@@ -88,8 +89,7 @@ fn normalized(mut schema: Schema) -> Schema {
 }
 
 /// Reads SQLite's catalogue through its pragma table-valued functions. Each dialect has one
-/// such function returning a [`Schema`]; MySQL's would read `information_schema` (`tables`,
-/// `columns`, `statistics`, `key_column_usage`).
+/// such function returning a [`Schema`].
 async fn describe_sqlite(conn: &mut SqliteConnection) -> Schema {
     let names: Vec<String> = sqlx::query_scalar(
         "select name from sqlite_schema where type = 'table' \
@@ -283,6 +283,164 @@ async fn describe_postgres(conn: &mut PgConnection) -> Schema {
     normalized(schema)
 }
 
+/// Tables only MySQL/MariaDB has, with why.
+const MYSQL_ONLY_TABLES: &[(&str, &str)] = &[(
+    "replication_heartbeat",
+    "replica lag is the age of a row the primary's instances write (Seconds_Behind_Master is \
+     NULL with a stopped thread and has one-second steps); PostgreSQL reports replay times itself",
+)];
+
+/// MySQL has no partial indexes: where PostgreSQL's index has a `where`, MySQL's key has the
+/// predicate's column joined to it (see the migrations). `(table, index, predicate column)`:
+/// the column is taken out again and the index described as partial.
+const MYSQL_PREDICATE_COLUMNS: &[(&str, &str, &str)] = &[
+    ("members", "members_withdrawn_idx", "anonymised_at"),
+    ("outbox", "outbox_pending_idx", "status"),
+    ("outbox", "outbox_aggregate_idx", "status"),
+];
+
+/// The column a partial-index emulation's generated column copies: MySQL says a partial
+/// unique index as a unique key on `case when <predicate> then <column> end`, a column that
+/// is null (so never a duplicate) where the predicate does not hold.
+fn generated_copy_of(expression: &str) -> Option<String> {
+    let expression = expression.to_lowercase();
+    let (_, then) = expression.split_once(" then ")?;
+    let column = then.split_whitespace().next()?;
+    Some(column.trim_matches('`').to_owned())
+}
+
+/// Reads MySQL's or MariaDB's catalogue (`information_schema`) for the current database,
+/// one query per kind of object, describing what MySQL cannot say directly as the other
+/// dialects say it: a unique key on a generated column as a partial unique index over the
+/// column it copies ([`generated_copy_of`]), a key with a predicate column joined as a
+/// partial index ([`MYSQL_PREDICATE_COLUMNS`]). The index InnoDB makes for a foreign key
+/// that has none (named like the constraint) is not an index of the schema's, and
+/// [`MYSQL_ONLY_TABLES`] are left out.
+async fn describe_mysql(conn: &mut MySqlConnection) -> Schema {
+    let names: Vec<String> = sqlx::query_scalar(
+        "select cast(table_name as char) from information_schema.tables \
+         where table_schema = database() and table_type = 'BASE TABLE' and table_name <> '_sqlx_migrations'",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .expect("mysql tables");
+    let mut schema: Schema = names
+        .into_iter()
+        .filter(|name| !MYSQL_ONLY_TABLES.iter().any(|(only, _)| only == name))
+        .map(|name| (name, Table::default()))
+        .collect();
+
+    let columns: Vec<(String, String, String, Option<String>)> = sqlx::query_as(
+        "select cast(table_name as char), cast(column_name as char), cast(is_nullable as char), \
+                cast(nullif(generation_expression, '') as char) \
+         from information_schema.columns where table_schema = database()",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .expect("mysql columns");
+    // (table, generated column) → the column it copies.
+    let mut copies: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (table_name, column, nullable, generated) in columns {
+        let Some(table) = schema.get_mut(&table_name) else {
+            continue;
+        };
+        if let Some(expression) = generated {
+            let copied = generated_copy_of(&expression)
+                .unwrap_or_else(|| panic!("{table_name}.{column}: a generated column of no known shape: {expression}"));
+            copies.insert((table_name, column), copied);
+            continue;
+        }
+        let nullability = if nullable == "YES" {
+            Nullability::Nullable
+        } else {
+            Nullability::NotNull
+        };
+        table.columns.insert(column, nullability);
+    }
+
+    let references: Vec<(String, String, String, String, String)> = sqlx::query_as(
+        "select cast(table_name as char), cast(constraint_name as char), cast(column_name as char), \
+                cast(referenced_table_name as char), cast(referenced_column_name as char) \
+         from information_schema.key_column_usage \
+         where table_schema = database() and referenced_table_name is not null \
+         order by table_name, constraint_name, ordinal_position",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .expect("mysql foreign keys");
+    let mut keys: BTreeMap<(String, String), ForeignKey> = BTreeMap::new();
+    for (table, constraint, column, parent, parent_column) in references {
+        let key = keys.entry((table, constraint)).or_insert_with(|| ForeignKey {
+            columns: Vec::new(),
+            references: parent,
+            referenced_columns: Vec::new(),
+        });
+        key.columns.push(column);
+        key.referenced_columns.push(parent_column);
+    }
+
+    let index_columns: Vec<(String, String, i64, String)> = sqlx::query_as(
+        "select cast(table_name as char), cast(index_name as char), cast(non_unique as signed), \
+                cast(column_name as char) \
+         from information_schema.statistics where table_schema = database() \
+         order by table_name, index_name, seq_in_index",
+    )
+    .fetch_all(&mut *conn)
+    .await
+    .expect("mysql indexes");
+    let mut indexes: BTreeMap<(String, String), (bool, Vec<String>)> = BTreeMap::new();
+    for (table, index, non_unique, column) in index_columns {
+        indexes
+            .entry((table, index))
+            .or_insert_with(|| (non_unique == 0, Vec::new()))
+            .1
+            .push(column);
+    }
+    for ((table_name, index), (unique, mut columns)) in indexes {
+        let Some(table) = schema.get_mut(&table_name) else {
+            continue;
+        };
+        if index == "PRIMARY" {
+            table.primary_key = columns;
+            continue;
+        }
+        let implicit_for_key = keys
+            .get(&(table_name.clone(), index.clone()))
+            .is_some_and(|key| !unique && key.columns == columns);
+        if implicit_for_key {
+            continue;
+        }
+        let mut partial = false;
+        for column in &mut columns {
+            if let Some(copied) = copies.get(&(table_name.clone(), column.clone())) {
+                *column = copied.clone();
+                partial = true;
+            }
+        }
+        for (_, _, predicate) in MYSQL_PREDICATE_COLUMNS
+            .iter()
+            .filter(|(t, i, _)| *t == table_name && *i == index)
+        {
+            let before = columns.len();
+            columns.retain(|c| c != predicate);
+            assert_eq!(
+                columns.len() + 1,
+                before,
+                "{table_name}.{index} has no column {predicate}"
+            );
+            partial = true;
+        }
+        table.add_index(index, unique, columns, partial);
+    }
+
+    for ((table, _), key) in keys {
+        if let Some(table) = schema.get_mut(&table) {
+            table.foreign_keys.insert(key);
+        }
+    }
+    normalized(schema)
+}
+
 /// A fresh SQLite file migrated by the adapter, described over a connection of our own.
 async fn sqlite_schema() -> Schema {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -321,6 +479,25 @@ async fn postgres_schema() -> Option<Schema> {
         .await
         .expect("connect to the fresh database");
     let schema = describe_postgres(&mut conn).await;
+    conn.close().await.ok();
+    Some(schema)
+}
+
+/// A fresh MariaDB database migrated by the adapter, described over a connection of our
+/// own; `None` when MariaDB is missing and skipping is allowed.
+async fn mysql_schema() -> Option<Schema> {
+    let urls = services::mariadb().await?;
+    let db = services::fresh_mariadb(&urls).await;
+    let store = MysqlStore::connect(&MysqlConfig::primary(db.primary_url.clone()))
+        .await
+        .expect("connect to MariaDB");
+    store.migrate().await.expect("migrate MariaDB");
+    store.close().await;
+
+    let mut conn = MySqlConnection::connect(&db.primary_url)
+        .await
+        .expect("connect to the fresh database");
+    let schema = describe_mysql(&mut conn).await;
     conn.close().await.ok();
     Some(schema)
 }
@@ -478,10 +655,38 @@ fn assert_known_facts(dialect: &str, schema: &Schema) {
 }
 
 #[tokio::test]
+async fn postgres_and_mariadb_migrations_build_the_same_schema() {
+    let Some(postgres) = postgres_schema().await else {
+        return;
+    };
+    let Some(mysql) = mysql_schema().await else {
+        return;
+    };
+    assert_same_schema(("PostgreSQL", &postgres), ("MariaDB", &mysql));
+}
+
+#[tokio::test]
 async fn each_description_sees_known_facts() {
     assert_known_facts("SQLite", &sqlite_schema().await);
     if let Some(postgres) = postgres_schema().await {
         assert_known_facts("PostgreSQL", &postgres);
+    }
+    if let Some(mysql) = mysql_schema().await {
+        assert_known_facts("MariaDB", &mysql);
+        // What only MySQL's description has to normalise, seen through.
+        let outbox = &mysql["outbox"];
+        assert_eq!(
+            outbox
+                .indexes
+                .get("outbox_aggregate_idx")
+                .map(|i| (&i.columns[..], i.partial)),
+            Some((&["aggregate_id".to_owned(), "seq".to_owned()][..], true)),
+            "{outbox:?}"
+        );
+        assert!(
+            !mysql["policies"].columns.contains_key("active_member_id"),
+            "the emulation's generated column is not a column of the schema's"
+        );
     }
 }
 
