@@ -165,27 +165,32 @@ pub async fn fresh_pg_database(pg: &PgUrls) -> (String, String) {
     }
     admin.close().await.ok();
     if pg.has_replica() {
-        wait_for_database_on_replica(&name, || async {
-            let mut conn = PgConnection::connect(&pg.replica).await?;
-            let found: Option<i32> = sqlx::query_scalar("select 1 from pg_database where datname = $1")
-                .bind(&name)
-                .fetch_optional(&mut conn)
-                .await?;
-            conn.close().await.ok();
-            Ok(found.is_some())
-        })
+        wait_for_database_on_replica::<sqlx::Postgres>(
+            &pg.replica,
+            "select count(*) from pg_database where datname = $1",
+            &name,
+        )
         .await;
     }
     (with_database(&pg.primary, &name), with_database(&pg.replica, &name))
 }
 
-/// Polls `exists` every 50 ms until the replica has database `name`, failing the test
-/// after 60 s.
-async fn wait_for_database_on_replica<F, Fut>(name: &str, mut exists: F)
+/// Polls the replica at `url` every 50 ms until `count_sql` (which takes the database name
+/// and counts it) finds database `name`, failing the test after 60 s.
+async fn wait_for_database_on_replica<DB>(url: &str, count_sql: &'static str, name: &str)
 where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<bool, sqlx::Error>>,
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    DB::Arguments: sqlx::IntoArguments<DB>,
+    for<'q> &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
 {
+    let exists = || async {
+        let mut conn = DB::Connection::connect(url).await?;
+        let (found,): (i64,) = sqlx::query_as(count_sql).bind(name).fetch_one(&mut conn).await?;
+        conn.close().await.ok();
+        Ok::<_, sqlx::Error>(found > 0)
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     while !exists().await.unwrap_or(false) {
         assert!(
@@ -377,16 +382,11 @@ pub async fn fresh_mariadb(urls: &MysqlUrls) -> MysqlDatabase {
         .expect("create database");
     admin.close().await.ok();
     if urls.has_replica() {
-        wait_for_database_on_replica(&name, || async {
-            let mut conn = MySqlConnection::connect(&urls.replica).await?;
-            let found: Option<i64> =
-                sqlx::query_scalar("select 1 from information_schema.schemata where schema_name = ?")
-                    .bind(&name)
-                    .fetch_optional(&mut conn)
-                    .await?;
-            conn.close().await.ok();
-            Ok(found.is_some())
-        })
+        wait_for_database_on_replica::<sqlx::MySql>(
+            &urls.replica,
+            "select count(*) from information_schema.schemata where schema_name = ?",
+            &name,
+        )
         .await;
     }
     MysqlDatabase {
