@@ -16,6 +16,6 @@ pub use cache::MokaCache;
 pub use consistency::MemoryConsistencyTokens;
 pub use coupon_gate::MemoryCouponGate;
 pub use limiter::MemoryRateLimiter;
-pub use password::{Argon2Hasher, Argon2Params};
+pub use password::{Argon2Hasher, Argon2Params, HashLimits};
 pub use publisher::InProcessPublisher;
 pub use system::{SystemClock, UuidV7Ids};

@@ -1,6 +1,14 @@
 //! argon2id password hashing. Hashing is deliberately slow (tens of milliseconds and
-//! megabytes of memory), so it runs on tokio's blocking pool instead of stalling an async
-//! worker thread that serves other requests.
+//! megabytes of memory per hash), so it runs on a few threads of its own: never on an async
+//! worker thread that serves other requests, and never on an unbounded pool, where a login
+//! burst would run hundreds of hashes at once (each allocating its 19 MiB, which the
+//! allocator then keeps per thread). At most one hash per thread runs; a bounded queue
+//! holds the next ones, and when it is full the caller is told [`HashError::Busy`] at once
+//! (the HTTP layer answers 503 with `Retry-After`).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
 use async_trait::async_trait;
@@ -28,23 +36,112 @@ impl Default for Argon2Params {
     }
 }
 
+/// How much hashing may run and wait at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HashLimits {
+    /// Hashes (and verifications) running at once, one per thread. Their memory is
+    /// `threads × memory_kib` at most.
+    pub threads: usize,
+    /// Hashes waiting for a thread; one more is refused with [`HashError::Busy`].
+    pub queue: usize,
+}
+
+impl Default for HashLimits {
+    /// One thread per core, and 16 waiting per thread (at 19 MiB and 2 passes, about half a
+    /// second of work each).
+    fn default() -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+        Self {
+            threads,
+            queue: 16 * threads,
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The hashing threads and their queue. The threads end when the last sender (the last
+/// clone of the hasher) is dropped.
+#[derive(Debug)]
+struct HashThreads {
+    jobs: SyncSender<Job>,
+}
+
+impl HashThreads {
+    fn start(limits: HashLimits) -> Result<Self, HashError> {
+        let (jobs, queue) = sync_channel::<Job>(limits.queue);
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..limits.threads.max(1) {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || work(&queue))
+                .map_err(|e| HashError::Failed(format!("cannot start a hashing thread: {e}")))?;
+        }
+        Ok(Self { jobs })
+    }
+
+    /// Runs `f` on a hashing thread, or refuses at once when the queue is full.
+    async fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            // A panic is caught here so that the thread lives on; the caller then sees the
+            // dropped sender as a failure.
+            if let Ok(value) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
+                let _ = done.send(value);
+            }
+        });
+        self.jobs.try_send(job).map_err(|e| match e {
+            TrySendError::Full(_) => HashError::Busy,
+            TrySendError::Disconnected(_) => HashError::Failed("the hashing threads have stopped".to_owned()),
+        })?;
+        result
+            .await
+            .map_err(|_| HashError::Failed("the hashing task failed".to_owned()))
+    }
+}
+
+/// A hashing thread: takes the next job until the queue is closed.
+fn work(queue: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        match job {
+            Ok(job) => job(),
+            Err(_) => return,
+        }
+    }
+}
+
 /// [`ports::PasswordHasher`] producing argon2id PHC strings. Verification uses the
 /// parameters recorded in each hash, so raising the cost later keeps old hashes valid.
+/// Clones share the hashing threads.
 #[derive(Debug, Clone)]
 pub struct Argon2Hasher {
     params: Params,
+    threads: Arc<HashThreads>,
 }
 
 impl Argon2Hasher {
-    /// A hasher with these costs.
+    /// A hasher with these costs and the default [`HashLimits`].
     ///
     /// # Errors
     /// [`HashError::Failed`] when argon2 refuses the parameters (e.g. less than
     /// `8 * parallelism` KiB of memory, or zero iterations).
     pub fn new(params: Argon2Params) -> Result<Self, HashError> {
+        Self::with_limits(params, HashLimits::default())
+    }
+
+    /// A hasher with these costs and limits.
+    ///
+    /// # Errors
+    /// As [`Argon2Hasher::new`], and when a thread cannot be started.
+    pub fn with_limits(params: Argon2Params, limits: HashLimits) -> Result<Self, HashError> {
         let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
             .map_err(|e| HashError::Failed(format!("invalid argon2 parameters: {e}")))?;
-        Ok(Self { params })
+        Ok(Self {
+            params,
+            threads: Arc::new(HashThreads::start(limits)?),
+        })
     }
 
     fn argon2(params: Params) -> Argon2<'static> {
@@ -57,39 +154,42 @@ impl PasswordHasher for Argon2Hasher {
     async fn hash(&self, password: &str) -> Result<String, HashError> {
         let params = self.params.clone();
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || {
-            Self::argon2(params)
-                .hash_password(password.as_bytes())
-                .map(|hash| hash.to_string())
-                .map_err(|e| HashError::Failed(e.to_string()))
-        })
-        .await
-        .map_err(|e| HashError::Failed(format!("hashing task failed: {e}")))?
+        self.threads
+            .run(move || {
+                Self::argon2(params)
+                    .hash_password(password.as_bytes())
+                    .map(|hash| hash.to_string())
+                    .map_err(|e| HashError::Failed(e.to_string()))
+            })
+            .await?
     }
 
     async fn verify(&self, password: &str, hash: &str) -> Result<bool, HashError> {
-        let Ok(parsed) = PasswordHash::new(hash) else {
+        if PasswordHash::new(hash).is_err() {
             if !hash.is_empty() {
                 tracing::warn!("stored password hash is not a PHC string");
             }
             return Ok(false);
-        };
+        }
         let params = self.params.clone();
-        let password = password.to_owned();
-        tokio::task::spawn_blocking(move || {
-            match Self::argon2(params).verify_password(password.as_bytes(), &parsed) {
-                Ok(()) => true,
-                Err(argon2::password_hash::Error::PasswordInvalid) => false,
-                // An unsupported algorithm, bad parameters or a truncated salt: the stored
-                // hash is malformed, which the port defines as "does not match".
-                Err(e) => {
-                    tracing::warn!(error = %e, "stored password hash cannot be verified");
-                    false
+        let (password, hash) = (password.to_owned(), hash.to_owned());
+        self.threads
+            .run(move || {
+                let Ok(parsed) = PasswordHash::new(&hash) else {
+                    return false;
+                };
+                match Self::argon2(params).verify_password(password.as_bytes(), &parsed) {
+                    Ok(()) => true,
+                    Err(argon2::password_hash::Error::PasswordInvalid) => false,
+                    // An unsupported algorithm, bad parameters or a truncated salt: the stored
+                    // hash is malformed, which the port defines as "does not match".
+                    Err(e) => {
+                        tracing::warn!(error = %e, "stored password hash cannot be verified");
+                        false
+                    }
                 }
-            }
-        })
-        .await
-        .map_err(|e| HashError::Failed(format!("verification task failed: {e}")))
+            })
+            .await
     }
 }
 
@@ -142,6 +242,55 @@ mod tests {
         assert_eq!(hasher.verify("pw", "not a hash").await, Ok(false));
         assert_eq!(hasher.verify("pw", "$argon2id$v=19$m=1024,t=1,p=1$").await, Ok(false));
         assert_eq!(hasher.verify("pw", "$bcrypt$whatever").await, Ok(false));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_refuses_at_once_and_every_accepted_hash_completes() {
+        // One thread, two waiting. The thread is held by a job that waits for a gate; of 12
+        // hashes asked then, exactly the 2 that fit in the queue are taken, the other 10
+        // refused without waiting, and the 2 complete once the gate opens.
+        let hasher = Argon2Hasher::with_limits(
+            Argon2Params {
+                memory_kib: 1024,
+                iterations: 1,
+                parallelism: 1,
+            },
+            HashLimits { threads: 1, queue: 2 },
+        )
+        .unwrap();
+        let (started, running) = tokio::sync::oneshot::channel();
+        let (open, gate) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let threads = Arc::clone(&hasher.threads);
+            tokio::spawn(async move {
+                threads
+                    .run(move || {
+                        started.send(()).unwrap();
+                        gate.recv().unwrap();
+                    })
+                    .await
+            })
+        };
+        running.await.unwrap();
+
+        let asked = futures::future::join_all((0..12).map(|_| {
+            let hasher = hasher.clone();
+            tokio::spawn(async move { hasher.hash("correct horse battery").await })
+        }));
+        let opener = async {
+            // Every `hash` has been sent or refused once the runtime is idle a moment.
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            open.send(()).unwrap();
+        };
+        let (results, ()) = tokio::join!(asked, opener);
+        holder.await.unwrap().unwrap();
+        let results: Vec<_> = results.into_iter().map(Result::unwrap).collect();
+        let busy = results.iter().filter(|r| matches!(r, Err(HashError::Busy))).count();
+        let done: Vec<&String> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!((done.len(), busy), (2, 10), "{results:?}");
+        for hash in done {
+            assert_eq!(hasher.verify("correct horse battery", hash).await, Ok(true));
+        }
     }
 
     #[tokio::test]

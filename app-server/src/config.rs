@@ -143,6 +143,13 @@ pub struct AuthConfig {
     #[serde(deserialize_with = "units::at_least_one")]
     pub login_per_ip_per_minute: u32,
     #[serde(deserialize_with = "units::at_least_one")]
+    pub sign_up_per_ip_per_minute: u32,
+    /// Threads that hash and verify passwords (0: one per core).
+    pub hash_threads: usize,
+    /// Hashes waiting for a thread before sign-ups and logins are answered 503 (0: 16 per
+    /// thread).
+    pub hash_queue: usize,
+    #[serde(deserialize_with = "units::at_least_one")]
     pub api_per_member_per_minute: u32,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,

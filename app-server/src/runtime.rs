@@ -14,8 +14,8 @@ use rand::RngExt;
 use secrecy::ExposeSecret;
 
 use adapters_memory::{
-    Argon2Hasher, Argon2Params, InProcessPublisher, MemoryConsistencyTokens, MemoryCouponGate, MemoryRateLimiter,
-    MokaCache, SystemClock, UuidV7Ids,
+    Argon2Hasher, Argon2Params, HashLimits, InProcessPublisher, MemoryConsistencyTokens, MemoryCouponGate,
+    MemoryRateLimiter, MokaCache, SystemClock, UuidV7Ids,
 };
 use adapters_mysql::MysqlStore;
 use adapters_postgres::{PgConfig, PgStore};
@@ -276,12 +276,23 @@ impl Runtime {
             }
             secret => secret.as_bytes().to_vec(),
         };
-        let hasher = Argon2Hasher::new(Argon2Params {
-            memory_kib: config.auth.argon2_memory_kib,
-            iterations: config.auth.argon2_iterations,
-            parallelism: 1,
-        })
-        .context("argon2 parameters (auth.argon2_memory_kib, auth.argon2_iterations)")?;
+        let mut limits = HashLimits::default();
+        if config.auth.hash_threads > 0 {
+            limits.threads = config.auth.hash_threads;
+            limits.queue = 16 * limits.threads;
+        }
+        if config.auth.hash_queue > 0 {
+            limits.queue = config.auth.hash_queue;
+        }
+        let hasher = Argon2Hasher::with_limits(
+            Argon2Params {
+                memory_kib: config.auth.argon2_memory_kib,
+                iterations: config.auth.argon2_iterations,
+                parallelism: 1,
+            },
+            limits,
+        )
+        .context("argon2 parameters (auth.argon2_memory_kib, auth.argon2_iterations, auth.hash_threads)")?;
 
         let ports = Ports {
             db: stores.db,
@@ -305,6 +316,7 @@ impl Runtime {
         let settings = Settings {
             login_per_email: per_minute(config.auth.login_per_email_per_minute),
             login_per_ip: per_minute(config.auth.login_per_ip_per_minute),
+            sign_up_per_ip: per_minute(config.auth.sign_up_per_ip_per_minute),
             refresh_ttl: config.auth.refresh_ttl,
             product_cache_ttl: config.cache.product_ttl,
             popular_cache_ttl: config.cache.popular_ttl,

@@ -76,6 +76,8 @@ pub struct Settings {
     pub login_per_email: Quota,
     /// Login attempts per client IP.
     pub login_per_ip: Quota,
+    /// Sign-ups per client IP (through [`members::MemberService::sign_up_from`]).
+    pub sign_up_per_ip: Quota,
     /// How long a refresh token lives.
     pub refresh_ttl: Duration,
     /// How long a product (detail or first list page) stays cached.
@@ -93,6 +95,10 @@ impl Default for Settings {
             },
             login_per_ip: Quota {
                 limit: 50,
+                period: Duration::from_secs(60),
+            },
+            sign_up_per_ip: Quota {
+                limit: 20,
                 period: Duration::from_secs(60),
             },
             refresh_ttl: Duration::from_secs(14 * 24 * 3600),

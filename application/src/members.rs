@@ -53,6 +53,9 @@ pub enum MemberError {
     /// The login rate limiter is unavailable.
     #[error("the login rate limiter is unavailable")]
     LimiterUnavailable,
+    /// Password hashing is at capacity (a burst of sign-ups or logins): try again shortly.
+    #[error("too many sign-ups and logins at once; try again shortly")]
+    Busy,
     /// ….
     #[error("{0}")]
     Internal(String),
@@ -67,12 +70,16 @@ problem!(MemberError {
     AlreadyWithdrawn => Conflict, "member.already_withdrawn";
     RateLimited(retry_after) => TooManyRequests { retry_after: *retry_after }, "rate_limited";
     LimiterUnavailable => Unavailable, "auth.rate_limiter_unavailable";
+    Busy => Unavailable, "auth.busy";
     Internal(_) => Internal, "internal";
 });
 
 impl From<HashError> for MemberError {
     fn from(e: HashError) -> Self {
-        MemberError::Internal(e.to_string())
+        match e {
+            HashError::Busy => MemberError::Busy,
+            HashError::Failed(_) => MemberError::Internal(e.to_string()),
+        }
     }
 }
 
@@ -118,6 +125,10 @@ pub struct MemberService {
     ports: Ports,
     settings: Arc<Settings>,
     freshness: Freshness,
+    /// A hash of a random password, made with the hasher's current costs on first use: a
+    /// login for an unknown or withdrawn e-mail verifies against it, so it takes as long as
+    /// a wrong password and the timing does not tell which e-mails have accounts.
+    decoy_hash: Arc<tokio::sync::OnceCell<String>>,
 }
 
 /// A refresh token is 32 random bytes, hex; only its SHA-256 is stored.
@@ -144,6 +155,7 @@ impl MemberService {
             ports,
             settings,
             freshness,
+            decoy_hash: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 
@@ -151,6 +163,18 @@ impl MemberService {
     #[tracing::instrument(skip_all)]
     pub async fn sign_up(&self, request: SignUp) -> Result<Member, MemberError> {
         self.register(request, Role::Rider).await
+    }
+
+    /// [`Self::sign_up`] for a request from `client_ip`, which may sign up
+    /// `settings.sign_up_per_ip` times per period (each sign-up costs a password hash).
+    ///
+    /// # Errors
+    /// [`MemberError::RateLimited`] past the limit, [`MemberError::LimiterUnavailable`] when
+    /// the limiter cannot say; else as [`Self::sign_up`].
+    pub async fn sign_up_from(&self, request: SignUp, client_ip: &str) -> Result<Member, MemberError> {
+        self.check_limit(format!("signup:ip:{client_ip}"), self.settings.sign_up_per_ip)
+            .await?;
+        self.sign_up(request).await
     }
 
     /// Creates a staff (or any-role) account: the CLI and start-up bootstrap use it.
@@ -192,7 +216,8 @@ impl MemberService {
         match self.ports.limiter.check(&key, quota).await {
             Ok(RateDecision::Allowed) => Ok(()),
             Ok(RateDecision::Limited { retry_after }) => Err(MemberError::RateLimited(retry_after)),
-            // Login fails closed: an attacker must not gain unlimited guesses from an outage.
+            // Login and sign-up fail closed: an attacker must not gain unlimited guesses (or
+            // hashes) from an outage.
             // (Debug: the limiter's adapter warns once per outage, not once per login.)
             Err(error) => {
                 tracing::debug!(%error, "rate limiter unavailable; refusing login");
@@ -222,6 +247,14 @@ impl MemberService {
             None => self.ports.members.member_by_email(&email, Consistency::Strong).await?,
         };
         let Some(member) = member.filter(Member::is_active) else {
+            let decoy = self
+                .decoy_hash
+                .get_or_try_init(|| async {
+                    let password: [u8; 16] = rand::rng().random();
+                    self.ports.hasher.hash(&hex::encode(password)).await
+                })
+                .await?;
+            self.ports.hasher.verify(password, decoy).await?;
             return Err(MemberError::InvalidCredentials);
         };
         if !self.ports.hasher.verify(password, &member.password_hash).await? {
@@ -476,6 +509,53 @@ mod tests {
             .await
             .expect_err("wrong");
         assert_eq!(err.code(), "auth.invalid_credentials");
+    }
+
+    #[tokio::test]
+    async fn a_login_for_an_unknown_email_verifies_a_decoy_hash_made_once() {
+        let mut t = TestPorts::new();
+        t.allow_limits();
+        t.members.expect_member_by_email().returning(|_, _| Ok(None));
+        t.hasher.expect_hash().times(1).returning(|_| Ok("decoy-phc".into()));
+        t.hasher
+            .expect_verify()
+            .withf(|password, hash| password == "guess" && hash == "decoy-phc")
+            .times(2)
+            .returning(|_, _| Ok(false));
+        let service = MemberService::new(t.build(), Default::default());
+        for _ in 0..2 {
+            let err = service
+                .login("nobody@example.com", "guess", "127.0.0.1")
+                .await
+                .expect_err("unknown");
+            assert_eq!(err.code(), "auth.invalid_credentials");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_busy_hasher_is_unavailable_and_sign_ups_are_limited_per_ip() {
+        let mut t = TestPorts::new();
+        t.limiter
+            .expect_check()
+            .withf(|key, quota| key == "signup:ip:10.0.0.7" && quota.limit == 20)
+            .times(1)
+            .returning(|_, _| Ok(RateDecision::Allowed));
+        t.hasher.expect_hash().times(1).returning(|_| Err(HashError::Busy));
+        let service = MemberService::new(t.build(), Default::default());
+        let err = service.sign_up_from(sign_up(), "10.0.0.7").await.expect_err("busy");
+        assert_eq!((err.kind(), err.code()), (crate::ErrorKind::Unavailable, "auth.busy"));
+
+        let mut t = TestPorts::new();
+        t.limiter.expect_check().returning(|_, _| {
+            Ok(RateDecision::Limited {
+                retry_after: Duration::from_secs(9),
+            })
+        });
+        let err = MemberService::new(t.build(), Default::default())
+            .sign_up_from(sign_up(), "10.0.0.7")
+            .await
+            .expect_err("limited");
+        assert_eq!(err.code(), "rate_limited");
     }
 
     #[tokio::test]

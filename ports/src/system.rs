@@ -24,6 +24,9 @@ pub enum HashError {
     /// The hasher failed (not: the password did not match).
     #[error("password hashing failed: {0}")]
     Failed(String),
+    /// Too many hashes are running and waiting: try again shortly.
+    #[error("password hashing is at capacity; try again shortly")]
+    Busy,
 }
 
 /// Password hashing (argon2id). Slow on purpose: adapters run it off the async executor.

@@ -80,6 +80,7 @@ async fn run(server: Server, label: &str, with_replica: bool, seconds: u64, memb
     config.auth.argon2_memory_kib = 1024;
     config.auth.argon2_iterations = 1;
     config.auth.login_per_ip_per_minute = 1_000_000;
+    config.auth.sign_up_per_ip_per_minute = 1_000_000;
     config.auth.api_per_member_per_minute = 1_000_000;
     config.log.level = "error".into();
     let running = server::start(config).await.expect("server");

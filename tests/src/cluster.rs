@@ -71,6 +71,7 @@ pub fn config(database: &PgDatabase, with_replica: bool, redis_url: &str, redis_
     config.auth.argon2_iterations = 1;
     config.auth.login_per_email_per_minute = 10_000;
     config.auth.login_per_ip_per_minute = 1_000_000;
+    config.auth.sign_up_per_ip_per_minute = 1_000_000;
     config.auth.api_per_member_per_minute = 1_000_000;
     config.relay.idle_wait = Duration::from_millis(20);
     config.log.level = "warn".to_owned();

@@ -34,20 +34,25 @@ fn token_body(pair: application::members::TokenPair) -> TokenBody {
 /// Sign up as a rider.
 #[utoipa::path(post, path = "/members", tag = "members", request_body = SignUpBody,
     responses((status = 201, body = MemberBody), (status = 409, body = ProblemBody, description = "member.email_taken"),
-        (status = 422, body = ProblemBody)))]
+        (status = 422, body = ProblemBody), (status = 429, body = ProblemBody, description = "rate_limited"),
+        (status = 503, body = ProblemBody, description = "auth.busy")))]
 async fn sign_up(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     AppJson(body): AppJson<SignUpBody>,
 ) -> ApiResult<(StatusCode, Json<MemberBody>)> {
     let member = state
         .services
         .members
-        .sign_up(SignUp {
-            email: body.email,
-            password: body.password,
-            name: body.name,
-            phone: body.phone,
-        })
+        .sign_up_from(
+            SignUp {
+                email: body.email,
+                password: body.password,
+                name: body.name,
+                phone: body.phone,
+            },
+            &ip,
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(member.into())))
 }
@@ -55,7 +60,7 @@ async fn sign_up(
 /// Log in with e-mail and password.
 #[utoipa::path(post, path = "/auth/login", tag = "auth", request_body = LoginBody,
     responses((status = 200, body = TokenBody), (status = 401, body = ProblemBody, description = "auth.invalid_credentials"),
-        (status = 429, body = ProblemBody)))]
+        (status = 429, body = ProblemBody), (status = 503, body = ProblemBody, description = "auth.busy")))]
 async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

@@ -126,6 +126,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     // Every request comes from 127.0.0.1: limits high unless a test lowers them.
     config.auth.login_per_email_per_minute = 10_000;
     config.auth.login_per_ip_per_minute = 1_000_000;
+    config.auth.sign_up_per_ip_per_minute = 1_000_000;
     config.auth.api_per_member_per_minute = 1_000_000;
     // Events reach their in-process handlers promptly.
     config.relay.idle_wait = Duration::from_millis(20);

@@ -247,3 +247,70 @@ async fn staff_find_members_by_email_prefix_with_their_withdrawal_time() {
     let empty = app.get_query("/admin/members", Some(&cx), &[("email", "  ")]).await;
     assert_problem(empty, 422, "validation.failed").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sign_up_burst_past_the_hashing_queue_is_answered_503_and_other_traffic_is_served() {
+    // One hashing thread with two waiting, and hashes expensive enough (32 MiB, 4 passes)
+    // that 40 sign-ups at once cannot all be taken.
+    let app = spawn_app_with(|c| {
+        c.auth.argon2_memory_kib = 32 * 1024;
+        c.auth.argon2_iterations = 4;
+        c.auth.hash_threads = 1;
+        c.auth.hash_queue = 2;
+    })
+    .await;
+    let (_, rider) = app.rider().await;
+    let emails: Vec<String> = (0..40).map(|_| unique_email("burst")).collect();
+
+    // Sent as they are (`app.sign_up` refuses any 5xx answer).
+    let burst = futures::future::join_all(emails.iter().map(|email| {
+        app.client
+            .post(app.api("/members"))
+            .json(&json!({ "email": email, "password": PASSWORD, "name": "Kim Rider", "phone": "010-1234-5678" }))
+            .send()
+    }));
+    let meanwhile = async {
+        // Requests that hash nothing are served during the burst.
+        let me = app.get("/members/me", Some(&rider)).await;
+        let live = app.client.get(app.url("/health/live")).send().await.expect("live");
+        (me.status().as_u16(), live.status().as_u16())
+    };
+    let (responses, (me, live)) = tokio::join!(burst, meanwhile);
+    assert_eq!((me, live), (200, 200));
+
+    let mut refused = Vec::new();
+    let mut created = 0;
+    for (email, response) in emails.iter().zip(responses) {
+        let response = response.expect("the server answers");
+        match response.status().as_u16() {
+            201 => created += 1,
+            503 => {
+                let retry_after = response.headers().get("retry-after").cloned();
+                let problem = assert_problem(response, 503, "auth.busy").await;
+                assert!(retry_after.is_some(), "{problem}");
+                refused.push(email.clone());
+            }
+            other => panic!("sign-up answered {other}"),
+        }
+    }
+    assert!(
+        created >= 3 && !refused.is_empty(),
+        "{created} created, {} refused",
+        refused.len()
+    );
+    // Nothing was half-done: each refused sign-up succeeds when retried, one at a time.
+    for email in &refused {
+        json_body(app.sign_up(email).await, 201).await;
+    }
+}
+
+#[tokio::test]
+async fn sign_ups_are_limited_per_client_ip() {
+    let app = spawn_app_with(|c| c.auth.sign_up_per_ip_per_minute = 3).await;
+    for _ in 0..3 {
+        json_body(app.sign_up(&unique_email("limited")).await, 201).await;
+    }
+    let response = app.sign_up(&unique_email("limited")).await;
+    assert!(response.headers().contains_key("retry-after"));
+    assert_problem(response, 429, "rate_limited").await;
+}
