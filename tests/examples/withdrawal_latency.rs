@@ -31,6 +31,8 @@ fn base_config() -> Config {
     config.auth.jwt_secret = "latency-bench-jwt-secret-0123456789abcdef".to_owned().into();
     config.auth.argon2_memory_kib = 1024;
     config.auth.argon2_iterations = 1;
+    // Hundreds of concurrent sign-ups wait for a hashing thread rather than being refused.
+    config.auth.hash_queue = 100_000;
     config.log.level = "warn".to_owned();
     config.jobs.interval = Duration::from_secs(3600);
     config

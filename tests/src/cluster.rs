@@ -69,6 +69,8 @@ pub fn config(database: &PgDatabase, with_replica: bool, redis_url: &str, redis_
     config.auth.jwt_secret = JWT_SECRET.to_owned().into();
     config.auth.argon2_memory_kib = 1024;
     config.auth.argon2_iterations = 1;
+    // Hundreds of concurrent sign-ups wait for a hashing thread rather than being refused.
+    config.auth.hash_queue = 100_000;
     config.auth.login_per_email_per_minute = 10_000;
     config.auth.login_per_ip_per_minute = 1_000_000;
     config.auth.sign_up_per_ip_per_minute = 1_000_000;

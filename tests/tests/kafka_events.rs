@@ -131,6 +131,8 @@ impl Env {
         config.auth.jwt_secret = "kafka-test-jwt-secret-0123456789abcdef".to_owned().into();
         config.auth.argon2_memory_kib = 1024;
         config.auth.argon2_iterations = 1;
+        // Hundreds of concurrent sign-ups wait for a hashing thread rather than being refused.
+        config.auth.hash_queue = 100_000;
         config.log.level = "warn".to_owned();
         config.relay.idle_wait = Duration::from_millis(50);
         config.jobs.interval = Duration::from_secs(3600);

@@ -123,6 +123,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     // Cheap hashing: hundreds of sign-ups per test.
     config.auth.argon2_memory_kib = 1024;
     config.auth.argon2_iterations = 1;
+    // Hundreds of concurrent sign-ups wait for a hashing thread rather than being refused.
+    config.auth.hash_queue = 100_000;
     // Every request comes from 127.0.0.1: limits high unless a test lowers them.
     config.auth.login_per_email_per_minute = 10_000;
     config.auth.login_per_ip_per_minute = 1_000_000;
