@@ -141,10 +141,11 @@ impl CouponService {
             }
         };
         let result = self.issue_in_database(member_id, &campaign, now).await;
-        if gated && matches!(result, Err(CouponsError::Store(_))) {
-            // The database did not issue: give the slot back so the gate does not sell
-            // out ahead of the database. (SoldOut and AlreadyIssued keep theirs: the
-            // database agrees the slot is gone.)
+        let keeps_slot = matches!(result, Ok(_) | Err(CouponsError::SoldOut | CouponsError::AlreadyIssued));
+        if gated && !keeps_slot {
+            // The database did not issue (it failed, or the member is not active): give
+            // the slot back so the gate does not sell out ahead of the database. SoldOut
+            // and AlreadyIssued keep theirs: the database agrees the slot is gone.
             if let Err(error) = self.ports.coupon_gate.release(campaign_id, member_id).await {
                 tracing::warn!(%error, "could not release a coupon gate slot");
             }

@@ -153,3 +153,25 @@ async fn a_campaign_that_has_ended_issues_nothing_and_its_coupons_expire_with_it
     assert_problem(app.post("/orders", Some(&early), &order).await, 409, "coupon.expired").await;
     assert_eq!(app.product_stock(&product["id"]).await, 5);
 }
+
+#[tokio::test]
+async fn a_withdrawn_member_refused_a_coupon_leaves_the_slot_to_others() {
+    let app = spawn_app().await;
+    let admin = app.staff(Role::Admin).await;
+    let campaign = json_body(
+        app.post("/admin/coupons", Some(&admin), &fixed_campaign(10, 1)).await,
+        201,
+    )
+    .await;
+    let issue = format!("/coupons/{}/issue", id(&campaign));
+    let (_, withdrawn) = app.rider().await;
+    assert_eq!(app.delete("/members/me", Some(&withdrawn)).await.status().as_u16(), 204);
+    // The access token is still valid; the member is not active.
+    for _ in 0..3 {
+        assert_problem(app.post_empty(&issue, Some(&withdrawn)).await, 409, "member.inactive").await;
+    }
+    let (_, rider) = app.rider().await;
+    json_body(app.post_empty(&issue, Some(&rider)).await, 201).await;
+    let (_, late) = app.rider().await;
+    assert_problem(app.post_empty(&issue, Some(&late)).await, 409, "coupon.sold_out").await;
+}

@@ -51,6 +51,30 @@ async fn metrics_count_http_requests_in_prometheus_text() {
 }
 
 #[tokio::test]
+async fn unknown_methods_share_one_metrics_label() {
+    let app = spawn_app().await;
+    for token in ["RND123", "XYZZY"] {
+        let method = reqwest::Method::from_bytes(token.as_bytes()).unwrap();
+        app.send(app.client.request(method, app.url("/health/live"))).await;
+    }
+    let text = app
+        .send(app.client.get(app.url("/metrics")))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let series: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("http_requests_total{") && l.contains("route=\"/health/live\""))
+        .collect();
+    assert!(series.iter().any(|l| l.contains("method=\"OTHER\"")), "{series:?}");
+    assert!(
+        !text.contains("RND123") && !text.contains("XYZZY"),
+        "a client's method token became a label value:\n{text}"
+    );
+}
+
+#[tokio::test]
 async fn the_openapi_document_describes_the_payment_route() {
     let app = spawn_app().await;
 
