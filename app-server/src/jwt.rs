@@ -14,9 +14,41 @@ use uuid::Uuid;
 /// Clock skew tolerated between the instance that issued a token and the one verifying it.
 const LEEWAY_SECS: u64 = 5;
 
+/// Who issues hexride's access tokens (`iss`), checked on every token.
+pub const ISSUER: &str = "hexride";
+/// Whom they are for (`aud`): hexride's API. A token of another service signed with the
+/// same secret by mistake is refused.
+pub const AUDIENCE: &str = "hexride-api";
+
+/// The shortest secret accepted: HS256 keys shorter than the hash (32 bytes) weaken it.
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Secrets from documentation and examples, refused whatever their length.
+const PLACEHOLDERS: &[&str] = &["change-me-to-a-long-random-secret", "changeme", "change-me", "secret"];
+
+/// Why `secret` is not fit to sign tokens: too short, or a placeholder from an example.
+///
+/// # Errors
+/// The reason, for the start-up error.
+pub fn check_secret(secret: &str) -> Result<(), String> {
+    let lowered = secret.trim().to_lowercase();
+    if PLACEHOLDERS.iter().any(|p| lowered == *p) || lowered.contains("change-me") || lowered.contains("changeme") {
+        return Err("is a placeholder from an example; generate one, e.g. `openssl rand -hex 32`".to_owned());
+    }
+    if secret.len() < MIN_SECRET_BYTES {
+        return Err(format!(
+            "is {} bytes; at least {MIN_SECRET_BYTES} are needed (e.g. `openssl rand -hex 32`)",
+            secret.len()
+        ));
+    }
+    Ok(())
+}
+
 /// The JWT body.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Claims {
+    iss: String,
+    aud: String,
     sub: Uuid,
     role: Role,
     fam: Uuid,
@@ -39,8 +71,9 @@ impl JwtAccessTokens {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
-        validation.validate_aud = false;
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss", "aud"]);
         Self {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -63,6 +96,8 @@ impl AccessTokens for JwtAccessTokens {
     /// Signs `claims`; the token expires at `claims.expires_at` (callers set it to now + ttl).
     fn issue(&self, claims: &AccessClaims) -> Result<String, AccessTokenError> {
         let body = Claims {
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
             sub: claims.member_id.as_uuid(),
             role: claims.role,
             fam: claims.family_id.as_uuid(),
@@ -133,6 +168,34 @@ mod tests {
         assert_eq!(json["fam"], claims.family_id.to_string());
         assert_eq!(json["exp"], claims.expires_at.unix_timestamp());
         assert!(json["iat"].is_i64());
+        assert_eq!(
+            (json["iss"].as_str(), json["aud"].as_str()),
+            (Some(ISSUER), Some(AUDIENCE))
+        );
+    }
+
+    #[test]
+    fn a_token_for_another_audience_or_issuer_is_invalid() {
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        for (iss, aud) in [("hexride", "another-api"), ("someone-else", "hexride-api")] {
+            let body = serde_json::json!({
+                "iss": iss, "aud": aud, "sub": Uuid::now_v7(), "role": "rider", "fam": Uuid::now_v7(),
+                "iat": now, "exp": now + 600,
+            });
+            let token =
+                jsonwebtoken::encode(&Header::new(Algorithm::HS256), &body, &EncodingKey::from_secret(SECRET)).unwrap();
+            assert_eq!(tokens().verify(&token), Err(AccessTokenError::Invalid), "{iss} {aud}");
+        }
+    }
+
+    #[test]
+    fn short_and_placeholder_secrets_are_refused() {
+        assert!(check_secret("too short").is_err());
+        assert!(check_secret(&"x".repeat(31)).is_err());
+        assert!(check_secret("change-me-to-a-long-random-secret").is_err());
+        assert!(check_secret("please-CHANGE-ME-before-production-0123456789").is_err());
+        assert!(check_secret(&"x".repeat(32)).is_ok());
+        assert!(check_secret("0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0").is_ok());
     }
 
     #[test]

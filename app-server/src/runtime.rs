@@ -261,10 +261,6 @@ fn per_minute(limit: u32) -> Quota {
 impl Runtime {
     /// Connects the stores (and migrates them if configured) and wires every port.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let shared = SharedState::connect(&config).await?;
-        let store = Store::connect(&config).await?;
-        let stores = store.ports();
-
         let secret = match config.auth.jwt_secret.expose_secret() {
             "" => {
                 tracing::warn!(
@@ -274,8 +270,23 @@ impl Runtime {
                 let bytes: [u8; 32] = rand::rng().random();
                 bytes.to_vec()
             }
-            secret => secret.as_bytes().to_vec(),
+            secret => {
+                crate::jwt::check_secret(secret).map_err(|why| anyhow::anyhow!("auth.jwt_secret {why}"))?;
+                secret.as_bytes().to_vec()
+            }
         };
+        let insurer_secret = config.insurer.webhook_secret.expose_secret();
+        if !insurer_secret.is_empty() && insurer_secret.len() < crate::jwt::MIN_SECRET_BYTES {
+            bail!(
+                "insurer.webhook_secret is {} bytes; at least {} are needed (empty turns insurer callbacks off)",
+                insurer_secret.len(),
+                crate::jwt::MIN_SECRET_BYTES
+            );
+        }
+        let shared = SharedState::connect(&config).await?;
+        let store = Store::connect(&config).await?;
+        let stores = store.ports();
+
         let mut limits = HashLimits::default();
         if config.auth.hash_threads > 0 {
             limits.threads = config.auth.hash_threads;
@@ -433,6 +444,31 @@ mod tests {
         let config = config_with_url("postgres://postgres@127.0.0.1:1/hexride");
         let error = Runtime::build(config).await.err().expect("refused");
         assert!(error.to_string().contains("auth.jwt_secret is empty"), "{error:#}");
+    }
+
+    #[tokio::test]
+    async fn weak_secrets_are_refused_at_start() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let base = config_with_url(&format!("sqlite://{}/weak.db", dir.path().display()));
+        for (jwt, insurer, expected) in [
+            (
+                "change-me-to-a-long-random-secret",
+                "",
+                "auth.jwt_secret is a placeholder",
+            ),
+            ("short", "", "auth.jwt_secret is 5 bytes"),
+            (
+                "0123456789abcdef0123456789abcdef",
+                "short",
+                "insurer.webhook_secret is 5 bytes",
+            ),
+        ] {
+            let mut config = base.clone();
+            config.auth.jwt_secret = jwt.to_owned().into();
+            config.insurer.webhook_secret = insurer.to_owned().into();
+            let error = Runtime::build(config).await.err().expect("refused");
+            assert!(error.to_string().contains(expected), "{error:#}");
+        }
     }
 
     #[tokio::test]

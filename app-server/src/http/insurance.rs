@@ -114,31 +114,45 @@ async fn end_session(
     Ok(Json(SessionBody::new(bill.session, bill.insured_minutes, bill.premium)))
 }
 
-/// Checks `X-Insurer-Signature: sha256=<hex HMAC-SHA256 of the raw body>` in constant time.
-fn verify_signature(secret: &[u8], headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
-    let bad = || {
+/// How far an insurer's `X-Insurer-Timestamp` may be from this server's clock: a captured
+/// callback cannot be replayed later than this.
+const SIGNATURE_TOLERANCE_SECS: i64 = 300;
+
+/// Checks `X-Insurer-Timestamp: <unix seconds>` (within [`SIGNATURE_TOLERANCE_SECS`] of
+/// `now`) and `X-Insurer-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<raw body>">`, in
+/// constant time.
+fn verify_signature(secret: &[u8], headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), ApiError> {
+    let bad = |what: &str| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
             "insurer.invalid_signature",
-            "missing or invalid X-Insurer-Signature",
+            format!("missing or invalid {what}"),
         )
     };
     if secret.is_empty() {
-        return Err(bad());
+        return Err(bad("X-Insurer-Signature (callbacks are not configured)"));
     }
-    let header = headers
-        .get("x-insurer-signature")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(bad)?;
-    let signature = hex::decode(header.trim().strip_prefix("sha256=").ok_or_else(bad)?).map_err(|_| bad())?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| bad())?;
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let timestamp = header("x-insurer-timestamp").ok_or_else(|| bad("X-Insurer-Timestamp"))?;
+    let at: i64 = timestamp.parse().map_err(|_| bad("X-Insurer-Timestamp"))?;
+    if (now - at).abs() > SIGNATURE_TOLERANCE_SECS {
+        return Err(bad("X-Insurer-Timestamp (more than 5 minutes from now)"));
+    }
+    let signature = header("x-insurer-signature")
+        .and_then(|v| v.strip_prefix("sha256="))
+        .and_then(|v| hex::decode(v).ok())
+        .ok_or_else(|| bad("X-Insurer-Signature"))?;
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).map_err(|_| bad("X-Insurer-Signature"))?;
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
     mac.update(body);
-    mac.verify_slice(&signature).map_err(|_| bad())
+    mac.verify_slice(&signature).map_err(|_| bad("X-Insurer-Signature"))
 }
 
 /// The insurer reports a cancellation (HMAC-signed, idempotent on `event_id`).
 #[utoipa::path(post, path = "/insurance/insurer/cancellations", tag = "insurance", request_body = CancellationBody,
-    params(("X-Insurer-Signature" = String, Header, description = "sha256=<hex HMAC-SHA256 of the raw body>")),
+    params(("X-Insurer-Timestamp" = i64, Header, description = "unix seconds, within 5 minutes of the server's clock"),
+        ("X-Insurer-Signature" = String, Header, description = "sha256=<hex HMAC-SHA256 of \"<X-Insurer-Timestamp>.<raw body>\">")),
     responses((status = 200, body = PolicyBody), (status = 401, body = ProblemBody, description = "insurer.invalid_signature"),
         (status = 404, body = ProblemBody)))]
 async fn insurer_cancellation(
@@ -146,7 +160,13 @@ async fn insurer_cancellation(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<Json<PolicyBody>> {
-    verify_signature(state.http.insurer_secret.expose_secret().as_bytes(), &headers, &body)?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    verify_signature(
+        state.http.insurer_secret.expose_secret().as_bytes(),
+        &headers,
+        &body,
+        now,
+    )?;
     let body: CancellationBody = serde_json::from_slice(&body).map_err(|e| {
         if e.is_data() {
             ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "validation.failed", e.to_string())
@@ -167,20 +187,33 @@ async fn insurer_cancellation(
 mod tests {
     use super::*;
 
-    fn sign(secret: &[u8], body: &[u8]) -> String {
+    fn headers(secret: &[u8], at: i64, body: &[u8]) -> HeaderMap {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("key");
+        mac.update(format!("{at}.").as_bytes());
         mac.update(body);
-        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        let mut headers = HeaderMap::new();
+        let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        headers.insert("x-insurer-signature", signature.parse().expect("header"));
+        headers.insert("x-insurer-timestamp", at.to_string().parse().expect("header"));
+        headers
     }
 
     #[test]
-    fn only_the_right_signature_of_the_exact_body_passes() {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-insurer-signature", sign(b"k", b"{}").parse().expect("header"));
-        assert!(verify_signature(b"k", &headers, b"{}").is_ok());
-        assert!(verify_signature(b"k", &headers, b"{ }").is_err());
-        assert!(verify_signature(b"other", &headers, b"{}").is_err());
-        assert!(verify_signature(b"", &headers, b"{}").is_err());
-        assert!(verify_signature(b"k", &HeaderMap::new(), b"{}").is_err());
+    fn only_the_right_signature_of_the_exact_body_and_a_recent_timestamp_passes() {
+        let now = 1_800_000_000;
+        let signed = headers(b"k", now, b"{}");
+        assert!(verify_signature(b"k", &signed, b"{}", now).is_ok());
+        assert!(verify_signature(b"k", &signed, b"{}", now + 300).is_ok());
+        assert!(verify_signature(b"k", &signed, b"{}", now - 300).is_ok());
+        assert!(verify_signature(b"k", &signed, b"{}", now + 301).is_err());
+        assert!(verify_signature(b"k", &signed, b"{}", now - 301).is_err());
+        assert!(verify_signature(b"k", &signed, b"{ }", now).is_err());
+        assert!(verify_signature(b"other", &signed, b"{}", now).is_err());
+        assert!(verify_signature(b"", &signed, b"{}", now).is_err());
+        assert!(verify_signature(b"k", &HeaderMap::new(), b"{}", now).is_err());
+        // The timestamp is part of what is signed: changing it breaks the signature.
+        let mut moved = signed.clone();
+        moved.insert("x-insurer-timestamp", (now + 1).to_string().parse().expect("header"));
+        assert!(verify_signature(b"k", &moved, b"{}", now).is_err());
     }
 }

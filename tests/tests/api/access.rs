@@ -124,7 +124,8 @@ async fn a_token_signed_with_another_secret_is_unauthenticated() {
 }
 
 async fn spawn_app_with_other_secret() -> crate::helpers::TestApp {
-    crate::helpers::spawn_app_with(|c| c.auth.jwt_secret = "a-completely-different-secret".to_owned().into()).await
+    crate::helpers::spawn_app_with(|c| c.auth.jwt_secret = "a-completely-different-secret-0123456789".to_owned().into())
+        .await
 }
 
 #[tokio::test]
@@ -415,12 +416,11 @@ async fn an_oversized_raw_body_is_too_large_like_an_oversized_json_body() {
 
     let callback = app
         .send(
-            app.request(Method::POST, "/insurance/insurer/cancellations", None)
-                .header(
-                    "x-insurer-signature",
-                    crate::helpers::insurer_signature(huge.as_bytes()),
-                )
-                .body(huge),
+            crate::helpers::insurer_signed(
+                app.request(Method::POST, "/insurance/insurer/cancellations", None),
+                huge.as_bytes(),
+            )
+            .body(huge),
         )
         .await;
     assert_problem(callback, 413, "request.too_large").await;

@@ -24,7 +24,7 @@ use core_domain::member::Role;
 /// Every test account uses this password.
 pub const PASSWORD: &str = "correct horse battery staple";
 pub const JWT_SECRET: &str = "api-test-jwt-secret-0123456789abcdef";
-pub const INSURER_SECRET: &str = "api-test-insurer-secret";
+pub const INSURER_SECRET: &str = "api-test-insurer-secret-0123456789abcdef";
 
 /// The database a test binary runs the suite on (each binary's `main.rs` sets `BACKEND`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,11 +179,20 @@ pub fn overlap_minutes(
     if to <= from { 0 } else { (to - from).whole_minutes() }
 }
 
-/// `sha256=<hex HMAC-SHA256 of body>` under the insurer secret.
-pub fn insurer_signature(body: &[u8]) -> String {
+/// `sha256=<hex HMAC-SHA256 of "<at>.<body>">` under the insurer secret.
+pub fn insurer_signature_at(at: i64, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(INSURER_SECRET.as_bytes()).expect("any key length");
+    mac.update(format!("{at}.").as_bytes());
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// `request` with the insurer's headers for `body`, signed now.
+pub fn insurer_signed(request: RequestBuilder, body: &[u8]) -> RequestBuilder {
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    request
+        .header("x-insurer-timestamp", now.to_string())
+        .header("x-insurer-signature", insurer_signature_at(now, body))
 }
 
 /// Checks a problem+json answer and returns its body.
@@ -371,14 +380,10 @@ impl TestApp {
     /// The insurer's callback, signed correctly.
     pub async fn signed_cancellation(&self, body: &Value) -> Response {
         let raw = serde_json::to_vec(body).expect("serialisable body");
-        let signature = insurer_signature(&raw);
-        self.send(
-            self.request(Method::POST, "/insurance/insurer/cancellations", None)
-                .header("content-type", "application/json")
-                .header("x-insurer-signature", signature)
-                .body(raw),
-        )
-        .await
+        let request = self
+            .request(Method::POST, "/insurance/insurer/cancellations", None)
+            .header("content-type", "application/json");
+        self.send(insurer_signed(request, &raw).body(raw)).await
     }
 
     pub async fn statement(&self, token: &str, policy_id: &str, from: OffsetDateTime, to: OffsetDateTime) -> Response {

@@ -7,14 +7,17 @@
 
 use std::time::Duration;
 
+use hmac::{Hmac, KeyInit, Mac};
 use reqwest::Method;
 use serde_json::{Value, json};
+use sha2::Sha256;
 use time::OffsetDateTime;
 
 use core_domain::member::Role;
 
 use crate::helpers::{
-    TestApp, assert_problem, error_fields, insurer_signature, json_body, overlap_minutes, rfc3339, spawn_app, time_of,
+    INSURER_SECRET, TestApp, assert_problem, error_fields, insurer_signature_at, insurer_signed, json_body,
+    overlap_minutes, rfc3339, spawn_app, time_of,
 };
 
 fn hour() -> time::Duration {
@@ -479,24 +482,44 @@ async fn the_insurer_callback_is_refused_without_a_valid_signature() {
     let policy = app.enrol(&token, 6000).await;
     let body = json!({ "event_id": "ev-1", "policy_number": policy["policy_number"], "cancelled_at": rfc3339(OffsetDateTime::now_utc()) });
     let raw = serde_json::to_vec(&body).unwrap();
-    let send = |signature: Option<String>| {
+    let send = |timestamp: Option<i64>, signature: Option<String>| {
         let mut request = app
             .request(Method::POST, "/insurance/insurer/cancellations", None)
             .header("content-type", "application/json")
             .body(raw.clone());
+        if let Some(timestamp) = timestamp {
+            request = request.header("x-insurer-timestamp", timestamp.to_string());
+        }
         if let Some(signature) = signature {
             request = request.header("x-insurer-signature", signature);
         }
         app.send(request)
     };
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    let body_alone = {
+        let mut mac = Hmac::<Sha256>::new_from_slice(INSURER_SECRET.as_bytes()).unwrap();
+        mac.update(&raw);
+        format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+    };
 
-    let missing = send(None).await;
-    let wrong = send(Some(format!("sha256={}", "ab".repeat(32)))).await;
-    let other_body = send(Some(insurer_signature(b"{}"))).await;
-    let no_prefix = send(Some(insurer_signature(&raw).trim_start_matches("sha256=").to_owned())).await;
-    let not_hex = send(Some("sha256=zz".to_owned())).await;
-
-    for response in [missing, wrong, other_body, no_prefix, not_hex] {
+    let refused = [
+        send(Some(now), None).await,
+        send(Some(now), Some(format!("sha256={}", "ab".repeat(32)))).await,
+        send(Some(now), Some(insurer_signature_at(now, b"{}"))).await,
+        send(
+            Some(now),
+            Some(insurer_signature_at(now, &raw).trim_start_matches("sha256=").to_owned()),
+        )
+        .await,
+        send(Some(now), Some("sha256=zz".to_owned())).await,
+        // The right signature, but no timestamp, or one replayed from 6 minutes ago (or
+        // ahead), or the body alone signed (the scheme without a timestamp).
+        send(None, Some(insurer_signature_at(now, &raw))).await,
+        send(Some(now - 360), Some(insurer_signature_at(now - 360, &raw))).await,
+        send(Some(now + 360), Some(insurer_signature_at(now + 360, &raw))).await,
+        send(Some(now), Some(body_alone)).await,
+    ];
+    for response in refused {
         assert_problem(response, 401, "insurer.invalid_signature").await;
     }
     let mine = json_body(app.get("/insurance/policies", Some(&token)).await, 200).await;
@@ -583,9 +606,11 @@ async fn the_insurer_callback_rejects_unknown_policies_future_times_and_bad_bodi
     let malformed = b"{\"event_id\": ".to_vec();
     let response = app
         .send(
-            app.request(Method::POST, "/insurance/insurer/cancellations", None)
-                .header("x-insurer-signature", insurer_signature(&malformed))
-                .body(malformed),
+            insurer_signed(
+                app.request(Method::POST, "/insurance/insurer/cancellations", None),
+                &malformed,
+            )
+            .body(malformed),
         )
         .await;
     assert_problem(response, 400, "request.malformed_json").await;
