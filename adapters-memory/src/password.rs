@@ -4,13 +4,17 @@
 //! burst would run hundreds of hashes at once (each allocating its 19 MiB, which the
 //! allocator then keeps per thread). At most one hash per thread runs; a bounded queue
 //! holds the next ones, and when it is full the caller is told [`HashError::Busy`] at once
-//! (the HTTP layer answers 503 with `Retry-After`).
+//! (the HTTP layer answers 503 with `Retry-After`). Each thread keeps one argon2 memory
+//! block array and reuses it for every hash, so the memory is `threads × memory_kib`, set
+//! at the first hash and never more (a fresh allocation per hash is what glibc keeps).
 
+use std::cell::RefCell;
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use async_trait::async_trait;
 use ports::{HashError, PasswordHasher};
 
@@ -149,19 +153,92 @@ impl Argon2Hasher {
     }
 }
 
+thread_local! {
+    /// This hashing thread's argon2 memory, grown to the largest cost seen and reused.
+    static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `argon2`'s output for `password` and `salt`, `out_len` bytes, computed in this thread's
+/// reused memory (wiped after use: it holds values derived from the password).
+fn compute(argon2: &Argon2<'_>, password: &[u8], salt: &[u8], out_len: usize) -> Result<Output, HashError> {
+    let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
+    let blocks = argon2.params().block_count();
+    let mut buffer = [0u8; Output::MAX_LENGTH];
+    let out = buffer
+        .get_mut(..out_len)
+        .ok_or_else(|| HashError::Failed(format!("an output of {out_len} bytes is too long")))?;
+    MEMORY.with_borrow_mut(|memory| {
+        if memory.len() < blocks {
+            memory.resize(blocks, Block::default());
+        }
+        let result = argon2.hash_password_into_with_memory(password, salt, &mut *out, &mut memory[..blocks]);
+        memory[..blocks].fill(Block::default());
+        result.map_err(|e| failed(&e))
+    })?;
+    Output::new(out).map_err(|e| failed(&e))
+}
+
+/// A new PHC string for `password` under `params`.
+fn hash_phc(params: &Params, password: &[u8]) -> Result<String, HashError> {
+    let failed = |e: &dyn std::fmt::Display| HashError::Failed(e.to_string());
+    let salt = argon2::password_hash::try_generate_salt().map_err(|e| failed(&e))?;
+    let argon2 = Argon2Hasher::argon2(params.clone());
+    let output = compute(
+        &argon2,
+        password,
+        &salt,
+        params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN),
+    )?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|e| failed(&e))?,
+        salt: Some(Salt::new(&salt).map_err(|e| failed(&e))?),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
+}
+
+/// Whether `password` matches the PHC string `hash`, computed with the parameters the hash
+/// records. An unsupported algorithm, bad parameters or a missing salt is "does not match"
+/// (logged).
+fn verify_phc(password: &[u8], hash: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let setup = (|| {
+        let algorithm = Algorithm::try_from(parsed.algorithm.as_str())?;
+        let version = parsed.version.map(Version::try_from).transpose()?.unwrap_or_default();
+        let params = Params::try_from(&parsed)?;
+        Ok::<_, argon2::password_hash::Error>(Argon2::new(algorithm, version, params))
+    })();
+    let (argon2, Some(salt), Some(expected)) = (setup, &parsed.salt, &parsed.hash) else {
+        tracing::warn!("stored password hash has no salt or output");
+        return false;
+    };
+    let argon2 = match argon2 {
+        Ok(argon2) => argon2,
+        Err(e) => {
+            tracing::warn!(error = %e, "stored password hash cannot be verified");
+            return false;
+        }
+    };
+    match compute(&argon2, password, salt, expected.len()) {
+        // `Output`'s equality is constant-time.
+        Ok(computed) => computed == *expected,
+        Err(e) => {
+            tracing::warn!(error = %e, "stored password hash cannot be verified");
+            false
+        }
+    }
+}
+
 #[async_trait]
 impl PasswordHasher for Argon2Hasher {
     async fn hash(&self, password: &str) -> Result<String, HashError> {
         let params = self.params.clone();
         let password = password.to_owned();
-        self.threads
-            .run(move || {
-                Self::argon2(params)
-                    .hash_password(password.as_bytes())
-                    .map(|hash| hash.to_string())
-                    .map_err(|e| HashError::Failed(e.to_string()))
-            })
-            .await?
+        self.threads.run(move || hash_phc(&params, password.as_bytes())).await?
     }
 
     async fn verify(&self, password: &str, hash: &str) -> Result<bool, HashError> {
@@ -171,25 +248,8 @@ impl PasswordHasher for Argon2Hasher {
             }
             return Ok(false);
         }
-        let params = self.params.clone();
         let (password, hash) = (password.to_owned(), hash.to_owned());
-        self.threads
-            .run(move || {
-                let Ok(parsed) = PasswordHash::new(&hash) else {
-                    return false;
-                };
-                match Self::argon2(params).verify_password(password.as_bytes(), &parsed) {
-                    Ok(()) => true,
-                    Err(argon2::password_hash::Error::PasswordInvalid) => false,
-                    // An unsupported algorithm, bad parameters or a truncated salt: the stored
-                    // hash is malformed, which the port defines as "does not match".
-                    Err(e) => {
-                        tracing::warn!(error = %e, "stored password hash cannot be verified");
-                        false
-                    }
-                }
-            })
-            .await
+        self.threads.run(move || verify_phc(password.as_bytes(), &hash)).await
     }
 }
 
@@ -291,6 +351,26 @@ mod tests {
         for hash in done {
             assert_eq!(hasher.verify("correct horse battery", hash).await, Ok(true));
         }
+    }
+
+    #[tokio::test]
+    async fn hashes_interoperate_with_the_argon2_crates_own_hasher_and_verifier() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        let theirs = Argon2Hasher::argon2(params.clone())
+            .hash_password(b"correct horse battery")
+            .unwrap()
+            .to_string();
+        let hasher = cheap();
+        assert_eq!(hasher.verify("correct horse battery", &theirs).await, Ok(true));
+        assert_eq!(hasher.verify("wrong horse battery", &theirs).await, Ok(false));
+        let ours = hasher.hash("correct horse battery").await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2Hasher::argon2(params)
+                .verify_password(b"correct horse battery", &parsed)
+                .is_ok()
+        );
     }
 
     #[tokio::test]

@@ -53,7 +53,11 @@ pub struct ServerConfig {
     #[serde(rename = "shutdown_grace_secs", deserialize_with = "units::secs")]
     pub shutdown_grace: Duration,
     pub max_body_bytes: usize,
-    pub trust_forwarded_for: bool,
+    /// Networks of the load balancers and proxies in front (CIDRs). A request from one of
+    /// them has its client IP taken from `X-Forwarded-For`: the right-most entry that is not
+    /// itself a trusted proxy.
+    #[serde(default, deserialize_with = "networks")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub role: InstanceRole,
 }
 
@@ -139,7 +143,9 @@ pub struct AuthConfig {
     #[serde(rename = "refresh_ttl_secs", deserialize_with = "units::positive_secs")]
     pub refresh_ttl: Duration,
     #[serde(deserialize_with = "units::at_least_one")]
-    pub login_per_email_per_minute: u32,
+    pub login_per_email_per_hour: u32,
+    #[serde(deserialize_with = "units::at_least_one")]
+    pub login_per_ip_and_email_per_minute: u32,
     #[serde(deserialize_with = "units::at_least_one")]
     pub login_per_ip_per_minute: u32,
     #[serde(deserialize_with = "units::at_least_one")]
@@ -246,6 +252,21 @@ fn list_or_csv<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<
     .into_iter()
     .map(SecretString::from)
     .collect())
+}
+
+/// CIDR networks (`10.0.0.0/8`, `fd00::/8`; a bare address is one host), as a list or a
+/// comma-separated string; a malformed one is refused at start-up.
+fn networks<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<ipnet::IpNet>, D::Error> {
+    list_or_csv(deserializer)?
+        .iter()
+        .map(|entry| {
+            let entry = secrecy::ExposeSecret::expose_secret(entry);
+            entry
+                .parse::<ipnet::IpNet>()
+                .or_else(|_| entry.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| serde::de::Error::custom(format!("not a network (CIDR) or address: `{entry}`")))
+        })
+        .collect()
 }
 
 /// Typed values from the integer keys of the configuration: a `…_secs` or `…_ms` key

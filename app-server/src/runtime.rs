@@ -325,7 +325,11 @@ impl Runtime {
             hasher: Arc::new(hasher),
         };
         let settings = Settings {
-            login_per_email: per_minute(config.auth.login_per_email_per_minute),
+            login_per_email: Quota {
+                limit: config.auth.login_per_email_per_hour,
+                period: Duration::from_secs(3600),
+            },
+            login_per_ip_and_email: per_minute(config.auth.login_per_ip_and_email_per_minute),
             login_per_ip: per_minute(config.auth.login_per_ip_per_minute),
             sign_up_per_ip: per_minute(config.auth.sign_up_per_ip_per_minute),
             refresh_ttl: config.auth.refresh_ttl,

@@ -93,7 +93,7 @@ pub fn app_state(runtime: &Runtime) -> AppState {
                 limit: c.auth.api_per_member_per_minute,
                 period: Duration::from_secs(60),
             },
-            trust_forwarded_for: c.server.trust_forwarded_for,
+            trusted_proxies: c.server.trusted_proxies.clone(),
             request_timeout: c.server.request_timeout,
             max_body_bytes: c.server.max_body_bytes,
         }),

@@ -72,8 +72,11 @@ pub struct Ports {
 /// Tunables of the use cases (from the `[app]`-level configuration).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Login attempts per e-mail address.
+    /// Login attempts per e-mail address, from any client (a ceiling for slow guessing from
+    /// many addresses).
     pub login_per_email: Quota,
+    /// Login attempts per (client IP, e-mail address).
+    pub login_per_ip_and_email: Quota,
     /// Login attempts per client IP.
     pub login_per_ip: Quota,
     /// Sign-ups per client IP (through [`members::MemberService::sign_up_from`]).
@@ -90,6 +93,10 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             login_per_email: Quota {
+                limit: 100,
+                period: Duration::from_secs(3600),
+            },
+            login_per_ip_and_email: Quota {
                 limit: 10,
                 period: Duration::from_secs(60),
             },

@@ -232,6 +232,11 @@ impl MemberService {
         let email = email.trim().to_lowercase();
         self.check_limit(format!("login:ip:{client_ip}"), self.settings.login_per_ip)
             .await?;
+        self.check_limit(
+            format!("login:ip-email:{client_ip}:{email}"),
+            self.settings.login_per_ip_and_email,
+        )
+        .await?;
         self.check_limit(format!("login:email:{email}"), self.settings.login_per_email)
             .await?;
 

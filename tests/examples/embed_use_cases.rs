@@ -85,12 +85,12 @@ async fn main() {
     let services = Services::new(
         ports.clone(),
         Settings {
-            login_per_email: per_minute(10),
             login_per_ip: per_minute(50),
             sign_up_per_ip: per_minute(20),
             refresh_ttl: Duration::from_secs(14 * 24 * 3600),
             product_cache_ttl: Duration::from_secs(5),
             popular_cache_ttl: Duration::from_secs(30),
+            ..Settings::default()
         },
     );
 

@@ -71,7 +71,8 @@ pub fn config(database: &PgDatabase, with_replica: bool, redis_url: &str, redis_
     config.auth.argon2_iterations = 1;
     // Hundreds of concurrent sign-ups wait for a hashing thread rather than being refused.
     config.auth.hash_queue = 100_000;
-    config.auth.login_per_email_per_minute = 10_000;
+    config.auth.login_per_email_per_hour = 10_000;
+    config.auth.login_per_ip_and_email_per_minute = 10_000;
     config.auth.login_per_ip_per_minute = 1_000_000;
     config.auth.sign_up_per_ip_per_minute = 1_000_000;
     config.auth.api_per_member_per_minute = 1_000_000;

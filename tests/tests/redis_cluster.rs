@@ -90,7 +90,7 @@ async fn ten_thousand_issues_from_two_thousand_members_on_two_instances_issue_ex
 async fn api_and_login_rate_limits_hold_across_both_instances() {
     let Some(cluster) = two_instances(|config| {
         config.auth.api_per_member_per_minute = 10;
-        config.auth.login_per_email_per_minute = 3;
+        config.auth.login_per_email_per_hour = 3;
     })
     .await
     else {

@@ -1,7 +1,7 @@
 //! Extractors whose rejections are problem+json: JSON bodies, paths, queries, the bearer
 //! token (with the per-member API rate limit) and the client IP.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
@@ -178,9 +178,39 @@ role_extractor!(
     Admin: Role::Admin
 );
 
-/// The client's IP: the first `X-Forwarded-For` entry when the proxy is trusted, else the
-/// peer address, else `unknown`.
+/// Who the client is, for rate limits: its address (an IPv6 one as its /64, which one
+/// subscriber usually holds whole), found by [`client_address`]; `unknown` without a peer.
 pub struct ClientIp(pub String);
+
+/// The client's address: the peer's, unless the peer is a trusted proxy; then the
+/// right-most `X-Forwarded-For` entry that is not a trusted proxy (each proxy appends the
+/// address it was reached from, so entries left of that are whatever the client sent). All
+/// trusted: the left-most. A malformed entry ends the walk at the last address read.
+pub fn client_address(peer: IpAddr, forwarded_for: &[&str], trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let mut client = peer.to_canonical();
+    if !is_trusted(&client) {
+        return client;
+    }
+    for entry in forwarded_for.iter().flat_map(|header| header.split(',')).rev() {
+        let Ok(hop) = entry.trim().parse::<IpAddr>() else {
+            return client;
+        };
+        client = hop.to_canonical();
+        if !is_trusted(&client) {
+            return client;
+        }
+    }
+    client
+}
+
+/// The rate-limit key of `ip`: an IPv4 address as it is, an IPv6 one as its /64.
+pub fn client_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => ipnet::Ipv6Net::new(v6, 64).map_or_else(|_| v6.to_string(), |net| net.trunc().to_string()),
+    }
+}
 
 impl<S> FromRequestParts<S> for ClientIp
 where
@@ -191,17 +221,17 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let state = AppState::from_ref(state);
-        if state.http.trust_forwarded_for
-            && let Some(forwarded) = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok())
-            && let Some(first) = forwarded.split(',').next()
-        {
-            return Ok(Self(first.trim().to_owned()));
-        }
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_string());
-        Ok(Self(peer.unwrap_or_else(|| "unknown".to_owned())))
+        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
+            return Ok(Self("unknown".to_owned()));
+        };
+        let forwarded: Vec<&str> = parts
+            .headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        let ip = client_address(peer.ip(), &forwarded, &state.http.trusted_proxies);
+        Ok(Self(client_key(ip)))
     }
 }
 
@@ -225,5 +255,70 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
                 };
                 ApiError::new(rejection.status(), code, rejection.body_text())
             })
+    }
+}
+
+#[cfg(test)]
+mod client_ip_tests {
+    use std::net::IpAddr;
+
+    use super::{client_address, client_key};
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn nets(list: &[&str]) -> Vec<ipnet::IpNet> {
+        list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn without_a_trusted_peer_the_peer_is_the_client() {
+        let trusted = nets(&["10.0.0.0/8"]);
+        assert_eq!(
+            client_address(ip("203.0.113.9"), &["1.2.3.4"], &trusted),
+            ip("203.0.113.9")
+        );
+        assert_eq!(client_address(ip("203.0.113.9"), &["1.2.3.4"], &[]), ip("203.0.113.9"));
+    }
+
+    #[test]
+    fn behind_trusted_proxies_the_right_most_untrusted_hop_is_the_client() {
+        let trusted = nets(&["10.0.0.0/8", "192.168.1.1/32"]);
+        // The client sent "6.6.6.6" itself; the edge proxy appended 198.51.100.7, the inner
+        // one 10.1.2.3.
+        let chain = ["6.6.6.6, 198.51.100.7", "10.1.2.3"];
+        assert_eq!(client_address(ip("192.168.1.1"), &chain, &trusted), ip("198.51.100.7"));
+        // Rotating what the client sends changes nothing.
+        let rotated = ["7.7.7.7, 198.51.100.7, 10.1.2.3"];
+        assert_eq!(
+            client_address(ip("192.168.1.1"), &rotated, &trusted),
+            ip("198.51.100.7")
+        );
+        // Every hop trusted: the left-most.
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &["10.0.0.2, 10.0.0.3"], &trusted),
+            ip("10.0.0.2")
+        );
+        // No header: the proxy itself.
+        assert_eq!(client_address(ip("10.0.0.1"), &[], &trusted), ip("10.0.0.1"));
+        // A malformed entry ends the walk at the last address read.
+        assert_eq!(
+            client_address(ip("10.0.0.1"), &["garbage, 10.0.0.9"], &trusted),
+            ip("10.0.0.9")
+        );
+        // IPv4-mapped IPv6 peers count as their IPv4 address.
+        assert_eq!(
+            client_address(ip("::ffff:10.0.0.1"), &["198.51.100.7"], &trusted),
+            ip("198.51.100.7")
+        );
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_slash_64() {
+        assert_eq!(client_key(ip("2001:db8:1:2:aaaa::1")), "2001:db8:1:2::/64");
+        assert_eq!(client_key(ip("2001:db8:1:2:ffff::9")), "2001:db8:1:2::/64");
+        assert_ne!(client_key(ip("2001:db8:1:3::1")), "2001:db8:1:2::/64");
+        assert_eq!(client_key(ip("198.51.100.7")), "198.51.100.7");
     }
 }

@@ -44,7 +44,7 @@ use error::ApiError;
 pub struct HttpSettings {
     pub insurer_secret: SecretString,
     pub api_quota: Quota,
-    pub trust_forwarded_for: bool,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub request_timeout: Duration,
     pub max_body_bytes: usize,
 }

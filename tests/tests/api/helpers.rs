@@ -126,7 +126,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     // Hundreds of concurrent sign-ups wait for a hashing thread rather than being refused.
     config.auth.hash_queue = 100_000;
     // Every request comes from 127.0.0.1: limits high unless a test lowers them.
-    config.auth.login_per_email_per_minute = 10_000;
+    config.auth.login_per_email_per_hour = 10_000;
+    config.auth.login_per_ip_and_email_per_minute = 10_000;
     config.auth.login_per_ip_per_minute = 1_000_000;
     config.auth.sign_up_per_ip_per_minute = 1_000_000;
     config.auth.api_per_member_per_minute = 1_000_000;
