@@ -159,6 +159,16 @@ impl MemberService {
         }
     }
 
+    /// The member's role if the account is active, read on the primary (staff powers are
+    /// checked against it on every staff request, not against a token's copy).
+    ///
+    /// # Errors
+    /// [`MemberError::Store`] when the store fails.
+    pub async fn current_role(&self, member_id: MemberId) -> Result<Option<Role>, MemberError> {
+        let member = self.ports.members.member(member_id, Consistency::Strong).await?;
+        Ok(member.filter(Member::is_active).map(|m| m.role))
+    }
+
     /// Sign-up always makes a rider.
     #[tracing::instrument(skip_all)]
     pub async fn sign_up(&self, request: SignUp) -> Result<Member, MemberError> {

@@ -425,3 +425,47 @@ async fn an_oversized_raw_body_is_too_large_like_an_oversized_json_body() {
         .await;
     assert_problem(callback, 413, "request.too_large").await;
 }
+
+#[tokio::test]
+async fn staff_tokens_lose_their_powers_when_the_account_is_withdrawn_or_demoted() {
+    let app = spawn_app().await;
+    let product = json!({ "name": "Helmet", "price": 1000, "stock": 1 });
+
+    // An admin withdrawn since login: the still-valid token is refused (401).
+    let admin = app.staff(Role::Admin).await;
+    assert_eq!(
+        app.post("/admin/products", Some(&admin), &product)
+            .await
+            .status()
+            .as_u16(),
+        201
+    );
+    assert_eq!(app.delete("/members/me", Some(&admin)).await.status().as_u16(), 204);
+    assert_problem(
+        app.post("/admin/products", Some(&admin), &product).await,
+        401,
+        "auth.unauthenticated",
+    )
+    .await;
+
+    // A CX demoted to rider since login (the change made in the store, as an operator
+    // would): staff routes refuse the token with 403.
+    let cx = app.staff(Role::Cx).await;
+    assert_eq!(
+        app.get("/admin/members?email=a", Some(&cx)).await.status().as_u16(),
+        200
+    );
+    let me: Value = app.get("/members/me", Some(&cx)).await.json().await.unwrap();
+    let id = core_domain::MemberId(Uuid::parse_str(me["id"].as_str().unwrap()).unwrap());
+    let mut uow = app.runtime.ports.db.begin().await.unwrap();
+    let mut member = uow.members().by_id(id).await.unwrap().unwrap();
+    member.role = Role::Rider;
+    uow.members().update(&member).await.unwrap();
+    uow.commit().await.unwrap();
+    assert_problem(
+        app.get("/admin/members?email=a", Some(&cx)).await,
+        403,
+        "auth.forbidden",
+    )
+    .await;
+}
