@@ -34,20 +34,57 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Create a staff (or any-role) account.
+    /// Create a staff (or any-role) account. The password never goes on the command line
+    /// (where `ps` and shell history would show it): it is asked for at the terminal, or read
+    /// from `--password-file`, from standard input with `--password-stdin`, or from
+    /// `HEXRIDE_PASSWORD`.
     CreateUser {
         /// cx or admin (rider also works).
         #[arg(long)]
         role: String,
         #[arg(long)]
         email: String,
-        #[arg(long, env = "HEXRIDE_PASSWORD")]
-        password: String,
+        /// Read the password from the first line of this file.
+        #[arg(long, conflicts_with = "password_stdin")]
+        password_file: Option<std::path::PathBuf>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
         #[arg(long)]
         name: String,
         #[arg(long, default_value = "000000000")]
         phone: String,
     },
+}
+
+/// The new account's password: from `file`'s first line, from standard input's, from
+/// `HEXRIDE_PASSWORD`, or asked twice at the terminal (not echoed).
+fn read_password(file: Option<&std::path::Path>, from_stdin: bool) -> anyhow::Result<String> {
+    use std::io::{BufRead as _, IsTerminal as _};
+    let first_line = |text: &str| text.lines().next().unwrap_or_default().to_owned();
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        return Ok(first_line(&text));
+    }
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from stdin")?;
+        return Ok(first_line(&line));
+    }
+    if let Ok(password) = std::env::var("HEXRIDE_PASSWORD") {
+        return Ok(password);
+    }
+    anyhow::ensure!(
+        std::io::stdin().is_terminal(),
+        "no password: give --password-file, --password-stdin or HEXRIDE_PASSWORD, or run at a terminal"
+    );
+    let password = rpassword::prompt_password("Password: ").context("reading the password")?;
+    let again = rpassword::prompt_password("Password again: ").context("reading the password")?;
+    anyhow::ensure!(password == again, "the two passwords differ");
+    Ok(password)
 }
 
 #[tokio::main]
@@ -78,12 +115,14 @@ async fn main() -> anyhow::Result<()> {
                 AdminCommand::CreateUser {
                     role,
                     email,
-                    password,
+                    password_file,
+                    password_stdin,
                     name,
                     phone,
                 },
         } => {
             let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+            let password = read_password(password_file.as_deref(), password_stdin)?;
             let runtime = Runtime::build(config).await?;
             let member = runtime
                 .services
