@@ -39,6 +39,12 @@ pub trait Problem: std::error::Error {
     fn validation(&self) -> Option<&ValidationErrors> {
         None
     }
+    /// What the client is told: the error's message, unless it carries an infrastructure
+    /// cause (driver or server text, which names hosts, tables and versions), which stays in
+    /// the logs.
+    fn public_detail(&self) -> String {
+        self.to_string()
+    }
 }
 
 impl Problem for StoreError {
@@ -57,6 +63,18 @@ impl Problem for StoreError {
             StoreError::Unavailable(_) | StoreError::SchemaMissing(_) => "service.unavailable",
             StoreError::Other(_) => "internal",
         }
+    }
+
+    fn public_detail(&self) -> String {
+        match self {
+            StoreError::Conflict(_) => "this conflicts with data that already exists",
+            StoreError::Concurrency => "a concurrent change came first; try again",
+            StoreError::Unavailable(_) | StoreError::SchemaMissing(_) => {
+                "the service is temporarily unavailable; try again shortly"
+            }
+            StoreError::Other(_) => "internal error",
+        }
+        .to_owned()
     }
 }
 
@@ -101,6 +119,13 @@ macro_rules! problem {
                 match self {
                     $error::Validation(e) => Some(e),
                     _ => None,
+                }
+            }
+
+            fn public_detail(&self) -> String {
+                match self {
+                    $error::Store(e) => $crate::error::Problem::public_detail(e),
+                    other => other.to_string(),
                 }
             }
         }

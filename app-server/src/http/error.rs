@@ -115,7 +115,7 @@ impl<E: Problem + 'static> From<E> for ApiError {
         Self {
             status,
             code: error.code(),
-            detail: error.to_string(),
+            detail: error.public_detail(),
             errors: error.validation().map(|v| v.fields().clone()),
             retry_after,
         }
@@ -156,3 +156,38 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use application::members::MemberError;
+    use ports::{Cause, StoreError};
+
+    #[test]
+    fn a_store_outage_answers_without_the_drivers_words() {
+        let io = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused (os error 111)",
+        );
+        let error = MemberError::Store(StoreError::Unavailable(Cause::caused_by(
+            "error communicating with database at db-primary.internal:5432",
+            io,
+        )));
+        let api = ApiError::from(error);
+        assert_eq!(
+            (api.status, api.code),
+            (StatusCode::SERVICE_UNAVAILABLE, "service.unavailable")
+        );
+        assert_eq!(api.detail, "the service is temporarily unavailable; try again shortly");
+        assert_eq!(api.retry_after, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_use_case_error_keeps_its_own_message() {
+        let api = ApiError::from(MemberError::EmailTaken);
+        assert_eq!(
+            (api.status, api.detail.as_str()),
+            (StatusCode::CONFLICT, "this e-mail address is already registered")
+        );
+    }
+}
