@@ -47,4 +47,13 @@ for crate in core-domain ports application; do
         echo "  $crate: clean"
     fi
 done
+
+step "no dependency with an unfixed advisory: rsa (RUSTSEC-2023-0071)"
+if cargo tree --workspace --locked --prefix none -i rsa >/dev/null 2>&1; then
+    echo "  rsa is in the dependency tree again:"
+    cargo tree --workspace --locked -i rsa | head -20
+    status=1
+else
+    echo "  rsa: absent"
+fi
 exit $status

@@ -6,8 +6,12 @@ use std::time::Duration;
 
 use core_domain::member::Role;
 use core_domain::{MemberId, TokenFamilyId};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use hmac::{Hmac, KeyInit, Mac};
+use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind, EncodingKey, Header, Validation};
 use ports::{AccessClaims, AccessTokenError, AccessTokens};
+use sha2::Sha256;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -44,6 +48,58 @@ pub fn check_secret(secret: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// HS256 with RustCrypto's `hmac`: the only algorithm hexride signs or accepts, so
+/// jsonwebtoken is built without its crypto features (whose RustCrypto set brings `rsa`).
+struct Hs256(Hmac<Sha256>);
+
+impl signature::Signer<Vec<u8>> for Hs256 {
+    fn try_sign(&self, message: &[u8]) -> Result<Vec<u8>, signature::Error> {
+        let mut mac = self.0.clone();
+        mac.update(message);
+        Ok(mac.finalize().into_bytes().to_vec())
+    }
+}
+
+impl signature::Verifier<Vec<u8>> for Hs256 {
+    /// In constant time.
+    fn verify(&self, message: &[u8], signature: &Vec<u8>) -> Result<(), signature::Error> {
+        let mut mac = self.0.clone();
+        mac.update(message);
+        mac.verify_slice(signature).map_err(|_| signature::Error::new())
+    }
+}
+
+impl JwtSigner for Hs256 {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::HS256
+    }
+}
+
+impl JwtVerifier for Hs256 {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::HS256
+    }
+}
+
+fn hs256(algorithm: Algorithm, family: AlgorithmFamily, secret: &[u8]) -> jsonwebtoken::errors::Result<Hs256> {
+    if algorithm != Algorithm::HS256 || family != AlgorithmFamily::Hmac {
+        return Err(ErrorKind::InvalidAlgorithm.into());
+    }
+    Hmac::new_from_slice(secret)
+        .map(Hs256)
+        .map_err(|_| ErrorKind::InvalidKeyFormat.into())
+}
+
+/// jsonwebtoken's process-wide crypto: HS256 only. JWK helpers are not supported.
+static HS256_ONLY: CryptoProvider = CryptoProvider {
+    signer_factory: |algorithm, key| Ok(Box::new(hs256(*algorithm, key.family(), key.as_bytes())?)),
+    verifier_factory: |algorithm, key| match key.kind() {
+        DecodingKeyKind::SecretOrDer(secret) => Ok(Box::new(hs256(*algorithm, key.family(), secret)?)),
+        _ => Err(ErrorKind::InvalidKeyFormat.into()),
+    },
+    key_utils: KeyUtils::new_unimplemented(),
+};
+
 /// The JWT body.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 struct Claims {
@@ -68,6 +124,9 @@ pub struct JwtAccessTokens {
 impl JwtAccessTokens {
     /// Tokens signed with `secret` that callers are told live for `ttl`.
     pub fn new(secret: &[u8], ttl: Duration) -> Self {
+        // Once per process; a provider an embedding application installed first stays (it
+        // signs HS256 too).
+        let _ = HS256_ONLY.install_default();
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECS;
         validation.validate_exp = true;
