@@ -48,6 +48,9 @@ impl InstanceRole {
 #[derive(Debug, Clone, Deserialize)]
 pub struct ServerConfig {
     pub listen: String,
+    /// Where metrics, readiness details and the Swagger UI are served; port 0 picks a free
+    /// one.
+    pub admin_listen: String,
     #[serde(rename = "request_timeout_secs", deserialize_with = "units::positive_secs")]
     pub request_timeout: Duration,
     #[serde(rename = "shutdown_grace_secs", deserialize_with = "units::secs")]

@@ -52,9 +52,12 @@ impl Shutdown {
 pub struct Running {
     /// Where HTTP listens (port 0 in the config picks a free one).
     pub addr: Option<SocketAddr>,
+    /// Where the admin listener listens (`server.admin_listen`).
+    pub admin_addr: Option<SocketAddr>,
     pub runtime: Arc<Runtime>,
     stop: watch::Sender<bool>,
     http: Option<JoinHandle<std::io::Result<()>>>,
+    admin: Option<JoinHandle<std::io::Result<()>>>,
     workers: Vec<JoinHandle<()>>,
     grace: Duration,
 }
@@ -64,7 +67,7 @@ impl Running {
     /// finish what they are doing, pools close.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        if let Some(http) = self.http.take() {
+        for http in [self.http.take(), self.admin.take()].into_iter().flatten() {
             match tokio::time::timeout(self.grace, http).await {
                 Ok(Ok(Ok(()))) => {}
                 Ok(Ok(Err(error))) => tracing::error!(%error, "HTTP server error"),
@@ -107,6 +110,7 @@ pub fn app_state(runtime: &Runtime) -> AppState {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let role = config.server.role;
     let listen = config.server.listen.clone();
+    let admin_listen = config.server.admin_listen.clone();
     let grace = config.server.shutdown_grace;
     let runtime = Arc::new(Runtime::build(config).await?);
     let (stop, shutdown) = Shutdown::new();
@@ -116,30 +120,44 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         workers = spawn_workers(&runtime, &shutdown)?;
     }
     let (addr, http) = if role.serves_http() {
-        let listener = tokio::net::TcpListener::bind(&listen)
-            .await
-            .with_context(|| format!("binding {listen}"))?;
-        let addr = listener.local_addr()?;
-        let router = http::router(app_state(&runtime));
-        let signal = shutdown.clone().wait();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(signal)
-                .await
-        });
+        let (addr, server) = serve(&listen, http::router(app_state(&runtime)), &shutdown).await?;
         tracing::info!(%addr, "listening");
         (Some(addr), Some(server))
     } else {
         (None, None)
     };
+    // Every instance has one, workers included: their metrics and readiness count too.
+    let (admin_addr, admin) = serve(&admin_listen, http::admin_router(app_state(&runtime)), &shutdown).await?;
+    tracing::info!(addr = %admin_addr, "admin listener (metrics, readiness details, /docs)");
     Ok(Running {
         addr,
+        admin_addr: Some(admin_addr),
+        admin: Some(admin),
         runtime,
         stop,
         http,
         workers,
         grace,
     })
+}
+
+/// Binds `listen` and serves `router` on it until `shutdown`.
+async fn serve(
+    listen: &str,
+    router: axum::Router,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let addr = listener.local_addr()?;
+    let signal = shutdown.clone().wait();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(signal)
+            .await
+    });
+    Ok((addr, server))
 }
 
 /// The relay, the scheduled jobs, metrics upkeep and, with Kafka, one consumer per handler.

@@ -62,6 +62,7 @@ impl Server {
                 format!("sqlite://{}/burst.db", dir.path().display()),
             )
             .env("APP__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+            .env("APP__SERVER__ADMIN_LISTEN", "127.0.0.1:0")
             // Every client here is 127.0.0.1, and one that is refused with 503 retries: the
             // per-address limits would stop this one machine long before the hashing does.
             .env("APP__AUTH__SIGN_UP_PER_IP_PER_MINUTE", "1000000")

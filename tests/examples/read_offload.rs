@@ -76,6 +76,7 @@ async fn run(server: Server, label: &str, with_replica: bool, seconds: u64, memb
     config.database.replica_urls = if with_replica { vec![replica_url.into()] } else { vec![] };
     config.database.max_connections = 16;
     config.server.listen = "127.0.0.1:0".into();
+    config.server.admin_listen = "127.0.0.1:0".into();
     config.auth.jwt_secret = "read-offload-benchmark-secret-0123456789".to_owned().into();
     config.auth.argon2_memory_kib = 1024;
     config.auth.argon2_iterations = 1;
@@ -114,7 +115,7 @@ async fn run(server: Server, label: &str, with_replica: bool, seconds: u64, memb
         tokens.push(login["access_token"].as_str().expect("token").to_owned());
     }
 
-    let metrics_url = format!("http://{}/metrics", running.addr.expect("listening"));
+    let metrics_url = format!("http://{}/metrics", running.admin_addr.expect("admin listener"));
     let before = client
         .get(&metrics_url)
         .send()

@@ -155,15 +155,34 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
-/// The whole HTTP application.
+/// The public HTTP application: the API, its OpenAPI document (`/openapi.json`, for API
+/// clients), liveness and readiness without details. Metrics and the Swagger UI are on
+/// [`admin_router`].
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api();
+    let routes = Router::new().merge(api).merge(ops::public_routes()).route(
+        "/openapi.json",
+        axum::routing::get(move || async move { axum::Json(openapi) }),
+    );
+    layered(routes, state)
+}
+
+/// The operators' HTTP application, for `server.admin_listen` (keep it off the public
+/// network): metrics, readiness with each component's detail, the Swagger UI at `/docs`.
+pub fn admin_router(state: AppState) -> Router {
+    let (_, openapi) = api();
+    let routes = Router::new()
+        .merge(ops::admin_routes())
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));
+    layered(routes, state)
+}
+
+/// The shared layers: problem+json fallbacks, body limit, timeout, metrics, request ids,
+/// tracing, panics as 500.
+fn layered(routes: Router<AppState>, state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let timeout = state.http.request_timeout;
-    Router::new()
-        .merge(api)
-        .merge(ops::routes())
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi))
+    routes
         .fallback(|| async { ApiError::not_found() })
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "request.method_not_allowed", "method not allowed here")

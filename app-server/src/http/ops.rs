@@ -1,4 +1,6 @@
 //! Operations endpoints: liveness, readiness with per-component status, Prometheus metrics.
+//! The public listener answers liveness and readiness without details (why a component is
+//! degraded names hosts and drivers); the admin listener has the details and the metrics.
 
 use std::collections::BTreeMap;
 
@@ -13,7 +15,15 @@ use ports::{ComponentHealth, HealthStatus};
 
 use super::AppState;
 
-pub fn routes() -> Router<AppState> {
+/// Liveness, and readiness with each component's status only.
+pub fn public_routes() -> Router<AppState> {
+    Router::new()
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready_public))
+}
+
+/// Liveness, readiness with each component's detail, and the metrics.
+pub fn admin_routes() -> Router<AppState> {
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
@@ -30,9 +40,22 @@ async fn live() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "up" }))
 }
 
+/// [`ready`] without the components' details.
+async fn ready_public(State(state): State<AppState>) -> impl IntoResponse {
+    let (code, Json(mut readiness)) = readiness(&state).await;
+    for component in readiness.components.values_mut() {
+        component.detail = None;
+    }
+    (code, Json(readiness))
+}
+
 /// 200 while every component is up or degraded (a replica or the cache down), 503 when one
 /// is down.
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
+    readiness(&state).await
+}
+
+async fn readiness(state: &AppState) -> (StatusCode, Json<Readiness>) {
     let checks = futures::future::join_all(state.health.iter().map(|h| h.health())).await;
     let components: BTreeMap<String, ComponentHealth> =
         checks.into_iter().flatten().map(|c| (c.name.clone(), c)).collect();

@@ -41,6 +41,8 @@ pub enum Backend {
 pub struct TestApp {
     /// `http://127.0.0.1:<port>`.
     pub address: String,
+    /// The admin listener's `http://127.0.0.1:<port>`.
+    pub admin_address: String,
     pub client: reqwest::Client,
     pub runtime: Arc<Runtime>,
     _running: Running,
@@ -118,6 +120,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         }
     };
     config.server.listen = "127.0.0.1:0".to_owned();
+    config.server.admin_listen = "127.0.0.1:0".to_owned();
     config.auth.jwt_secret = JWT_SECRET.to_owned().into();
     config.insurer.webhook_secret = INSURER_SECRET.to_owned().into();
     // Cheap hashing: hundreds of sign-ups per test.
@@ -141,8 +144,10 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
 
     let running = server::start(config).await.expect("the server starts");
     let addr = running.addr.expect("the server listens");
+    let admin = running.admin_addr.expect("the admin listener listens");
     TestApp {
         address: format!("http://{addr}"),
+        admin_address: format!("http://{admin}"),
         client: reqwest::Client::new(),
         runtime: running.runtime.clone(),
         _running: running,
@@ -259,6 +264,11 @@ where
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("{}{path}", self.admin_address)
     }
 
     /// A URL under `/api/v1`.

@@ -37,7 +37,7 @@ async fn metrics_count_http_requests_in_prometheus_text() {
     let app = spawn_app().await;
     app.send(app.client.get(app.url("/health/live"))).await;
 
-    let response = app.send(app.client.get(app.url("/metrics"))).await;
+    let response = app.send(app.client.get(app.admin_url("/metrics"))).await;
 
     assert_eq!(response.status().as_u16(), 200);
     let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
@@ -58,7 +58,7 @@ async fn unknown_methods_share_one_metrics_label() {
         app.send(app.client.request(method, app.url("/health/live"))).await;
     }
     let text = app
-        .send(app.client.get(app.url("/metrics")))
+        .send(app.client.get(app.admin_url("/metrics")))
         .await
         .text()
         .await
@@ -94,10 +94,30 @@ async fn the_openapi_document_describes_the_payment_route() {
 }
 
 #[tokio::test]
+async fn metrics_and_swagger_ui_are_only_on_the_admin_listener() {
+    let app = spawn_app().await;
+    for path in ["/metrics", "/docs/"] {
+        let public = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(public.status().as_u16(), 404, "{path} on the public listener");
+        let admin = app.client.get(app.admin_url(path)).send().await.unwrap();
+        assert_eq!(admin.status().as_u16(), 200, "{path} on the admin listener");
+    }
+    // API clients still find the document on the public listener; the admin one serves it
+    // to its Swagger UI.
+    for url in [app.url("/openapi.json"), app.admin_url("/openapi.json")] {
+        let document: Value = json_body(app.send(app.client.get(url)).await, 200).await;
+        assert!(document["paths"]["/api/v1/members"].is_object());
+    }
+    // The API is not on the admin listener.
+    let api = app.client.get(app.admin_url("/api/v1/products")).send().await.unwrap();
+    assert_eq!(api.status().as_u16(), 404);
+}
+
+#[tokio::test]
 async fn swagger_ui_is_served_at_docs() {
     let app = spawn_app().await;
 
-    let response = app.send(app.client.get(app.url("/docs/"))).await;
+    let response = app.send(app.client.get(app.admin_url("/docs/"))).await;
 
     assert_eq!(response.status().as_u16(), 200);
     let html = response.text().await.unwrap();
