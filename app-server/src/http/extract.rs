@@ -142,12 +142,34 @@ where
     }
 }
 
-/// An authenticated member with one of the given roles; any other role is refused (403)
-/// before the body is even read. With `current`, the role is also checked in the store (on
-/// the primary): a staff account withdrawn (401) or demoted (403) since its token was issued
-/// loses its powers at once, not when the token expires.
+/// The claims of an authenticated member whose role is one of `allowed`, else 403. With
+/// `current`, the role is also checked in the store (on the primary): a staff account
+/// withdrawn (401) or demoted (403) since its token was issued loses its powers at once, not
+/// when the token expires.
+async fn authorize<S>(parts: &mut Parts, state: &S, allowed: &[Role], current: bool) -> Result<AccessClaims, ApiError>
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    let Auth(claims) = Auth::from_request_parts(parts, state).await?;
+    if !allowed.contains(&claims.role) {
+        return Err(ApiError::forbidden());
+    }
+    if !current {
+        return Ok(claims);
+    }
+    let app = AppState::from_ref(state);
+    match app.services.members.current_role(claims.member_id).await? {
+        Some(role) if allowed.contains(&role) => Ok(claims),
+        Some(_) => Err(ApiError::forbidden()),
+        None => Err(ApiError::unauthorized("the account is no longer active")),
+    }
+}
+
+/// An authenticated member with one of the given roles ([`authorize`]), refused before the
+/// body is even read.
 macro_rules! role_extractor {
-    ($(#[$meta:meta])* $name:ident (current): $($role:expr),+) => {
+    ($(#[$meta:meta])* $name:ident (current: $current:expr): $($role:expr),+) => {
         $(#[$meta])*
         #[derive(Debug, Clone)]
         pub struct $name(pub AccessClaims);
@@ -160,51 +182,23 @@ macro_rules! role_extractor {
             type Rejection = ApiError;
 
             async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-                let Auth(claims) = Auth::from_request_parts(parts, state).await?;
-                let allowed = [$($role),+];
-                if !allowed.contains(&claims.role) {
-                    return Err(ApiError::forbidden());
-                }
-                let app = AppState::from_ref(state);
-                match app.services.members.current_role(claims.member_id).await? {
-                    Some(role) if allowed.contains(&role) => Ok(Self(claims)),
-                    Some(_) => Err(ApiError::forbidden()),
-                    None => Err(ApiError::unauthorized("the account is no longer active")),
-                }
-            }
-        }
-    };
-    ($(#[$meta:meta])* $name:ident: $($role:expr),+) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone)]
-        pub struct $name(pub AccessClaims);
-
-        impl<S> FromRequestParts<S> for $name
-        where
-            AppState: FromRef<S>,
-            S: Send + Sync,
-        {
-            type Rejection = ApiError;
-
-            async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-                let Auth(claims) = Auth::from_request_parts(parts, state).await?;
-                if [$($role),+].contains(&claims.role) { Ok(Self(claims)) } else { Err(ApiError::forbidden()) }
+                authorize(parts, state, &[$($role),+], $current).await.map(Self)
             }
         }
     };
 }
 
 role_extractor!(
-    /// A rider (insurance and driving routes).
-    Rider: Role::Rider
+    /// A rider (insurance and driving routes; their writes check the member is active).
+    Rider (current: false): Role::Rider
 );
 role_extractor!(
     /// CX or admin staff, as the store says now.
-    Staff (current): Role::Cx, Role::Admin
+    Staff (current: true): Role::Cx, Role::Admin
 );
 role_extractor!(
     /// An admin, as the store says now.
-    Admin (current): Role::Admin
+    Admin (current: true): Role::Admin
 );
 
 /// Who the client is, for rate limits: its address (an IPv6 one as its /64, which one
