@@ -118,15 +118,13 @@ pub(crate) async fn popular(
     since: OffsetDateTime,
     limit: i64,
 ) -> Result<Vec<PopularProduct>, StoreError> {
-    sql(
-        "select p.*, s.units_sold from \
+    sql("select p.*, s.units_sold from \
            (select i.product_id, cast(sum(i.quantity) as {bigint}) as units_sold from order_items i \
             join orders o on o.id = i.order_id \
             where o.status = 'paid' and o.paid_at >= ? \
             group by i.product_id) s \
          join products p on p.id = s.product_id \
-         order by s.units_sold desc, p.id limit ?",
-    )
+         order by s.units_sold desc, p.id limit ?")
     .time(since)
     .limit(limit)
     .fetch_all(conn, popular_product)
