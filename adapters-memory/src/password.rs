@@ -50,15 +50,21 @@ pub struct HashLimits {
     pub queue: usize,
 }
 
-impl Default for HashLimits {
-    /// One thread per core, and 16 waiting per thread (at 19 MiB and 2 passes, about half a
-    /// second of work each).
-    fn default() -> Self {
-        let threads = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+impl HashLimits {
+    /// `threads` threads, and 16 hashes waiting per thread (at 19 MiB and 2 passes, about
+    /// half a second of work each).
+    pub fn for_threads(threads: usize) -> Self {
         Self {
             threads,
             queue: 16 * threads,
         }
+    }
+}
+
+impl Default for HashLimits {
+    /// One thread per core ([`HashLimits::for_threads`]).
+    fn default() -> Self {
+        Self::for_threads(std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get))
     }
 }
 

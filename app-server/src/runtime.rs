@@ -287,11 +287,10 @@ impl Runtime {
         let store = Store::connect(&config).await?;
         let stores = store.ports();
 
-        let mut limits = HashLimits::default();
-        if config.auth.hash_threads > 0 {
-            limits.threads = config.auth.hash_threads;
-            limits.queue = 16 * limits.threads;
-        }
+        let mut limits = match config.auth.hash_threads {
+            0 => HashLimits::default(),
+            threads => HashLimits::for_threads(threads),
+        };
         if config.auth.hash_queue > 0 {
             limits.queue = config.auth.hash_queue;
         }

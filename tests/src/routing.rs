@@ -90,21 +90,6 @@ impl Drop for RestoreReplica {
     }
 }
 
-/// Runs `scripts/infra.sh` off the async threads (it waits for the servers).
-///
-/// # Panics
-/// When the script fails.
-pub async fn infra(args: &[&str]) {
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        services::infra(&args)
-    })
-    .await
-    .expect("infra.sh task")
-    .unwrap_or_else(|e| panic!("{e}"));
-}
-
 /// A migrated store over a fresh database on the pair, whose replica has the schema, a
 /// first write, and is judged healthy.
 pub struct Fixture<P: ReplicaPair> {
@@ -203,7 +188,7 @@ impl<P: ReplicaPair> Fixture<P> {
 
     /// Lags the pair's replica by `seconds` (`0` resets).
     pub async fn lag(&self, seconds: &str) {
-        infra(&["lag", seconds, P::SERVICE]).await;
+        services::infra_await(&["lag", seconds, P::SERVICE]).await;
     }
 
     /// Reads `product` `n` times at `consistency`, each finding it.
@@ -349,7 +334,7 @@ pub async fn a_replica_killed_under_load_fails_no_read_and_is_used_again_once_ba
         "reads were landing on the replica: {before_kill:?}"
     );
     f.pair.before_replica_kill().await;
-    infra(&["kill", P::REPLICA]).await;
+    services::infra_await(&["kill", P::REPLICA]).await;
     let down = f
         .wait_replica(Duration::from_secs(10), |r| !r.healthy, "marked unhealthy")
         .await;
@@ -380,7 +365,7 @@ pub async fn a_replica_killed_under_load_fails_no_read_and_is_used_again_once_ba
     );
     assert!(d.primary > 0, "{d:?}");
 
-    infra(&["start", P::REPLICA]).await;
+    services::infra_await(&["start", P::REPLICA]).await;
     f.wait_healthy().await;
     let before = f.stats();
     f.read_product(&product, &Consistency::Eventual, 20).await;

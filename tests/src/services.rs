@@ -547,6 +547,21 @@ pub fn infra(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// [`infra`] off the async threads (it waits for the servers), for async tests.
+///
+/// # Panics
+/// When the script fails.
+pub async fn infra_await(args: &[&str]) {
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        infra(&args)
+    })
+    .await
+    .expect("infra.sh task")
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,14 +55,6 @@ impl Drop for RestartBroker {
     }
 }
 
-/// Runs `scripts/infra.sh` off the async threads (it waits for the broker).
-async fn infra(args: &'static [&'static str]) {
-    tokio::task::spawn_blocking(move || services::infra(args))
-        .await
-        .expect("infra.sh task")
-        .unwrap_or_else(|e| panic!("{e}"));
-}
-
 /// The SQL server a test's instances share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Server {
@@ -369,10 +361,10 @@ async fn withdrawals_through_a_broker_crash_expire_every_policy_exactly_once() {
         Duration::from_secs(60),
     )
     .await;
-    infra(&["kill", "kafka"]).await;
+    services::infra_await(&["kill", "kafka"]).await;
     withdraw_all(&services, &members[300..700]).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    infra(&["start", "kafka"]).await;
+    services::infra_await(&["start", "kafka"]).await;
     withdraw_all(&services, &members[700..]).await;
 
     env.wait_count(

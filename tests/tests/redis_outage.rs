@@ -119,14 +119,6 @@ fn refused(counts: &BTreeMap<(u16, String), usize>) -> usize {
         .sum()
 }
 
-/// `scripts/infra.sh ARGS…` off the async workers.
-async fn infra(args: &'static [&'static str]) {
-    tokio::task::spawn_blocking(move || tests::services::infra(args))
-        .await
-        .unwrap()
-        .unwrap();
-}
-
 fn counts(entries: &[(u16, &str, usize)]) -> BTreeMap<(u16, String), usize> {
     entries
         .iter()
@@ -224,7 +216,7 @@ async fn killing_redis_mid_run_fails_no_request_that_should_succeed_and_over_iss
         .with(Counting(Arc::clone(&logs)).with_filter(LevelFilter::INFO))
         .init();
     // A run that failed half-way may have left it down.
-    infra(&["start", "redis"]).await;
+    tests::services::infra_await(&["start", "redis"]).await;
 
     let Some(cluster) = cluster::start(2, &redis, |_| {}).await else {
         return;
@@ -266,7 +258,7 @@ async fn killing_redis_mid_run_fails_no_request_that_should_succeed_and_over_iss
         while progress.load(Ordering::SeqCst) < 50 {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        infra(&["kill", "redis"]).await;
+        tests::services::infra_await(&["kill", "redis"]).await;
     });
     assert_eq!(phase1, counts(&[(201, "", 150)]));
     assert_eq!(
@@ -290,7 +282,7 @@ async fn killing_redis_mid_run_fails_no_request_that_should_succeed_and_over_iss
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // Phase 3: Redis is back, empty: the gate admits again, the database refuses.
-    infra(&["start", "redis"]).await;
+    tests::services::infra_await(&["start", "redis"]).await;
     let mut up = false;
     for _ in 0..100 {
         if readiness(&cluster, &client).await == vec![(200, "up".into(), "up".into()); 2] {
