@@ -28,8 +28,8 @@ use application::{Ports, Services, Settings};
 use core_domain::member::Role;
 use ports::{
     Cache, CatalogReads, ConsistencyTokens, CouponGate, CouponReads, DataPlatformSink, Database, EventHandler,
-    EventPublisher, HealthCheck, InsuranceReads, MemberReads, OrderReads, OutboxStore, Quota, RateLimiter,
-    RefreshTokenStore, WalletReads,
+    EventPublisher, HealthCheck, IdempotencyReads, InsuranceReads, MemberReads, OrderReads, OutboxStore, Quota,
+    RateLimiter, RefreshTokenStore, WalletReads,
 };
 
 use crate::config::{Config, DatabaseConfig};
@@ -129,6 +129,7 @@ struct StorePorts {
     wallet: Arc<dyn WalletReads>,
     coupons: Arc<dyn CouponReads>,
     orders: Arc<dyn OrderReads>,
+    idempotency: Arc<dyn IdempotencyReads>,
     outbox: Arc<dyn OutboxStore>,
     refresh_tokens: Arc<dyn RefreshTokenStore>,
     health: Arc<dyn HealthCheck>,
@@ -144,6 +145,7 @@ impl StorePorts {
             + WalletReads
             + CouponReads
             + OrderReads
+            + IdempotencyReads
             + OutboxStore
             + RefreshTokenStore
             + HealthCheck
@@ -158,6 +160,7 @@ impl StorePorts {
             wallet: store.clone(),
             coupons: store.clone(),
             orders: store.clone(),
+            idempotency: store.clone(),
             outbox: store.clone(),
             refresh_tokens: store.clone(),
             health: store,
@@ -312,6 +315,7 @@ impl Runtime {
             wallet: stores.wallet,
             coupons: stores.coupons,
             orders: stores.orders,
+            idempotency: stores.idempotency,
             outbox: stores.outbox,
             refresh_tokens: shared.refresh_tokens.unwrap_or(stores.refresh_tokens),
             access_tokens: Arc::new(JwtAccessTokens::new(&secret, config.auth.access_ttl)),

@@ -14,6 +14,7 @@ use ports::{CacheError, Consistency, GateDecision, Loader, StoreError, Unique};
 use crate::Ports;
 use crate::error::problem;
 use crate::freshness::Freshness;
+use crate::idempotency::{IdempotencyError, IdempotencyKey, Keyed};
 
 /// Why a coupon use case failed.
 #[derive(Debug, thiserror::Error)]
@@ -42,9 +43,12 @@ pub enum CouponsError {
     /// The member is not active.
     #[error("the member is not active")]
     MemberInactive,
+    /// The Idempotency-Key was used with another request, or its request still runs.
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
 }
 
-problem!(CouponsError {
+problem!(CouponsError [Idempotency] {
     CampaignNotFound => NotFound, "coupon.campaign_not_found";
     NotStarted => Conflict, "coupon.not_started";
     Ended => Conflict, "coupon.ended";
@@ -117,9 +121,39 @@ impl CouponService {
         Ok(campaign)
     }
 
-    /// Issues one coupon of the campaign to the member, first come first served.
-    #[tracing::instrument(skip(self))]
-    pub async fn issue(&self, member_id: MemberId, campaign_id: CampaignId) -> Result<Coupon, CouponsError> {
+    /// Issues one coupon of the campaign to the member, first come first served. With a
+    /// key, a retry of an issue that succeeded returns its coupon.
+    #[tracing::instrument(skip(self, key))]
+    pub async fn issue(
+        &self,
+        member_id: MemberId,
+        campaign_id: CampaignId,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Coupon, CouponsError> {
+        let keyed = Keyed::new("coupon", member_id, key);
+        let result = self.issue_first_come(member_id, campaign_id, &keyed).await;
+        match result {
+            // The retry of an issue that succeeded meets the fast path's "sold out" or
+            // "already issued" (or a campaign that has ended since) before the database:
+            // the response its first attempt stored is the answer. Only keyed requests
+            // that were turned away read it, from a replica that has the member's writes.
+            Err(CouponsError::SoldOut | CouponsError::AlreadyIssued | CouponsError::Ended) if key.is_some() => {
+                let consistency = self.freshness.for_member(member_id).await;
+                match keyed.stored(self.ports.idempotency.as_ref(), consistency).await? {
+                    Some(coupon) => Ok(coupon),
+                    None => result,
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn issue_first_come(
+        &self,
+        member_id: MemberId,
+        campaign_id: CampaignId,
+        keyed: &Keyed<'_>,
+    ) -> Result<Coupon, CouponsError> {
         let now = self.ports.clock.now();
         let campaign = self.campaign(campaign_id).await?;
         campaign.check_window(now)?;
@@ -140,7 +174,7 @@ impl CouponService {
                 false
             }
         };
-        let result = self.issue_in_database(member_id, &campaign, now).await;
+        let result = self.issue_in_database(member_id, &campaign, now, keyed).await;
         let keeps_slot = matches!(result, Ok(_) | Err(CouponsError::SoldOut | CouponsError::AlreadyIssued));
         if gated && !keeps_slot {
             // The database did not issue (it failed, or the member is not active): give
@@ -198,9 +232,13 @@ impl CouponService {
         member_id: MemberId,
         campaign: &CouponCampaign,
         now: OffsetDateTime,
+        keyed: &Keyed<'_>,
     ) -> Result<Coupon, CouponsError> {
         let coupon = Coupon::issue(CouponId(self.ports.ids.new_id()), campaign, member_id, now);
         let mut uow = self.ports.db.begin().await?;
+        if let Some(coupon) = keyed.begin(uow.as_mut()).await? {
+            return Ok(coupon);
+        }
         if !crate::members::is_active(uow.members(), member_id).await? {
             return Err(CouponsError::MemberInactive);
         }
@@ -217,6 +255,7 @@ impl CouponService {
             }
             other => other?,
         }
+        keyed.complete(uow.as_mut(), &coupon).await?;
         self.freshness.commit(uow.as_mut(), member_id).await?;
         Ok(coupon)
     }
@@ -258,7 +297,7 @@ mod tests {
             .return_once(|_, _, _| Ok(GateDecision::SoldOut));
         t.db.expect_begin().never();
         let err = CouponService::new(t.build())
-            .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()))
+            .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()), None)
             .await
             .expect_err("sold out");
         assert_eq!(err.code(), "coupon.sold_out");
@@ -286,7 +325,7 @@ mod tests {
             uow.end.expect_commit().never();
         });
         let err = CouponService::new(t.build())
-            .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()))
+            .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()), None)
             .await
             .expect_err("sold out");
         assert_eq!(err.code(), "coupon.sold_out");
@@ -304,7 +343,7 @@ mod tests {
         t.coupon_gate.expect_release().times(1).returning(|_, _| Ok(()));
         t.db.expect_begin().returning(|| Err(StoreError::unavailable("down")));
         let err = CouponService::new(t.build())
-            .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()))
+            .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()), None)
             .await
             .expect_err("down");
         assert_eq!(err.code(), "service.unavailable");
@@ -329,7 +368,7 @@ mod tests {
             uow.end.expect_commit().never();
         });
         let err = CouponService::new(t.build())
-            .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()))
+            .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()), None)
             .await
             .expect_err("dup");
         assert_eq!(err.code(), "coupon.already_issued");
@@ -348,9 +387,68 @@ mod tests {
             .withf(|_, consistency| *consistency == Consistency::Strong)
             .return_once(|_, _| Ok(None));
         let err = CouponService::new(t.build())
-            .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()))
+            .issue(MemberId(uuid::Uuid::now_v7()), CampaignId(uuid::Uuid::now_v7()), None)
             .await
             .expect_err("missing");
         assert_eq!(err.code(), "coupon.campaign_not_found");
+    }
+
+    #[tokio::test]
+    async fn a_keyed_retry_turned_away_by_the_gate_gets_its_stored_coupon_without_a_write() {
+        let mut t = TestPorts::new();
+        let member_id = MemberId(uuid::Uuid::now_v7());
+        let c = campaign();
+        let issued = Coupon::issue(CouponId(uuid::Uuid::now_v7()), &c, member_id, OffsetDateTime::now_utc());
+        let stored = serde_json::to_string(&issued).expect("json");
+        t.cold_cache();
+        t.coupons.expect_campaign().return_once(move |_, _| Ok(Some(c)));
+        t.coupon_gate
+            .expect_try_acquire()
+            .return_once(|_, _, _| Ok(GateDecision::AlreadyIssued));
+        t.db.expect_begin().never();
+        t.consistency.expect_recall().returning(|_| Ok(None));
+        t.idempotency
+            .expect_idempotency_record()
+            .withf(move |scope, key, _| scope == format!("coupon:{member_id}") && key == "k")
+            .times(1)
+            .return_once(move |_, _, _| {
+                Ok(Some(ports::IdempotencyRecord {
+                    fingerprint: "fp".into(),
+                    response: Some(stored),
+                }))
+            });
+        let key = IdempotencyKey::parse("k", "fp").expect("valid");
+        let coupon = CouponService::new(t.build())
+            .issue(member_id, CampaignId(uuid::Uuid::now_v7()), Some(&key))
+            .await
+            .expect("replayed");
+        assert_eq!(coupon, issued);
+    }
+
+    #[tokio::test]
+    async fn a_keyed_request_turned_away_whose_key_is_unused_keeps_its_refusal() {
+        let mut t = TestPorts::new();
+        let c = campaign();
+        t.cold_cache();
+        t.coupons.expect_campaign().return_once(move |_, _| Ok(Some(c)));
+        t.coupon_gate
+            .expect_try_acquire()
+            .return_once(|_, _, _| Ok(GateDecision::SoldOut));
+        t.db.expect_begin().never();
+        t.consistency.expect_recall().returning(|_| Ok(None));
+        t.idempotency
+            .expect_idempotency_record()
+            .times(1)
+            .return_once(|_, _, _| Ok(None));
+        let key = IdempotencyKey::parse("k", "fp").expect("valid");
+        let err = CouponService::new(t.build())
+            .issue(
+                MemberId(uuid::Uuid::now_v7()),
+                CampaignId(uuid::Uuid::now_v7()),
+                Some(&key),
+            )
+            .await
+            .expect_err("sold out");
+        assert_eq!(err.code(), "coupon.sold_out");
     }
 }

@@ -93,9 +93,10 @@ impl Problem for ValidationErrors {
 }
 
 /// Implements [`Problem`] for a context error enum: the shared `Validation` and `Store`
-/// variants delegate, every other variant is listed with its kind and code.
+/// variants delegate, and so do the variants in brackets (each wraps a [`Problem`]); every
+/// other variant is listed with its kind and code.
 macro_rules! problem {
-    ($error:ident { $($variant:ident $(($($field:tt)*))? $({ $($named:tt)* })? => $kind:expr, $code:literal;)* }) => {
+    ($error:ident $([$($delegate:ident),+])? { $($variant:ident $(($($field:tt)*))? $({ $($named:tt)* })? => $kind:expr, $code:literal;)* }) => {
         impl $crate::error::Problem for $error {
             fn kind(&self) -> $crate::error::ErrorKind {
                 #[allow(unused_imports)]
@@ -103,6 +104,7 @@ macro_rules! problem {
                 match self {
                     $error::Validation(e) => $crate::error::Problem::kind(e),
                     $error::Store(e) => $crate::error::Problem::kind(e),
+                    $($($error::$delegate(e) => $crate::error::Problem::kind(e),)+)?
                     $($error::$variant $(($($field)*))? $({ $($named)* })? => $kind,)*
                 }
             }
@@ -111,6 +113,7 @@ macro_rules! problem {
                 match self {
                     $error::Validation(e) => $crate::error::Problem::code(e),
                     $error::Store(e) => $crate::error::Problem::code(e),
+                    $($($error::$delegate(e) => $crate::error::Problem::code(e),)+)?
                     $($error::$variant { .. } => $code,)*
                 }
             }
@@ -125,6 +128,7 @@ macro_rules! problem {
             fn public_detail(&self) -> String {
                 match self {
                     $error::Store(e) => $crate::error::Problem::public_detail(e),
+                    $($($error::$delegate(e) => $crate::error::Problem::public_detail(e),)+)?
                     other => other.to_string(),
                 }
             }

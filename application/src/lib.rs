@@ -10,6 +10,7 @@ pub mod coupons;
 pub mod error;
 pub mod events;
 pub mod freshness;
+pub mod idempotency;
 pub mod insurance;
 pub mod members;
 pub mod orders;
@@ -24,8 +25,8 @@ use std::time::Duration;
 
 use ports::{
     AccessTokens, Cache, CatalogReads, Clock, ConsistencyTokens, CouponGate, CouponReads, Database, IdSource,
-    InsuranceReads, MemberReads, OrderReads, OutboxStore, PasswordHasher, Quota, RateLimiter, RefreshTokenStore,
-    WalletReads,
+    IdempotencyReads, InsuranceReads, MemberReads, OrderReads, OutboxStore, PasswordHasher, Quota, RateLimiter,
+    RefreshTokenStore, WalletReads,
 };
 
 pub use error::{ErrorKind, Problem};
@@ -47,6 +48,8 @@ pub struct Ports {
     pub coupons: Arc<dyn CouponReads>,
     /// Order and payment reads.
     pub orders: Arc<dyn OrderReads>,
+    /// Responses stored under idempotency keys.
+    pub idempotency: Arc<dyn IdempotencyReads>,
     /// The relay's view of the outbox.
     pub outbox: Arc<dyn OutboxStore>,
     /// Refresh tokens (the database, or Redis).

@@ -6,13 +6,15 @@ use core_domain::coupon::CouponError;
 use core_domain::order::{Order, OrderError, OrderLine, OrderRequest, PENDING_ORDER_TTL, Payment};
 use core_domain::wallet::{LedgerEntry, LedgerKind};
 use core_domain::{CouponId, LedgerId, MemberId, OrderId, PaymentId, ProductId, ValidationErrors};
-use ports::{IdempotencyStart, StoreError};
+
+use ports::StoreError;
 
 use crate::Ports;
 use crate::catalog::CatalogService;
 use crate::error::problem;
 use crate::events::new_events;
 use crate::freshness::Freshness;
+use crate::idempotency::{IdempotencyError, IdempotencyKey, Keyed};
 
 /// Why an order use case failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,18 +49,15 @@ pub enum OrdersError {
     /// Insufficient points.
     #[error("insufficient points")]
     InsufficientPoints,
-    /// This Idempotency-Key was used with a different request.
-    #[error("this Idempotency-Key was used with a different request")]
-    IdempotencyMismatch,
-    /// A request with this Idempotency-Key is still in progress.
-    #[error("a request with this Idempotency-Key is still in progress")]
-    IdempotencyInProgress,
+    /// The Idempotency-Key was used with another request, or its request still runs.
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
     /// The member is not active.
     #[error("the member is not active")]
     MemberInactive,
 }
 
-problem!(OrdersError {
+problem!(OrdersError [Idempotency] {
     NotFound => NotFound, "order.not_found";
     ProductNotFound(_) => NotFound, "product.not_found";
     OutOfStock(_) => Conflict, "order.out_of_stock";
@@ -67,8 +66,6 @@ problem!(OrdersError {
     CouponExpired => Conflict, "coupon.expired";
     NotPending => Conflict, "order.not_pending";
     InsufficientPoints => Conflict, "points.insufficient";
-    IdempotencyMismatch => Invalid, "idempotency.key_mismatch";
-    IdempotencyInProgress => Conflict, "idempotency.in_progress";
     MemberInactive => Conflict, "member.inactive";
 });
 
@@ -77,18 +74,6 @@ impl From<OrderError> for OrdersError {
         match e {
             OrderError::NotPending => OrdersError::NotPending,
         }
-    }
-}
-
-/// Idempotency keys are the client's: 1–255 visible ASCII characters.
-fn check_idempotency_key(key: &str) -> Result<(), ValidationErrors> {
-    if (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) {
-        Ok(())
-    } else {
-        Err(ValidationErrors::field(
-            "Idempotency-Key",
-            "must be 1 to 255 visible ASCII characters",
-        ))
     }
 }
 
@@ -113,13 +98,15 @@ impl OrderService {
     }
 
     /// Places an order: stock is taken atomically per line, the coupon (own, available,
-    /// unexpired) is used, and the order is priced.
-    #[tracing::instrument(skip(self, items))]
+    /// unexpired) is used, and the order is priced. With a key, a retry of a placed order
+    /// returns it and takes nothing again.
+    #[tracing::instrument(skip(self, items, key))]
     pub async fn place(
         &self,
         member_id: MemberId,
         items: Vec<(ProductId, i64)>,
         coupon_id: Option<CouponId>,
+        key: Option<&IdempotencyKey>,
     ) -> Result<Order, OrdersError> {
         let mut request = OrderRequest::parse(items, coupon_id)?;
         // One lock order for every transaction: no deadlock between two orders that share
@@ -127,7 +114,11 @@ impl OrderService {
         request.items.sort_by_key(|(product_id, _)| *product_id);
         let now = self.ports.clock.now();
         let order_id = OrderId(self.ports.ids.new_id());
+        let keyed = Keyed::new("order", member_id, key);
         let mut uow = self.ports.db.begin().await?;
+        if let Some(order) = keyed.begin(uow.as_mut()).await? {
+            return Ok(order);
+        }
         if !crate::members::is_active(uow.members(), member_id).await? {
             return Err(OrdersError::MemberInactive);
         }
@@ -162,6 +153,7 @@ impl OrderService {
         };
         let order = Order::place(order_id, member_id, lines, coupon.as_ref(), now);
         uow.orders().insert_order(&order).await?;
+        keyed.complete(uow.as_mut(), &order).await?;
         let token = self.freshness.commit(uow.as_mut(), member_id).await?;
         self.catalog
             .stock_changed(&token, order.items.iter().map(|l| l.product_id).collect())
@@ -189,33 +181,18 @@ impl OrderService {
     /// Pays a pending order of the caller with points. The same key and request replay the
     /// first response; the same key with another request is refused. A failed attempt
     /// stores nothing, so it can be retried with the same key.
-    #[tracing::instrument(skip(self, fingerprint))]
+    #[tracing::instrument(skip(self, key))]
     pub async fn pay(
         &self,
         member_id: MemberId,
         order_id: OrderId,
-        idempotency_key: &str,
-        fingerprint: &str,
+        key: &IdempotencyKey,
     ) -> Result<Payment, OrdersError> {
-        check_idempotency_key(idempotency_key)?;
-        let scope = format!("payment:{member_id}");
+        let keyed = Keyed::new("payment", member_id, Some(key));
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
-        match uow.idempotency().begin(&scope, idempotency_key, fingerprint).await? {
-            IdempotencyStart::New => {}
-            IdempotencyStart::Seen { fingerprint: seen, .. } if seen != fingerprint => {
-                return Err(OrdersError::IdempotencyMismatch);
-            }
-            IdempotencyStart::Seen {
-                response: Some(response),
-                ..
-            } => {
-                uow.rollback().await?;
-                return serde_json::from_str(&response).map_err(|e| StoreError::other(e.to_string()).into());
-            }
-            IdempotencyStart::Seen { response: None, .. } => {
-                return Err(OrdersError::IdempotencyInProgress);
-            }
+        if let Some(payment) = keyed.begin(uow.as_mut()).await? {
+            return Ok(payment);
         }
         if !crate::members::is_active(uow.members(), member_id).await? {
             return Err(OrdersError::MemberInactive);
@@ -247,8 +224,7 @@ impl OrderService {
         uow.orders().update_order(&order).await?;
         uow.orders().insert_payment(&payment).await?;
         uow.events().append(&new_events(&self.ports, now, [event])).await?;
-        let response = serde_json::to_string(&payment).map_err(|e| StoreError::other(e.to_string()))?;
-        uow.idempotency().complete(&scope, idempotency_key, &response).await?;
+        keyed.complete(uow.as_mut(), &payment).await?;
         self.freshness.commit(uow.as_mut(), member_id).await?;
         Ok(payment)
     }
@@ -292,7 +268,12 @@ mod tests {
     use crate::Problem;
     use crate::testing::TestPorts;
     use core_domain::catalog::{NewProduct, Product};
+    use ports::{IdempotencyRecord, IdempotencyStart};
     use time::OffsetDateTime;
+
+    fn key(key: &str, fingerprint: &str) -> IdempotencyKey {
+        IdempotencyKey::parse(key, fingerprint).expect("a valid key")
+    }
 
     fn service(t: TestPorts) -> OrderService {
         let ports = t.build();
@@ -333,7 +314,7 @@ mod tests {
             uow.end.expect_commit().never();
         });
         let err = service(t)
-            .place(MemberId(uuid::Uuid::now_v7()), vec![(id, 1)], None)
+            .place(MemberId(uuid::Uuid::now_v7()), vec![(id, 1)], None, None)
             .await
             .expect_err("no stock");
         assert_eq!(err.code(), "order.out_of_stock");
@@ -367,7 +348,10 @@ mod tests {
             uow.commits();
         });
         t.consistency.expect_remember().returning(|_, _| Ok(()));
-        let payment = service(t).pay(member_id, order_id, "key-1", "fp").await.expect("paid");
+        let payment = service(t)
+            .pay(member_id, order_id, &key("key-1", "fp"))
+            .await
+            .expect("paid");
         assert_eq!(payment.amount, 1_000);
     }
 
@@ -382,16 +366,16 @@ mod tests {
         let stored = serde_json::to_string(&payment).expect("json");
         t.expect_uow(move |uow| {
             uow.idempotency.expect_begin().return_once(move |_, _, _| {
-                Ok(IdempotencyStart::Seen {
+                Ok(IdempotencyStart::Seen(IdempotencyRecord {
                     fingerprint: "fp".into(),
                     response: Some(stored),
-                })
+                }))
             });
             uow.wallet.expect_debit_points().never();
             uow.end.expect_rollback().returning(|| Ok(()));
         });
         let replay = service(t)
-            .pay(member_id, order.id, "key-1", "fp")
+            .pay(member_id, order.id, &key("key-1", "fp"))
             .await
             .expect("replay");
         assert_eq!(replay, payment);
@@ -402,10 +386,10 @@ mod tests {
         let mut t = TestPorts::new();
         t.expect_uow(|uow| {
             uow.idempotency.expect_begin().return_once(|_, _, _| {
-                Ok(IdempotencyStart::Seen {
+                Ok(IdempotencyStart::Seen(IdempotencyRecord {
                     fingerprint: "other".into(),
                     response: Some("{}".into()),
-                })
+                }))
             });
             uow.orders.expect_order_by_id().never();
         });
@@ -413,8 +397,7 @@ mod tests {
             .pay(
                 MemberId(uuid::Uuid::now_v7()),
                 OrderId(uuid::Uuid::now_v7()),
-                "key-1",
-                "fp",
+                &key("key-1", "fp"),
             )
             .await
             .expect_err("mismatch");
@@ -435,7 +418,10 @@ mod tests {
             uow.events.expect_append().never();
             uow.end.expect_commit().never();
         });
-        let err = service(t).pay(member_id, order_id, "k", "fp").await.expect_err("poor");
+        let err = service(t)
+            .pay(member_id, order_id, &key("k", "fp"))
+            .await
+            .expect_err("poor");
         assert_eq!(err.code(), "points.insufficient");
     }
 

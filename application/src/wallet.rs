@@ -8,6 +8,7 @@ use ports::StoreError;
 use crate::Ports;
 use crate::error::problem;
 use crate::freshness::Freshness;
+use crate::idempotency::{IdempotencyError, IdempotencyKey, Keyed};
 
 /// Why a wallet use case failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,9 +25,12 @@ pub enum PointsError {
     /// The member is not active.
     #[error("the member is not active")]
     MemberInactive,
+    /// The Idempotency-Key was used with another request, or its request still runs.
+    #[error(transparent)]
+    Idempotency(#[from] IdempotencyError),
 }
 
-problem!(PointsError {
+problem!(PointsError [Idempotency] {
     LimitExceeded => Conflict, "points.limit_exceeded";
     MemberInactive => Conflict, "member.inactive";
 });
@@ -51,10 +55,20 @@ impl WalletService {
         Ok(self.ports.wallet.balance(member_id, consistency).await?)
     }
 
-    /// Charges 1–1,000,000 points; the balance stays at or below 10,000,000.
-    pub async fn charge(&self, member_id: MemberId, amount: i64) -> Result<Krw, PointsError> {
+    /// Charges 1–1,000,000 points; the balance stays at or below 10,000,000. With a key, a
+    /// retry of a completed charge returns its balance and charges nothing.
+    pub async fn charge(
+        &self,
+        member_id: MemberId,
+        amount: i64,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Krw, PointsError> {
         let amount = ChargeAmount::parse(amount)?;
+        let keyed = Keyed::new("charge", member_id, key);
         let mut uow = self.ports.db.begin().await?;
+        if let Some(balance) = keyed.begin(uow.as_mut()).await? {
+            return Ok(balance);
+        }
         if !crate::members::is_active(uow.members(), member_id).await? {
             return Err(PointsError::MemberInactive);
         }
@@ -74,6 +88,7 @@ impl WalletService {
                 created_at: self.ports.clock.now(),
             })
             .await?;
+        keyed.complete(uow.as_mut(), &balance).await?;
         self.freshness.commit(uow.as_mut(), member_id).await?;
         Ok(balance)
     }
@@ -108,7 +123,7 @@ mod tests {
             uow.end.expect_commit().never();
         });
         let err = WalletService::new(t.build())
-            .charge(MemberId(uuid::Uuid::now_v7()), 500)
+            .charge(MemberId(uuid::Uuid::now_v7()), 500, None)
             .await
             .expect_err("limit");
         assert_eq!(err.code(), "points.limit_exceeded");
@@ -129,7 +144,7 @@ mod tests {
         });
         t.consistency.expect_remember().returning(|_, _| Ok(()));
         let balance = WalletService::new(t.build())
-            .charge(MemberId(uuid::Uuid::now_v7()), 500)
+            .charge(MemberId(uuid::Uuid::now_v7()), 500, None)
             .await
             .expect("ok");
         assert_eq!(balance, 1_500);
@@ -148,7 +163,7 @@ mod tests {
             uow.end.expect_commit().never();
         });
         let err = WalletService::new(t.build())
-            .charge(MemberId(uuid::Uuid::now_v7()), 500)
+            .charge(MemberId(uuid::Uuid::now_v7()), 500, None)
             .await
             .expect_err("inactive");
         assert_eq!(err.code(), "member.inactive");
@@ -158,7 +173,7 @@ mod tests {
     async fn charge_amounts_are_validated() {
         let t = TestPorts::new();
         let err = WalletService::new(t.build())
-            .charge(MemberId(uuid::Uuid::now_v7()), 0)
+            .charge(MemberId(uuid::Uuid::now_v7()), 0, None)
             .await
             .expect_err("bad");
         assert_eq!(err.code(), "validation.failed");

@@ -13,6 +13,7 @@ use core_domain::wallet::LedgerEntry;
 use core_domain::{CampaignId, Krw, MemberId, OrderId, PolicyId, ProductId, SessionId};
 
 use crate::store::{Consistency, StoreError};
+use crate::unit_of_work::IdempotencyRecord;
 
 /// Members, as reads see them.
 ///
@@ -143,4 +144,21 @@ pub trait OrderReads: Send + Sync {
         order_id: OrderId,
         consistency: Consistency,
     ) -> Result<Option<Payment>, StoreError>;
+}
+
+/// Idempotency keys, as reads see them: a retry that the fast path turns away (a sold-out
+/// campaign, say) looks here for the response its first attempt stored, without a write.
+///
+/// # Errors (every method)
+/// MUST return [`StoreError::Unavailable`] when no suitable server answers in time.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait IdempotencyReads: Send + Sync {
+    /// What is stored under `(scope, key)`, if the key was used.
+    async fn idempotency_record(
+        &self,
+        scope: &str,
+        key: &str,
+        consistency: Consistency,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
 }

@@ -296,18 +296,22 @@ pub trait OrderWrites: Send {
     async fn insert_payment(&mut self, payment: &Payment) -> Result<(), StoreError>;
 }
 
+/// A key used before: the request that used it first and, once done, its response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// The fingerprint of the request that used the key first.
+    pub fingerprint: String,
+    /// Its response, once its unit of work committed; `None` while it is in progress.
+    pub response: Option<String>,
+}
+
 /// What [`IdempotencyWrites::begin`] found under a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyStart {
     /// The key is new and now reserved by this transaction.
     New,
-    /// The key was used before, with this request fingerprint and (once completed) response.
-    Seen {
-        /// The fingerprint of the request that used the key first.
-        fingerprint: String,
-        /// Its response, once its unit of work completed; `None` while it is in progress.
-        response: Option<String>,
-    },
+    /// The key was used before.
+    Seen(IdempotencyRecord),
 }
 
 /// Idempotency keys inside a unit of work: a request's effects and its stored response

@@ -5,22 +5,30 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use ports::{IdempotencyStart, IdempotencyWrites, StoreError};
+use ports::{Consistency, IdempotencyReads, IdempotencyRecord, IdempotencyStart, IdempotencyWrites, StoreError};
 
-use crate::SqlUnitOfWork;
 use crate::backend::Backend;
 use crate::sql::{SqlConn, sql};
 use crate::{Columns, require_row};
+use crate::{SqlStore, SqlUnitOfWork};
 
 /// The `fingerprint` and `response` of an `idempotency_keys` row: a key used before.
 ///
 /// # Errors
 /// [`StoreError::Other`] for a column that does not decode.
-pub fn idempotency_seen(row: &impl Columns) -> Result<IdempotencyStart, StoreError> {
-    Ok(IdempotencyStart::Seen {
+pub fn idempotency_record(row: &impl Columns) -> Result<IdempotencyRecord, StoreError> {
+    Ok(IdempotencyRecord {
         fingerprint: row.text("fingerprint")?,
         response: row.opt_text("response")?,
     })
+}
+
+async fn record(conn: &mut impl SqlConn, scope: &str, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+    sql("select fingerprint, response from idempotency_keys where scope = ? and request_key = ?")
+        .text(scope)
+        .text(key)
+        .fetch_optional(conn, idempotency_record)
+        .await
 }
 
 /// Insert-or-ignore, then read: the row is either ours (new) or an earlier request's. An
@@ -48,11 +56,12 @@ pub(crate) async fn begin(
     if inserted {
         return Ok(IdempotencyStart::New);
     }
-    sql("select fingerprint, response from idempotency_keys where scope = ? and request_key = ?")
-        .text(scope)
-        .text(key)
-        .fetch_one(conn, idempotency_seen)
-        .await
+    match record(conn, scope, key).await? {
+        Some(seen) => Ok(IdempotencyStart::Seen(seen)),
+        None => Err(StoreError::other(format!(
+            "idempotency key {scope}/{key} neither inserted nor found"
+        ))),
+    }
 }
 
 /// Stores the response under a key reserved by [`begin`].
@@ -82,5 +91,21 @@ impl<B: Backend> IdempotencyWrites for SqlUnitOfWork<B> {
     async fn complete(&mut self, scope: &str, key: &str, response: &str) -> Result<(), StoreError> {
         let result = complete(self.conn()?, scope, key, response).await;
         self.track(result)
+    }
+}
+
+#[async_trait]
+impl<B: Backend> IdempotencyReads for SqlStore<B> {
+    async fn idempotency_record(
+        &self,
+        scope: &str,
+        key: &str,
+        consistency: Consistency,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let args = (scope.to_owned(), key.to_owned());
+        self.read(&consistency, args, |conn, (scope, key)| {
+            Box::pin(record(conn, scope, key))
+        })
+        .await
     }
 }

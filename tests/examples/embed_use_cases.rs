@@ -18,6 +18,7 @@ use adapters_memory::{
 };
 use adapters_sqlite::{SqliteConfig, SqliteStore};
 use application::events::{OutboxRelay, RelaySettings};
+use application::idempotency::IdempotencyKey;
 use application::members::SignUp;
 use application::{Ports, Services, Settings};
 use async_trait::async_trait;
@@ -64,6 +65,7 @@ async fn main() {
         wallet: store.clone(),
         coupons: store.clone(),
         orders: store.clone(),
+        idempotency: store.clone(),
         outbox: store.clone(),
         refresh_tokens: store.clone(),
         access_tokens: Arc::new(app_server::jwt::JwtAccessTokens::new(
@@ -104,18 +106,16 @@ async fn main() {
         })
         .await
         .expect("sign up");
-    let balance = services.wallet.charge(rider.id, 50_000).await.expect("charge");
+    let balance = services.wallet.charge(rider.id, 50_000, None).await.expect("charge");
     let helmet = services.catalog.create("Helmet", 30_000, 10).await.expect("product");
     let order = services
         .orders
-        .place(rider.id, vec![(helmet.id, 1)], None)
+        .place(rider.id, vec![(helmet.id, 1)], None, None)
         .await
         .expect("order");
-    let payment = services
-        .orders
-        .pay(rider.id, order.id, "example-payment-1", "fingerprint-1")
-        .await
-        .expect("payment");
+    // The caller's retry key, and what identifies the request it protects.
+    let key = IdempotencyKey::parse("example-payment-1", format!("pay {}", order.id)).expect("a valid key");
+    let payment = services.orders.pay(rider.id, order.id, &key).await.expect("payment");
 
     // The events those use cases wrote to the outbox, handed to a handler of our own.
     let recorder = Arc::new(Recorder::default());

@@ -32,6 +32,7 @@ use adapters_kafka::{
 use app_server::config::{Config, InstanceRole};
 use app_server::server::{self, Running};
 use application::Services;
+use application::idempotency::IdempotencyKey;
 use application::members::SignUp;
 use core_domain::event::{DomainEvent, EventPayload, INSURANCE_EVENTS, MEMBER_EVENTS, PAYMENT_EVENTS};
 use core_domain::{EventId, MemberId, PolicyId};
@@ -296,6 +297,10 @@ async fn withdraw_all(services: &Services, members: &[MemberId]) {
         .buffer_unordered(16)
         .collect::<Vec<_>>()
         .await;
+}
+
+fn key(key: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(key, "fingerprint").expect("a valid key")
 }
 
 fn members_of(riders: &[(MemberId, PolicyId)]) -> Vec<MemberId> {
@@ -883,7 +888,7 @@ async fn payments_reach_the_data_platform_exactly_once_through_errors_and_hangs(
     let mut buyers = Vec::new();
     for _ in 0..10 {
         let member = services.members.sign_up(sign_up("buyer")).await.expect("sign-up");
-        services.wallet.charge(member.id, 10_000).await.expect("charge");
+        services.wallet.charge(member.id, 10_000, None).await.expect("charge");
         buyers.push(member.id);
     }
     let pay = |count: usize| {
@@ -895,12 +900,12 @@ async fn payments_reach_the_data_platform_exactly_once_through_errors_and_hangs(
                     async move {
                         let order = services
                             .orders
-                            .place(buyer, vec![(product.id, 1)], None)
+                            .place(buyer, vec![(product.id, 1)], None, None)
                             .await
                             .expect("order");
                         services
                             .orders
-                            .pay(buyer, order.id, &Uuid::now_v7().to_string(), "fingerprint")
+                            .pay(buyer, order.id, &key(&Uuid::now_v7().to_string()))
                             .await
                             .expect("payment");
                     }

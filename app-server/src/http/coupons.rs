@@ -12,7 +12,7 @@ use core_domain::CampaignId;
 use super::AppState;
 use super::dto::{CouponBody, List};
 use super::error::{ApiResult, ProblemBody};
-use super::extract::{AppPath, Auth};
+use super::extract::{AppPath, Auth, Idempotent};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -29,8 +29,13 @@ async fn issue_coupon(
     State(state): State<AppState>,
     auth: Auth,
     AppPath(id): AppPath<Uuid>,
+    request: Idempotent,
 ) -> ApiResult<(StatusCode, Json<CouponBody>)> {
-    let coupon = state.services.coupons.issue(auth.0.member_id, CampaignId(id)).await?;
+    let coupon = state
+        .services
+        .coupons
+        .issue(auth.0.member_id, CampaignId(id), request.key.as_ref())
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(CouponBody::at(coupon, state.ports.clock.now())),

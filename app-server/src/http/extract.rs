@@ -5,10 +5,13 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
-use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
 
+use application::idempotency::IdempotencyKey;
 use core_domain::member::Role;
 use ports::{AccessClaims, RateDecision};
 
@@ -278,6 +281,78 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
                 };
                 ApiError::new(rejection.status(), code, rejection.body_text())
             })
+    }
+}
+
+/// A money-moving request: its `Idempotency-Key`, if it came with one, and its body as `B`
+/// (`AppJson<T>`, or `()` for a body that is only fingerprinted). The key's fingerprint is
+/// the request's path and body bytes: another order, campaign or body under one key is
+/// another request.
+pub struct Idempotent<B = ()> {
+    pub key: Option<IdempotencyKey>,
+    pub body: B,
+}
+
+impl<B> Idempotent<B> {
+    /// The key, for an operation that cannot run without one.
+    pub fn required_key(&self) -> Result<&IdempotencyKey, ApiError> {
+        self.key.as_ref().ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "idempotency.key_required",
+                "the Idempotency-Key header is required",
+            )
+        })
+    }
+}
+
+/// How [`Idempotent`] reads a body once its bytes are fingerprinted.
+pub trait IdempotentBody: Sized {
+    fn parse(
+        bytes: axum::body::Bytes,
+        content_type: Option<HeaderValue>,
+    ) -> impl Future<Output = Result<Self, ApiError>> + Send;
+}
+
+impl IdempotentBody for () {
+    async fn parse(_: axum::body::Bytes, _: Option<HeaderValue>) -> Result<Self, ApiError> {
+        Ok(())
+    }
+}
+
+impl<T: DeserializeOwned> IdempotentBody for AppJson<T> {
+    async fn parse(bytes: axum::body::Bytes, content_type: Option<HeaderValue>) -> Result<Self, ApiError> {
+        // The bytes back into a request, so the body meets exactly `AppJson`'s checks.
+        let mut request = Request::new(axum::body::Body::from(bytes));
+        if let Some(content_type) = content_type {
+            request.headers_mut().insert(CONTENT_TYPE, content_type);
+        }
+        AppJson::from_request(request, &()).await
+    }
+}
+
+impl<S: Send + Sync, B: IdempotentBody> FromRequest<S> for Idempotent<B> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let header = req.headers().get("idempotency-key").cloned();
+        let content_type = req.headers().get(CONTENT_TYPE).cloned();
+        let path = req.uri().path().to_owned();
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        let key = match header {
+            None => None,
+            Some(value) => {
+                let mut hasher = Sha256::new();
+                hasher.update(path.as_bytes());
+                hasher.update([0]);
+                hasher.update(&bytes);
+                let fingerprint = hex::encode(hasher.finalize());
+                // A header that is not visible ASCII fails the same check as a long one.
+                Some(IdempotencyKey::parse(value.to_str().unwrap_or(""), fingerprint)?)
+            }
+        };
+        let body = B::parse(bytes, content_type).await?;
+        Ok(Self { key, body })
     }
 }
 

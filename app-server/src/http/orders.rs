@@ -2,8 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use sha2::{Digest, Sha256};
+use axum::http::StatusCode;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -12,8 +11,8 @@ use core_domain::{CouponId, OrderId, ProductId};
 
 use super::AppState;
 use super::dto::{List, NewOrderBody, OrderBody, PaymentBody};
-use super::error::{ApiError, ApiResult, ProblemBody};
-use super::extract::{AppJson, AppPath, Auth, RawBody};
+use super::error::{ApiResult, ProblemBody};
+use super::extract::{AppJson, AppPath, Auth, Idempotent};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -30,7 +29,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
 async fn place_order(
     State(state): State<AppState>,
     auth: Auth,
-    AppJson(body): AppJson<NewOrderBody>,
+    Idempotent {
+        key,
+        body: AppJson(body),
+    }: Idempotent<AppJson<NewOrderBody>>,
 ) -> ApiResult<(StatusCode, Json<OrderBody>)> {
     let items = body
         .items
@@ -40,7 +42,7 @@ async fn place_order(
     let order = state
         .services
         .orders
-        .place(auth.0.member_id, items, body.coupon_id.map(CouponId))
+        .place(auth.0.member_id, items, body.coupon_id.map(CouponId), key.as_ref())
         .await?;
     Ok((StatusCode::CREATED, Json(order.into())))
 }
@@ -76,29 +78,12 @@ async fn pay(
     State(state): State<AppState>,
     auth: Auth,
     AppPath(id): AppPath<Uuid>,
-    headers: HeaderMap,
-    RawBody(body): RawBody,
+    request: Idempotent,
 ) -> ApiResult<Json<PaymentBody>> {
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "idempotency.key_required",
-                "the Idempotency-Key header is required",
-            )
-        })?;
-    // The request is the order and the body: a different order or body under one key is
-    // a different request.
-    let mut hasher = Sha256::new();
-    hasher.update(id.as_bytes());
-    hasher.update(&body);
-    let fingerprint = hex::encode(hasher.finalize());
     let payment = state
         .services
         .orders
-        .pay(auth.0.member_id, OrderId(id), key, &fingerprint)
+        .pay(auth.0.member_id, OrderId(id), request.required_key()?)
         .await?;
     Ok(Json(payment.into()))
 }

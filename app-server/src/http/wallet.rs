@@ -8,7 +8,7 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::dto::{ChargeBody, LedgerBody, List, WalletBody};
 use super::error::{ApiResult, ProblemBody};
-use super::extract::{AppJson, Auth};
+use super::extract::{AppJson, Auth, Idempotent};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -32,9 +32,16 @@ async fn balance(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Wa
 async fn charge(
     State(state): State<AppState>,
     auth: Auth,
-    AppJson(body): AppJson<ChargeBody>,
+    Idempotent {
+        key,
+        body: AppJson(body),
+    }: Idempotent<AppJson<ChargeBody>>,
 ) -> ApiResult<Json<WalletBody>> {
-    let balance = state.services.wallet.charge(auth.0.member_id, body.amount).await?;
+    let balance = state
+        .services
+        .wallet
+        .charge(auth.0.member_id, body.amount, key.as_ref())
+        .await?;
     Ok(Json(WalletBody { balance }))
 }
 

@@ -21,8 +21,8 @@ use uuid::Uuid;
 use core_domain::MemberId;
 use core_domain::member::{Member, NewMember, Role};
 use ports::{
-    CatalogReads, CouponReads, Database, InsuranceReads, MemberReads, OrderReads, OutboxStore, RefreshTokenStore,
-    StoreError, WalletReads,
+    CatalogReads, CouponReads, Database, IdempotencyReads, InsuranceReads, MemberReads, OrderReads, OutboxStore,
+    RefreshTokenStore, StoreError, WalletReads,
 };
 
 pub use catalog::*;
@@ -46,6 +46,7 @@ pub struct Stores {
     pub wallet: Arc<dyn WalletReads>,
     pub coupons: Arc<dyn CouponReads>,
     pub orders: Arc<dyn OrderReads>,
+    pub idempotency: Arc<dyn IdempotencyReads>,
     pub outbox: Arc<dyn OutboxStore>,
     pub refresh_tokens: Arc<dyn RefreshTokenStore>,
 }
@@ -61,6 +62,7 @@ impl Stores {
             + WalletReads
             + CouponReads
             + OrderReads
+            + IdempotencyReads
             + OutboxStore
             + RefreshTokenStore
             + 'static,
@@ -74,6 +76,7 @@ impl Stores {
             wallet: store.clone(),
             coupons: store.clone(),
             orders: store.clone(),
+            idempotency: store.clone(),
             outbox: store.clone(),
             refresh_tokens: store,
         }
@@ -127,6 +130,7 @@ macro_rules! contract_tests {
             popular_products_rank_units_of_recently_paid_orders,
             stale_orders_are_pending_orders_created_by_the_cutoff,
             an_idempotency_key_is_new_then_seen_with_its_response,
+            reads_see_committed_idempotency_keys_only,
             the_inbox_records_an_event_once_per_consumer,
             the_outbox_is_claimed_in_seq_order,
             a_later_event_of_an_aggregate_waits_for_the_earlier_one,

@@ -9,6 +9,7 @@ mod catalog;
 mod concurrency;
 mod coupons;
 mod helpers;
+mod idempotency;
 mod insurance;
 mod members;
 mod ops;

@@ -14,6 +14,8 @@ mod concurrency;
 mod coupons;
 #[path = "../api/helpers.rs"]
 mod helpers;
+#[path = "../api/idempotency.rs"]
+mod idempotency;
 #[path = "../api/insurance.rs"]
 mod insurance;
 #[path = "../api/members.rs"]
