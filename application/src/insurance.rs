@@ -10,10 +10,11 @@ use uuid::Uuid;
 
 use core_domain::event::{DomainEvent, EventPayload, MEMBER_EVENTS};
 use core_domain::insurance::{
-    Actor, DrivingError, DrivingSession, ExpireError, ExpiryReason, NewPolicy, Policy, Statement,
+    Actor, DrivingError, DrivingSession, ExpireError, ExpiryReason, InsurancePlan, NewPlan, NewPolicy, PlanPatch,
+    Policy, Statement,
 };
 use core_domain::member::Role;
-use core_domain::{AuditId, EventId, Krw, MemberId, PolicyId, SessionId, ValidationErrors};
+use core_domain::{AuditId, EventId, Krw, MemberId, PlanId, PolicyId, SessionId, ValidationErrors};
 use ports::{Consistency, EventHandler, HandlerError, StoreError, Unique, UnitOfWork};
 
 use crate::Ports;
@@ -37,6 +38,12 @@ pub enum InsuranceError {
     /// This policy number is already registered.
     #[error("this policy number is already registered")]
     PolicyNumberTaken,
+    /// Insurance plan not found.
+    #[error("insurance plan not found")]
+    PlanNotFound,
+    /// The plan is retired: riders can no longer enrol in it.
+    #[error("the plan is retired: riders can no longer enrol in it")]
+    PlanRetired,
     /// The member is not active.
     #[error("the member is not active")]
     MemberInactive,
@@ -70,6 +77,8 @@ impl retry::LostRace for InsuranceError {
 problem!(InsuranceError {
     AlreadyActive => Conflict, "insurance.already_active";
     PolicyNumberTaken => Conflict, "insurance.policy_number_taken";
+    PlanNotFound => NotFound, "insurance.plan_not_found";
+    PlanRetired => Conflict, "insurance.plan_retired";
     MemberInactive => Conflict, "member.inactive";
     PolicyNotFound => NotFound, "insurance.policy_not_found";
     SessionNotFound => NotFound, "driving.session_not_found";
@@ -128,22 +137,69 @@ impl InsuranceService {
         Self { ports, freshness }
     }
 
-    /// Enrols an active rider in a policy whose coverage starts now.
+    /// Admin: offers a new plan.
+    pub async fn create_plan(&self, name: &str, hourly_premium: i64) -> Result<InsurancePlan, InsuranceError> {
+        let new = NewPlan::parse(name, hourly_premium)?;
+        let plan = InsurancePlan::create(PlanId(self.ports.ids.new_id()), new, self.ports.clock.now());
+        let mut uow = self.ports.db.begin().await?;
+        uow.insurance().insert_plan(&plan).await?;
+        uow.commit().await?;
+        Ok(plan)
+    }
+
+    /// Admin: renames, re-prices (for enrolments from now on) or retires a plan. Policies
+    /// written on it keep the premium they were written at.
+    pub async fn change_plan(&self, plan_id: PlanId, patch: PlanPatch) -> Result<InsurancePlan, InsuranceError> {
+        let mut uow = self.ports.db.begin().await?;
+        let mut plan = uow
+            .insurance()
+            .plan_for_update(plan_id)
+            .await?
+            .ok_or(InsuranceError::PlanNotFound)?;
+        if plan.apply(patch, self.ports.clock.now()) {
+            uow.insurance().update_plan(&plan).await?;
+            uow.commit().await?;
+        }
+        Ok(plan)
+    }
+
+    /// The plans riders can enrol in, by name; with `with_retired` (staff), every plan.
+    /// Staff act on what they see: their list comes from the primary.
+    pub async fn plans(&self, with_retired: bool) -> Result<Vec<InsurancePlan>, InsuranceError> {
+        let consistency = if with_retired {
+            Consistency::Strong
+        } else {
+            Consistency::Eventual
+        };
+        Ok(self.ports.insurance.plans(with_retired, consistency).await?)
+    }
+
+    /// Enrols an active rider in an offered plan: the policy's coverage starts now, at the
+    /// plan's hourly premium, under the insurer's policy number if the rider gives one, else
+    /// one the server assigns.
     #[tracing::instrument(skip(self))]
     pub async fn enrol(
         &self,
         member_id: MemberId,
-        policy_number: &str,
-        hourly_premium: i64,
+        plan_id: PlanId,
+        policy_number: Option<&str>,
     ) -> Result<Policy, InsuranceError> {
-        let new = NewPolicy::parse(policy_number, hourly_premium)?;
+        let new = NewPolicy::parse(policy_number)?;
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
         // Locks the member: a withdrawal cannot slip between this check and the insert.
         if !crate::members::is_active(uow.members(), member_id).await? {
             return Err(InsuranceError::MemberInactive);
         }
-        let policy = Policy::enrol(PolicyId(self.ports.ids.new_id()), member_id, new, now);
+        let plan = uow
+            .insurance()
+            .plan_by_id(plan_id)
+            .await?
+            .ok_or(InsuranceError::PlanNotFound)?;
+        if !plan.is_offered() {
+            return Err(InsuranceError::PlanRetired);
+        }
+        let policy = Policy::enrol(PolicyId(self.ports.ids.new_id()), member_id, &plan, new, now);
         match uow.insurance().insert_policy(&policy).await {
             Err(StoreError::Conflict(Unique::ActivePolicy)) => {
                 return Err(InsuranceError::AlreadyActive);
@@ -444,7 +500,12 @@ mod tests {
         Policy::enrol(
             PolicyId(Uuid::now_v7()),
             member_id,
-            NewPolicy::parse("P-1", 6_000).expect("ok"),
+            &InsurancePlan::create(
+                PlanId(Uuid::now_v7()),
+                NewPlan::parse("Basic", 6_000).expect("ok"),
+                start,
+            ),
+            NewPolicy::default(),
             start,
         )
     }
@@ -520,20 +581,94 @@ mod tests {
         assert_eq!(err.code(), "service.unavailable");
     }
 
+    fn basic_plan() -> InsurancePlan {
+        InsurancePlan::create(
+            PlanId(Uuid::now_v7()),
+            NewPlan::parse("Basic", 6_000).expect("ok"),
+            OffsetDateTime::now_utc(),
+        )
+    }
+
+    #[tokio::test]
+    async fn enrolment_writes_a_policy_at_the_plans_premium_with_its_audit() {
+        let mut t = TestPorts::new();
+        let member = member_fixture(Role::Rider);
+        let id = member.id;
+        let plan = basic_plan();
+        let plan_id = plan.id;
+        t.expect_uow(move |uow| {
+            uow.members.expect_by_id().return_once(move |_| Ok(Some(member)));
+            uow.insurance.expect_plan_by_id().return_once(move |_| Ok(Some(plan)));
+            uow.insurance
+                .expect_insert_policy()
+                .withf(move |p| {
+                    p.plan_id == Some(plan_id) && p.hourly_premium == 6_000 && p.policy_number.starts_with("HR-")
+                })
+                .times(1)
+                .returning(|_| Ok(()));
+            uow.insurance
+                .expect_insert_audit()
+                .withf(|a| a.action == "enrolled")
+                .times(1)
+                .returning(|_| Ok(()));
+            uow.commits();
+        });
+        t.consistency.expect_remember().returning(|_, _| Ok(()));
+        let policy = InsuranceService::new(t.build())
+            .enrol(id, plan_id, None)
+            .await
+            .expect("enrolled");
+        assert_eq!((policy.plan_id, policy.hourly_premium), (Some(plan_id), 6_000));
+    }
+
+    #[tokio::test]
+    async fn a_retired_or_unknown_plan_takes_no_enrolment() {
+        let mut t = TestPorts::new();
+        let member = member_fixture(Role::Rider);
+        let id = member.id;
+        let mut retired = basic_plan();
+        retired.status = core_domain::insurance::PlanStatus::Retired;
+        let retired_id = retired.id;
+        let uows = [Some(retired), None]
+            .into_iter()
+            .map(|plan| {
+                let mut uow = ports::MockUnitOfWork::new();
+                let member = member.clone();
+                uow.members.expect_by_id().return_once(move |_| Ok(Some(member)));
+                uow.insurance.expect_plan_by_id().return_once(move |_| Ok(plan));
+                uow.insurance.expect_insert_policy().never();
+                uow.end.expect_commit().never();
+                uow
+            })
+            .collect();
+        t.expect_uows(uows);
+        let service = InsuranceService::new(t.build());
+        let err = service.enrol(id, retired_id, None).await.expect_err("retired");
+        assert_eq!(err.code(), "insurance.plan_retired");
+        let err = service
+            .enrol(id, PlanId(Uuid::now_v7()), None)
+            .await
+            .expect_err("unknown");
+        assert_eq!(err.code(), "insurance.plan_not_found");
+    }
+
     #[tokio::test]
     async fn enrolling_twice_is_a_conflict() {
         let mut t = TestPorts::new();
         let member = member_fixture(Role::Rider);
         let id = member.id;
+        let plan = basic_plan();
+        let plan_id = plan.id;
         t.expect_uow(move |uow| {
             uow.members.expect_by_id().return_once(move |_| Ok(Some(member)));
+            uow.insurance.expect_plan_by_id().return_once(move |_| Ok(Some(plan)));
             uow.insurance
                 .expect_insert_policy()
                 .return_once(|_| Err(StoreError::Conflict(Unique::ActivePolicy)));
             uow.end.expect_commit().never();
         });
         let err = InsuranceService::new(t.build())
-            .enrol(id, "P-1", 1_000)
+            .enrol(id, plan_id, None)
             .await
             .expect_err("conflict");
         assert_eq!(err.code(), "insurance.already_active");
@@ -550,7 +685,7 @@ mod tests {
             uow.insurance.expect_insert_policy().never();
         });
         let err = InsuranceService::new(t.build())
-            .enrol(id, "P-1", 1_000)
+            .enrol(id, PlanId(Uuid::now_v7()), None)
             .await
             .expect_err("inactive");
         assert_eq!(err.code(), "member.inactive");

@@ -50,6 +50,8 @@ id_type!(
     MemberId,
     /// An insurance policy.
     PolicyId,
+    /// An insurance plan: what staff offer, at an hourly premium.
+    PlanId,
     /// A driving session (운행).
     SessionId,
     /// A product of the catalogue.

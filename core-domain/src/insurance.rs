@@ -10,8 +10,8 @@ use std::str::FromStr;
 use time::OffsetDateTime;
 
 use crate::event::EventPayload;
-use crate::validation::{UnknownValue, ValidationErrors, in_range};
-use crate::{AuditId, Krw, MemberId, PolicyId, SessionId};
+use crate::validation::{UnknownValue, ValidationErrors, in_range, text};
+use crate::{AuditId, Krw, MemberId, PlanId, PolicyId, SessionId};
 
 pub const HOURLY_PREMIUM_MAX: Krw = 1_000_000;
 
@@ -119,29 +119,178 @@ impl<'de> serde::Deserialize<'de> for Actor {
     }
 }
 
-/// A validated enrolment request.
+/// Whether riders can enrol in a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanStatus {
+    /// Offered: riders can enrol.
+    Active,
+    /// No longer offered; policies already written on it are unchanged.
+    Retired,
+}
+
+impl PlanStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PlanStatus::Active => "active",
+            PlanStatus::Retired => "retired",
+        }
+    }
+}
+
+impl FromStr for PlanStatus {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(PlanStatus::Active),
+            "retired" => Ok(PlanStatus::Retired),
+            other => Err(UnknownValue::new("plan status", other)),
+        }
+    }
+}
+
+/// An insurance plan that staff manage: riders pick one, and its hourly premium is copied
+/// into the policy at enrolment, so a later change of the plan never re-prices a policy.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct InsurancePlan {
+    pub id: PlanId,
+    pub name: String,
+    pub hourly_premium: Krw,
+    pub status: PlanStatus,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A validated plan: a name of 1–100 characters and an hourly premium of 1–1,000,000 KRW.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewPolicy {
-    pub policy_number: String,
+pub struct NewPlan {
+    pub name: String,
     pub hourly_premium: Krw,
 }
 
-impl NewPolicy {
-    pub fn parse(policy_number: &str, hourly_premium: i64) -> Result<Self, ValidationErrors> {
+impl NewPlan {
+    pub fn parse(name: &str, hourly_premium: i64) -> Result<Self, ValidationErrors> {
         let mut errors = ValidationErrors::new();
-        let number = policy_number.trim();
+        let name = errors.check("name", text(name, 1, 100));
+        errors.check("hourly_premium", in_range(hourly_premium, 1, HOURLY_PREMIUM_MAX));
+        match name {
+            Some(name) if errors.is_empty() => Ok(Self { name, hourly_premium }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// A validated change of a plan: any of its name, premium (for enrolments from now on)
+/// and status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanPatch {
+    pub name: Option<String>,
+    pub hourly_premium: Option<Krw>,
+    pub status: Option<PlanStatus>,
+}
+
+impl PlanPatch {
+    pub fn parse(
+        name: Option<&str>,
+        hourly_premium: Option<i64>,
+        status: Option<&str>,
+    ) -> Result<Self, ValidationErrors> {
+        let mut errors = ValidationErrors::new();
+        if name.is_none() && hourly_premium.is_none() && status.is_none() {
+            errors.add("name", "give `name`, `hourly_premium`, `status` or several");
+        }
+        let name = name.and_then(|name| errors.check("name", text(name, 1, 100)));
+        if let Some(premium) = hourly_premium {
+            errors.check("hourly_premium", in_range(premium, 1, HOURLY_PREMIUM_MAX));
+        }
+        let status = match status.map(str::parse::<PlanStatus>) {
+            None => None,
+            Some(Ok(status)) => Some(status),
+            Some(Err(_)) => {
+                errors.add("status", "must be `active` or `retired`");
+                None
+            }
+        };
+        errors.into_result(|| Self {
+            name,
+            hourly_premium,
+            status,
+        })
+    }
+}
+
+impl InsurancePlan {
+    pub fn create(id: PlanId, new: NewPlan, now: OffsetDateTime) -> Self {
+        Self {
+            id,
+            name: new.name,
+            hourly_premium: new.hourly_premium,
+            status: PlanStatus::Active,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// Applies a change; `false` when it changes nothing.
+    pub fn apply(&mut self, patch: PlanPatch, now: OffsetDateTime) -> bool {
+        let before = (self.name.clone(), self.hourly_premium, self.status);
+        if let Some(name) = patch.name {
+            self.name = name;
+        }
+        if let Some(premium) = patch.hourly_premium {
+            self.hourly_premium = premium;
+        }
+        if let Some(status) = patch.status {
+            self.status = status;
+        }
+        let changed = before != (self.name.clone(), self.hourly_premium, self.status);
+        if changed {
+            self.updated_at = now;
+        }
+        changed
+    }
+
+    pub fn is_offered(&self) -> bool {
+        self.status == PlanStatus::Active
+    }
+}
+
+/// The policy number the server gives a policy enrolled without the insurer's: unique
+/// because the policy id is (`HR-` and the id's 32 hex digits, upper case).
+pub fn policy_number_for(id: PolicyId) -> String {
+    format!("HR-{}", id.0.simple()).to_ascii_uppercase()
+}
+
+/// A validated enrolment: the insurer's policy number if the rider has one (1–64 letters,
+/// digits, `-` or `_`; unique), else the server numbers the policy. The premium is never
+/// the rider's: it comes from the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NewPolicy {
+    pub policy_number: Option<String>,
+}
+
+impl NewPolicy {
+    pub fn parse(policy_number: Option<&str>) -> Result<Self, ValidationErrors> {
+        let Some(raw) = policy_number else {
+            return Ok(Self::default());
+        };
+        let number = raw;
         let number_ok = (1..=64).contains(&number.len())
             && number
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !number_ok {
-            errors.add("policy_number", "must be 1 to 64 letters, digits, '-' or '_'");
+        if number_ok {
+            Ok(Self {
+                policy_number: Some(number.to_owned()),
+            })
+        } else {
+            Err(ValidationErrors::field(
+                "policy_number",
+                "must be 1 to 64 letters, digits, '-' or '_'",
+            ))
         }
-        errors.check("hourly_premium", in_range(hourly_premium, 1, HOURLY_PREMIUM_MAX));
-        errors.into_result(|| Self {
-            policy_number: number.to_owned(),
-            hourly_premium,
-        })
     }
 }
 
@@ -169,6 +318,10 @@ pub struct Policy {
     pub id: PolicyId,
     pub member_id: MemberId,
     pub policy_number: String,
+    /// The plan it was written on; `None` for a policy from before plans existed.
+    #[serde(default)]
+    pub plan_id: Option<PlanId>,
+    /// The plan's premium at enrolment: later plan changes do not re-price the policy.
     pub hourly_premium: Krw,
     #[serde(with = "time::serde::rfc3339")]
     pub coverage_start: OffsetDateTime,
@@ -198,13 +351,14 @@ pub struct PolicyAudit {
 }
 
 impl Policy {
-    /// A new active policy whose coverage starts now.
-    pub fn enrol(id: PolicyId, member_id: MemberId, new: NewPolicy, now: OffsetDateTime) -> Self {
+    /// A new active policy on `plan` whose coverage starts now, at the plan's premium.
+    pub fn enrol(id: PolicyId, member_id: MemberId, plan: &InsurancePlan, new: NewPolicy, now: OffsetDateTime) -> Self {
         Self {
             id,
             member_id,
-            policy_number: new.policy_number,
-            hourly_premium: new.hourly_premium,
+            policy_number: new.policy_number.unwrap_or_else(|| policy_number_for(id)),
+            plan_id: Some(plan.id),
+            hourly_premium: plan.hourly_premium,
             coverage_start: now,
             status: PolicyStatus::Active,
             expired_at: None,
@@ -462,9 +616,75 @@ mod tests {
 
     const T0: OffsetDateTime = datetime!(2026-03-01 9:00 UTC);
 
+    fn plan(hourly_premium: Krw) -> InsurancePlan {
+        let new = NewPlan::parse("Hourly basic", hourly_premium).expect("valid");
+        InsurancePlan::create(PlanId(Uuid::now_v7()), new, T0)
+    }
+
     fn policy() -> Policy {
-        let new = NewPolicy::parse("POL-1", 6_000).expect("valid");
-        Policy::enrol(PolicyId(Uuid::nil()), MemberId(Uuid::nil()), new, T0)
+        Policy::enrol(
+            PolicyId(Uuid::nil()),
+            MemberId(Uuid::nil()),
+            &plan(6_000),
+            NewPolicy::default(),
+            T0,
+        )
+    }
+
+    #[test]
+    fn a_policy_takes_the_plans_premium_and_the_insurers_number_or_one_of_its_own() {
+        let plan = plan(6_000);
+        let id = PolicyId(Uuid::now_v7());
+        let policy = Policy::enrol(id, MemberId(Uuid::nil()), &plan, NewPolicy::default(), T0);
+        assert_eq!((policy.plan_id, policy.hourly_premium), (Some(plan.id), 6_000));
+        assert_eq!(policy.policy_number, format!("HR-{}", id.0.simple()).to_uppercase());
+        assert_eq!(policy.policy_number.len(), 35);
+        let other = Policy::enrol(
+            PolicyId(Uuid::now_v7()),
+            MemberId(Uuid::nil()),
+            &plan,
+            NewPolicy::default(),
+            T0,
+        );
+        assert_ne!(other.policy_number, policy.policy_number);
+
+        let insurers = NewPolicy::parse(Some("HX-0001")).expect("valid");
+        let policy = Policy::enrol(id, MemberId(Uuid::nil()), &plan, insurers, T0);
+        assert_eq!(policy.policy_number, "HX-0001");
+        for bad in ["", " HX-0001 ", "no spaces!", &"x".repeat(65)] {
+            assert!(NewPolicy::parse(Some(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn plans_are_validated_and_patched() {
+        let errors = NewPlan::parse(" ", 0).expect_err("invalid");
+        assert_eq!(errors.fields().keys().collect::<Vec<_>>(), ["hourly_premium", "name"]);
+        assert!(NewPlan::parse("p", HOURLY_PREMIUM_MAX + 1).is_err());
+        assert!(PlanPatch::parse(None, None, None).is_err());
+        assert_eq!(
+            PlanPatch::parse(None, None, Some("paused"))
+                .expect_err("status")
+                .fields()
+                .keys()
+                .collect::<Vec<_>>(),
+            ["status"]
+        );
+
+        let mut plan = plan(6_000);
+        let later = T0 + Duration::days(1);
+        let patch = PlanPatch::parse(None, Some(7_000), Some("retired")).expect("valid");
+        assert!(plan.apply(patch.clone(), later));
+        assert_eq!(
+            (plan.hourly_premium, plan.status, plan.updated_at),
+            (7_000, PlanStatus::Retired, later)
+        );
+        assert!(!plan.is_offered());
+        assert!(
+            !plan.apply(patch, later + Duration::days(1)),
+            "the same change again changes nothing"
+        );
+        assert_eq!(plan.updated_at, later);
     }
 
     fn session(policy: &Policy, start: OffsetDateTime, end: Option<OffsetDateTime>) -> DrivingSession {

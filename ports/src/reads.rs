@@ -6,11 +6,11 @@ use time::OffsetDateTime;
 
 use core_domain::catalog::{PopularProduct, Product};
 use core_domain::coupon::{Coupon, CouponCampaign};
-use core_domain::insurance::{DrivingSession, Policy, PolicyAudit};
+use core_domain::insurance::{DrivingSession, InsurancePlan, Policy, PolicyAudit};
 use core_domain::member::Member;
 use core_domain::order::{Order, Payment};
 use core_domain::wallet::LedgerEntry;
-use core_domain::{CampaignId, Krw, MemberId, OrderId, PolicyId, ProductId, SessionId};
+use core_domain::{CampaignId, Krw, MemberId, OrderId, PlanId, PolicyId, ProductId, SessionId};
 
 use crate::store::{Consistency, StoreError};
 use crate::unit_of_work::IdempotencyRecord;
@@ -63,6 +63,10 @@ pub trait InsuranceReads: Send + Sync {
         to: OffsetDateTime,
         consistency: Consistency,
     ) -> Result<Vec<DrivingSession>, StoreError>;
+    /// The plan, if there is one.
+    async fn plan(&self, id: PlanId, consistency: Consistency) -> Result<Option<InsurancePlan>, StoreError>;
+    /// Every plan (only the offered ones unless `with_retired`), by name.
+    async fn plans(&self, with_retired: bool, consistency: Consistency) -> Result<Vec<InsurancePlan>, StoreError>;
 }
 
 /// The catalogue, as reads see it.

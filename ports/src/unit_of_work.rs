@@ -23,11 +23,11 @@ use time::OffsetDateTime;
 use core_domain::catalog::Product;
 use core_domain::coupon::{Coupon, CouponCampaign};
 use core_domain::event::DomainEvent;
-use core_domain::insurance::{DrivingSession, Policy, PolicyAudit};
+use core_domain::insurance::{DrivingSession, InsurancePlan, Policy, PolicyAudit};
 use core_domain::member::Member;
 use core_domain::order::{Order, Payment};
 use core_domain::wallet::LedgerEntry;
-use core_domain::{CampaignId, CouponId, EventId, Krw, MemberId, OrderId, PolicyId, ProductId, SessionId};
+use core_domain::{CampaignId, CouponId, EventId, Krw, MemberId, OrderId, PlanId, PolicyId, ProductId, SessionId};
 
 use crate::store::{CommitToken, StoreError};
 
@@ -167,6 +167,28 @@ pub trait InsuranceWrites: Send {
     /// when reopening it beside another open session, [`StoreError::Other`] if it does not
     /// exist.
     async fn update_session(&mut self, session: &DrivingSession) -> Result<(), StoreError>;
+    /// Stores a new plan.
+    ///
+    /// # Errors
+    /// Only those of every method.
+    async fn insert_plan(&mut self, plan: &InsurancePlan) -> Result<(), StoreError>;
+    /// The plan as this transaction reads it, unlocked: enrolments must not queue behind
+    /// one row, and a plan change racing an enrolment may order either way.
+    ///
+    /// # Errors
+    /// Only those of every method.
+    async fn plan_by_id(&mut self, id: PlanId) -> Result<Option<InsurancePlan>, StoreError>;
+    /// The plan, locked for update until the transaction ends: for a change of the plan, so
+    /// two concurrent changes do not lose one.
+    ///
+    /// # Errors
+    /// Only those of every method.
+    async fn plan_for_update(&mut self, id: PlanId) -> Result<Option<InsurancePlan>, StoreError>;
+    /// Stores a changed plan.
+    ///
+    /// # Errors
+    /// MUST return [`StoreError::Other`] if the plan does not exist.
+    async fn update_plan(&mut self, plan: &InsurancePlan) -> Result<(), StoreError>;
 }
 
 /// The product catalogue inside a unit of work.

@@ -5,8 +5,8 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use core_domain::insurance::{Actor, DrivingSession, Policy, PolicyAudit};
-use core_domain::{MemberId, PolicyId, SessionId};
+use core_domain::insurance::{Actor, DrivingSession, InsurancePlan, Policy, PolicyAudit};
+use core_domain::{MemberId, PlanId, PolicyId, SessionId};
 use ports::{Consistency, InsuranceReads, InsuranceWrites, StoreError};
 
 use crate::SqlUnitOfWork;
@@ -23,6 +23,7 @@ pub fn policy(row: &impl Columns) -> Result<Policy, StoreError> {
         id: row.id("id")?,
         member_id: row.id("member_id")?,
         policy_number: row.text("policy_number")?,
+        plan_id: row.opt_id("plan_id")?,
         hourly_premium: row.int("hourly_premium")?,
         coverage_start: row.time("coverage_start")?,
         status: row.parsed("status")?,
@@ -31,6 +32,21 @@ pub fn policy(row: &impl Columns) -> Result<Policy, StoreError> {
         expired_by: row.opt_parsed::<Actor>("expired_by")?,
         version: row.int("version")?,
         created_at: row.time("created_at")?,
+    })
+}
+
+/// An `insurance_plans` row.
+///
+/// # Errors
+/// [`StoreError::Other`] for a column that does not decode.
+pub fn plan(row: &impl Columns) -> Result<InsurancePlan, StoreError> {
+    Ok(InsurancePlan {
+        id: row.id("id")?,
+        name: row.text("name")?,
+        hourly_premium: row.int("hourly_premium")?,
+        status: row.parsed("status")?,
+        created_at: row.time("created_at")?,
+        updated_at: row.time("updated_at")?,
     })
 }
 
@@ -92,12 +108,13 @@ fn bind_policy<'a>(statement: Statement<'a>, p: &'a Policy, expired_by: Option<&
 pub(crate) async fn insert_policy(conn: &mut impl SqlConn, p: &Policy) -> Result<(), StoreError> {
     let expired_by = p.expired_by.as_ref().map(ToString::to_string);
     let statement = sql(
-        "insert into policies (id, member_id, policy_number, hourly_premium, coverage_start, \
+        "insert into policies (id, member_id, plan_id, policy_number, hourly_premium, coverage_start, \
          status, expired_at, expiry_reason, expired_by, version, created_at, updated_at) \
-         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .id(p.id)
-    .id(p.member_id);
+    .id(p.member_id)
+    .opt_id(p.plan_id);
     bind_policy(statement, p, expired_by.as_deref())
         .time(p.created_at)
         .time(p.created_at)
@@ -195,6 +212,57 @@ pub(crate) async fn audit_of_policy(conn: &mut impl SqlConn, id: PolicyId) -> Re
         .id(id)
         .fetch_all(conn, audit)
         .await
+}
+
+pub(crate) async fn insert_plan(conn: &mut impl SqlConn, p: &InsurancePlan) -> Result<(), StoreError> {
+    sql(
+        "insert into insurance_plans (id, name, hourly_premium, status, created_at, updated_at) \
+         values (?, ?, ?, ?, ?, ?)",
+    )
+    .id(p.id)
+    .text(&p.name)
+    .int(p.hourly_premium)
+    .text(p.status.as_str())
+    .time(p.created_at)
+    .time(p.updated_at)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn plan_by_id(
+    conn: &mut impl SqlConn,
+    id: PlanId,
+    lock: Lock,
+) -> Result<Option<InsurancePlan>, StoreError> {
+    sql("select * from insurance_plans where id = ? {lock}")
+        .id(id)
+        .lock(lock)
+        .fetch_optional(conn, plan)
+        .await
+}
+
+/// By name (then id, for plans of one name).
+pub(crate) async fn plans(conn: &mut impl SqlConn, with_retired: bool) -> Result<Vec<InsurancePlan>, StoreError> {
+    let statement = if with_retired {
+        sql("select * from insurance_plans order by name, id")
+    } else {
+        sql("select * from insurance_plans where status = 'active' order by name, id")
+    };
+    statement.fetch_all(conn, plan).await
+}
+
+pub(crate) async fn update_plan(conn: &mut impl SqlConn, p: &InsurancePlan) -> Result<(), StoreError> {
+    let changed =
+        sql("update insurance_plans set name = ?, hourly_premium = ?, status = ?, updated_at = ? where id = ?")
+            .text(&p.name)
+            .int(p.hourly_premium)
+            .text(p.status.as_str())
+            .time(p.updated_at)
+            .id(p.id)
+            .execute(conn)
+            .await?;
+    require_row(changed, "insurance plan", p.id)
 }
 
 /// Conflict: [`ports::Unique::OpenSession`].
@@ -303,6 +371,26 @@ impl<B: Backend> InsuranceWrites for SqlUnitOfWork<B> {
         let result = update_session(self.conn()?, session).await;
         self.track(result)
     }
+
+    async fn insert_plan(&mut self, plan: &InsurancePlan) -> Result<(), StoreError> {
+        let result = insert_plan(self.conn()?, plan).await;
+        self.track(result)
+    }
+
+    async fn plan_by_id(&mut self, id: PlanId) -> Result<Option<InsurancePlan>, StoreError> {
+        let result = plan_by_id(self.conn()?, id, Lock::None).await;
+        self.track(result)
+    }
+
+    async fn plan_for_update(&mut self, id: PlanId) -> Result<Option<InsurancePlan>, StoreError> {
+        let result = plan_by_id(self.conn()?, id, Lock::ForUpdate).await;
+        self.track(result)
+    }
+
+    async fn update_plan(&mut self, plan: &InsurancePlan) -> Result<(), StoreError> {
+        let result = update_plan(self.conn()?, plan).await;
+        self.track(result)
+    }
 }
 
 #[async_trait]
@@ -346,6 +434,18 @@ impl<B: Backend> InsuranceReads for SqlStore<B> {
     ) -> Result<Vec<DrivingSession>, StoreError> {
         self.read(&consistency, (policy_id, from, to), |conn, &(policy_id, from, to)| {
             Box::pin(sessions_of_policy(conn, policy_id, from, to))
+        })
+        .await
+    }
+
+    async fn plan(&self, id: PlanId, consistency: Consistency) -> Result<Option<InsurancePlan>, StoreError> {
+        self.read(&consistency, id, |conn, &id| Box::pin(plan_by_id(conn, id, Lock::None)))
+            .await
+    }
+
+    async fn plans(&self, with_retired: bool, consistency: Consistency) -> Result<Vec<InsurancePlan>, StoreError> {
+        self.read(&consistency, with_retired, |conn, &with_retired| {
+            Box::pin(plans(conn, with_retired))
         })
         .await
     }

@@ -44,6 +44,12 @@ async fn measure(config: Config, samples: usize) -> Vec<Duration> {
     let running = server::start(config).await.expect("the server starts");
     let services = running.runtime.services.clone();
     let reads = running.runtime.ports.insurance.clone();
+    let plan_id = services
+        .insurance
+        .create_plan("Bench hourly", 6_000)
+        .await
+        .expect("a plan")
+        .id;
     let riders: Vec<_> = futures::stream::iter(0..samples)
         .map(|_| {
             let services = services.clone();
@@ -58,11 +64,7 @@ async fn measure(config: Config, samples: usize) -> Vec<Duration> {
                     })
                     .await
                     .expect("sign-up");
-                let policy = services
-                    .insurance
-                    .enrol(member.id, &format!("BP-{}", Uuid::now_v7().simple()), 6_000)
-                    .await
-                    .expect("enrol");
+                let policy = services.insurance.enrol(member.id, plan_id, None).await.expect("enrol");
                 (member.id, policy.id)
             }
         })

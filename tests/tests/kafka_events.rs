@@ -35,7 +35,7 @@ use application::Services;
 use application::idempotency::IdempotencyKey;
 use application::members::SignUp;
 use core_domain::event::{DomainEvent, EventPayload, INSURANCE_EVENTS, MEMBER_EVENTS, PAYMENT_EVENTS};
-use core_domain::{EventId, MemberId, PolicyId};
+use core_domain::{EventId, MemberId, PlanId, PolicyId};
 use ports::{EventHandler, EventPublisher, HandlerError, OutboxRecord};
 use tests::kafka::{TopicMessage, produce_raw, read_topic};
 use tests::services;
@@ -274,16 +274,23 @@ fn sign_up(tag: &str) -> SignUp {
     }
 }
 
+/// A plan offering 6,000 KRW an hour, for riders to enrol in.
+async fn plan(services: &Services) -> PlanId {
+    let plan = services
+        .insurance
+        .create_plan("Kafka hourly", 6_000)
+        .await
+        .expect("a plan");
+    plan.id
+}
+
 /// `n` riders, each with an active policy.
 async fn riders_with_policies(services: &Services, n: usize) -> Vec<(MemberId, PolicyId)> {
+    let plan_id = plan(services).await;
     futures::stream::iter(0..n)
         .map(|_| async move {
             let member = services.members.sign_up(sign_up("rider")).await.expect("sign-up");
-            let policy = services
-                .insurance
-                .enrol(member.id, &format!("KP-{}", Uuid::now_v7().simple()), 6_000)
-                .await
-                .expect("enrol");
+            let policy = services.insurance.enrol(member.id, plan_id, None).await.expect("enrol");
             (member.id, policy.id)
         })
         .buffer_unordered(16)
@@ -728,6 +735,7 @@ async fn two_instances_publish_each_event_once_and_keep_each_members_order_on(se
     let Some(env) = env_on(server, false).await else { return };
     let (a, b) = (env.start(|_| {}).await, env.start(|_| {}).await);
     let instances = [a.runtime.services.clone(), b.runtime.services.clone()];
+    let plan_id = plan(&instances[0]).await;
 
     // Each member signs up and enrols on one instance and withdraws on the other at once,
     // so their `member.registered` is often still unsent when `member.withdrawn` commits.
@@ -736,10 +744,7 @@ async fn two_instances_publish_each_event_once_and_keep_each_members_order_on(se
             let (here, there) = (&instances[i % 2], &instances[(i + 1) % 2]);
             async move {
                 let member = here.members.sign_up(sign_up("pair")).await.expect("sign-up");
-                here.insurance
-                    .enrol(member.id, &format!("KP-{}", Uuid::now_v7().simple()), 6_000)
-                    .await
-                    .expect("enrol");
+                here.insurance.enrol(member.id, plan_id, None).await.expect("enrol");
                 there.members.withdraw(member.id).await.expect("withdraw");
             }
         })

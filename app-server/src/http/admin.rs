@@ -1,5 +1,5 @@
 //! Staff routes: CX and admins look up riders and expire policies; admins manage products
-//! and coupon campaigns.
+//! insurance plans, products and coupon campaigns.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,13 +11,13 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use application::coupons::CampaignRequest;
-use core_domain::insurance::ExpiryReason;
-use core_domain::{MemberId, PolicyId, ProductId};
+use core_domain::insurance::{ExpiryReason, PlanPatch};
+use core_domain::{MemberId, PlanId, PolicyId, ProductId};
 
 use super::AppState;
 use super::dto::{
-    CampaignBody, ExpireBody, List, MemberBody, NewCampaignBody, NewProductBody, PolicyBody, ProductBody,
-    ProductPatchBody, parse_time,
+    CampaignBody, ExpireBody, List, MemberBody, NewCampaignBody, NewPlanBody, NewProductBody, PlanBody, PlanPatchBody,
+    PolicyBody, ProductBody, ProductPatchBody, parse_time,
 };
 use super::error::{ApiError, ApiResult, ProblemBody};
 use super::extract::{Admin, AppJson, AppPath, AppQuery, Staff};
@@ -27,6 +27,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(search_members))
         .routes(routes!(member_policies))
         .routes(routes!(expire_policy))
+        .routes(routes!(create_plan, all_plans))
+        .routes(routes!(change_plan))
         .routes(routes!(create_product))
         .routes(routes!(update_product))
         .routes(routes!(create_campaign))
@@ -87,6 +89,47 @@ async fn expire_policy(
         .expire_by_staff(claims.member_id, PolicyId(id), effective_at, reason)
         .await?;
     Ok(Json(policy.into()))
+}
+
+/// Offer a new insurance plan (admin).
+#[utoipa::path(post, path = "/admin/insurance/plans", tag = "admin", security(("bearer" = [])), request_body = NewPlanBody,
+    responses((status = 201, body = PlanBody), (status = 403, body = ProblemBody), (status = 422, body = ProblemBody)))]
+async fn create_plan(
+    State(state): State<AppState>,
+    _admin: Admin,
+    AppJson(body): AppJson<NewPlanBody>,
+) -> ApiResult<(StatusCode, Json<PlanBody>)> {
+    let plan = state
+        .services
+        .insurance
+        .create_plan(&body.name, body.hourly_premium)
+        .await?;
+    Ok((StatusCode::CREATED, Json(plan.into())))
+}
+
+/// Every insurance plan, retired ones too, by name (cx, admin).
+#[utoipa::path(get, path = "/admin/insurance/plans", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, body = List<PlanBody>), (status = 403, body = ProblemBody)))]
+async fn all_plans(State(state): State<AppState>, _staff: Staff) -> ApiResult<Json<List<PlanBody>>> {
+    let plans = state.services.insurance.plans(true).await?;
+    Ok(Json(List::of(plans, PlanBody::from)))
+}
+
+/// Rename, re-price or retire a plan (admin). A new premium applies to enrolments from now
+/// on; policies already written keep theirs.
+#[utoipa::path(patch, path = "/admin/insurance/plans/{id}", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
+    request_body = PlanPatchBody,
+    responses((status = 200, body = PlanBody), (status = 403, body = ProblemBody), (status = 404, body = ProblemBody),
+        (status = 422, body = ProblemBody)))]
+async fn change_plan(
+    State(state): State<AppState>,
+    _admin: Admin,
+    AppPath(id): AppPath<Uuid>,
+    AppJson(body): AppJson<PlanPatchBody>,
+) -> ApiResult<Json<PlanBody>> {
+    let patch = PlanPatch::parse(body.name.as_deref(), body.hourly_premium, body.status.as_deref())?;
+    let plan = state.services.insurance.change_plan(PlanId(id), patch).await?;
+    Ok(Json(plan.into()))
 }
 
 /// Create a product (admin).

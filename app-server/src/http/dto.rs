@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use core_domain::catalog::{PopularProduct, Product};
 use core_domain::coupon::{Coupon, CouponCampaign, Discount};
-use core_domain::insurance::{DrivingSession, Policy, Statement};
+use core_domain::insurance::{DrivingSession, InsurancePlan, Policy, Statement};
 use core_domain::member::Member;
 use core_domain::order::{Order, Payment};
 use core_domain::wallet::LedgerEntry;
@@ -87,17 +87,73 @@ pub struct TokenBody {
     pub expires_in: u64,
 }
 
+/// Enrolment names a plan, whose premium the policy takes: a premium is never the rider's.
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct EnrolBody {
-    pub policy_number: String,
+    /// An offered plan (`GET /insurance/plans`).
+    pub plan_id: Uuid,
+    /// The insurer's reference, if the rider has one (unique); else the server assigns one.
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
+    pub policy_number: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewPlanBody {
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: String,
+    /// KRW per insured hour, billed by the minute.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub hourly_premium: i64,
+}
+
+/// Any of the fields; a premium change applies to enrolments from now on.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PlanPatchBody {
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: Option<String>,
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub hourly_premium: Option<i64>,
+    /// `active` (riders can enrol) or `retired`.
+    #[schema(pattern = "^(active|retired)$")]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlanBody {
+    pub id: Uuid,
+    pub name: String,
+    pub hourly_premium: i64,
+    /// `active` (riders can enrol) or `retired`.
+    pub status: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<InsurancePlan> for PlanBody {
+    fn from(p: InsurancePlan) -> Self {
+        Self {
+            id: p.id.0,
+            name: p.name,
+            hourly_premium: p.hourly_premium,
+            status: p.status.as_str().to_owned(),
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PolicyBody {
     pub id: Uuid,
     pub member_id: Uuid,
+    /// Assigned by the server at enrolment.
     pub policy_number: String,
+    /// The plan it was written on (none for policies from before plans).
+    pub plan_id: Option<Uuid>,
+    /// The plan's premium at enrolment, in KRW per insured hour.
     pub hourly_premium: i64,
     /// `active` or `expired`.
     pub status: String,
@@ -118,6 +174,7 @@ impl From<Policy> for PolicyBody {
             id: p.id.0,
             member_id: p.member_id.0,
             policy_number: p.policy_number,
+            plan_id: p.plan_id.map(|id| id.0),
             hourly_premium: p.hourly_premium,
             status: p.status.as_str().to_owned(),
             coverage_start: p.coverage_start,

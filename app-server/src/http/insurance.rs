@@ -14,15 +14,16 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use application::insurance::Caller;
-use core_domain::{PolicyId, SessionId};
+use core_domain::{PlanId, PolicyId, SessionId};
 
 use super::AppState;
-use super::dto::{CancellationBody, EnrolBody, List, PolicyBody, SessionBody, StatementBody, parse_time};
+use super::dto::{CancellationBody, EnrolBody, List, PlanBody, PolicyBody, SessionBody, StatementBody, parse_time};
 use super::error::{ApiError, ApiResult, ProblemBody};
 use super::extract::{AppJson, AppPath, AppQuery, Auth, RawBody, Rider};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(offered_plans))
         .routes(routes!(enrol, my_policies))
         .routes(routes!(statement))
         .routes(routes!(start_session))
@@ -30,10 +31,19 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(insurer_cancellation))
 }
 
-/// Enrol in an hourly-billed policy (riders).
+/// The plans riders can enrol in, by name (anyone).
+#[utoipa::path(get, path = "/insurance/plans", tag = "insurance", responses((status = 200, body = List<PlanBody>)))]
+async fn offered_plans(State(state): State<AppState>) -> ApiResult<Json<List<PlanBody>>> {
+    let plans = state.services.insurance.plans(false).await?;
+    Ok(Json(List::of(plans, PlanBody::from)))
+}
+
+/// Enrol in an offered plan (riders): coverage starts now, at the plan's hourly premium,
+/// under the insurer's policy number if given, else one the server assigns.
 #[utoipa::path(post, path = "/insurance/policies", tag = "insurance", security(("bearer" = [])), request_body = EnrolBody,
     responses((status = 201, body = PolicyBody), (status = 403, body = ProblemBody),
-        (status = 409, body = ProblemBody, description = "insurance.already_active, insurance.policy_number_taken, member.inactive")))]
+        (status = 404, body = ProblemBody, description = "insurance.plan_not_found"),
+        (status = 409, body = ProblemBody, description = "insurance.already_active, insurance.plan_retired, insurance.policy_number_taken, member.inactive")))]
 async fn enrol(
     State(state): State<AppState>,
     Rider(claims): Rider,
@@ -42,7 +52,7 @@ async fn enrol(
     let policy = state
         .services
         .insurance
-        .enrol(claims.member_id, &body.policy_number, body.hourly_premium)
+        .enrol(claims.member_id, PlanId(body.plan_id), body.policy_number.as_deref())
         .await?;
     Ok((StatusCode::CREATED, Json(policy.into())))
 }

@@ -4,20 +4,100 @@
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use core_domain::insurance::{Actor, DrivingSession, ExpiryReason, NewPolicy, Policy, PolicyStatus};
-use core_domain::{AuditId, MemberId, PolicyId, SessionId};
+use core_domain::insurance::{
+    Actor, DrivingSession, ExpiryReason, InsurancePlan, NewPlan, NewPolicy, PlanPatch, Policy, PolicyStatus,
+};
+use core_domain::{AuditId, MemberId, PlanId, PolicyId, SessionId};
 use ports::{Consistency, StoreError, Unique};
 
 use super::{Stores, assert_store_error, now, stored_rider};
 
-/// An active policy (not stored) enrolled at `at`.
-pub fn policy(member_id: MemberId, number: &str, at: OffsetDateTime) -> Policy {
-    Policy::enrol(
-        PolicyId(Uuid::now_v7()),
-        member_id,
-        NewPolicy::parse(number, 3_000).expect("valid policy"),
+/// A plan (not stored) offering 3,000 KRW an hour.
+pub fn plan(name: &str, at: OffsetDateTime) -> InsurancePlan {
+    InsurancePlan::create(
+        PlanId(Uuid::now_v7()),
+        NewPlan::parse(name, 3_000).expect("valid plan"),
         at,
     )
+}
+
+/// An active policy (not stored) numbered `number` enrolled at `at`, on no stored plan (as
+/// policies from before plans are).
+pub fn policy(member_id: MemberId, number: &str, at: OffsetDateTime) -> Policy {
+    let number = NewPolicy::parse(Some(number)).expect("a valid number");
+    let mut policy = Policy::enrol(PolicyId(Uuid::now_v7()), member_id, &plan("Basic", at), number, at);
+    policy.plan_id = None;
+    policy
+}
+
+pub async fn plans_round_trip_list_by_name_and_change(stores: Stores) {
+    let t0 = now() - Duration::hours(1);
+    let night = plan("Night", t0);
+    let day = plan("Day", t0 + Duration::microseconds(3));
+    let mut uow = stores.db.begin().await.unwrap();
+    uow.insurance().insert_plan(&night).await.unwrap();
+    uow.insurance().insert_plan(&day).await.unwrap();
+    uow.commit().await.unwrap();
+
+    assert_eq!(
+        stores.insurance.plan(day.id, Consistency::Strong).await.unwrap(),
+        Some(day.clone())
+    );
+    assert_eq!(
+        stores
+            .insurance
+            .plan(PlanId(Uuid::now_v7()), Consistency::Strong)
+            .await
+            .unwrap(),
+        None
+    );
+    let offered = stores.insurance.plans(false, Consistency::Strong).await.unwrap();
+    assert_eq!(offered, [day.clone(), night.clone()], "by name");
+
+    let mut retired = night.clone();
+    let patch = PlanPatch::parse(Some("Night owl"), Some(4_500), Some("retired")).unwrap();
+    assert!(retired.apply(patch, now()));
+    let mut uow = stores.db.begin().await.unwrap();
+    assert_eq!(
+        uow.insurance().plan_for_update(night.id).await.unwrap(),
+        Some(night.clone())
+    );
+    uow.insurance().update_plan(&retired).await.unwrap();
+    assert_eq!(
+        uow.insurance().plan_by_id(night.id).await.unwrap(),
+        Some(retired.clone())
+    );
+    uow.commit().await.unwrap();
+
+    assert_eq!(
+        stores.insurance.plans(false, Consistency::Strong).await.unwrap(),
+        vec![day.clone()]
+    );
+    assert_eq!(
+        stores.insurance.plans(true, Consistency::Strong).await.unwrap(),
+        [day.clone(), retired.clone()]
+    );
+
+    // A policy written on a plan keeps its plan and its premium.
+    let member = stored_rider(&stores, "planned@example.com").await;
+    let policy = Policy::enrol(PolicyId(Uuid::now_v7()), member.id, &day, NewPolicy::default(), now());
+    insert_policy(&stores, &policy).await;
+    let stored = stores
+        .insurance
+        .policy(policy.id, Consistency::Strong)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((stored.plan_id, stored.hourly_premium), (Some(day.id), 3_000));
+    assert_eq!(stored, policy);
+
+    let mut uow = stores.db.begin().await.unwrap();
+    let mut ghost = plan("Ghost", now());
+    ghost.id = PlanId(Uuid::now_v7());
+    assert!(matches!(
+        uow.insurance().update_plan(&ghost).await,
+        Err(StoreError::Other(_))
+    ));
 }
 
 async fn insert_policy(stores: &Stores, policy: &Policy) {

@@ -108,6 +108,7 @@ macro_rules! contract_tests {
             members_are_searched_by_email_prefix,
             members_to_anonymise_are_withdrawn_by_the_cutoff_and_not_anonymised,
             a_policy_round_trips,
+            plans_round_trip_list_by_name_and_change,
             a_second_active_policy_is_an_active_policy_conflict,
             a_duplicate_policy_number_is_a_policy_number_conflict,
             updating_a_policy_with_a_stale_version_is_a_concurrency_error,

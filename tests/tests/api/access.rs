@@ -19,7 +19,7 @@ fn member_routes() -> Vec<(Method, String, Option<Value>)> {
         (
             Method::POST,
             "/insurance/policies".into(),
-            Some(json!({ "policy_number": "P-1", "hourly_premium": 600 })),
+            Some(json!({ "plan_id": id })),
         ),
         (Method::GET, "/insurance/policies".into(), None),
         (
@@ -35,6 +35,17 @@ fn member_routes() -> Vec<(Method, String, Option<Value>)> {
             Method::POST,
             format!("/admin/insurance/policies/{id}/expire"),
             Some(json!({ "effective_at": now })),
+        ),
+        (Method::GET, "/admin/insurance/plans".into(), None),
+        (
+            Method::POST,
+            "/admin/insurance/plans".into(),
+            Some(json!({ "name": "Hourly", "hourly_premium": 600 })),
+        ),
+        (
+            Method::PATCH,
+            format!("/admin/insurance/plans/{id}"),
+            Some(json!({ "hourly_premium": 700 })),
         ),
         (
             Method::POST,
@@ -134,7 +145,7 @@ async fn a_rider_is_forbidden_on_every_admin_route() {
     let (_, rider) = app.rider().await;
 
     let routes = admin_routes();
-    assert_eq!(routes.len(), 6);
+    assert_eq!(routes.len(), 9);
     for (method, path, body) in routes {
         let mut request = app.request(method.clone(), &path, Some(&rider));
         if let Some(body) = body {
@@ -147,15 +158,20 @@ async fn a_rider_is_forbidden_on_every_admin_route() {
 }
 
 #[tokio::test]
-async fn cx_is_forbidden_on_the_admin_only_product_and_coupon_routes() {
+async fn cx_is_forbidden_on_the_admin_only_plan_product_and_coupon_routes() {
     let app = spawn_app().await;
     let cx = app.staff(Role::Cx).await;
 
+    // Every admin write but expiring a policy, which is CX's job.
     let product_and_coupon_routes: Vec<_> = admin_routes()
         .into_iter()
-        .filter(|(_, path, _)| path.contains("/products") || path.contains("/coupons"))
+        .filter(|(method, path, _)| {
+            path.contains("/products")
+                || path.contains("/coupons")
+                || (path.contains("/plans") && method != Method::GET)
+        })
         .collect();
-    assert_eq!(product_and_coupon_routes.len(), 3);
+    assert_eq!(product_and_coupon_routes.len(), 5);
     for (method, path, body) in product_and_coupon_routes {
         let response = app
             .send(app.request(method.clone(), &path, Some(&cx)).json(&body.unwrap()))
@@ -176,7 +192,7 @@ async fn staff_are_forbidden_on_the_rider_only_insurance_and_driving_routes() {
             .post(
                 "/insurance/policies",
                 Some(&staff),
-                &json!({ "policy_number": "P-9", "hourly_premium": 600 }),
+                &json!({ "plan_id": Uuid::now_v7() }),
             )
             .await;
         assert_problem(enrol, 403, "auth.forbidden").await;

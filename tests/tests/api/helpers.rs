@@ -381,10 +381,22 @@ impl TestApp {
 
     // --- insurance -------------------------------------------------------------------
 
-    /// Enrols the rider in a policy with a fresh number.
+    /// A new plan at `hourly_premium`, made as staff would (through the use case: the HTTP
+    /// route has its own tests). Its id.
+    pub async fn plan(&self, hourly_premium: i64) -> String {
+        let plan = self
+            .runtime
+            .services
+            .insurance
+            .create_plan(&format!("Plan {}", uuid::Uuid::new_v4()), hourly_premium)
+            .await
+            .expect("a plan");
+        plan.id.to_string()
+    }
+
+    /// Enrols the rider in a new plan at `hourly_premium`.
     pub async fn enrol(&self, token: &str, hourly_premium: i64) -> Value {
-        let number = format!("POL-{}", uuid::Uuid::new_v4());
-        let body = json!({ "policy_number": number, "hourly_premium": hourly_premium });
+        let body = json!({ "plan_id": self.plan(hourly_premium).await });
         json_body(self.post("/insurance/policies", Some(token), &body).await, 201).await
     }
 

@@ -12,11 +12,12 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::Sha256;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use core_domain::member::Role;
 
 use crate::helpers::{
-    INSURER_SECRET, TestApp, assert_problem, error_fields, insurer_signature_at, insurer_signed, json_body,
+    INSURER_SECRET, TestApp, assert_problem, error_fields, id, insurer_signature_at, insurer_signed, items, json_body,
     overlap_minutes, rfc3339, spawn_app, time_of,
 };
 
@@ -52,21 +53,24 @@ async fn sleep_until(t: OffsetDateTime, after: time::Duration) {
 async fn enrolling_returns_an_active_policy_covering_from_now() {
     let app = spawn_app().await;
     let (member, token) = app.rider().await;
+    let plan_id = app.plan(1200).await;
     let before = OffsetDateTime::now_utc();
 
     let response = app
-        .post(
-            "/insurance/policies",
-            Some(&token),
-            &json!({ "policy_number": " HX-0001 ", "hourly_premium": 1200 }),
-        )
+        .post("/insurance/policies", Some(&token), &json!({ "plan_id": plan_id }))
         .await;
 
     let policy = json_body(response, 201).await;
     let after = OffsetDateTime::now_utc();
     assert_eq!(policy["member_id"], member["id"]);
-    assert_eq!(policy["policy_number"], "HX-0001");
-    assert_eq!(policy["hourly_premium"], 1200);
+    assert_eq!(policy["plan_id"], plan_id.as_str());
+    assert_eq!(policy["hourly_premium"], 1200, "the plan's premium");
+    let number = policy["policy_number"].as_str().unwrap();
+    assert_eq!(
+        number,
+        format!("HR-{}", policy["id"].as_str().unwrap().replace('-', "")).to_uppercase(),
+        "the server's number"
+    );
     assert_eq!(policy["status"], "active");
     assert!(
         policy["expired_at"].is_null() && policy["expiry_reason"].is_null(),
@@ -93,13 +97,50 @@ async fn a_rider_holds_at_most_one_active_policy() {
         .post(
             "/insurance/policies",
             Some(&token),
-            &json!({ "policy_number": "HX-OTHER", "hourly_premium": 1000 }),
+            &json!({ "plan_id": app.plan(1000).await }),
         )
         .await;
 
     assert_problem(second, 409, "insurance.already_active").await;
     let mine = json_body(app.get("/insurance/policies", Some(&token)).await, 200).await;
     assert_eq!(mine["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_rider_never_chooses_the_premium_and_numbers_are_the_insurers_or_the_servers() {
+    let app = spawn_app().await;
+    let (_, first) = app.rider().await;
+    let (_, second) = app.rider().await;
+    let plan_id = app.plan(1000).await;
+
+    // A client that still sends its own premium is told, not silently re-priced.
+    for body in [
+        json!({ "plan_id": plan_id, "hourly_premium": 1 }),
+        json!({ "policy_number": "MINE-1", "hourly_premium": 1 }),
+    ] {
+        let response = app.post("/insurance/policies", Some(&first), &body).await;
+        assert_problem(response, 422, "validation.failed").await;
+    }
+    let given = app
+        .post(
+            "/insurance/policies",
+            Some(&first),
+            &json!({ "plan_id": plan_id, "policy_number": "HX-0001" }),
+        )
+        .await;
+    let given = json_body(given, 201).await;
+    assert_eq!(
+        (given["policy_number"].as_str(), given["hourly_premium"].as_i64()),
+        (Some("HX-0001"), Some(1000))
+    );
+    let assigned = app
+        .post("/insurance/policies", Some(&second), &json!({ "plan_id": plan_id }))
+        .await;
+    let assigned = json_body(assigned, 201).await;
+    assert!(
+        assigned["policy_number"].as_str().unwrap().starts_with("HR-"),
+        "{assigned}"
+    );
 }
 
 #[tokio::test]
@@ -113,7 +154,7 @@ async fn a_policy_number_belongs_to_one_policy() {
         .post(
             "/insurance/policies",
             Some(&second),
-            &json!({ "policy_number": policy["policy_number"], "hourly_premium": 1000 }),
+            &json!({ "plan_id": app.plan(1000).await, "policy_number": policy["policy_number"] }),
         )
         .await;
 
@@ -129,26 +170,177 @@ async fn enrolment_with_invalid_values_names_the_fields() {
         .post(
             "/insurance/policies",
             Some(&token),
-            &json!({ "policy_number": "no spaces!", "hourly_premium": 0 }),
+            &json!({ "plan_id": app.plan(1000).await, "policy_number": "no spaces!" }),
         )
         .await;
 
     let problem = assert_problem(response, 422, "validation.failed").await;
-    assert_eq!(error_fields(&problem), ["hourly_premium", "policy_number"]);
+    assert_eq!(error_fields(&problem), ["policy_number"]);
+}
+
+#[tokio::test]
+async fn plans_with_invalid_values_name_the_fields() {
+    let app = spawn_app().await;
+    let admin = app.staff(Role::Admin).await;
+    let (_, rider) = app.rider().await;
+
+    let response = app
+        .post(
+            "/admin/insurance/plans",
+            Some(&admin),
+            &json!({ "name": " ", "hourly_premium": 0 }),
+        )
+        .await;
+    let problem = assert_problem(response, 422, "validation.failed").await;
+    assert_eq!(error_fields(&problem), ["hourly_premium", "name"]);
+    let too_dear = app
+        .post(
+            "/admin/insurance/plans",
+            Some(&admin),
+            &json!({ "name": "Gold", "hourly_premium": 1_000_001 }),
+        )
+        .await;
+    assert_eq!(
+        error_fields(&assert_problem(too_dear, 422, "validation.failed").await),
+        ["hourly_premium"]
+    );
+    let plan = json_body(
+        app.post(
+            "/admin/insurance/plans",
+            Some(&admin),
+            &json!({ "name": "Day", "hourly_premium": 900 }),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let path = format!("/admin/insurance/plans/{}", id(&plan));
+    let nothing = app
+        .send(app.request(Method::PATCH, &path, Some(&admin)).json(&json!({})))
+        .await;
+    assert_problem(nothing, 422, "validation.failed").await;
+    let bad_status = app
+        .send(
+            app.request(Method::PATCH, &path, Some(&admin))
+                .json(&json!({ "status": "paused" })),
+        )
+        .await;
+    assert_eq!(
+        error_fields(&assert_problem(bad_status, 422, "validation.failed").await),
+        ["status"]
+    );
+    let unknown = format!("/admin/insurance/plans/{}", Uuid::now_v7());
+    let missing = app
+        .send(
+            app.request(Method::PATCH, &unknown, Some(&admin))
+                .json(&json!({ "hourly_premium": 1 })),
+        )
+        .await;
+    assert_problem(missing, 404, "insurance.plan_not_found").await;
+    let enrol_unknown = app
+        .post(
+            "/insurance/policies",
+            Some(&rider),
+            &json!({ "plan_id": Uuid::now_v7() }),
+        )
+        .await;
+    assert_problem(enrol_unknown, 404, "insurance.plan_not_found").await;
+    let not_an_id = app
+        .post("/insurance/policies", Some(&rider), &json!({ "plan_id": "basic" }))
+        .await;
+    assert_problem(not_an_id, 422, "validation.failed").await;
+}
+
+#[tokio::test]
+async fn staff_manage_plans_and_a_new_premium_applies_to_new_enrolments_only() {
+    let app = spawn_app().await;
+    let admin = app.staff(Role::Admin).await;
+    let cx = app.staff(Role::Cx).await;
+    let (_, early) = app.rider().await;
+    let (_, late) = app.rider().await;
+    let (_, latest) = app.rider().await;
+
+    let plan = json_body(
+        app.post(
+            "/admin/insurance/plans",
+            Some(&admin),
+            &json!({ "name": "Night", "hourly_premium": 6000 }),
+        )
+        .await,
+        201,
+    )
+    .await;
+    assert_eq!(
+        (plan["status"].as_str(), plan["hourly_premium"].as_i64()),
+        (Some("active"), Some(6000))
+    );
+    let offered = json_body(app.get("/insurance/plans", None).await, 200).await;
+    assert_eq!(items(&offered).iter().filter(|p| p["id"] == plan["id"]).count(), 1);
+
+    let enrol = |token: String| {
+        let body = json!({ "plan_id": plan["id"] });
+        let app = &app;
+        async move { app.post("/insurance/policies", Some(&token), &body).await }
+    };
+    let first = json_body(enrol(early.clone()).await, 201).await;
+    assert_eq!(first["hourly_premium"], 6000);
+
+    let path = format!("/admin/insurance/plans/{}", id(&plan));
+    let repriced = app
+        .send(
+            app.request(Method::PATCH, &path, Some(&admin))
+                .json(&json!({ "hourly_premium": 7200 })),
+        )
+        .await;
+    let repriced = json_body(repriced, 200).await;
+    assert_eq!(
+        (repriced["hourly_premium"].as_i64(), repriced["name"].as_str()),
+        (Some(7200), Some("Night"))
+    );
+    let second = json_body(enrol(late.clone()).await, 201).await;
+    assert_eq!(second["hourly_premium"], 7200);
+    let kept = json_body(app.get("/insurance/policies", Some(&early)).await, 200).await;
+    assert_eq!(
+        items(&kept)[0]["hourly_premium"],
+        6000,
+        "a policy keeps the premium it was written at"
+    );
+
+    let retired = app
+        .send(
+            app.request(Method::PATCH, &path, Some(&admin))
+                .json(&json!({ "status": "retired" })),
+        )
+        .await;
+    assert_eq!(json_body(retired, 200).await["status"], "retired");
+    assert_problem(enrol(latest.clone()).await, 409, "insurance.plan_retired").await;
+    let offered = json_body(app.get("/insurance/plans", None).await, 200).await;
+    assert!(items(&offered).iter().all(|p| p["id"] != plan["id"]));
+    for staff in [&cx, &admin] {
+        let all = json_body(app.get("/admin/insurance/plans", Some(staff)).await, 200).await;
+        let listed: Vec<_> = items(&all).iter().filter(|p| p["id"] == plan["id"]).collect();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0]["status"], "retired");
+    }
+    // CX read plans but do not change them.
+    let by_cx = app
+        .send(
+            app.request(Method::PATCH, &path, Some(&cx))
+                .json(&json!({ "status": "active" })),
+        )
+        .await;
+    assert_problem(by_cx, 403, "auth.forbidden").await;
 }
 
 #[tokio::test]
 async fn a_withdrawn_member_cannot_enrol_with_a_still_valid_access_token() {
     let app = spawn_app().await;
     let (_, token) = app.rider().await;
+    let plan_id = app.plan(1000).await;
     assert_eq!(app.delete("/members/me", Some(&token)).await.status().as_u16(), 204);
 
     let response = app
-        .post(
-            "/insurance/policies",
-            Some(&token),
-            &json!({ "policy_number": "HX-LATE", "hourly_premium": 1000 }),
-        )
+        .post("/insurance/policies", Some(&token), &json!({ "plan_id": plan_id }))
         .await;
 
     assert_problem(response, 409, "member.inactive").await;
