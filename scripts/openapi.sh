@@ -19,12 +19,16 @@
 # (scripts/lib/venv.sh, versions pinned in scripts/requirements-openapi.txt).
 #
 # Output under target/openapi/: openapi.json (the document served), server.log,
-# schemathesis/<role>/ (JUnit XML, NDJSON events, the run's console output), schemathesis/
-# summary.txt (failures grouped), client/ (the generated package and the generator's output).
+# schemathesis/<role>/ (JUnit XML, NDJSON events, the run's console output; unsanitised, so
+# they hold that run's tokens, which die with its server), schemathesis/summary.txt (failures
+# grouped by check, operation, status and problem code, each with a repro curl that uses
+# $HEXRIDE_URL and $<ROLE>_TOKEN as `serve` prints them), client/ (the generated package and
+# the generator's output). The Python helpers live in tests/openapi_client/: validate_spec.py,
+# st_summary.py, generator_summary.py, patch_spec.py and drive.py.
 # Exit status: non-zero when any check failed.
 #
 # Environment:
-#   HEXRIDE_BIN            server binary (default target/debug/app-server)
+#   HEXRIDE_BIN            server binary, relative to the repository (default target/debug/app-server)
 #   ST_MAX_EXAMPLES        schemathesis test cases per operation and phase (default 100)
 #   ST_SEED                schemathesis seed (default 20251202), for reproducible runs
 #   ST_WORKERS             schemathesis workers (default 1: with 2, hypothesis hit flaky internal
@@ -69,12 +73,12 @@ free_port() {
 }
 
 stop_server() {
-    local pid=$SERVER_PID i
+    local pid=$SERVER_PID
     SERVER_PID=
     if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
         kill -TERM "$pid" 2>/dev/null || true
         # shutdown_grace_secs is set to 5 below: give it that and a little more.
-        for i in $(seq 1 80); do
+        for _ in $(seq 1 80); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
@@ -190,8 +194,8 @@ start_server() {
     (umask 077 && printf '%s\n' "$PASSWORD" >"$RUN_DIR/password")
     : >"$OUT/server.log"
 
-    local attempt started=$SECONDS
-    for attempt in 1 2 3; do
+    local started=$SECONDS
+    for _ in 1 2 3; do
         SERVER_PORT=$(free_port)
         ADMIN_PORT=$(free_port)
         [ "$SERVER_PORT" != "$ADMIN_PORT" ] || continue
@@ -266,8 +270,14 @@ st_run() {
     shift 2
     rm -rf "$dir"
     mkdir -p "$dir"
+    # Schemathesis keeps a crash cache (replayed first by later runs) and Hypothesis a
+    # database in the working directory: both stay in this run's directory, so nothing lands
+    # in the repository and every run starts from the seed alone.
+    printf '[cache]\ndirectory = "%s/cache"\n' "$dir" >"$dir/schemathesis.toml"
+    # --output-sanitize false: reports keep the exact requests (Idempotency-Key included) for
+    # the repro curls; the tokens in them die with this server.
     # shellcheck disable=SC2086 # ST_EXTRA_ARGS is a list of words
-    st run "$BASE_URL/openapi.json" \
+    (cd "$dir" && st --config-file "$dir/schemathesis.toml" run "$BASE_URL/openapi.json" \
         --phases examples,coverage,fuzzing,stateful \
         --checks all \
         --max-examples "$ST_MAX_EXAMPLES" \
@@ -283,9 +293,9 @@ st_run() {
         --report-junit-path "$dir/junit.xml" \
         --report-ndjson-path "$dir/events.ndjson" \
         --no-color \
-        --output-sanitize false `# exact repro requests (Idempotency-Key too); tokens die with the server` \
+        --output-sanitize false \
         $ST_EXTRA_ARGS \
-        "$@" >"$dir/console.txt" 2>&1 || status=$?
+        "$@" >"$dir/console.txt" 2>&1) || status=$?
     # The console output's closing summary.
     say "st run as $name: exit $status in $((SECONDS - started)) s (full output: $dir/console.txt)"
     sed -n '/^Failures:$/,/^Reports:$/{/^Reports:$/d;/^$/d;p}' "$dir/console.txt"
@@ -347,7 +357,10 @@ export HEXRIDE_URL=$BASE_URL
 export RIDER_TOKEN=$RIDER_TOKEN
 export CX_TOKEN=$CX_TOKEN
 export ADMIN_TOKEN=$ADMIN_TOKEN
-# accounts: {rider,cx,admin}@openapi.test, password in $RUN_DIR/password
+export SPARE_RIDER_TOKEN=$SPARE_RIDER_TOKEN
+export SPARE_CX_TOKEN=$SPARE_CX_TOKEN
+export SPARE_ADMIN_TOKEN=$SPARE_ADMIN_TOKEN
+# accounts: {,spare-}{rider,cx,admin}@openapi.test, password in $RUN_DIR/password
 EOF
     wait "$SERVER_PID"
 }

@@ -94,6 +94,9 @@ def curl(request: dict, role: str, base_url: str | None) -> str:
             ):
                 # The run's own token: a fresh `serve` prints the one to use instead.
                 parts.append(f'-H "Authorization: Bearer ${token_variable(role)}"')
+            elif value == "":
+                # `-H 'Name:'` would make curl drop the header; `Name;` sends it empty.
+                parts.append("-H " + shell_quote(f"{name};"))
             else:
                 parts.append("-H " + shell_quote(f"{name}: {value}"))
     body = request.get("body")
@@ -116,7 +119,8 @@ def problem_of(response: dict | None) -> tuple[str, str]:
         detail = str(data.get("detail", ""))
         if isinstance(data.get("errors"), dict) and data["errors"]:
             fields = "; ".join(f"{name}: {', '.join(map(str, why))}" for name, why in data["errors"].items())
-            detail = f"{detail} ({fields})"
+            if fields not in detail:
+                detail = f"{detail} ({fields})"
         return str(data["code"]), detail[:300]
     return "(2xx body)" if str(response.get("status_code", "")).startswith("2") else "(JSON)", ""
 
