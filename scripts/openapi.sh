@@ -24,7 +24,7 @@
 # grouped by check, operation, status and problem code, each with a repro curl that uses
 # $HEXRIDE_URL and $<ROLE>_TOKEN as `serve` prints them), client/ (the generated package and
 # the generator's output). The Python helpers live in tests/openapi_client/: validate_spec.py,
-# st_summary.py, generator_summary.py, patch_spec.py and drive.py.
+# st_summary.py, generator_summary.py, st_hooks.py, schemathesis.toml and drive.py.
 # Exit status: non-zero when any check failed.
 #
 # Environment:
@@ -35,9 +35,6 @@
 #                          "Runtime Error"s (FlakyFailure, AST recursion depth) on POST /admin/coupons)
 #   ST_ROLES               roles to fuzz as (default "rider cx admin")
 #   ST_EXTRA_ARGS          more `st run` arguments, word-split (e.g. "--max-failures 50")
-#   OPENAPI_CLIENT_PATCH=1 when the generator refuses the document, still drive a client
-#                          generated from a patched copy (tests/openapi_client/patch_spec.py);
-#                          the step fails all the same
 #   OPENAPI_KEEP=1         keep the run directory (database, passwords) after exit
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -273,11 +270,12 @@ st_run() {
     # Schemathesis keeps a crash cache (replayed first by later runs) and Hypothesis a
     # database in the working directory: both stay in this run's directory, so nothing lands
     # in the repository and every run starts from the seed alone.
-    printf '[cache]\ndirectory = "%s/cache"\n' "$dir" >"$dir/schemathesis.toml"
+    { printf '[cache]\ndirectory = "%s/cache"\n\n' "$dir"; cat "$ROOT/tests/openapi_client/schemathesis.toml"; } \
+        >"$dir/schemathesis.toml"
     # --output-sanitize false: reports keep the exact requests (Idempotency-Key included) for
     # the repro curls; the tokens in them die with this server.
     # shellcheck disable=SC2086 # ST_EXTRA_ARGS is a list of words
-    (cd "$dir" && st --config-file "$dir/schemathesis.toml" run "$BASE_URL/openapi.json" \
+    (cd "$dir" && SCHEMATHESIS_HOOKS="$ROOT/tests/openapi_client/st_hooks.py" st --config-file "$dir/schemathesis.toml" run "$BASE_URL/openapi.json" \
         --phases examples,coverage,fuzzing,stateful \
         --checks all \
         --max-examples "$ST_MAX_EXAMPLES" \
@@ -332,15 +330,7 @@ run_client() {
     if [ "$gen_status" -ne 0 ] || [ ! -f "$dir/hexride_client/client.py" ]; then
         say "openapi-python-client refused the document (exit $gen_status); its output:"
         python "$CLIENT_DIR/generator_summary.py" "$dir/generate.txt"
-        [ "${OPENAPI_CLIENT_PATCH:-0}" = 1 ] || return 1
-        status=1
-        say "OPENAPI_CLIENT_PATCH=1: generating from a patched copy instead (this step still fails)"
-        python "$CLIENT_DIR/patch_spec.py" "$OUT/openapi.json" "$dir/openapi.patched.json"
-        rm -rf "$dir/hexride_client"
-        openapi-python-client generate --path "$dir/openapi.patched.json" --meta none \
-            --output-path "$dir/hexride_client" >"$dir/generate.patched.txt" 2>&1 ||
-            { cat "$dir/generate.patched.txt"; return 1; }
-        python "$CLIENT_DIR/generator_summary.py" "$dir/generate.patched.txt"
+        return 1
     else
         say "client generated in $dir/hexride_client"
         python "$CLIENT_DIR/generator_summary.py" "$dir/generate.txt"

@@ -35,8 +35,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MemberSearch {
     /// E-mail or its beginning.
+    #[param(min_length = 1, pattern = "\\S")]
     email: String,
 }
 

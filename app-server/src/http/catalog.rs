@@ -23,10 +23,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Page {
     /// Products after this id (the last id of the previous page).
+    #[param(nullable = false)]
     after: Option<Uuid>,
     /// 1–100, default 20.
+    #[param(nullable = false, minimum = 1, maximum = 100)]
     limit: Option<i64>,
 }
 

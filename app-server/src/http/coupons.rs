@@ -22,7 +22,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// First come, first served: one coupon of the campaign.
 #[utoipa::path(post, path = "/coupons/{campaign_id}/issue", tag = "coupons", security(("bearer" = [])),
-    params(("campaign_id" = Uuid, Path)),
+    params(("campaign_id" = Uuid, Path), ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retries with the same key, path and body replay the first answer (1–255 visible ASCII characters)")),
     responses((status = 201, body = CouponBody), (status = 404, body = ProblemBody),
         (status = 409, body = ProblemBody, description = "coupon.sold_out, coupon.already_issued, coupon.not_started, coupon.ended")))]
 async fn issue_coupon(

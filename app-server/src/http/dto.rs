@@ -27,11 +27,51 @@ impl<T> List<T> {
     }
 }
 
+/// An optional field that, when present, holds a value: `null` is refused like any other
+/// wrong type, as the OpenAPI document (not nullable) says.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// A JSON integer, also when written with a zero fraction (`5.0`): JSON Schema's `integer`
+/// admits both, so a client that writes numbers as floats is not refused.
+fn integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(value) = number.as_i64() {
+        return Ok(value);
+    }
+    match number.as_f64() {
+        // Within ±2^63 (exclusive), a float without a fraction is an i64 exactly.
+        #[allow(clippy::cast_possible_truncation)]
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.223_372_036_854_775e18 => Ok(f as i64),
+        _ => Err(serde::de::Error::custom(format_args!(
+            "invalid type: {number}, expected an integer"
+        ))),
+    }
+}
+
+/// [`integer`] for an optional field: present means a value.
+fn present_integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    integer(deserializer).map(Some)
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SignUpBody {
+    /// Stored in lower case; unique.
+    #[schema(format = Email, min_length = 3, max_length = 254)]
     pub email: String,
+    /// 10–128 characters.
+    #[schema(min_length = 10, max_length = 128)]
     pub password: String,
+    /// 1–50 characters after trimming.
+    #[schema(min_length = 1, max_length = 50, pattern = "\\S")]
     pub name: String,
+    /// 9–15 digits; dashes and spaces are allowed and dropped.
+    #[schema(pattern = "^[- ]*([0-9][- ]*){9,15}$")]
     pub phone: String,
 }
 
@@ -94,28 +134,35 @@ pub struct EnrolBody {
     /// An offered plan (`GET /insurance/plans`).
     pub plan_id: Uuid,
     /// The insurer's reference, if the rider has one (unique); else the server assigns one.
-    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9_-]+$")]
     pub policy_number: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewPlanBody {
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1–100 characters after trimming.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     /// KRW per insured hour, billed by the minute.
+    #[serde(deserialize_with = "integer")]
     #[schema(minimum = 1, maximum = 1_000_000)]
     pub hourly_premium: i64,
 }
 
 /// Any of the fields; a premium change applies to enrolments from now on.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(min_properties = 1)]
 pub struct PlanPatchBody {
-    #[schema(min_length = 1, max_length = 100)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: Option<String>,
-    #[schema(minimum = 1, maximum = 1_000_000)]
+    #[serde(default, deserialize_with = "present_integer")]
+    #[schema(nullable = false, minimum = 1, maximum = 1_000_000)]
     pub hourly_premium: Option<i64>,
     /// `active` (riders can enrol) or `retired`.
-    #[schema(pattern = "^(active|retired)$")]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, pattern = "^(active|retired)$")]
     pub status: Option<String>,
 }
 
@@ -250,30 +297,50 @@ impl From<Statement> for StatementBody {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CancellationBody {
     /// The insurer's id of this notification; repeats are ignored.
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub event_id: String,
     pub policy_number: String,
     /// RFC 3339: when the insurer cancelled the policy.
+    #[schema(format = DateTime)]
     pub cancelled_at: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ExpireBody {
     /// RFC 3339, between the coverage start and now.
+    #[schema(format = DateTime)]
     pub effective_at: String,
     /// `admin_request` (default), `insurer_cancellation` or `member_withdrawn`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(
+        nullable = false,
+        pattern = "^(admin_request|insurer_cancellation|member_withdrawn)$"
+    )]
     pub reason: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewProductBody {
+    /// 1–100 characters after trimming.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
+    #[serde(deserialize_with = "integer")]
+    #[schema(minimum = 1, maximum = 100_000_000)]
     pub price: i64,
+    #[serde(deserialize_with = "integer")]
+    #[schema(minimum = 0, maximum = 1_000_000)]
     pub stock: i64,
 }
 
+/// `price`, `stock` or both.
 #[derive(Debug, Deserialize, ToSchema)]
+#[schema(min_properties = 1)]
 pub struct ProductPatchBody {
+    #[serde(default, deserialize_with = "present_integer")]
+    #[schema(nullable = false, minimum = 1, maximum = 100_000_000)]
     pub price: Option<i64>,
+    #[serde(default, deserialize_with = "present_integer")]
+    #[schema(nullable = false, minimum = 0, maximum = 1_000_000)]
     pub stock: Option<i64>,
 }
 
@@ -316,6 +383,8 @@ pub struct WalletBody {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChargeBody {
+    #[serde(deserialize_with = "integer")]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub amount: i64,
 }
 
@@ -348,8 +417,16 @@ impl From<LedgerEntry> for LedgerBody {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DiscountBody {
-    Fixed { amount: i64 },
-    Percent { percent: i64 },
+    Fixed {
+        #[serde(deserialize_with = "integer")]
+        #[schema(minimum = 1, maximum = 10_000_000)]
+        amount: i64,
+    },
+    Percent {
+        #[serde(deserialize_with = "integer")]
+        #[schema(minimum = 1, maximum = 100)]
+        percent: i64,
+    },
 }
 
 impl From<DiscountBody> for Discount {
@@ -372,12 +449,20 @@ impl From<Discount> for DiscountBody {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewCampaignBody {
+    /// 1–100 characters after trimming.
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub name: String,
     pub discount: DiscountBody,
+    #[serde(deserialize_with = "integer")]
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub total_quantity: i64,
     /// RFC 3339; default now.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, format = DateTime)]
     pub starts_at: Option<String>,
-    /// RFC 3339; default none (coupons then last 30 days).
+    /// RFC 3339, after `starts_at`; default none (coupons then last 30 days).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, format = DateTime)]
     pub ends_at: Option<String>,
 }
 
@@ -434,12 +519,19 @@ impl CouponBody {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OrderItemBody {
     pub product_id: Uuid,
+    #[serde(deserialize_with = "integer")]
+    #[schema(minimum = 1, maximum = 100)]
     pub quantity: i64,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct NewOrderBody {
+    /// 1–20 lines, each product once.
+    #[schema(min_items = 1, max_items = 20)]
     pub items: Vec<OrderItemBody>,
+    /// One of the caller's available coupons.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     pub coupon_id: Option<Uuid>,
 }
 
@@ -521,4 +613,35 @@ pub fn parse_time(field: &str, raw: &str) -> Result<OffsetDateTime, super::error
         .ok()
         .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
         .ok_or_else(|| super::error::ApiError::invalid_field(field, "must be an RFC 3339 date-time"))
+}
+
+#[cfg(test)]
+mod request_tests {
+    use super::*;
+
+    #[test]
+    fn integers_may_carry_a_zero_fraction_but_no_other() {
+        let charge = |raw: &str| serde_json::from_str::<ChargeBody>(raw).map(|b| b.amount);
+        assert_eq!(charge(r#"{"amount": 5}"#).ok(), Some(5));
+        assert_eq!(charge(r#"{"amount": 5.0}"#).ok(), Some(5));
+        assert_eq!(charge(r#"{"amount": -2.0e3}"#).ok(), Some(-2_000));
+        for bad in [
+            r#"{"amount": 5.5}"#,
+            r#"{"amount": 1e19}"#,
+            r#"{"amount": "5"}"#,
+            r#"{"amount": null}"#,
+        ] {
+            assert!(charge(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_optional_field_is_absent_or_a_value_never_null() {
+        let patch = |raw: &str| serde_json::from_str::<ProductPatchBody>(raw).map(|b| (b.price, b.stock));
+        assert_eq!(patch(r#"{"price": 7.0}"#).ok(), Some((Some(7), None)));
+        assert_eq!(patch("{}").ok(), Some((None, None)));
+        assert!(patch(r#"{"price": null}"#).is_err());
+        let order = serde_json::from_str::<NewOrderBody>(r#"{"items": [], "coupon_id": null}"#);
+        assert!(order.is_err());
+    }
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod extract;
 pub mod insurance;
 pub mod members;
+pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod wallet;
@@ -160,9 +161,11 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// [`admin_router`].
 pub fn router(state: AppState) -> Router {
     let (api, openapi) = api();
+    // Serialised once: every request gets the same bytes.
+    let document = axum::body::Bytes::from(serde_json::to_vec(&openapi::complete(&openapi)).unwrap_or_default());
     let routes = Router::new().merge(api).merge(ops::public_routes()).route(
         "/openapi.json",
-        axum::routing::get(move || async move { axum::Json(openapi) }),
+        axum::routing::get(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], document) }),
     );
     layered(routes, state)
 }
@@ -170,7 +173,9 @@ pub fn router(state: AppState) -> Router {
 /// The operators' HTTP application, for `server.admin_listen` (keep it off the public
 /// network): metrics, readiness with each component's detail, the Swagger UI at `/docs`.
 pub fn admin_router(state: AppState) -> Router {
-    let (_, openapi) = api();
+    let (_, derived) = api();
+    // The Swagger UI shows the document the public listener serves.
+    let openapi = serde_json::from_value(openapi::complete(&derived)).unwrap_or(derived);
     let routes = Router::new()
         .merge(ops::admin_routes())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi));

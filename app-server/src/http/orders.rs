@@ -23,6 +23,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// Place an order: stock is taken at once; an optional coupon is applied.
 #[utoipa::path(post, path = "/orders", tag = "orders", security(("bearer" = [])), request_body = NewOrderBody,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retries with the same key, path and body replay the first answer (1–255 visible ASCII characters)")),
     responses((status = 201, body = OrderBody), (status = 404, body = ProblemBody, description = "product.not_found, coupon.not_found"),
         (status = 409, body = ProblemBody, description = "order.out_of_stock, coupon.not_available, coupon.expired"),
         (status = 422, body = ProblemBody)))]
@@ -70,7 +71,7 @@ async fn get_order(
 /// Pay a pending order with points. `Idempotency-Key` makes retries safe: the same key and
 /// body replay the first response; the same key with another body is refused (422).
 #[utoipa::path(post, path = "/orders/{id}/payment", tag = "orders", security(("bearer" = [])),
-    params(("id" = Uuid, Path), ("Idempotency-Key" = String, Header, description = "1–255 visible ASCII characters")),
+    params(("id" = Uuid, Path), ("Idempotency-Key" = String, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "required; retries with the same key, path and body replay the first answer (1–255 visible ASCII characters)")),
     responses((status = 200, body = PaymentBody), (status = 400, body = ProblemBody, description = "idempotency.key_required"),
         (status = 404, body = ProblemBody), (status = 409, body = ProblemBody, description = "points.insufficient, order.not_pending"),
         (status = 422, body = ProblemBody, description = "idempotency.key_mismatch")))]

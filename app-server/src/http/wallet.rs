@@ -27,6 +27,7 @@ async fn balance(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<Wa
 
 /// Charge 1–1,000,000 points (the balance stays ≤ 10,000,000).
 #[utoipa::path(post, path = "/points/charge", tag = "points", security(("bearer" = [])), request_body = ChargeBody,
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$", description = "retries with the same key, path and body replay the first answer (1–255 visible ASCII characters)")),
     responses((status = 200, body = WalletBody), (status = 409, body = ProblemBody, description = "points.limit_exceeded"),
         (status = 422, body = ProblemBody)))]
 async fn charge(
