@@ -589,8 +589,9 @@ mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn enrolment_writes_a_policy_at_the_plans_premium_with_its_audit() {
+    /// An active rider and an offered plan, and the unit of work that enrols one in the
+    /// other, finished by `rest`.
+    fn enrolment(rest: impl FnOnce(&mut ports::MockUnitOfWork) + Send + 'static) -> (TestPorts, MemberId, PlanId) {
         let mut t = TestPorts::new();
         let member = member_fixture(Role::Rider);
         let id = member.id;
@@ -599,11 +600,17 @@ mod tests {
         t.expect_uow(move |uow| {
             uow.members.expect_by_id().return_once(move |_| Ok(Some(member)));
             uow.insurance.expect_plan_by_id().return_once(move |_| Ok(Some(plan)));
+            rest(uow);
+        });
+        (t, id, plan_id)
+    }
+
+    #[tokio::test]
+    async fn enrolment_writes_a_policy_at_the_plans_premium_with_its_audit() {
+        let (mut t, id, plan_id) = enrolment(|uow| {
             uow.insurance
                 .expect_insert_policy()
-                .withf(move |p| {
-                    p.plan_id == Some(plan_id) && p.hourly_premium == 6_000 && p.policy_number.starts_with("HR-")
-                })
+                .withf(|p| p.plan_id.is_some() && p.hourly_premium == 6_000 && p.policy_number.starts_with("HR-"))
                 .times(1)
                 .returning(|_| Ok(()));
             uow.insurance
@@ -654,14 +661,7 @@ mod tests {
 
     #[tokio::test]
     async fn enrolling_twice_is_a_conflict() {
-        let mut t = TestPorts::new();
-        let member = member_fixture(Role::Rider);
-        let id = member.id;
-        let plan = basic_plan();
-        let plan_id = plan.id;
-        t.expect_uow(move |uow| {
-            uow.members.expect_by_id().return_once(move |_| Ok(Some(member)));
-            uow.insurance.expect_plan_by_id().return_once(move |_| Ok(Some(plan)));
+        let (t, id, plan_id) = enrolment(|uow| {
             uow.insurance
                 .expect_insert_policy()
                 .return_once(|_| Err(StoreError::Conflict(Unique::ActivePolicy)));
