@@ -27,9 +27,8 @@ use application::members::SignUp;
 use application::{Ports, Services, Settings};
 use core_domain::member::Role;
 use ports::{
-    Cache, CatalogReads, ConsistencyTokens, CouponGate, CouponReads, DataPlatformSink, Database, EventHandler,
-    EventPublisher, HealthCheck, IdempotencyReads, InsuranceReads, MemberReads, OrderReads, OutboxStore, Quota,
-    RateLimiter, RefreshTokenStore, WalletReads,
+    Cache, ConsistencyTokens, CouponGate, DataPlatformSink, EventHandler, EventPublisher, HealthCheck, Quota,
+    RateLimiter, RefreshTokenStore, StorePorts,
 };
 
 use crate::config::{Config, DatabaseConfig};
@@ -116,54 +115,6 @@ impl Store {
             Store::Sqlite(store) => store.close().await,
             Store::Postgres(store) => store.close().await,
             Store::Mysql(store) => store.close().await,
-        }
-    }
-}
-
-/// Every port one SQL store implements.
-struct StorePorts {
-    db: Arc<dyn Database>,
-    members: Arc<dyn MemberReads>,
-    insurance: Arc<dyn InsuranceReads>,
-    catalog: Arc<dyn CatalogReads>,
-    wallet: Arc<dyn WalletReads>,
-    coupons: Arc<dyn CouponReads>,
-    orders: Arc<dyn OrderReads>,
-    idempotency: Arc<dyn IdempotencyReads>,
-    outbox: Arc<dyn OutboxStore>,
-    refresh_tokens: Arc<dyn RefreshTokenStore>,
-    health: Arc<dyn HealthCheck>,
-}
-
-impl StorePorts {
-    fn of<S>(store: S) -> Self
-    where
-        S: Database
-            + MemberReads
-            + InsuranceReads
-            + CatalogReads
-            + WalletReads
-            + CouponReads
-            + OrderReads
-            + IdempotencyReads
-            + OutboxStore
-            + RefreshTokenStore
-            + HealthCheck
-            + 'static,
-    {
-        let store = Arc::new(store);
-        Self {
-            db: store.clone(),
-            members: store.clone(),
-            insurance: store.clone(),
-            catalog: store.clone(),
-            wallet: store.clone(),
-            coupons: store.clone(),
-            orders: store.clone(),
-            idempotency: store.clone(),
-            outbox: store.clone(),
-            refresh_tokens: store.clone(),
-            health: store,
         }
     }
 }

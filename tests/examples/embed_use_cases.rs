@@ -23,7 +23,7 @@ use application::members::SignUp;
 use application::{Ports, Services, Settings};
 use async_trait::async_trait;
 use core_domain::event::DomainEvent;
-use ports::{EventHandler, HandlerError, Quota};
+use ports::{EventHandler, HandlerError, Quota, StorePorts};
 
 /// An event handler of the embedding application: it records the events it is handed.
 #[derive(Default)]
@@ -56,18 +56,19 @@ async fn main() {
     .expect("open SQLite");
     store.migrate().await.expect("migrate");
 
-    let store = Arc::new(store);
+    // Every port the store implements, as trait objects (a clone shares its pools).
+    let stores = StorePorts::of(store.clone());
     let ports = Ports {
-        db: store.clone(),
-        members: store.clone(),
-        insurance: store.clone(),
-        catalog: store.clone(),
-        wallet: store.clone(),
-        coupons: store.clone(),
-        orders: store.clone(),
-        idempotency: store.clone(),
-        outbox: store.clone(),
-        refresh_tokens: store.clone(),
+        db: stores.db,
+        members: stores.members,
+        insurance: stores.insurance,
+        catalog: stores.catalog,
+        wallet: stores.wallet,
+        coupons: stores.coupons,
+        orders: stores.orders,
+        idempotency: stores.idempotency,
+        outbox: stores.outbox,
+        refresh_tokens: stores.refresh_tokens,
         access_tokens: Arc::new(app_server::jwt::JwtAccessTokens::new(
             b"an example secret of at least thirty-two bytes",
             Duration::from_secs(900),

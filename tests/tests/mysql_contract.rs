@@ -14,7 +14,7 @@ async fn mariadb_stores() -> Option<(Stores, MysqlDatabase)> {
     };
     let store = MysqlStore::connect(&config).await.expect("connect");
     store.migrate().await.expect("migrate");
-    Some((Stores::from_one(store), db))
+    Some((Stores::of(store), db))
 }
 
 tests::contract_tests!(optional mariadb_stores());

@@ -14,7 +14,7 @@ async fn postgres_stores() -> Option<(Stores, PgDatabase)> {
     };
     let store = PgStore::connect(&config).await.expect("connect");
     store.migrate().await.expect("migrate");
-    Some((Stores::from_one(store), db))
+    Some((Stores::of(store), db))
 }
 
 tests::contract_tests!(optional postgres_stores());

@@ -518,7 +518,7 @@ async fn stores_with_redis_tokens() -> Option<(Stores, TempDir)> {
     };
     let store = SqliteStore::connect(&config).await.expect("connect");
     store.migrate().await.expect("migrate");
-    let mut stores = Stores::from_one(store);
+    let mut stores = Stores::of(store);
     stores.refresh_tokens = Arc::new(RedisRefreshTokens::new(conns[0].clone()));
     Some((stores, dir))
 }

@@ -12,7 +12,7 @@ async fn sqlite_stores() -> (Stores, TempDir) {
     };
     let store = SqliteStore::connect(&config).await.expect("connect");
     store.migrate().await.expect("migrate");
-    (Stores::from_one(store), dir)
+    (Stores::of(store), dir)
 }
 
 tests::contract_tests!(sqlite_stores());

@@ -13,17 +13,12 @@ mod tokens;
 mod units_of_work;
 mod wallet;
 
-use std::sync::Arc;
-
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use core_domain::MemberId;
 use core_domain::member::{Member, NewMember, Role};
-use ports::{
-    CatalogReads, CouponReads, Database, IdempotencyReads, InsuranceReads, MemberReads, OrderReads, OutboxStore,
-    RefreshTokenStore, StoreError, WalletReads,
-};
+use ports::StoreError;
 
 pub use catalog::*;
 pub use coupons::*;
@@ -36,52 +31,9 @@ pub use tokens::*;
 pub use units_of_work::*;
 pub use wallet::*;
 
-/// The ports of one adapter over one fresh, empty, migrated database.
-#[derive(Clone)]
-pub struct Stores {
-    pub db: Arc<dyn Database>,
-    pub members: Arc<dyn MemberReads>,
-    pub insurance: Arc<dyn InsuranceReads>,
-    pub catalog: Arc<dyn CatalogReads>,
-    pub wallet: Arc<dyn WalletReads>,
-    pub coupons: Arc<dyn CouponReads>,
-    pub orders: Arc<dyn OrderReads>,
-    pub idempotency: Arc<dyn IdempotencyReads>,
-    pub outbox: Arc<dyn OutboxStore>,
-    pub refresh_tokens: Arc<dyn RefreshTokenStore>,
-}
-
-impl Stores {
-    /// Every port from one store value that implements them all.
-    pub fn from_one<S>(store: S) -> Self
-    where
-        S: Database
-            + MemberReads
-            + InsuranceReads
-            + CatalogReads
-            + WalletReads
-            + CouponReads
-            + OrderReads
-            + IdempotencyReads
-            + OutboxStore
-            + RefreshTokenStore
-            + 'static,
-    {
-        let store = Arc::new(store);
-        Self {
-            db: store.clone(),
-            members: store.clone(),
-            insurance: store.clone(),
-            catalog: store.clone(),
-            wallet: store.clone(),
-            coupons: store.clone(),
-            orders: store.clone(),
-            idempotency: store.clone(),
-            outbox: store.clone(),
-            refresh_tokens: store,
-        }
-    }
-}
+/// The ports of one adapter over one fresh, empty, migrated database
+/// ([`ports::StorePorts::of`] makes them from the adapter's store).
+pub type Stores = ports::StorePorts;
 
 /// Expands to one `#[tokio::test]` per contract case. `$factory` is an expression whose
 /// value is a future of `(Stores, guard)`: the guard (a temporary directory, a container
