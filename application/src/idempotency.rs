@@ -88,18 +88,26 @@ impl Problem for IdempotencyError {
 /// One member's request to one operation, with or without a key. Without one, every
 /// method does nothing: the request simply runs.
 pub(crate) struct Keyed<'a> {
-    scope: String,
+    operation: &'static str,
+    member_id: MemberId,
     key: Option<&'a IdempotencyKey>,
 }
 
 impl<'a> Keyed<'a> {
     /// `operation` names what the key protects (`charge`, `order`, …): keys are per member
     /// and operation, so two members, or one member's charge and order, never collide.
-    pub(crate) fn new(operation: &str, member_id: MemberId, key: Option<&'a IdempotencyKey>) -> Self {
+    pub(crate) fn new(operation: &'static str, member_id: MemberId, key: Option<&'a IdempotencyKey>) -> Self {
         Self {
-            scope: format!("{operation}:{member_id}"),
+            operation,
+            member_id,
             key,
         }
+    }
+
+    /// Where the key lives: built only for a request that has a key, so the unkeyed crowd
+    /// of a coupon campaign allocates nothing here.
+    fn scope(&self) -> String {
+        format!("{}:{}", self.operation, self.member_id)
     }
 
     /// Reserves the key in `uow`. `Some(response)` when a request with this key completed
@@ -112,7 +120,11 @@ impl<'a> Keyed<'a> {
         T: DeserializeOwned,
     {
         let Some(key) = self.key else { return Ok(None) };
-        match uow.idempotency().begin(&self.scope, &key.key, &key.fingerprint).await? {
+        match uow
+            .idempotency()
+            .begin(&self.scope(), &key.key, &key.fingerprint)
+            .await?
+        {
             IdempotencyStart::New => Ok(None),
             IdempotencyStart::Seen(record) => {
                 let replay = self.replay_of(record)?;
@@ -130,7 +142,7 @@ impl<'a> Keyed<'a> {
     ) -> Result<(), StoreError> {
         let Some(key) = self.key else { return Ok(()) };
         let response = serde_json::to_string(response).map_err(|e| StoreError::other(e.to_string()))?;
-        uow.idempotency().complete(&self.scope, &key.key, &response).await
+        uow.idempotency().complete(&self.scope(), &key.key, &response).await
     }
 
     /// The response a completed request with this key stored, read without a write: for
@@ -147,7 +159,7 @@ impl<'a> Keyed<'a> {
         T: DeserializeOwned,
     {
         let Some(key) = self.key else { return Ok(None) };
-        match reads.idempotency_record(&self.scope, &key.key, consistency).await? {
+        match reads.idempotency_record(&self.scope(), &key.key, consistency).await? {
             None => Ok(None),
             Some(record) => self.replay_of(record),
         }
@@ -164,7 +176,7 @@ impl<'a> Keyed<'a> {
         let response = record.response.ok_or(IdempotencyError::InProgress)?;
         serde_json::from_str(&response)
             .map(Some)
-            .map_err(|e| StoreError::other(format!("stored response of {}: {e}", self.scope)).into())
+            .map_err(|e| StoreError::other(format!("stored response of {}: {e}", self.scope())).into())
     }
 }
 
