@@ -141,6 +141,9 @@ pub struct ReplicaState {
     pub lag: Option<Duration>,
     /// Why it is skipped (`down: …`, `lag 3.2s > 2s`, `lag unknown`); `None` when healthy.
     pub problem: Option<String>,
+    /// Health checks completed so far: a caller that changed the replica waits for a check
+    /// that began after its change.
+    pub checks: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -209,6 +212,8 @@ pub struct Replica<R: Replication> {
     /// For the health checker's own connection, so a busy pool cannot starve the checks.
     health_options: DbOptions<R>,
     status: RwLock<Status<R::Position>>,
+    /// Health checks completed.
+    checks: AtomicU64,
 }
 
 impl<R: Replication> Replica<R> {
@@ -235,6 +240,7 @@ impl<R: Replication> Replica<R> {
                 lag: None,
                 problem: Some("not checked yet".to_owned()),
             }),
+            checks: AtomicU64::new(0),
         }
     }
 
@@ -253,6 +259,7 @@ impl<R: Replication> Replica<R> {
             position: s.position.as_ref().map(ToString::to_string),
             lag: s.lag,
             problem: s.problem.clone(),
+            checks: self.checks.load(Ordering::Acquire),
         })
     }
 
@@ -316,6 +323,7 @@ impl<R: Replication> Replica<R> {
             Err(_) => Status::down(format_args!("no answer within {}", seconds(timeout)), last),
         };
         self.set_status(status);
+        self.checks.fetch_add(1, Ordering::Release);
     }
 }
 

@@ -186,9 +186,14 @@ impl<P: ReplicaPair> Fixture<P> {
         self.store.read_stats()
     }
 
-    /// Lags the pair's replica by `seconds` (`0` resets).
+    /// Lags the pair's replica by `seconds` (`0` resets), and waits for a health check that
+    /// began after the change: MariaDB restarts its SQL thread to change the delay, and a
+    /// check that saw it stopped must not decide the case's first read.
     pub async fn lag(&self, seconds: &str) {
+        let checks = self.store.replicas().remove(0).checks;
         services::infra_await(&["lag", seconds, P::SERVICE]).await;
+        self.wait_replica(Duration::from_secs(10), |r| r.checks >= checks + 2, "checked again")
+            .await;
     }
 
     /// Reads `product` `n` times at `consistency`, each finding it.
@@ -249,6 +254,7 @@ pub async fn a_lagging_replica_sends_read_your_writes_to_the_primary_but_keeps_e
     f.wait_applied(&token).await;
 
     f.lag("2").await;
+    f.wait_healthy().await;
     let (new, token) = f.store_product("New").await;
     let before = f.stats();
     let started = Instant::now();
