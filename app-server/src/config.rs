@@ -145,6 +145,8 @@ pub struct AuthConfig {
     pub access_ttl: Duration,
     #[serde(rename = "refresh_ttl_secs", deserialize_with = "units::positive_secs")]
     pub refresh_ttl: Duration,
+    #[serde(rename = "staff_idle_timeout_secs", deserialize_with = "units::positive_secs")]
+    pub staff_idle_timeout: Duration,
     #[serde(deserialize_with = "units::at_least_one")]
     pub login_per_email_per_hour: u32,
     #[serde(deserialize_with = "units::at_least_one")]

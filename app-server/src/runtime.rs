@@ -269,6 +269,8 @@ impl Runtime {
             idempotency: stores.idempotency,
             outbox: stores.outbox,
             refresh_tokens: shared.refresh_tokens.unwrap_or(stores.refresh_tokens),
+            staff_sessions: stores.staff_sessions,
+            trail: stores.trail,
             access_tokens: Arc::new(JwtAccessTokens::new(&secret, config.auth.access_ttl)),
             consistency: shared.consistency,
             cache: shared.cache,
@@ -287,6 +289,7 @@ impl Runtime {
             login_per_ip: per_minute(config.auth.login_per_ip_per_minute),
             sign_up_per_ip: per_minute(config.auth.sign_up_per_ip_per_minute),
             refresh_ttl: config.auth.refresh_ttl,
+            staff_idle_timeout: config.auth.staff_idle_timeout,
             product_cache_ttl: config.cache.product_ttl,
             popular_cache_ttl: config.cache.popular_ttl,
         };

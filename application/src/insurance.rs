@@ -10,12 +10,12 @@ use uuid::Uuid;
 
 use core_domain::event::{DomainEvent, EventPayload, MEMBER_EVENTS};
 use core_domain::insurance::{
-    Actor, DrivingError, DrivingSession, ExpireError, ExpiryReason, InsurancePlan, NewPlan, NewPolicy, PlanPatch,
-    Policy, Statement,
+    Actor, CallbackOutcome, DrivingError, DrivingSession, ExpireError, ExpiryChange, ExpiryReason, InsurancePlan,
+    InsurerCallback, NewPlan, NewPolicy, PlanPatch, Policy, PolicyAudit, Statement, parse_note,
 };
 use core_domain::member::Role;
 use core_domain::{AuditId, EventId, Krw, MemberId, PlanId, PolicyId, SessionId, ValidationErrors};
-use ports::{Consistency, EventHandler, HandlerError, StoreError, Unique, UnitOfWork};
+use ports::{Consistency, EventHandler, HandlerError, StoreError, TrailEvent, Unique, UnitOfWork};
 
 use crate::Ports;
 use crate::error::problem;
@@ -115,6 +115,35 @@ pub struct SessionBill {
     pub insured_minutes: i64,
     /// What those minutes cost.
     pub premium: Krw,
+}
+
+/// What an expiry preview shows CX before they confirm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryPreview {
+    /// The policy now.
+    pub before: Policy,
+    /// The policy as the expiry would leave it.
+    pub after: Policy,
+    /// What the expiry would change (nothing, for a policy already expired earlier).
+    pub change: ExpiryChange,
+    /// The statement for the period now.
+    pub statement_before: Statement,
+    /// The statement after the expiry: premium after the effective time is no longer billed.
+    pub statement_after: Statement,
+}
+
+/// One expiry as [`InsuranceService::apply_expiry`] applies it.
+struct Expiry {
+    at: OffsetDateTime,
+    reason: ExpiryReason,
+    actor: Actor,
+    note: Option<String>,
+}
+
+fn expire_error(e: ExpireError) -> InsuranceError {
+    match e {
+        ExpireError::BeforeCoverageStart | ExpireError::InFuture => InsuranceError::InvalidEffectiveAt,
+    }
 }
 
 /// The namespace for insurer event ids (any string) turned into inbox ids.
@@ -254,6 +283,18 @@ impl InsuranceService {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<Statement, InsuranceError> {
+        let (policy, sessions, from, to) = self.policy_sessions(caller, policy_id, from, to).await?;
+        Ok(Statement::compute(&policy, &sessions, from, to, self.ports.clock.now()))
+    }
+
+    /// The policy and its sessions overlapping `[from, to)`, as `caller` may read them.
+    async fn policy_sessions(
+        &self,
+        caller: Caller,
+        policy_id: PolicyId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<(Policy, Vec<DrivingSession>, OffsetDateTime, OffsetDateTime), InsuranceError> {
         let (from, to) = Statement::period(from, to)?;
         let policy = self.readable_policy(caller, policy_id).await?;
         let consistency = if caller.role.is_staff() {
@@ -266,7 +307,79 @@ impl InsuranceService {
             .insurance
             .sessions_of_policy(policy_id, from, to, consistency)
             .await?;
-        Ok(Statement::compute(&policy, &sessions, from, to, self.ports.clock.now()))
+        Ok((policy, sessions, from, to))
+    }
+
+    /// What expiring the policy effective `at` would change, written nowhere: the policy
+    /// after it and the statement for `[from, to)` before and after (CX confirm from this).
+    pub async fn preview_expiry(
+        &self,
+        staff: Caller,
+        policy_id: PolicyId,
+        at: OffsetDateTime,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<ExpiryPreview, InsuranceError> {
+        if !staff.role.is_staff() {
+            return Err(InsuranceError::PolicyNotFound);
+        }
+        let (policy, sessions, from, to) = self.policy_sessions(staff, policy_id, from, to).await?;
+        let now = self.ports.clock.now();
+        let mut after = policy.clone();
+        let change = after
+            .expire(at, ExpiryReason::AdminRequest, Actor::Staff(staff.member_id), now)
+            .map_err(expire_error)?;
+        Ok(ExpiryPreview {
+            statement_before: Statement::compute(&policy, &sessions, from, to, now),
+            statement_after: Statement::compute(&after, &sessions, from, to, now),
+            before: policy,
+            after,
+            change,
+        })
+    }
+
+    /// A policy for staff (read on the primary).
+    pub async fn staff_policy(&self, staff: Caller, policy_id: PolicyId) -> Result<Policy, InsuranceError> {
+        if !staff.role.is_staff() {
+            return Err(InsuranceError::PolicyNotFound);
+        }
+        self.readable_policy(staff, policy_id).await
+    }
+
+    /// A policy's audit trail, oldest first (staff; on the primary).
+    pub async fn audit_trail(&self, policy_id: PolicyId) -> Result<Vec<PolicyAudit>, InsuranceError> {
+        Ok(self
+            .ports
+            .insurance
+            .policy_audit(policy_id, Consistency::Strong)
+            .await?)
+    }
+
+    /// The insurer callbacks a policy received, oldest first (staff; on the primary).
+    pub async fn insurer_callbacks(&self, policy_id: PolicyId) -> Result<Vec<InsurerCallback>, InsuranceError> {
+        Ok(self
+            .ports
+            .trail
+            .insurer_callbacks(policy_id, Consistency::Strong)
+            .await?)
+    }
+
+    /// The events written about a member and their policies, newest first, at most `limit`,
+    /// with the consumers that applied each (staff; on the primary).
+    pub async fn member_trail(&self, member_id: MemberId, limit: i64) -> Result<Vec<TrailEvent>, InsuranceError> {
+        let policies = self
+            .ports
+            .insurance
+            .policies_of_member(member_id, Consistency::Strong)
+            .await?;
+        let aggregates: Vec<Uuid> = std::iter::once(member_id.0)
+            .chain(policies.iter().map(|p| p.id.0))
+            .collect();
+        Ok(self
+            .ports
+            .trail
+            .events_of(&aggregates, limit, Consistency::Strong)
+            .await?)
     }
 
     /// Starts a driving session under the rider's active policy.
@@ -319,15 +432,18 @@ impl InsuranceService {
         })
     }
 
-    /// CX/admin: expires a policy effective `effective_at`.
-    #[tracing::instrument(skip(self))]
+    /// CX/admin: expires a policy effective `effective_at`, with an optional note for the
+    /// audit trail ([`parse_note`]).
+    #[tracing::instrument(skip(self, note))]
     pub async fn expire_by_staff(
         &self,
         staff_id: MemberId,
         policy_id: PolicyId,
         effective_at: OffsetDateTime,
         reason: ExpiryReason,
+        note: Option<&str>,
     ) -> Result<Policy, InsuranceError> {
+        let note = parse_note(note)?;
         retry::on_lost_race(|| async {
             let mut uow = self.ports.db.begin().await?;
             let mut policy = uow
@@ -335,8 +451,13 @@ impl InsuranceService {
                 .policy_by_id(policy_id)
                 .await?
                 .ok_or(InsuranceError::PolicyNotFound)?;
-            self.apply_expiry(uow.as_mut(), &mut policy, effective_at, reason, Actor::Staff(staff_id))
-                .await?;
+            let expiry = Expiry {
+                at: effective_at,
+                reason,
+                actor: Actor::Staff(staff_id),
+                note: note.clone(),
+            };
+            self.apply_expiry(uow.as_mut(), &mut policy, expiry).await?;
             // The rider's next reads (their statement) must show the new expiry.
             self.freshness.commit(uow.as_mut(), policy.member_id).await?;
             Ok(policy)
@@ -368,15 +489,23 @@ impl InsuranceService {
                 uow.rollback().await?;
                 return Ok(policy);
             }
-            let at = cancelled_at.max(policy.coverage_start);
-            self.apply_expiry(
-                uow.as_mut(),
-                &mut policy,
-                at,
-                ExpiryReason::InsurerCancellation,
-                Actor::Insurer,
-            )
-            .await?;
+            let expiry = Expiry {
+                at: cancelled_at.max(policy.coverage_start),
+                reason: ExpiryReason::InsurerCancellation,
+                actor: Actor::Insurer,
+                note: None,
+            };
+            let change = self.apply_expiry(uow.as_mut(), &mut policy, expiry).await?;
+            uow.insurance()
+                .insert_insurer_callback(&InsurerCallback {
+                    id: inbox_id,
+                    insurer_event_id: event_id.to_owned(),
+                    policy_id: policy.id,
+                    cancelled_at,
+                    outcome: CallbackOutcome::from(&change),
+                    received_at: self.ports.clock.now(),
+                })
+                .await?;
             // The rider's next reads (their statement) must show the new expiry.
             self.freshness.commit(uow.as_mut(), policy.member_id).await?;
             Ok(policy)
@@ -385,26 +514,25 @@ impl InsuranceService {
     }
 
     /// Expires `policy` inside `uow`: the row, its audit entry and its event, or nothing if
-    /// the expiry changes nothing.
+    /// the expiry changes nothing. Returns what changed.
     async fn apply_expiry(
         &self,
         uow: &mut dyn UnitOfWork,
         policy: &mut Policy,
-        at: OffsetDateTime,
-        reason: ExpiryReason,
-        actor: Actor,
-    ) -> Result<(), InsuranceError> {
+        expiry: Expiry,
+    ) -> Result<ExpiryChange, InsuranceError> {
         let now = self.ports.clock.now();
         let expected_version = policy.version;
-        let change = policy.expire(at, reason, actor, now).map_err(|e| match e {
-            ExpireError::BeforeCoverageStart | ExpireError::InFuture => InsuranceError::InvalidEffectiveAt,
-        })?;
-        if let Some((audit, event)) = policy.expiry_record(&change, AuditId(self.ports.ids.new_id()), now) {
+        let change = policy
+            .expire(expiry.at, expiry.reason, expiry.actor, now)
+            .map_err(expire_error)?;
+        if let Some((mut audit, event)) = policy.expiry_record(&change, AuditId(self.ports.ids.new_id()), now) {
+            audit.note = expiry.note;
             uow.insurance().update_policy(policy, expected_version).await?;
             uow.insurance().insert_audit(&audit).await?;
             uow.events().append(&new_events(&self.ports, now, [event])).await?;
         }
-        Ok(())
+        Ok(change)
     }
 
     /// The `insurance-expiry` consumer's effect: expires every policy of a withdrawn member
@@ -425,10 +553,13 @@ impl InsuranceService {
             for mut policy in uow.insurance().policies_of_member(member_id).await? {
                 let before = policy.version;
                 // A policy enrolled in a race after the withdrawal expires at its own start.
-                let at = withdrawn_at.max(policy.coverage_start);
-                let actor = Actor::System(INSURANCE_EXPIRY.to_owned());
-                self.apply_expiry(uow.as_mut(), &mut policy, at, ExpiryReason::MemberWithdrawn, actor)
-                    .await?;
+                let expiry = Expiry {
+                    at: withdrawn_at.max(policy.coverage_start),
+                    reason: ExpiryReason::MemberWithdrawn,
+                    actor: Actor::System(INSURANCE_EXPIRY.to_owned()),
+                    note: None,
+                };
+                self.apply_expiry(uow.as_mut(), &mut policy, expiry).await?;
                 changed += usize::from(policy.version != before);
             }
             uow.commit().await?;
@@ -524,6 +655,7 @@ mod tests {
             .return_once(move |_, _| update);
         uow.insurance
             .expect_insert_audit()
+            .withf(|audit| audit.note.as_deref() == Some("rider called the insurer"))
             .times(usize::from(won))
             .returning(|_| Ok(()));
         uow.events.expect_append().times(usize::from(won)).returning(|_| Ok(()));
@@ -552,8 +684,26 @@ mod tests {
                 p.id,
                 OffsetDateTime::now_utc(),
                 ExpiryReason::AdminRequest,
+                // Stored trimmed.
+                Some("  rider called the insurer\n"),
             )
             .await
+    }
+
+    #[tokio::test]
+    async fn a_staff_expiry_with_an_empty_note_is_invalid_and_touches_nothing() {
+        let t = TestPorts::new();
+        let err = InsuranceService::new(t.build())
+            .expire_by_staff(
+                MemberId(Uuid::now_v7()),
+                PolicyId(Uuid::now_v7()),
+                OffsetDateTime::now_utc(),
+                ExpiryReason::AdminRequest,
+                Some("   "),
+            )
+            .await
+            .expect_err("empty note");
+        assert_eq!(err.code(), "validation.failed");
     }
 
     #[tokio::test]
@@ -794,6 +944,103 @@ mod tests {
             .await
             .expect_err("future");
         assert_eq!(err.code(), "insurance.invalid_effective_at");
+    }
+
+    #[tokio::test]
+    async fn an_insurer_cancellation_records_the_callback_with_what_it_did() {
+        let mut t = TestPorts::new();
+        let p = policy(MemberId(Uuid::now_v7()), OffsetDateTime::now_utc() - Duration::hours(2));
+        let (id, rider) = (p.id, p.member_id);
+        let cancelled_at = OffsetDateTime::now_utc() - Duration::hours(1);
+        t.expect_uow(move |uow| {
+            uow.insurance
+                .expect_policy_by_number()
+                .return_once(move |_| Ok(Some(p)));
+            uow.events.expect_record_inbox().return_once(|_, _| Ok(true));
+            uow.insurance.expect_update_policy().times(1).returning(|_, _| Ok(()));
+            uow.insurance.expect_insert_audit().times(1).returning(|_| Ok(()));
+            uow.emits(&["insurance.policy_expired"]);
+            uow.insurance
+                .expect_insert_insurer_callback()
+                .withf(move |c| {
+                    c.policy_id == id
+                        && c.insurer_event_id == "ev-7"
+                        && c.cancelled_at == cancelled_at
+                        && c.outcome == CallbackOutcome::Expired
+                        && c.id == EventId(Uuid::new_v5(&INSURER_EVENTS, b"ev-7"))
+                })
+                .times(1)
+                .returning(|_| Ok(()));
+            uow.commits();
+        });
+        t.consistency
+            .expect_remember()
+            .withf(move |member, _| *member == rider)
+            .times(1)
+            .returning(|_, _| Ok(()));
+        let policy = InsuranceService::new(t.build())
+            .insurer_cancellation("ev-7", "P-1", cancelled_at)
+            .await
+            .expect("applied");
+        assert_eq!(policy.expired_at, Some(cancelled_at));
+    }
+
+    #[tokio::test]
+    async fn an_expiry_preview_shows_the_statement_shrink_and_writes_nothing() {
+        let mut t = TestPorts::new();
+        let now = OffsetDateTime::now_utc();
+        let p = policy(MemberId(Uuid::now_v7()), now - Duration::hours(3));
+        let id = p.id;
+        let mut session =
+            DrivingSession::start(SessionId(Uuid::now_v7()), &p, now - Duration::hours(3)).expect("start");
+        session.end(now - Duration::hours(1)).expect("end");
+        t.insurance.expect_policy().times(2).returning(move |_, c| {
+            assert_eq!(c, Consistency::Strong, "staff read the primary");
+            Ok(Some(p.clone()))
+        });
+        t.insurance
+            .expect_sessions_of_policy()
+            .times(2)
+            .returning(move |_, _, _, _| Ok(vec![session.clone()]));
+        // No unit of work is expected: the strict mock database fails the test on `begin`.
+        let service = InsuranceService::new(t.build());
+        let staff = Caller {
+            member_id: MemberId(Uuid::now_v7()),
+            role: Role::Cx,
+        };
+        let at = now - Duration::hours(2);
+        let preview = service
+            .preview_expiry(staff, id, at, now - Duration::hours(4), now)
+            .await
+            .expect("preview");
+        assert_eq!(preview.change, ExpiryChange::Expired);
+        assert_eq!(preview.after.expired_at, Some(at));
+        assert_eq!(preview.before.status, PolicyStatus::Active);
+        assert_eq!(
+            (
+                preview.statement_before.insured_minutes,
+                preview.statement_before.premium
+            ),
+            (120, 12_000)
+        );
+        assert_eq!(
+            (preview.statement_after.insured_minutes, preview.statement_after.premium),
+            (60, 6_000)
+        );
+        // Before the coverage start: the same error the expiry itself gives.
+        let err = service
+            .preview_expiry(staff, id, now - Duration::hours(5), now - Duration::hours(4), now)
+            .await
+            .expect_err("before coverage");
+        assert_eq!(err.code(), "insurance.invalid_effective_at");
+        let rider = Caller {
+            member_id: MemberId(Uuid::now_v7()),
+            role: Role::Rider,
+        };
+        let err = service
+            .preview_expiry(rider, id, at, now - Duration::hours(4), now)
+            .await;
+        assert!(matches!(err, Err(InsuranceError::PolicyNotFound)), "{err:?}");
     }
 
     #[tokio::test]

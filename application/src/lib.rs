@@ -24,9 +24,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ports::{
-    AccessTokens, Cache, CatalogReads, Clock, ConsistencyTokens, CouponGate, CouponReads, Database, IdSource,
-    IdempotencyReads, InsuranceReads, MemberReads, OrderReads, OutboxStore, PasswordHasher, Quota, RateLimiter,
-    RefreshTokenStore, WalletReads,
+    AccessTokens, Cache, CatalogReads, Clock, ConsistencyTokens, CouponGate, CouponReads, Database, EventTrailReads,
+    IdSource, IdempotencyReads, InsuranceReads, MemberReads, OrderReads, OutboxStore, PasswordHasher, Quota,
+    RateLimiter, RefreshTokenStore, StaffSessions, WalletReads,
 };
 
 pub use error::{ErrorKind, Problem};
@@ -54,6 +54,10 @@ pub struct Ports {
     pub outbox: Arc<dyn OutboxStore>,
     /// Refresh tokens (the database, or Redis).
     pub refresh_tokens: Arc<dyn RefreshTokenStore>,
+    /// The admin web's sessions.
+    pub staff_sessions: Arc<dyn StaffSessions>,
+    /// Events, their consumers and insurer callbacks, for staff.
+    pub trail: Arc<dyn EventTrailReads>,
     /// Access-token signing.
     pub access_tokens: Arc<dyn AccessTokens>,
     /// Each member's last commit token.
@@ -86,6 +90,8 @@ pub struct Settings {
     pub sign_up_per_ip: Quota,
     /// How long a refresh token lives.
     pub refresh_ttl: Duration,
+    /// How long an admin-web session lives without a request.
+    pub staff_idle_timeout: Duration,
     /// How long a product (detail or first list page) stays cached.
     pub product_cache_ttl: Duration,
     /// How long the popular-products list stays cached.
@@ -112,6 +118,7 @@ impl Default for Settings {
                 period: Duration::from_secs(60),
             },
             refresh_ttl: Duration::from_secs(14 * 24 * 3600),
+            staff_idle_timeout: Duration::from_secs(30 * 60),
             product_cache_ttl: Duration::from_secs(10),
             popular_cache_ttl: Duration::from_secs(60),
         }

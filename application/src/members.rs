@@ -11,8 +11,8 @@ use sha2::{Digest, Sha256};
 use core_domain::member::{ANONYMISE_AFTER, Email, Member, MemberError as DomainMemberError, NewMember, Role};
 use core_domain::{MemberId, TokenFamilyId, ValidationErrors};
 use ports::{
-    AccessClaims, AccessTokenError, Consistency, HashError, Quota, RateDecision, RefreshToken, RotateOutcome,
-    StoreError, Unique,
+    AccessClaims, AccessTokenError, Consistency, HashError, MemberPattern, MemberQuery, Quota, RateDecision,
+    RefreshToken, RotateOutcome, StaffSession, StoreError, Unique,
 };
 
 use crate::error::problem;
@@ -41,6 +41,9 @@ pub enum MemberError {
     /// The refresh token was already used; every token of this login is revoked.
     #[error("the refresh token was already used; every token of this login is revoked")]
     RefreshTokenReused,
+    /// The account is not a staff account (the admin web is for CX and admins).
+    #[error("this account is not a staff account")]
+    NotStaff,
     /// Member not found.
     #[error("member not found")]
     NotFound,
@@ -66,6 +69,7 @@ problem!(MemberError {
     InvalidCredentials => Unauthorized, "auth.invalid_credentials";
     InvalidRefreshToken => Unauthorized, "auth.invalid_refresh_token";
     RefreshTokenReused => Unauthorized, "auth.refresh_token_reused";
+    NotStaff => Forbidden, "auth.not_staff";
     NotFound => NotFound, "member.not_found";
     AlreadyWithdrawn => Conflict, "member.already_withdrawn";
     RateLimited(retry_after) => TooManyRequests { retry_after: *retry_after }, "rate_limited";
@@ -119,6 +123,24 @@ pub struct TokenPair {
     pub expires_in: Duration,
 }
 
+/// A staff member just logged in to the admin web.
+#[derive(Debug, Clone)]
+pub struct StaffLogin {
+    /// The session token for the browser's cookie (only its hash is stored).
+    pub token: String,
+    /// Who logged in.
+    pub member: Member,
+}
+
+/// An admin-web request's staff member, as the store says now.
+#[derive(Debug, Clone)]
+pub struct StaffContext {
+    /// The staff member (active, with a staff role).
+    pub member: Member,
+    /// The token the session's forms must carry.
+    pub csrf_token: String,
+}
+
 /// Members and auth: sign-up, login, refresh, logout, withdrawal, staff search.
 #[derive(Clone)]
 pub struct MemberService {
@@ -131,12 +153,18 @@ pub struct MemberService {
     decoy_hash: Arc<tokio::sync::OnceCell<String>>,
 }
 
-/// A refresh token is 32 random bytes, hex; only its SHA-256 is stored.
+/// A refresh token (or a staff session's) is 32 random bytes, hex; only its SHA-256 is
+/// stored.
 fn new_refresh_token() -> (String, String) {
-    let bytes: [u8; 32] = rand::rng().random();
-    let token = hex::encode(bytes);
+    let token = random_hex();
     let hash = hash_token(&token);
     (token, hash)
+}
+
+/// 32 random bytes, hex.
+fn random_hex() -> String {
+    let bytes: [u8; 32] = rand::rng().random();
+    hex::encode(bytes)
 }
 
 fn hash_token(token: &str) -> String {
@@ -239,6 +267,82 @@ impl MemberService {
     /// Checks the password of an active member, records the login, issues a token pair.
     #[tracing::instrument(skip_all)]
     pub async fn login(&self, email: &str, password: &str, client_ip: &str) -> Result<TokenPair, MemberError> {
+        let member = self.authenticate(email, password, client_ip).await?;
+        let current = self.record_login(member.id).await?;
+        let now = self.ports.clock.now();
+        let family_id = TokenFamilyId(self.ports.ids.new_id());
+        let (refresh_token, refresh_hash) = new_refresh_token();
+        self.ports
+            .refresh_tokens
+            .insert(&RefreshToken {
+                token_hash: refresh_hash,
+                member_id: current.id,
+                family_id,
+                expires_at: now + to_time(self.settings.refresh_ttl),
+            })
+            .await?;
+        self.access_pair(&current, family_id, refresh_token)
+    }
+
+    /// Logs a staff member in to the admin web: the login's checks and limits, then a
+    /// session (with its CSRF token) instead of a token pair. A rider is refused
+    /// ([`MemberError::NotStaff`]) once the password is right, and no login is recorded.
+    #[tracing::instrument(skip_all)]
+    pub async fn staff_login(&self, email: &str, password: &str, client_ip: &str) -> Result<StaffLogin, MemberError> {
+        let member = self.authenticate(email, password, client_ip).await?;
+        if !member.role.is_staff() {
+            return Err(MemberError::NotStaff);
+        }
+        let member = self.record_login(member.id).await?;
+        let now = self.ports.clock.now();
+        let (token, token_hash) = new_refresh_token();
+        self.ports
+            .staff_sessions
+            .create_session(&StaffSession {
+                token_hash,
+                member_id: member.id,
+                csrf_token: random_hex(),
+                created_at: now,
+                last_seen_at: now,
+            })
+            .await?;
+        Ok(StaffLogin { token, member })
+    }
+
+    /// The staff member of an admin-web session `token`, or `None` when the session is
+    /// unknown, idle past `settings.staff_idle_timeout`, or its account is no longer active
+    /// staff (then the session ends). Seeing it counts as activity.
+    pub async fn staff_session(&self, token: &str) -> Result<Option<StaffContext>, MemberError> {
+        let now = self.ports.clock.now();
+        let hash = hash_token(token);
+        let idle_since = now - to_time(self.settings.staff_idle_timeout);
+        let Some(session) = self.ports.staff_sessions.touch_session(&hash, idle_since, now).await? else {
+            return Ok(None);
+        };
+        let member = self
+            .ports
+            .members
+            .member(session.member_id, Consistency::Strong)
+            .await?
+            .filter(|m| m.is_active() && m.role.is_staff());
+        let Some(member) = member else {
+            self.ports.staff_sessions.delete_session(&hash).await?;
+            return Ok(None);
+        };
+        Ok(Some(StaffContext {
+            member,
+            csrf_token: session.csrf_token,
+        }))
+    }
+
+    /// Ends the admin-web session `token` (nothing if there is none).
+    pub async fn staff_logout(&self, token: &str) -> Result<(), MemberError> {
+        Ok(self.ports.staff_sessions.delete_session(&hash_token(token)).await?)
+    }
+
+    /// The login limits, then the password of an active member: the member, or
+    /// [`MemberError::InvalidCredentials`] after as long as a wrong password takes.
+    async fn authenticate(&self, email: &str, password: &str, client_ip: &str) -> Result<Member, MemberError> {
         let email = email.trim().to_lowercase();
         self.check_limit(format!("login:ip:{client_ip}"), self.settings.login_per_ip)
             .await?;
@@ -275,30 +379,22 @@ impl MemberService {
         if !self.ports.hasher.verify(password, &member.password_hash).await? {
             return Err(MemberError::InvalidCredentials);
         }
+        Ok(member)
+    }
 
+    /// Records a login of `member_id`, who must still be active.
+    async fn record_login(&self, member_id: MemberId) -> Result<Member, MemberError> {
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
         let mut current = uow
             .members()
-            .by_id(member.id)
+            .by_id(member_id)
             .await?
             .ok_or(MemberError::InvalidCredentials)?;
         current.record_login(now).map_err(|_| MemberError::InvalidCredentials)?;
         uow.members().update(&current).await?;
         self.freshness.commit(uow.as_mut(), current.id).await?;
-
-        let family_id = TokenFamilyId(self.ports.ids.new_id());
-        let (refresh_token, refresh_hash) = new_refresh_token();
-        self.ports
-            .refresh_tokens
-            .insert(&RefreshToken {
-                token_hash: refresh_hash,
-                member_id: current.id,
-                family_id,
-                expires_at: now + to_time(self.settings.refresh_ttl),
-            })
-            .await?;
-        self.access_pair(&current, family_id, refresh_token)
+        Ok(current)
     }
 
     fn access_pair(
@@ -372,6 +468,15 @@ impl MemberService {
             .ok_or(MemberError::NotFound)
     }
 
+    /// Any member, withdrawn ones too, for staff (on the primary: staff act on what they see).
+    pub async fn profile_for_staff(&self, member_id: MemberId) -> Result<Member, MemberError> {
+        self.ports
+            .members
+            .member(member_id, Consistency::Strong)
+            .await?
+            .ok_or(MemberError::NotFound)
+    }
+
     /// active → withdrawn, `member.withdrawn` in the same transaction, then every refresh
     /// token revoked. The insurance side expires the member's policies from the event.
     #[tracing::instrument(skip_all, fields(%member_id))]
@@ -390,6 +495,11 @@ impl MemberService {
         if let Err(error) = self.ports.refresh_tokens.revoke_member(member_id).await {
             tracing::warn!(%error, %member_id, "could not revoke refresh tokens after withdrawal");
         }
+        // A staff account's admin-web sessions end too (they would be refused anyway: every
+        // request checks the account).
+        if let Err(error) = self.ports.staff_sessions.delete_sessions_of(member_id).await {
+            tracing::warn!(%error, %member_id, "could not end admin-web sessions after withdrawal");
+        }
         Ok(member)
     }
 
@@ -400,11 +510,36 @@ impl MemberService {
         if prefix.is_empty() {
             return Err(ValidationErrors::field("email", "must not be empty").into());
         }
-        Ok(self
-            .ports
-            .members
-            .search_members(&prefix, 50, Consistency::Strong)
-            .await?)
+        let query = MemberQuery {
+            pattern: MemberPattern::EmailPrefix(prefix),
+            after_email: None,
+            limit: 50,
+        };
+        Ok(self.ports.members.search_members(&query, Consistency::Strong).await?)
+    }
+
+    /// Staff search by part of the e-mail, name or phone number, without regard to case,
+    /// one page of `limit` (1–100) by e-mail, after `after_email`. Text that looks like a
+    /// phone number (digits with spaces, `-`, `+`, brackets) also matches phones by its digits.
+    pub async fn find(&self, text: &str, after_email: Option<&str>, limit: i64) -> Result<Vec<Member>, MemberError> {
+        let text = text.trim().to_lowercase();
+        if text.is_empty() || text.chars().count() > 100 {
+            return Err(ValidationErrors::field("q", "must be 1 to 100 characters").into());
+        }
+        let phone_like = text
+            .chars()
+            .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '+' | '(' | ')'));
+        let digits = if phone_like {
+            text.chars().filter(char::is_ascii_digit).collect()
+        } else {
+            String::new()
+        };
+        let query = MemberQuery {
+            pattern: MemberPattern::Anywhere { text, digits },
+            after_email: after_email.map(str::to_owned),
+            limit: limit.clamp(1, 100),
+        };
+        Ok(self.ports.members.search_members(&query, Consistency::Strong).await?)
     }
 
     /// Scheduled job: anonymises members withdrawn at least 60 days ago. Returns how many.
@@ -619,6 +754,141 @@ mod tests {
         assert_eq!(err.code(), "auth.refresh_token_reused");
     }
 
+    /// Ports where `email`'s account (of `role`) has the password `secret`.
+    fn account_with_password(role: Role) -> (TestPorts, Member) {
+        let mut t = TestPorts::new();
+        t.allow_limits();
+        let mut member = member_fixture(role);
+        member.password_hash = "right".into();
+        let found = member.clone();
+        t.members
+            .expect_member_by_email()
+            .returning(move |_, _| Ok(Some(found.clone())));
+        t.hasher
+            .expect_verify()
+            .returning(|password, hash| Ok(password == "secret" && hash == "right"));
+        (t, member)
+    }
+
+    #[tokio::test]
+    async fn a_rider_with_the_right_password_is_refused_the_admin_web_and_no_login_is_recorded() {
+        let (t, _) = account_with_password(Role::Rider);
+        // No unit of work (the strict database mock fails on `begin`), no session.
+        let err = MemberService::new(t.build(), Default::default())
+            .staff_login("rider@example.com", "secret", "203.0.113.9")
+            .await
+            .expect_err("rider");
+        assert_eq!(err.code(), "auth.not_staff");
+    }
+
+    #[tokio::test]
+    async fn a_staff_login_records_the_login_and_stores_only_the_session_hash() {
+        let (mut t, member) = account_with_password(Role::Cx);
+        let id = member.id;
+        t.expect_uow(move |uow| {
+            let m = member.clone();
+            uow.members.expect_by_id().returning(move |_| Ok(Some(m.clone())));
+            uow.members
+                .expect_update()
+                .withf(|m| m.last_login_at.is_some())
+                .times(1)
+                .returning(|_| Ok(()));
+            uow.commits();
+        });
+        t.consistency.expect_remember().returning(|_, _| Ok(()));
+        let stored = std::sync::Arc::new(std::sync::Mutex::new(None));
+        let sink = stored.clone();
+        t.staff_sessions.expect_create_session().times(1).returning(move |s| {
+            *sink.lock().expect("lock") = Some(s.clone());
+            Ok(())
+        });
+        let login = MemberService::new(t.build(), Default::default())
+            .staff_login("rider@example.com", "secret", "203.0.113.9")
+            .await
+            .expect("staff");
+        let session = stored.lock().expect("lock").clone().expect("stored");
+        assert_eq!(session.member_id, id);
+        assert_eq!(session.token_hash, hash_token(&login.token));
+        assert_ne!(session.token_hash, login.token);
+        assert_eq!(session.csrf_token.len(), 64);
+    }
+
+    #[tokio::test]
+    async fn a_staff_session_is_asked_for_with_the_idle_timeout_and_ends_when_the_account_is_no_longer_staff() {
+        let mut t = TestPorts::new();
+        let mut demoted = member_fixture(Role::Rider);
+        demoted.role = Role::Rider;
+        let member_id = demoted.id;
+        t.staff_sessions
+            .expect_touch_session()
+            .withf(|hash, idle_since, now| {
+                hash == hash_token("tok") && (*now - *idle_since) == time::Duration::minutes(30)
+            })
+            .times(1)
+            .returning(move |hash, _, now| {
+                Ok(Some(StaffSession {
+                    token_hash: hash.to_owned(),
+                    member_id,
+                    csrf_token: "c".into(),
+                    created_at: now,
+                    last_seen_at: now,
+                }))
+            });
+        t.members.expect_member().times(1).return_once(move |_, c| {
+            assert_eq!(c, Consistency::Strong);
+            Ok(Some(demoted))
+        });
+        t.staff_sessions
+            .expect_delete_session()
+            .withf(|hash| hash == hash_token("tok"))
+            .times(1)
+            .returning(|_| Ok(()));
+        let found = MemberService::new(t.build(), Default::default())
+            .staff_session("tok")
+            .await
+            .expect("ok");
+        assert!(found.is_none());
+    }
+
+    #[tokio::test]
+    async fn phone_like_text_also_searches_phone_digits_and_other_text_does_not() {
+        let mut t = TestPorts::new();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        t.members.expect_search_members().times(2).returning(move |q, c| {
+            assert_eq!(c, Consistency::Strong);
+            sink.lock().expect("lock").push(q.clone());
+            Ok(vec![])
+        });
+        let service = MemberService::new(t.build(), Default::default());
+        service.find(" 1234-5678 ", None, 500).await.expect("phone");
+        service.find("Kim 2", Some("a@example.com"), 0).await.expect("name");
+        let err = service.find("   ", None, 20).await.expect_err("empty");
+        assert_eq!(err.code(), "validation.failed");
+        let seen = seen.lock().expect("lock").clone();
+        assert_eq!(
+            seen,
+            vec![
+                MemberQuery {
+                    pattern: MemberPattern::Anywhere {
+                        text: "1234-5678".into(),
+                        digits: "12345678".into()
+                    },
+                    after_email: None,
+                    limit: 100,
+                },
+                MemberQuery {
+                    pattern: MemberPattern::Anywhere {
+                        text: "kim 2".into(),
+                        digits: String::new()
+                    },
+                    after_email: Some("a@example.com".into()),
+                    limit: 1,
+                },
+            ]
+        );
+    }
+
     #[tokio::test]
     async fn withdrawal_emits_the_event_and_revokes_tokens() {
         let mut t = TestPorts::new();
@@ -637,6 +907,11 @@ mod tests {
         t.consistency.expect_remember().returning(|_, _| Ok(()));
         t.refresh_tokens
             .expect_revoke_member()
+            .withf(move |m| *m == id)
+            .times(1)
+            .returning(|_| Ok(()));
+        t.staff_sessions
+            .expect_delete_sessions_of()
             .withf(move |m| *m == id)
             .times(1)
             .returning(|_| Ok(()));

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use crate::event::EventPayload;
 use crate::validation::{UnknownValue, ValidationErrors, in_range, text};
-use crate::{AuditId, Krw, MemberId, PlanId, PolicyId, SessionId};
+use crate::{AuditId, EventId, Krw, MemberId, PlanId, PolicyId, SessionId};
 
 pub const HOURLY_PREMIUM_MAX: Krw = 1_000_000;
 
@@ -348,6 +348,85 @@ pub struct PolicyAudit {
     pub previous_expired_at: Option<OffsetDateTime>,
     pub new_expired_at: Option<OffsetDateTime>,
     pub at: OffsetDateTime,
+    /// What the staff member who made the change wrote about it ([`parse_note`]).
+    pub note: Option<String>,
+}
+
+/// The longest note staff may attach to a change.
+pub const NOTE_MAX_CHARS: usize = 1_000;
+
+/// A staff note: trimmed, 1 to [`NOTE_MAX_CHARS`] characters; `None` stays `None`.
+pub fn parse_note(raw: Option<&str>) -> Result<Option<String>, ValidationErrors> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let note = raw.trim();
+    let chars = note.chars().count();
+    if chars == 0 || chars > NOTE_MAX_CHARS {
+        return Err(ValidationErrors::field(
+            "note",
+            format!("must be 1 to {NOTE_MAX_CHARS} characters"),
+        ));
+    }
+    Ok(Some(note.to_owned()))
+}
+
+/// What an insurer callback did to its policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackOutcome {
+    /// The policy expired.
+    Expired,
+    /// The policy's expiry moved earlier.
+    MovedEarlier,
+    /// The policy had already expired at or before that time.
+    Unchanged,
+}
+
+impl CallbackOutcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CallbackOutcome::Expired => "expired",
+            CallbackOutcome::MovedEarlier => "expiry_moved_earlier",
+            CallbackOutcome::Unchanged => "unchanged",
+        }
+    }
+}
+
+impl From<&ExpiryChange> for CallbackOutcome {
+    fn from(change: &ExpiryChange) -> Self {
+        match change {
+            ExpiryChange::Expired => CallbackOutcome::Expired,
+            ExpiryChange::MovedEarlier { .. } => CallbackOutcome::MovedEarlier,
+            ExpiryChange::Unchanged => CallbackOutcome::Unchanged,
+        }
+    }
+}
+
+impl FromStr for CallbackOutcome {
+    type Err = UnknownValue;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "expired" => Ok(CallbackOutcome::Expired),
+            "expiry_moved_earlier" => Ok(CallbackOutcome::MovedEarlier),
+            "unchanged" => Ok(CallbackOutcome::Unchanged),
+            other => Err(UnknownValue::new("callback outcome", other)),
+        }
+    }
+}
+
+/// An insurer's cancellation callback, recorded once (its id is the inbox's), with what it
+/// did: CX can tell a rider which callback expired their policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsurerCallback {
+    /// The inbox id derived from the insurer's event id.
+    pub id: EventId,
+    /// The insurer's own event id.
+    pub insurer_event_id: String,
+    pub policy_id: PolicyId,
+    /// The cancellation time the insurer reported.
+    pub cancelled_at: OffsetDateTime,
+    pub outcome: CallbackOutcome,
+    pub received_at: OffsetDateTime,
 }
 
 impl Policy {
@@ -384,6 +463,7 @@ impl Policy {
             previous_expired_at: None,
             new_expired_at: None,
             at: self.created_at,
+            note: None,
         }
     }
 
@@ -444,6 +524,7 @@ impl Policy {
             previous_expired_at: previous,
             new_expired_at: Some(expired_at),
             at: now,
+            note: None,
         };
         let event = EventPayload::PolicyExpired {
             policy_id: self.id,

@@ -3,14 +3,15 @@
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use core_domain::catalog::{PopularProduct, Product};
 use core_domain::coupon::{Coupon, CouponCampaign};
-use core_domain::insurance::{DrivingSession, InsurancePlan, Policy, PolicyAudit};
+use core_domain::insurance::{DrivingSession, InsurancePlan, InsurerCallback, Policy, PolicyAudit};
 use core_domain::member::Member;
 use core_domain::order::{Order, Payment};
 use core_domain::wallet::LedgerEntry;
-use core_domain::{CampaignId, Krw, MemberId, OrderId, PlanId, PolicyId, ProductId, SessionId};
+use core_domain::{CampaignId, EventId, Krw, MemberId, OrderId, PlanId, PolicyId, ProductId, SessionId};
 
 use crate::store::{Consistency, StoreError};
 use crate::unit_of_work::IdempotencyRecord;
@@ -26,13 +27,36 @@ pub trait MemberReads: Send + Sync {
     async fn member(&self, id: MemberId, consistency: Consistency) -> Result<Option<Member>, StoreError>;
     /// `email` is matched exactly (it is stored lower-cased).
     async fn member_by_email(&self, email: &str, consistency: Consistency) -> Result<Option<Member>, StoreError>;
-    /// Members whose e-mail starts with `prefix`, by e-mail, at most `limit`.
-    async fn search_members(
-        &self,
-        prefix: &str,
-        limit: i64,
-        consistency: Consistency,
-    ) -> Result<Vec<Member>, StoreError>;
+    /// Members matching `query`, by e-mail, after `query.after_email`, at most
+    /// `query.limit`.
+    async fn search_members(&self, query: &MemberQuery, consistency: Consistency) -> Result<Vec<Member>, StoreError>;
+}
+
+/// A staff search over members, one page of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberQuery {
+    /// What to match.
+    pub pattern: MemberPattern,
+    /// Only members whose e-mail sorts after this one (the last of the previous page).
+    pub after_email: Option<String>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// What a [`MemberQuery`] matches. Its strings are taken literally: `%` and `_` are not
+/// wildcards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberPattern {
+    /// E-mails starting with this (lower-cased by the caller).
+    EmailPrefix(String),
+    /// E-mails or names containing `text` (lower-cased by the caller; matched without
+    /// regard to case), or, when `digits` is not empty, phone numbers containing `digits`.
+    Anywhere {
+        /// Lower-cased, not empty.
+        text: String,
+        /// Only ASCII digits; may be empty.
+        digits: String,
+    },
 }
 
 /// Policies, their audit trails and driving sessions, as reads see them.
@@ -165,4 +189,65 @@ pub trait IdempotencyReads: Send + Sync {
         key: &str,
         consistency: Consistency,
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
+}
+
+/// An outbox event as staff see it: what was written, whether the relay delivered it, and
+/// which consumers applied it (their inbox records).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrailEvent {
+    /// The event's id.
+    pub id: EventId,
+    /// Where it goes (`member-events`, …).
+    pub topic: String,
+    /// `member.withdrawn`, ….
+    pub event_type: String,
+    /// The aggregate it is about (the Kafka key).
+    pub aggregate_id: Uuid,
+    /// The JSON envelope.
+    pub payload: String,
+    /// `pending`, `sent` or `dead`.
+    pub status: String,
+    /// Failed publish attempts.
+    pub attempts: i64,
+    /// The last publish error, if any.
+    pub last_error: Option<String>,
+    /// When it was written.
+    pub created_at: OffsetDateTime,
+    /// When the relay published it.
+    pub sent_at: Option<OffsetDateTime>,
+    /// Consumers that applied it, in the order they did.
+    pub consumed: Vec<Consumption>,
+}
+
+/// One consumer's record of having applied an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumption {
+    /// The consumer (`insurance-expiry`, …).
+    pub consumer: String,
+    /// When its effect committed.
+    pub processed_at: OffsetDateTime,
+}
+
+/// The trail staff follow: events written about an aggregate and who consumed them, and the
+/// insurer callbacks a policy received.
+///
+/// # Errors (every method)
+/// MUST return [`StoreError::Unavailable`] when no suitable server answers in time.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait EventTrailReads: Send + Sync {
+    /// Outbox events whose aggregate is one of `aggregates`, newest first, at most `limit`,
+    /// each with its inbox records.
+    async fn events_of(
+        &self,
+        aggregates: &[Uuid],
+        limit: i64,
+        consistency: Consistency,
+    ) -> Result<Vec<TrailEvent>, StoreError>;
+    /// The insurer callbacks recorded for the policy, oldest first.
+    async fn insurer_callbacks(
+        &self,
+        policy_id: PolicyId,
+        consistency: Consistency,
+    ) -> Result<Vec<InsurerCallback>, StoreError>;
 }

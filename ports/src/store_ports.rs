@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use crate::{
-    CatalogReads, CouponReads, Database, HealthCheck, IdempotencyReads, InsuranceReads, MemberReads, OrderReads,
-    OutboxStore, RefreshTokenStore, WalletReads,
+    CatalogReads, CouponReads, Database, EventTrailReads, HealthCheck, IdempotencyReads, InsuranceReads, MemberReads,
+    OrderReads, OutboxStore, RefreshTokenStore, StaffSessions, WalletReads,
 };
 
 /// The ports of one store: units of work, every context's reads, the outbox, refresh
@@ -31,6 +31,10 @@ pub struct StorePorts {
     pub outbox: Arc<dyn OutboxStore>,
     /// Refresh tokens in the database.
     pub refresh_tokens: Arc<dyn RefreshTokenStore>,
+    /// The admin web's sessions.
+    pub staff_sessions: Arc<dyn StaffSessions>,
+    /// Events, their consumers and insurer callbacks, for staff.
+    pub trail: Arc<dyn EventTrailReads>,
     /// The store's health, for readiness.
     pub health: Arc<dyn HealthCheck>,
 }
@@ -49,6 +53,8 @@ impl StorePorts {
             + IdempotencyReads
             + OutboxStore
             + RefreshTokenStore
+            + StaffSessions
+            + EventTrailReads
             + HealthCheck
             + 'static,
     {
@@ -64,6 +70,8 @@ impl StorePorts {
             idempotency: store.clone(),
             outbox: store.clone(),
             refresh_tokens: store.clone(),
+            staff_sessions: store.clone(),
+            trail: store.clone(),
             health: store,
         }
     }

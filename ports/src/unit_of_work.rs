@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use core_domain::catalog::Product;
 use core_domain::coupon::{Coupon, CouponCampaign};
 use core_domain::event::DomainEvent;
-use core_domain::insurance::{DrivingSession, InsurancePlan, Policy, PolicyAudit};
+use core_domain::insurance::{DrivingSession, InsurancePlan, InsurerCallback, Policy, PolicyAudit};
 use core_domain::member::Member;
 use core_domain::order::{Order, Payment};
 use core_domain::wallet::LedgerEntry;
@@ -149,6 +149,11 @@ pub trait InsuranceWrites: Send {
     /// # Errors
     /// Only those of every method.
     async fn insert_audit(&mut self, audit: &PolicyAudit) -> Result<(), StoreError>;
+    /// Records an insurer callback that was applied (the inbox has its id).
+    ///
+    /// # Errors
+    /// Only those of every method.
+    async fn insert_insurer_callback(&mut self, callback: &InsurerCallback) -> Result<(), StoreError>;
     /// Stores a new driving session.
     ///
     /// # Errors

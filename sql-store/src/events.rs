@@ -10,9 +10,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use core_domain::EventId;
+use uuid::Uuid;
+
 use core_domain::event::DomainEvent;
-use ports::{EventWrites, OutboxRecord, OutboxStats, OutboxStore, StoreError};
+use core_domain::insurance::InsurerCallback;
+use core_domain::{EventId, PolicyId};
+use ports::{
+    Consistency, Consumption, EventTrailReads, EventWrites, OutboxRecord, OutboxStats, OutboxStore, StoreError,
+    TrailEvent,
+};
 
 use crate::SqlUnitOfWork;
 use crate::backend::{Backend, Transaction};
@@ -92,6 +98,92 @@ pub(crate) async fn record_inbox(
         .time(OffsetDateTime::now_utc())
         .insert_unless_duplicate(conn)
         .await
+}
+
+/// An outbox row as the trail shows it, without its consumers yet.
+fn trail_event(row: &impl Columns) -> Result<TrailEvent, StoreError> {
+    let aggregate = row.text("aggregate_id")?;
+    Ok(TrailEvent {
+        id: row.id("id")?,
+        topic: row.text("topic")?,
+        event_type: row.text("event_type")?,
+        aggregate_id: aggregate
+            .parse()
+            .map_err(|_| crate::corrupt("aggregate_id", format_args!("not a uuid: `{aggregate}`")))?,
+        payload: row.text("payload")?,
+        status: row.text("status")?,
+        attempts: i64::from(row.int32("attempts")?),
+        last_error: row.opt_text("last_error")?,
+        created_at: row.time("created_at")?,
+        sent_at: row.opt_time("sent_at")?,
+        consumed: Vec::new(),
+    })
+}
+
+/// The outbox rows of `aggregates`, newest first, each with its inbox records.
+async fn events_of(conn: &mut impl SqlConn, aggregates: &[String], limit: i64) -> Result<Vec<TrailEvent>, StoreError> {
+    if aggregates.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut events = sql(
+        "select id, topic, event_type, aggregate_id, payload, status, attempts, last_error, created_at, sent_at \
+         from outbox where aggregate_id in (?) order by seq desc limit ?",
+    )
+    .texts(aggregates)
+    .limit(limit)
+    .fetch_all(&mut *conn, trail_event)
+    .await?;
+    if events.is_empty() {
+        return Ok(events);
+    }
+    let ids: Vec<EventId> = events.iter().map(|e| e.id).collect();
+    let inbox =
+        sql("select consumer, event_id, processed_at from inbox where event_id in (?) order by processed_at, consumer")
+            .ids(&ids)
+            .fetch_all(conn, |row| {
+                Ok((
+                    row.id::<EventId>("event_id")?,
+                    Consumption {
+                        consumer: row.text("consumer")?,
+                        processed_at: row.time("processed_at")?,
+                    },
+                ))
+            })
+            .await?;
+    for (event_id, consumption) in inbox {
+        if let Some(event) = events.iter_mut().find(|e| e.id == event_id) {
+            event.consumed.push(consumption);
+        }
+    }
+    Ok(events)
+}
+
+#[async_trait]
+impl<B: Backend> EventTrailReads for SqlStore<B> {
+    async fn events_of(
+        &self,
+        aggregates: &[Uuid],
+        limit: i64,
+        consistency: Consistency,
+    ) -> Result<Vec<TrailEvent>, StoreError> {
+        // The outbox keys aggregates as text (the Kafka key).
+        let keys: Vec<String> = aggregates.iter().map(Uuid::to_string).collect();
+        self.read(&consistency, (keys, limit), |conn, (keys, limit)| {
+            Box::pin(events_of(conn, keys, *limit))
+        })
+        .await
+    }
+
+    async fn insurer_callbacks(
+        &self,
+        policy_id: PolicyId,
+        consistency: Consistency,
+    ) -> Result<Vec<InsurerCallback>, StoreError> {
+        self.read(&consistency, policy_id, |conn, &id| {
+            Box::pin(crate::insurance::callbacks_of_policy(conn, id))
+        })
+        .await
+    }
 }
 
 #[async_trait]

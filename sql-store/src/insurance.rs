@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use core_domain::insurance::{Actor, DrivingSession, InsurancePlan, Policy, PolicyAudit};
+use core_domain::insurance::{Actor, DrivingSession, InsurancePlan, InsurerCallback, Policy, PolicyAudit};
 use core_domain::{MemberId, PlanId, PolicyId, SessionId};
 use ports::{Consistency, InsuranceReads, InsuranceWrites, StoreError};
 
@@ -74,6 +74,22 @@ pub fn audit(row: &impl Columns) -> Result<PolicyAudit, StoreError> {
         previous_expired_at: row.opt_time("previous_expired_at")?,
         new_expired_at: row.opt_time("new_expired_at")?,
         at: row.time("at")?,
+        note: row.opt_text("note")?,
+    })
+}
+
+/// An `insurer_callbacks` row.
+///
+/// # Errors
+/// [`StoreError::Other`] for a column that does not decode.
+pub fn insurer_callback(row: &impl Columns) -> Result<InsurerCallback, StoreError> {
+    Ok(InsurerCallback {
+        id: row.id("id")?,
+        insurer_event_id: row.text("insurer_event_id")?,
+        policy_id: row.id("policy_id")?,
+        cancelled_at: row.time("cancelled_at")?,
+        outcome: row.parsed("outcome")?,
+        received_at: row.time("received_at")?,
     })
 }
 
@@ -190,7 +206,7 @@ pub(crate) async fn insert_audit(conn: &mut impl SqlConn, a: &PolicyAudit) -> Re
     let actor = a.actor.to_string();
     sql(
         "insert into policy_audit (id, policy_id, actor, action, reason, previous_expired_at, \
-         new_expired_at, at, created_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         new_expired_at, at, created_at, note) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .id(a.id)
     .id(a.policy_id)
@@ -201,9 +217,38 @@ pub(crate) async fn insert_audit(conn: &mut impl SqlConn, a: &PolicyAudit) -> Re
     .opt_time(a.new_expired_at)
     .time(a.at)
     .time(OffsetDateTime::now_utc())
+    .opt_text(a.note.as_deref())
     .execute(conn)
     .await?;
     Ok(())
+}
+
+pub(crate) async fn insert_insurer_callback(conn: &mut impl SqlConn, c: &InsurerCallback) -> Result<(), StoreError> {
+    sql(
+        "insert into insurer_callbacks (id, insurer_event_id, policy_id, cancelled_at, outcome, \
+         received_at, created_at) values (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .id(c.id)
+    .text(&c.insurer_event_id)
+    .id(c.policy_id)
+    .time(c.cancelled_at)
+    .text(c.outcome.as_str())
+    .time(c.received_at)
+    .time(OffsetDateTime::now_utc())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Oldest first.
+pub(crate) async fn callbacks_of_policy(
+    conn: &mut impl SqlConn,
+    id: PolicyId,
+) -> Result<Vec<InsurerCallback>, StoreError> {
+    sql("select * from insurer_callbacks where policy_id = ? order by received_at, id")
+        .id(id)
+        .fetch_all(conn, insurer_callback)
+        .await
 }
 
 /// Oldest first; rows of the same instant in insertion order.
@@ -349,6 +394,11 @@ impl<B: Backend> InsuranceWrites for SqlUnitOfWork<B> {
 
     async fn update_policy(&mut self, policy: &Policy, expected_version: i64) -> Result<(), StoreError> {
         let result = update_policy(self.conn()?, policy, expected_version).await;
+        self.track(result)
+    }
+
+    async fn insert_insurer_callback(&mut self, callback: &InsurerCallback) -> Result<(), StoreError> {
+        let result = insert_insurer_callback(self.conn()?, callback).await;
         self.track(result)
     }
 

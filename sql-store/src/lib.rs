@@ -34,6 +34,7 @@ pub mod members;
 pub mod orders;
 pub mod routing;
 pub mod sql;
+pub mod staff;
 mod store;
 pub mod tokens;
 mod unit_of_work;

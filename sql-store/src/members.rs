@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use core_domain::MemberId;
 use core_domain::member::Member;
-use ports::{Consistency, MemberReads, MemberWrites, StoreError};
+use ports::{Consistency, MemberPattern, MemberQuery, MemberReads, MemberWrites, StoreError};
 
 use crate::SqlUnitOfWork;
 use crate::backend::Backend;
@@ -80,17 +80,54 @@ pub(crate) async fn by_email(conn: &mut impl SqlConn, email: &str, lock: Lock) -
         .await
 }
 
-/// E-mails starting with `prefix`: the range `[prefix, prefix + U+10FFFF)` in byte order
-/// (every schema compares e-mails byte-wise), which uses the e-mail index and needs no
-/// `like` escaping.
-pub(crate) async fn search(conn: &mut impl SqlConn, prefix: &str, limit: i64) -> Result<Vec<Member>, StoreError> {
-    let end = format!("{prefix}\u{10FFFF}");
-    sql("select * from members where email >= ? and email < ? order by email limit ?")
-        .text(prefix)
-        .text(&end)
-        .limit(limit)
-        .fetch_all(conn, member)
-        .await
+/// Members matching `query`, by e-mail, after `query.after_email` (`""`: from the start).
+///
+/// An e-mail prefix is the range `[prefix, prefix + U+10FFFF)` in byte order (every schema
+/// compares e-mails byte-wise), which uses the e-mail index and needs no `like` escaping.
+/// Text anywhere is a `like '%text%'` over the lower-cased e-mail and name (SQLite's `lower`
+/// folds ASCII only) and, for digits, over the phone; `!` escapes the user's `%`, `_` and `!`.
+pub(crate) async fn search(conn: &mut impl SqlConn, query: &MemberQuery) -> Result<Vec<Member>, StoreError> {
+    let after = query.after_email.as_deref().unwrap_or("");
+    match &query.pattern {
+        MemberPattern::EmailPrefix(prefix) => {
+            let end = format!("{prefix}\u{10FFFF}");
+            sql("select * from members where email >= ? and email < ? and email > ? order by email limit ?")
+                .text(prefix)
+                .text(&end)
+                .text(after)
+                .limit(query.limit)
+                .fetch_all(conn, member)
+                .await
+        }
+        MemberPattern::Anywhere { text, digits } => {
+            let text = format!("%{}%", like_literal(text));
+            let phone = format!("%{}%", like_literal(digits));
+            sql(
+                "select * from members where (lower(email) like ? escape '!' or lower(name) like ? escape '!' \
+                 or (? <> '' and phone like ? escape '!')) and email > ? order by email limit ?",
+            )
+            .text(&text)
+            .text(&text)
+            .text(digits)
+            .text(&phone)
+            .text(after)
+            .limit(query.limit)
+            .fetch_all(conn, member)
+            .await
+        }
+    }
+}
+
+/// `raw` with `like`'s wildcards and the `!` escape escaped by `!`.
+fn like_literal(raw: &str) -> String {
+    let mut escaped = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        if matches!(c, '%' | '_' | '!') {
+            escaped.push('!');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 /// Saves every mutable field. Conflict: [`ports::Unique::MemberEmail`].
@@ -168,15 +205,19 @@ impl<B: Backend> MemberReads for SqlStore<B> {
         .await
     }
 
-    async fn search_members(
-        &self,
-        prefix: &str,
-        limit: i64,
-        consistency: Consistency,
-    ) -> Result<Vec<Member>, StoreError> {
-        self.read(&consistency, (prefix, limit), |conn, &(prefix, limit)| {
-            Box::pin(search(conn, prefix, limit))
-        })
-        .await
+    async fn search_members(&self, query: &MemberQuery, consistency: Consistency) -> Result<Vec<Member>, StoreError> {
+        self.read(&consistency, query, |conn, query| Box::pin(search(conn, query)))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod like_tests {
+    use super::like_literal;
+
+    #[test]
+    fn wildcards_and_the_escape_are_escaped() {
+        assert_eq!(like_literal("a_b%c!d"), "a!_b!%c!!d");
+        assert_eq!(like_literal("김민수"), "김민수");
     }
 }

@@ -174,6 +174,14 @@ impl<'a> Statement<'a> {
         self
     }
 
+    /// Binds a list of texts to the `?` of an `in (?)`, like [`Self::ids`]; not empty either.
+    pub fn texts(mut self, values: &'a [String]) -> Self {
+        self.args.push(Arg::List(
+            values.iter().map(|v| Value::Text(Some(v.as_str()))).collect(),
+        ));
+        self
+    }
+
     /// Sets what the `{lock}` marker becomes.
     pub fn lock(mut self, lock: Lock) -> Self {
         self.lock = lock;

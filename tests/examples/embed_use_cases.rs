@@ -69,6 +69,8 @@ async fn main() {
         idempotency: stores.idempotency,
         outbox: stores.outbox,
         refresh_tokens: stores.refresh_tokens,
+        staff_sessions: stores.staff_sessions,
+        trail: stores.trail,
         access_tokens: Arc::new(app_server::jwt::JwtAccessTokens::new(
             b"an example secret of at least thirty-two bytes",
             Duration::from_secs(900),

@@ -88,7 +88,13 @@ async fn expire_policy(
     let policy = state
         .services
         .insurance
-        .expire_by_staff(claims.member_id, PolicyId(id), effective_at, reason)
+        .expire_by_staff(
+            claims.member_id,
+            PolicyId(id),
+            effective_at,
+            reason,
+            body.note.as_deref(),
+        )
         .await?;
     Ok(Json(policy.into()))
 }

@@ -317,6 +317,11 @@ pub struct ExpireBody {
         pattern = "^(admin_request|insurer_cancellation|member_withdrawn)$"
     )]
     pub reason: Option<String>,
+    /// What the staff member writes about the change, for the audit trail (1–1000
+    /// characters once trimmed).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, min_length = 1, max_length = 1000, pattern = "\\S")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

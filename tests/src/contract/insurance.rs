@@ -100,7 +100,7 @@ pub async fn plans_round_trip_list_by_name_and_change(stores: Stores) {
     ));
 }
 
-async fn insert_policy(stores: &Stores, policy: &Policy) {
+pub(crate) async fn insert_policy(stores: &Stores, policy: &Policy) {
     let mut uow = stores.db.begin().await.unwrap();
     uow.insurance().insert_policy(policy).await.unwrap();
     uow.commit().await.unwrap();
@@ -262,7 +262,9 @@ pub async fn the_audit_trail_reads_oldest_first(stores: Stores) {
             later,
         )
         .unwrap();
-    let (expired, _) = p.expiry_record(&change, AuditId(Uuid::now_v7()), later).unwrap();
+    let (mut expired, _) = p.expiry_record(&change, AuditId(Uuid::now_v7()), later).unwrap();
+    // A staff change's note is kept with it.
+    expired.note = Some("라이더가 보험사에 해지 요청 (상담 #1234)".to_owned());
     let change = p
         .expire(
             t0 + Duration::hours(1),

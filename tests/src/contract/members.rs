@@ -2,8 +2,10 @@
 
 use time::Duration;
 
-use core_domain::member::{MemberStatus, Role};
-use ports::{Consistency, StoreError, Unique};
+use core_domain::MemberId;
+use core_domain::member::{Member, MemberStatus, NewMember, Role};
+use ports::{Consistency, MemberPattern, MemberQuery, StoreError, Unique};
+use uuid::Uuid;
 
 use super::{Stores, assert_store_error, now, rider, stored_rider};
 
@@ -82,6 +84,27 @@ pub async fn a_duplicate_email_is_a_member_email_conflict(stores: Stores) {
     );
 }
 
+/// The e-mails of one page of `pattern`, after `after`, at most `limit`.
+async fn search(stores: &Stores, pattern: MemberPattern, after: Option<&str>, limit: i64) -> Vec<String> {
+    let query = MemberQuery {
+        pattern,
+        after_email: after.map(str::to_owned),
+        limit,
+    };
+    stores
+        .members
+        .search_members(&query, Consistency::Eventual)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.email)
+        .collect()
+}
+
+fn prefix(p: &str) -> MemberPattern {
+    MemberPattern::EmailPrefix(p.to_owned())
+}
+
 pub async fn members_are_searched_by_email_prefix(stores: Stores) {
     for email in [
         "kim.b@example.com",
@@ -92,39 +115,73 @@ pub async fn members_are_searched_by_email_prefix(stores: Stores) {
     ] {
         stored_rider(&stores, email).await;
     }
-    let emails =
-        |members: Vec<core_domain::member::Member>| -> Vec<String> { members.into_iter().map(|m| m.email).collect() };
-    let found = stores
-        .members
-        .search_members("kim.", 10, Consistency::Eventual)
-        .await
-        .unwrap();
-    assert_eq!(emails(found), ["kim.a@example.com", "kim.b@example.com"]);
+    assert_eq!(
+        search(&stores, prefix("kim."), None, 10).await,
+        ["kim.a@example.com", "kim.b@example.com"]
+    );
     // `_` and `%` are plain characters, not patterns.
-    let found = stores
-        .members
-        .search_members("kim_", 10, Consistency::Eventual)
-        .await
-        .unwrap();
-    assert_eq!(emails(found), ["kim_c@example.com"]);
-    let found = stores
-        .members
-        .search_members("kim.", 1, Consistency::Eventual)
-        .await
-        .unwrap();
-    assert_eq!(emails(found), ["kim.a@example.com"]);
-    let found = stores
-        .members
-        .search_members("kim", 10, Consistency::Eventual)
-        .await
-        .unwrap();
-    assert_eq!(found.len(), 4);
-    let found = stores
-        .members
-        .search_members("nobody", 10, Consistency::Eventual)
-        .await
-        .unwrap();
-    assert!(found.is_empty());
+    assert_eq!(search(&stores, prefix("kim_"), None, 10).await, ["kim_c@example.com"]);
+    assert_eq!(search(&stores, prefix("kim."), None, 1).await, ["kim.a@example.com"]);
+    assert_eq!(search(&stores, prefix("kim"), None, 10).await.len(), 4);
+    assert!(search(&stores, prefix("nobody"), None, 10).await.is_empty());
+    // The next page starts after the last e-mail of this one.
+    assert_eq!(
+        search(&stores, prefix("kim."), Some("kim.a@example.com"), 10).await,
+        ["kim.b@example.com"]
+    );
+}
+
+/// Stores a rider with this name and phone.
+async fn stored_person(stores: &Stores, email: &str, name: &str, phone: &str) {
+    let new = NewMember::parse(email, "correct horse battery", name, phone).expect("valid sign-up");
+    let (member, _) = Member::register(MemberId(Uuid::now_v7()), &new, "phc".to_owned(), Role::Rider, now());
+    let mut uow = stores.db.begin().await.unwrap();
+    uow.members().insert(&member).await.unwrap();
+    uow.commit().await.unwrap();
+}
+
+pub async fn members_are_found_by_any_part_of_email_name_or_phone(stores: Stores) {
+    stored_person(&stores, "minsu@example.com", "김민수", "010-4821-7788").await;
+    stored_person(&stores, "Jane.Doe@example.com", "Jane Doe", "010-1111-2222").await;
+    stored_person(&stores, "under@example.com", "a_b", "010-3333-4444").await;
+    stored_person(&stores, "plain@example.com", "axb", "010-5555-6666").await;
+    let anywhere = |text: &str, digits: &str| MemberPattern::Anywhere {
+        text: text.to_owned(),
+        digits: digits.to_owned(),
+    };
+    // Part of the phone (stored as digits).
+    assert_eq!(
+        search(&stores, anywhere("4821-77", "482177"), None, 10).await,
+        ["minsu@example.com"]
+    );
+    // Part of the name, and of the e-mail whatever its case (names and e-mails are matched
+    // lower-cased; the caller lower-cases the text).
+    assert_eq!(
+        search(&stores, anywhere("민수", ""), None, 10).await,
+        ["minsu@example.com"]
+    );
+    assert_eq!(
+        search(&stores, anywhere("jane d", ""), None, 10).await,
+        ["jane.doe@example.com"]
+    );
+    assert_eq!(
+        search(&stores, anywhere("doe@", ""), None, 10).await,
+        ["jane.doe@example.com"]
+    );
+    // Text that is no phone matches no phone: "2222" is in Jane's phone only.
+    assert!(search(&stores, anywhere("2222", ""), None, 10).await.is_empty());
+    // `_` and `%` are literal.
+    assert_eq!(
+        search(&stores, anywhere("a_b", ""), None, 10).await,
+        ["under@example.com"]
+    );
+    assert!(search(&stores, anywhere("%", ""), None, 10).await.is_empty());
+    // Pages by e-mail, without overlap.
+    let all = anywhere("example.com", "");
+    let first = search(&stores, all.clone(), None, 2).await;
+    assert_eq!(first, ["jane.doe@example.com", "minsu@example.com"]);
+    let rest = search(&stores, all, first.last().map(String::as_str), 2).await;
+    assert_eq!(rest, ["plain@example.com", "under@example.com"]);
 }
 
 pub async fn members_to_anonymise_are_withdrawn_by_the_cutoff_and_not_anonymised(stores: Stores) {

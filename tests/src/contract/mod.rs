@@ -2,6 +2,7 @@
 //! written once. An adapter's test file builds [`Stores`] over a fresh, migrated database and
 //! calls [`contract_tests!`](crate::contract_tests), which expands to one test per case.
 
+mod admin_web;
 mod catalog;
 mod coupons;
 mod events;
@@ -20,6 +21,7 @@ use core_domain::MemberId;
 use core_domain::member::{Member, NewMember, Role};
 use ports::StoreError;
 
+pub use admin_web::*;
 pub use catalog::*;
 pub use coupons::*;
 pub use events::*;
@@ -58,6 +60,10 @@ macro_rules! contract_tests {
             a_member_round_trips_every_field,
             a_duplicate_email_is_a_member_email_conflict,
             members_are_searched_by_email_prefix,
+            members_are_found_by_any_part_of_email_name_or_phone,
+            staff_sessions_live_until_idle_and_end_on_logout_or_for_the_member,
+            insurer_callbacks_round_trip_oldest_first_per_policy,
+            the_trail_shows_an_aggregates_events_newest_first_with_their_consumers,
             members_to_anonymise_are_withdrawn_by_the_cutoff_and_not_anonymised,
             a_policy_round_trips,
             plans_round_trip_list_by_name_and_change,
