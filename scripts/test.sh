@@ -42,6 +42,11 @@ step "the OpenAPI document against the real server: validator, schemathesis, a g
 cargo build --locked -q -p app-server
 scripts/openapi.sh all
 
+step "the CX admin web in a real browser: Debian's Chromium driven by playwright-core"
+# Installs chromium and fonts-noto-cjk with apt and playwright-core with npm ci when missing;
+# the test starts its own server on SQLite.
+scripts/admin-web-test.sh
+
 step "core crates stay free of sqlx, axum, rdkafka and redis"
 status=0
 for crate in core-domain ports application; do

@@ -10,3 +10,4 @@ pub mod runtime;
 pub mod server;
 pub mod sink;
 pub mod telemetry;
+pub mod web;

@@ -310,13 +310,14 @@ impl InsuranceService {
         Ok((policy, sessions, from, to))
     }
 
-    /// What expiring the policy effective `at` would change, written nowhere: the policy
-    /// after it and the statement for `[from, to)` before and after (CX confirm from this).
+    /// What expiring the policy effective `at` for `reason` would change, written nowhere:
+    /// the policy after it and the statement for `[from, to)` before and after (CX confirm
+    /// from this).
     pub async fn preview_expiry(
         &self,
         staff: Caller,
         policy_id: PolicyId,
-        at: OffsetDateTime,
+        (at, reason): (OffsetDateTime, ExpiryReason),
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<ExpiryPreview, InsuranceError> {
@@ -327,7 +328,7 @@ impl InsuranceService {
         let now = self.ports.clock.now();
         let mut after = policy.clone();
         let change = after
-            .expire(at, ExpiryReason::AdminRequest, Actor::Staff(staff.member_id), now)
+            .expire(at, reason, Actor::Staff(staff.member_id), now)
             .map_err(expire_error)?;
         Ok(ExpiryPreview {
             statement_before: Statement::compute(&policy, &sessions, from, to, now),
@@ -1010,9 +1011,16 @@ mod tests {
         };
         let at = now - Duration::hours(2);
         let preview = service
-            .preview_expiry(staff, id, at, now - Duration::hours(4), now)
+            .preview_expiry(
+                staff,
+                id,
+                (at, ExpiryReason::InsurerCancellation),
+                now - Duration::hours(4),
+                now,
+            )
             .await
             .expect("preview");
+        assert_eq!(preview.after.expiry_reason, Some(ExpiryReason::InsurerCancellation));
         assert_eq!(preview.change, ExpiryChange::Expired);
         assert_eq!(preview.after.expired_at, Some(at));
         assert_eq!(preview.before.status, PolicyStatus::Active);
@@ -1029,7 +1037,13 @@ mod tests {
         );
         // Before the coverage start: the same error the expiry itself gives.
         let err = service
-            .preview_expiry(staff, id, now - Duration::hours(5), now - Duration::hours(4), now)
+            .preview_expiry(
+                staff,
+                id,
+                (now - Duration::hours(5), ExpiryReason::AdminRequest),
+                now - Duration::hours(4),
+                now,
+            )
             .await
             .expect_err("before coverage");
         assert_eq!(err.code(), "insurance.invalid_effective_at");

@@ -163,10 +163,16 @@ pub fn router(state: AppState) -> Router {
     let (api, openapi) = api();
     // Serialised once: every request gets the same bytes.
     let document = axum::body::Bytes::from(serde_json::to_vec(&openapi::complete(&openapi)).unwrap_or_default());
-    let routes = Router::new().merge(api).merge(ops::public_routes()).route(
-        "/openapi.json",
-        axum::routing::get(move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], document) }),
-    );
+    let routes = Router::new()
+        .merge(api)
+        .merge(ops::public_routes())
+        .merge(crate::web::routes())
+        .route(
+            "/openapi.json",
+            axum::routing::get(
+                move || async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], document) },
+            ),
+        );
     layered(routes, state)
 }
 
