@@ -1052,7 +1052,13 @@ mod tests {
             role: Role::Rider,
         };
         let err = service
-            .preview_expiry(rider, id, at, now - Duration::hours(4), now)
+            .preview_expiry(
+                rider,
+                id,
+                (at, ExpiryReason::AdminRequest),
+                now - Duration::hours(4),
+                now,
+            )
             .await;
         assert!(matches!(err, Err(InsuranceError::PolicyNotFound)), "{err:?}");
     }

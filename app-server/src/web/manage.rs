@@ -18,7 +18,7 @@ use core_domain::{PlanId, ProductId};
 
 use super::i18n::Msg;
 use super::view::{csrf, parse_local, won};
-use super::{Page, StaffForm, see_other};
+use super::{Page, PageResult, StaffForm, see_other};
 use crate::http::AppState;
 
 /// `raw` as a whole number for `field`, or the error page.
@@ -58,15 +58,15 @@ pub struct ListQuery {
 }
 
 /// Products, a page of 100, each with a price/stock form, and the creation form.
-pub async fn products(State(state): State<AppState>, page: Page, Query(q): Query<ListQuery>) -> Response {
-    if let Err(response) = page.admin() {
-        return response;
-    }
+pub async fn products(State(state): State<AppState>, page: Page, Query(q): Query<ListQuery>) -> PageResult {
+    page.admin()?;
     let lang = page.lang;
-    let products = match state.services.catalog.list(q.after.map(ProductId), Some(100)).await {
-        Ok(products) => products,
-        Err(error) => return page.failed(error),
-    };
+    let products = state
+        .services
+        .catalog
+        .list(q.after.map(ProductId), Some(100))
+        .await
+        .map_err(|e| page.failed(e))?;
     let body = html! {
         h1 { (lang.t(Msg::Products)) }
         (saved_notice(&page, q.saved.as_deref()))
@@ -118,7 +118,7 @@ pub async fn products(State(state): State<AppState>, page: Page, Query(q): Query
             }
         }
     };
-    page.render(lang.t(Msg::Products), body)
+    Ok(page.render(lang.t(Msg::Products), body))
 }
 
 #[derive(Deserialize)]
@@ -134,57 +134,49 @@ pub struct ProductForm {
 pub async fn create_product(
     State(state): State<AppState>,
     StaffForm { page, form }: StaffForm<ProductForm>,
-) -> Response {
-    if let Err(response) = page.admin() {
-        return response;
-    }
-    let (price, stock) = match (number(&page, "price", &form.price), number(&page, "stock", &form.stock)) {
-        (Ok(price), Ok(stock)) => (price, stock),
-        (Err(response), _) | (_, Err(response)) => return response,
-    };
-    match state.services.catalog.create(&form.name, price, stock).await {
-        Ok(product) => see_other(&format!(
-            "/admin/products?saved={}",
-            super::members::urlencode(&product.name)
-        )),
-        Err(error) => page.failed(error),
-    }
+) -> PageResult {
+    page.admin()?;
+    let (price, stock) = (
+        number(&page, "price", &form.price)?,
+        number(&page, "stock", &form.stock)?,
+    );
+    let product = state
+        .services
+        .catalog
+        .create(&form.name, price, stock)
+        .await
+        .map_err(|e| page.failed(e))?;
+    Ok(see_other(&format!(
+        "/admin/products?saved={}",
+        super::members::urlencode(&product.name)
+    )))
 }
 
 pub async fn update_product(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     StaffForm { page, form }: StaffForm<ProductForm>,
-) -> Response {
-    if let Err(response) = page.admin() {
-        return response;
-    }
-    let (price, stock) = match (
-        optional_number(&page, "price", &form.price),
-        optional_number(&page, "stock", &form.stock),
-    ) {
-        (Ok(price), Ok(stock)) => (price, stock),
-        (Err(response), _) | (_, Err(response)) => return response,
-    };
-    match state.services.catalog.update(ProductId(id), price, stock).await {
-        Ok(product) => see_other(&format!(
-            "/admin/products?saved={}",
-            super::members::urlencode(&product.name)
-        )),
-        Err(error) => page.failed(error),
-    }
+) -> PageResult {
+    page.admin()?;
+    let price = optional_number(&page, "price", &form.price)?;
+    let stock = optional_number(&page, "stock", &form.stock)?;
+    let product = state
+        .services
+        .catalog
+        .update(ProductId(id), price, stock)
+        .await
+        .map_err(|e| page.failed(e))?;
+    Ok(see_other(&format!(
+        "/admin/products?saved={}",
+        super::members::urlencode(&product.name)
+    )))
 }
 
 /// Every plan, retired ones too, with rename/re-price/retire forms, and the creation form.
-pub async fn plans(State(state): State<AppState>, page: Page, Query(q): Query<ListQuery>) -> Response {
-    if let Err(response) = page.admin() {
-        return response;
-    }
+pub async fn plans(State(state): State<AppState>, page: Page, Query(q): Query<ListQuery>) -> PageResult {
+    page.admin()?;
     let lang = page.lang;
-    let plans = match state.services.insurance.plans(true).await {
-        Ok(plans) => plans,
-        Err(error) => return page.failed(error),
-    };
+    let plans = state.services.insurance.plans(true).await.map_err(|e| page.failed(e))?;
     let body = html! {
         h1 { (lang.t(Msg::Plans)) }
         (saved_notice(&page, q.saved.as_deref()))
@@ -230,7 +222,7 @@ pub async fn plans(State(state): State<AppState>, page: Page, Query(q): Query<Li
             }
         }
     };
-    page.render(lang.t(Msg::Plans), body)
+    Ok(page.render(lang.t(Msg::Plans), body))
 }
 
 #[derive(Deserialize)]
@@ -243,48 +235,46 @@ pub struct PlanForm {
     status: Option<String>,
 }
 
-pub async fn create_plan(State(state): State<AppState>, StaffForm { page, form }: StaffForm<PlanForm>) -> Response {
-    if let Err(response) = page.admin() {
-        return response;
-    }
-    let premium = match number(&page, "hourly_premium", &form.hourly_premium) {
-        Ok(premium) => premium,
-        Err(response) => return response,
-    };
-    match state.services.insurance.create_plan(&form.name, premium).await {
-        Ok(plan) => see_other(&format!("/admin/plans?saved={}", super::members::urlencode(&plan.name))),
-        Err(error) => page.failed(error),
-    }
+pub async fn create_plan(State(state): State<AppState>, StaffForm { page, form }: StaffForm<PlanForm>) -> PageResult {
+    page.admin()?;
+    let premium = number(&page, "hourly_premium", &form.hourly_premium)?;
+    let plan = state
+        .services
+        .insurance
+        .create_plan(&form.name, premium)
+        .await
+        .map_err(|e| page.failed(e))?;
+    Ok(see_other(&format!(
+        "/admin/plans?saved={}",
+        super::members::urlencode(&plan.name)
+    )))
 }
 
 pub async fn change_plan(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
     StaffForm { page, form }: StaffForm<PlanForm>,
-) -> Response {
-    if let Err(response) = page.admin() {
-        return response;
-    }
-    let premium = match optional_number(&page, "hourly_premium", &form.hourly_premium) {
-        Ok(premium) => premium,
-        Err(response) => return response,
-    };
+) -> PageResult {
+    page.admin()?;
+    let premium = optional_number(&page, "hourly_premium", &form.hourly_premium)?;
     let name = Some(form.name.as_str()).filter(|n| !n.trim().is_empty());
-    let patch = match PlanPatch::parse(name, premium, form.status.as_deref()) {
-        Ok(patch) => patch,
-        Err(error) => return page.failed(application::insurance::InsuranceError::from(error)),
-    };
-    match state.services.insurance.change_plan(PlanId(id), patch).await {
-        Ok(plan) => see_other(&format!("/admin/plans?saved={}", super::members::urlencode(&plan.name))),
-        Err(error) => page.failed(error),
-    }
+    let patch = PlanPatch::parse(name, premium, form.status.as_deref())
+        .map_err(|e| page.failed(application::insurance::InsuranceError::from(e)))?;
+    let plan = state
+        .services
+        .insurance
+        .change_plan(PlanId(id), patch)
+        .await
+        .map_err(|e| page.failed(e))?;
+    Ok(see_other(&format!(
+        "/admin/plans?saved={}",
+        super::members::urlencode(&plan.name)
+    )))
 }
 
 /// The campaign form (campaigns are listed nowhere yet: the page shows the one just made).
-pub async fn campaigns(page: Page, Query(q): Query<ListQuery>) -> Response {
-    if let Err(response) = page.admin() {
-        return response;
-    }
+pub async fn campaigns(page: Page, Query(q): Query<ListQuery>) -> PageResult {
+    page.admin()?;
     let lang = page.lang;
     let body = html! {
         h1 { (lang.t(Msg::Campaigns)) }
@@ -312,7 +302,7 @@ pub async fn campaigns(page: Page, Query(q): Query<ListQuery>) -> Response {
             }
         }
     };
-    page.render(lang.t(Msg::Campaigns), body)
+    Ok(page.render(lang.t(Msg::Campaigns), body))
 }
 
 #[derive(Deserialize)]
@@ -334,17 +324,10 @@ pub struct CampaignForm {
 pub async fn create_campaign(
     State(state): State<AppState>,
     StaffForm { page, form }: StaffForm<CampaignForm>,
-) -> Response {
-    if let Err(response) = page.admin() {
-        return response;
-    }
-    let (value, total_quantity) = match (
-        number(&page, "value", &form.value),
-        number(&page, "total_quantity", &form.total_quantity),
-    ) {
-        (Ok(value), Ok(quantity)) => (value, quantity),
-        (Err(response), _) | (_, Err(response)) => return response,
-    };
+) -> PageResult {
+    page.admin()?;
+    let value = number(&page, "value", &form.value)?;
+    let total_quantity = number(&page, "total_quantity", &form.total_quantity)?;
     let discount = match form.kind.as_str() {
         "percent" => Discount::Percent { percent: value },
         _ => Discount::Fixed { amount: value },
@@ -361,10 +344,7 @@ pub async fn create_campaign(
             })
         }
     };
-    let (starts_at, ends_at) = match (time("starts_at", &form.starts_at), time("ends_at", &form.ends_at)) {
-        (Ok(starts), Ok(ends)) => (starts, ends),
-        (Err(response), _) | (_, Err(response)) => return response,
-    };
+    let (starts_at, ends_at) = (time("starts_at", &form.starts_at)?, time("ends_at", &form.ends_at)?);
     let request = CampaignRequest {
         name: form.name,
         discount,
@@ -372,20 +352,22 @@ pub async fn create_campaign(
         starts_at,
         ends_at,
     };
-    match state.services.coupons.create_campaign(request).await {
-        Ok(campaign) => {
-            let saved = format!("{} ({}) — {}", campaign.name, campaign.id, campaign.total_quantity);
-            see_other(&format!("/admin/campaigns?saved={}", super::members::urlencode(&saved)))
-        }
-        Err(error) => page.failed(error),
-    }
+    let campaign = state
+        .services
+        .coupons
+        .create_campaign(request)
+        .await
+        .map_err(|e| page.failed(e))?;
+    let saved = format!("{} ({}) — {}", campaign.name, campaign.id, campaign.total_quantity);
+    Ok(see_other(&format!(
+        "/admin/campaigns?saved={}",
+        super::members::urlencode(&saved)
+    )))
 }
 
 /// The form that creates a CX account.
-pub async fn staff(page: Page, Query(q): Query<ListQuery>) -> Response {
-    if let Err(response) = page.admin() {
-        return response;
-    }
+pub async fn staff(page: Page, Query(q): Query<ListQuery>) -> PageResult {
+    page.admin()?;
     let lang = page.lang;
     let body = html! {
         h1 { (lang.t(Msg::StaffAccounts)) }
@@ -406,7 +388,7 @@ pub async fn staff(page: Page, Query(q): Query<ListQuery>) -> Response {
             }
         }
     };
-    page.render(lang.t(Msg::StaffAccounts), body)
+    Ok(page.render(lang.t(Msg::StaffAccounts), body))
 }
 
 #[derive(Deserialize)]
@@ -424,21 +406,22 @@ pub struct StaffAccountForm {
 pub async fn create_staff(
     State(state): State<AppState>,
     StaffForm { page, form }: StaffForm<StaffAccountForm>,
-) -> Response {
-    if let Err(response) = page.admin() {
-        return response;
-    }
+) -> PageResult {
+    page.admin()?;
     let request = SignUp {
         email: form.email,
         password: form.password,
         name: form.name,
         phone: form.phone,
     };
-    match state.services.members.create_account(request, Role::Cx).await {
-        Ok(member) => see_other(&format!(
-            "/admin/staff?saved={}",
-            super::members::urlencode(&member.email)
-        )),
-        Err(error) => page.failed(error),
-    }
+    let member = state
+        .services
+        .members
+        .create_account(request, Role::Cx)
+        .await
+        .map_err(|e| page.failed(e))?;
+    Ok(see_other(&format!(
+        "/admin/staff?saved={}",
+        super::members::urlencode(&member.email)
+    )))
 }

@@ -2,7 +2,6 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
 use maud::html;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -12,7 +11,7 @@ use ports::TrailEvent;
 
 use super::i18n::Msg;
 use super::view::{maybe_when, member_status, reason, when};
-use super::{Lang, Page};
+use super::{Lang, Page, PageResult};
 use crate::http::AppState;
 
 /// Riders per page of a search.
@@ -29,21 +28,19 @@ pub struct SearchQuery {
 }
 
 /// The search form and, for a query, one page of riders matching it.
-pub async fn search(State(state): State<AppState>, page: Page, Query(query): Query<SearchQuery>) -> Response {
+pub async fn search(State(state): State<AppState>, page: Page, Query(query): Query<SearchQuery>) -> PageResult {
     let lang = page.lang;
     let text = query.q.unwrap_or_default();
     let found = if text.trim().is_empty() {
         None
     } else {
-        match state
+        let members = state
             .services
             .members
             .find(&text, query.after.as_deref(), PAGE_SIZE)
             .await
-        {
-            Ok(members) => Some(members),
-            Err(error) => return page.failed(error),
-        }
+            .map_err(|e| page.failed(e))?;
+        Some(members)
     };
     let body = html! {
         h1 { (lang.t(Msg::Riders)) }
@@ -92,7 +89,7 @@ pub async fn search(State(state): State<AppState>, page: Page, Query(query): Que
             }
         }
     };
-    page.render(lang.t(Msg::Riders), body)
+    Ok(page.render(lang.t(Msg::Riders), body))
 }
 
 /// `raw` as a query-string value.
@@ -104,23 +101,29 @@ pub fn urlencode(raw: &str) -> String {
 
 /// A rider: profile and status, policies, and the events written about them with the
 /// consumers that applied each.
-pub async fn show(State(state): State<AppState>, page: Page, Path(id): Path<String>) -> Response {
+pub async fn show(State(state): State<AppState>, page: Page, Path(id): Path<String>) -> PageResult {
     let lang = page.lang;
     let Ok(id) = id.parse::<Uuid>().map(MemberId) else {
-        return page.error(StatusCode::NOT_FOUND, "member.not_found");
+        return Err(page.error(StatusCode::NOT_FOUND, "member.not_found"));
     };
-    let member = match state.services.members.profile_for_staff(id).await {
-        Ok(member) => member,
-        Err(error) => return page.failed(error),
-    };
-    let policies = match state.services.insurance.member_policies(id).await {
-        Ok(policies) => policies,
-        Err(error) => return page.failed(error),
-    };
-    let trail = match state.services.insurance.member_trail(id, TRAIL_LIMIT).await {
-        Ok(trail) => trail,
-        Err(error) => return page.failed(error),
-    };
+    let member = state
+        .services
+        .members
+        .profile_for_staff(id)
+        .await
+        .map_err(|e| page.failed(e))?;
+    let policies = state
+        .services
+        .insurance
+        .member_policies(id)
+        .await
+        .map_err(|e| page.failed(e))?;
+    let trail = state
+        .services
+        .insurance
+        .member_trail(id, TRAIL_LIMIT)
+        .await
+        .map_err(|e| page.failed(e))?;
     let body = html! {
         h1 { (member.name) }
         section aria-labelledby="profile" {
@@ -165,7 +168,7 @@ pub async fn show(State(state): State<AppState>, page: Page, Path(id): Path<Stri
         }
         (trail_section(lang, &trail))
     };
-    page.render(&member.name, body)
+    Ok(page.render(&member.name, body))
 }
 
 /// The event trail: each event written, whether the relay delivered it, who applied it.

@@ -49,6 +49,10 @@ use crate::http::error::ApiError;
 use crate::http::extract::ClientIp;
 use i18n::{Lang, Msg};
 
+/// What a page handler answers: the page, or the error page (or redirect) that ends it early,
+/// so helpers can fail with `?`.
+pub type PageResult = Result<Response, Response>;
+
 /// The session cookie.
 const SESSION_COOKIE: &str = "hexride_admin";
 /// The login form's double-submit token.
@@ -308,8 +312,8 @@ fn api_error_page(lang: Lang, staff: Option<&StaffContext>, error: ApiError) -> 
     error_page(lang, staff, error.status, &detail, error.errors.as_ref())
 }
 
-async fn home(page: Page) -> Response {
-    let _ = page;
+/// The riders' search, for a signed-in staff member (the extractor sends others to login).
+async fn home(_staff: Page) -> Response {
     see_other("/admin/members")
 }
 
@@ -322,8 +326,9 @@ struct LoginQuery {
 }
 
 /// The login page; it sets a fresh double-submit token for its form.
-async fn login_page(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<LoginQuery>) -> Response {
-    let lang = lang_of(&headers);
+async fn login_page(State(state): State<AppState>, Query(q): Query<LoginQuery>, request: Request) -> Response {
+    let (parts, _) = request.into_parts();
+    let lang = lang_of(&parts.headers);
     let notice = if q.ended.is_some() {
         Some(lang.t(Msg::SessionEnded))
     } else if q.bye.is_some() {
@@ -331,12 +336,11 @@ async fn login_page(State(state): State<AppState>, headers: HeaderMap, Query(q):
     } else {
         None
     };
-    login_form(&state, lang, StatusCode::OK, notice, None, "", false)
+    login_form(lang, StatusCode::OK, notice, None, "", over_tls(&parts, &state))
 }
 
 /// The login form with a new double-submit token (and its cookie).
 fn login_form(
-    state: &AppState,
     lang: Lang,
     status: StatusCode,
     notice: Option<&str>,
@@ -344,7 +348,6 @@ fn login_form(
     email: &str,
     secure: bool,
 ) -> Response {
-    let _ = state;
     let token = random_token();
     let body = view::login(lang, &token, notice, error, email);
     let mut response = html_page(status, view::layout(lang, lang.t(Msg::LoginTitle), None, body));
@@ -385,19 +388,11 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
         Err(e) => return error_page(lang, None, e.status(), &e.body_text(), None),
     };
     let Ok(form) = serde_urlencoded::from_bytes::<LoginForm>(&bytes) else {
-        return login_form(&state, lang, StatusCode::UNPROCESSABLE_ENTITY, None, None, "", secure);
+        return login_form(lang, StatusCode::UNPROCESSABLE_ENTITY, None, None, "", secure);
     };
     if expected.is_empty() || !same_secret(&form.login_csrf, &expected) {
         let error = lang.t(Msg::BadCsrf);
-        return login_form(
-            &state,
-            lang,
-            StatusCode::FORBIDDEN,
-            None,
-            Some(error),
-            &form.email,
-            secure,
-        );
+        return login_form(lang, StatusCode::FORBIDDEN, None, Some(error), &form.email, secure);
     }
     match state
         .services
@@ -416,15 +411,7 @@ async fn login(State(state): State<AppState>, request: Request) -> Response {
             // A rider with the right password gets 403 `auth.not_staff`; a wrong password 401;
             // the login limits 429 — each with its message.
             let error = ApiError::from(error);
-            login_form(
-                &state,
-                lang,
-                error.status,
-                None,
-                Some(&error.detail),
-                &form.email,
-                secure,
-            )
+            login_form(lang, error.status, None, Some(&error.detail), &form.email, secure)
         }
     }
 }

@@ -16,7 +16,7 @@ use core_domain::insurance::{ExpiryChange, ExpiryReason, Policy, PolicyAudit};
 
 use super::i18n::{Lang, Msg};
 use super::view::{csrf, local_input, maybe_when, parse_local, reason, statement_table, when, won};
-use super::{Page, StaffForm, see_other};
+use super::{Page, PageResult, StaffForm, see_other};
 use crate::http::AppState;
 
 /// The statement period shown by default: the last 30 days.
@@ -67,33 +67,21 @@ pub async fn show(
     page: Page,
     Path(id): Path<String>,
     Query(query): Query<PolicyQuery>,
-) -> Response {
+) -> PageResult {
     let lang = page.lang;
-    let id = match policy_id(&page, &id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let (from, to) = match period(&page, query.from.as_deref(), query.to.as_deref()) {
-        Ok(period) => period,
-        Err(response) => return response,
-    };
+    let id = policy_id(&page, &id)?;
+    let (from, to) = period(&page, query.from.as_deref(), query.to.as_deref())?;
     let insurance = &state.services.insurance;
-    let policy = match insurance.staff_policy(caller(&page), id).await {
-        Ok(policy) => policy,
-        Err(error) => return page.failed(error),
-    };
-    let statement = match insurance.statement(caller(&page), id, from, to).await {
-        Ok(statement) => statement,
-        Err(error) => return page.failed(error),
-    };
-    let audit = match insurance.audit_trail(id).await {
-        Ok(audit) => audit,
-        Err(error) => return page.failed(error),
-    };
-    let callbacks = match insurance.insurer_callbacks(id).await {
-        Ok(callbacks) => callbacks,
-        Err(error) => return page.failed(error),
-    };
+    let policy = insurance
+        .staff_policy(caller(&page), id)
+        .await
+        .map_err(|e| page.failed(e))?;
+    let statement = insurance
+        .statement(caller(&page), id, from, to)
+        .await
+        .map_err(|e| page.failed(e))?;
+    let audit = insurance.audit_trail(id).await.map_err(|e| page.failed(e))?;
+    let callbacks = insurance.insurer_callbacks(id).await.map_err(|e| page.failed(e))?;
     let done = match query.done.as_deref() {
         Some("expired") => Some(lang.t(Msg::ExpiredDone)),
         Some("unchanged") => Some(lang.t(Msg::ExpiryUnchanged)),
@@ -148,7 +136,7 @@ pub async fn show(
             }
         }
     };
-    page.render(&policy.policy_number, body)
+    Ok(page.render(&policy.policy_number, body))
 }
 
 fn policy_facts(lang: Lang, policy: &Policy) -> Markup {
@@ -263,29 +251,17 @@ pub async fn preview(
     State(state): State<AppState>,
     Path(id): Path<String>,
     StaffForm { page, form }: StaffForm<ExpireForm>,
-) -> Response {
+) -> PageResult {
     let lang = page.lang;
-    let id = match policy_id(&page, &id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let (at, expiry_reason) = match expiry_request(&page, &form) {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
-    let (from, to) = match period(&page, form.from.as_deref(), form.to.as_deref()) {
-        Ok(period) => period,
-        Err(response) => return response,
-    };
-    let preview: ExpiryPreview = match state
+    let id = policy_id(&page, &id)?;
+    let (at, expiry_reason) = expiry_request(&page, &form)?;
+    let (from, to) = period(&page, form.from.as_deref(), form.to.as_deref())?;
+    let preview: ExpiryPreview = state
         .services
         .insurance
         .preview_expiry(caller(&page), id, (at, expiry_reason), from, to)
         .await
-    {
-        Ok(preview) => preview,
-        Err(error) => return page.failed(error),
-    };
+        .map_err(|e| page.failed(e))?;
     let no_longer_billed = preview.statement_before.premium - preview.statement_after.premium;
     let body = html! {
         h1 { (lang.t(Msg::Preview)) }
@@ -322,7 +298,7 @@ pub async fn preview(
             a href={ "/admin/policies/" (id) } { (lang.t(Msg::Cancel)) }
         }
     };
-    page.render(lang.t(Msg::Preview), body)
+    Ok(page.render(lang.t(Msg::Preview), body))
 }
 
 /// Expires the policy through the same use case (and audit) as the API, then shows it.
@@ -330,27 +306,18 @@ pub async fn expire(
     State(state): State<AppState>,
     Path(id): Path<String>,
     StaffForm { page, form }: StaffForm<ExpireForm>,
-) -> Response {
-    let id = match policy_id(&page, &id) {
-        Ok(id) => id,
-        Err(response) => return response,
-    };
-    let (at, reason) = match expiry_request(&page, &form) {
-        Ok(request) => request,
-        Err(response) => return response,
-    };
+) -> PageResult {
+    let id = policy_id(&page, &id)?;
+    let (at, reason) = expiry_request(&page, &form)?;
     let insurance = &state.services.insurance;
-    let before = match insurance.staff_policy(caller(&page), id).await {
-        Ok(policy) => policy,
-        Err(error) => return page.failed(error),
-    };
-    let after = match insurance
+    let before = insurance
+        .staff_policy(caller(&page), id)
+        .await
+        .map_err(|e| page.failed(e))?;
+    let after = insurance
         .expire_by_staff(page.staff.member.id, id, at, reason, Some(&form.note))
         .await
-    {
-        Ok(policy) => policy,
-        Err(error) => return page.failed(error),
-    };
+        .map_err(|e| page.failed(e))?;
     let done = if after.version == before.version {
         "unchanged"
     } else {
@@ -364,5 +331,5 @@ pub async fn expire(
         ),
         _ => String::new(),
     };
-    see_other(&format!("/admin/policies/{id}?done={done}{period}"))
+    Ok(see_other(&format!("/admin/policies/{id}?done={done}{period}")))
 }
