@@ -283,8 +283,20 @@ impl InsuranceService {
         from: OffsetDateTime,
         to: OffsetDateTime,
     ) -> Result<Statement, InsuranceError> {
+        Ok(self.policy_statement(caller, policy_id, from, to).await?.1)
+    }
+
+    /// [`Self::statement`] with the policy it was computed from (the admin web shows both).
+    pub async fn policy_statement(
+        &self,
+        caller: Caller,
+        policy_id: PolicyId,
+        from: OffsetDateTime,
+        to: OffsetDateTime,
+    ) -> Result<(Policy, Statement), InsuranceError> {
         let (policy, sessions, from, to) = self.policy_sessions(caller, policy_id, from, to).await?;
-        Ok(Statement::compute(&policy, &sessions, from, to, self.ports.clock.now()))
+        let statement = Statement::compute(&policy, &sessions, from, to, self.ports.clock.now());
+        Ok((policy, statement))
     }
 
     /// The policy and its sessions overlapping `[from, to)`, as `caller` may read them.

@@ -516,7 +516,8 @@ mod tests {
             .null("reason")
             .null("previous_expired_at")
             .null("new_expired_at")
-            .with("at", 0);
+            .with("at", 0)
+            .null("note");
         let err = audit(&row).unwrap_err();
         assert!(
             matches!(&err, StoreError::Other(m) if m == "corrupt value in column `action`: unknown audit action `renamed`"),

@@ -148,7 +148,7 @@ pub async fn create_product(
         .map_err(|e| page.failed(e))?;
     Ok(see_other(&format!(
         "/admin/products?saved={}",
-        super::members::urlencode(&product.name)
+        super::view::urlencode(&product.name)
     )))
 }
 
@@ -168,7 +168,7 @@ pub async fn update_product(
         .map_err(|e| page.failed(e))?;
     Ok(see_other(&format!(
         "/admin/products?saved={}",
-        super::members::urlencode(&product.name)
+        super::view::urlencode(&product.name)
     )))
 }
 
@@ -246,7 +246,7 @@ pub async fn create_plan(State(state): State<AppState>, StaffForm { page, form }
         .map_err(|e| page.failed(e))?;
     Ok(see_other(&format!(
         "/admin/plans?saved={}",
-        super::members::urlencode(&plan.name)
+        super::view::urlencode(&plan.name)
     )))
 }
 
@@ -268,7 +268,7 @@ pub async fn change_plan(
         .map_err(|e| page.failed(e))?;
     Ok(see_other(&format!(
         "/admin/plans?saved={}",
-        super::members::urlencode(&plan.name)
+        super::view::urlencode(&plan.name)
     )))
 }
 
@@ -361,7 +361,7 @@ pub async fn create_campaign(
     let saved = format!("{} ({}) — {}", campaign.name, campaign.id, campaign.total_quantity);
     Ok(see_other(&format!(
         "/admin/campaigns?saved={}",
-        super::members::urlencode(&saved)
+        super::view::urlencode(&saved)
     )))
 }
 
@@ -422,6 +422,6 @@ pub async fn create_staff(
         .map_err(|e| page.failed(e))?;
     Ok(see_other(&format!(
         "/admin/staff?saved={}",
-        super::members::urlencode(&member.email)
+        super::view::urlencode(&member.email)
     )))
 }

@@ -76,11 +76,11 @@ pub async fn search(State(state): State<AppState>, page: Page, Query(query): Que
                 }
                 nav.pager aria-label=(lang.t(Msg::NextPage)) {
                     @if query.after.is_some() {
-                        a href={ "/admin/members?q=" (urlencode(&text)) } { (lang.t(Msg::FirstPage)) }
+                        a href={ "/admin/members?q=" (super::view::urlencode(&text)) } { (lang.t(Msg::FirstPage)) }
                     }
                     @if members.len() as i64 == PAGE_SIZE {
                         @if let Some(last) = members.last() {
-                            a href={ "/admin/members?q=" (urlencode(&text)) "&after=" (urlencode(&last.email)) } rel="next" {
+                            a href={ "/admin/members?q=" (super::view::urlencode(&text)) "&after=" (super::view::urlencode(&last.email)) } rel="next" {
                                 (lang.t(Msg::NextPage))
                             }
                         }
@@ -90,13 +90,6 @@ pub async fn search(State(state): State<AppState>, page: Page, Query(query): Que
         }
     };
     Ok(page.render(lang.t(Msg::Riders), body))
-}
-
-/// `raw` as a query-string value.
-pub fn urlencode(raw: &str) -> String {
-    serde_urlencoded::to_string([("", raw)])
-        .map(|s| s.trim_start_matches('=').to_owned())
-        .unwrap_or_default()
 }
 
 /// A rider: profile and status, policies, and the events written about them with the

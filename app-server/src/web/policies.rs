@@ -72,12 +72,8 @@ pub async fn show(
     let id = policy_id(&page, &id)?;
     let (from, to) = period(&page, query.from.as_deref(), query.to.as_deref())?;
     let insurance = &state.services.insurance;
-    let policy = insurance
-        .staff_policy(caller(&page), id)
-        .await
-        .map_err(|e| page.failed(e))?;
-    let statement = insurance
-        .statement(caller(&page), id, from, to)
+    let (policy, statement) = insurance
+        .policy_statement(caller(&page), id, from, to)
         .await
         .map_err(|e| page.failed(e))?;
     let audit = insurance.audit_trail(id).await.map_err(|e| page.failed(e))?;
@@ -326,8 +322,8 @@ pub async fn expire(
     let period = match (form.from.as_deref(), form.to.as_deref()) {
         (Some(from), Some(to)) => format!(
             "&from={}&to={}",
-            super::members::urlencode(from),
-            super::members::urlencode(to)
+            super::view::urlencode(from),
+            super::view::urlencode(to)
         ),
         _ => String::new(),
     };

@@ -39,6 +39,13 @@ pub fn when(t: OffsetDateTime) -> Markup {
     }
 }
 
+/// `raw` as a query-string value.
+pub fn urlencode(raw: &str) -> String {
+    serde_urlencoded::to_string([("", raw)])
+        .map(|s| s.trim_start_matches('=').to_owned())
+        .unwrap_or_default()
+}
+
 /// An optional time, or a dash.
 pub fn maybe_when(t: Option<OffsetDateTime>) -> Markup {
     match t {
