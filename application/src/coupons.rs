@@ -12,6 +12,7 @@ use core_domain::{CampaignId, CouponId, MemberId, ValidationErrors};
 use ports::{CacheError, Consistency, GateDecision, Loader, StoreError, Unique};
 
 use crate::Ports;
+use crate::catalog::MAX_PAGE;
 use crate::error::problem;
 use crate::freshness::Freshness;
 use crate::idempotency::{IdempotencyError, IdempotencyKey, Keyed};
@@ -119,6 +120,15 @@ impl CouponService {
         uow.coupons().insert_campaign(&campaign).await?;
         uow.commit().await?;
         Ok(campaign)
+    }
+
+    /// Staff: a page of campaigns in creation order, with their issued counts, from the
+    /// primary (like every staff read: what an admin just made is there).
+    pub async fn campaigns(&self, after: Option<CampaignId>, limit: i64) -> Result<Vec<CouponCampaign>, CouponsError> {
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(ValidationErrors::field("limit", format!("must be between 1 and {MAX_PAGE}")).into());
+        }
+        Ok(self.ports.coupons.campaigns(after, limit, Consistency::Strong).await?)
     }
 
     /// Issues one coupon of the campaign to the member, first come first served. With a

@@ -145,6 +145,13 @@ pub trait WalletReads: Send + Sync {
 pub trait CouponReads: Send + Sync {
     /// A campaign, with its issued count as of the read.
     async fn campaign(&self, id: CampaignId, consistency: Consistency) -> Result<Option<CouponCampaign>, StoreError>;
+    /// Campaigns by id (creation order), after `after` if given, at most `limit`.
+    async fn campaigns(
+        &self,
+        after: Option<CampaignId>,
+        limit: i64,
+        consistency: Consistency,
+    ) -> Result<Vec<CouponCampaign>, StoreError>;
     /// The member's coupons, newest first.
     async fn coupons_of_member(&self, member_id: MemberId, consistency: Consistency)
     -> Result<Vec<Coupon>, StoreError>;

@@ -105,6 +105,19 @@ pub(crate) async fn campaign_by_id(
         .await
 }
 
+/// A page of campaigns in id (creation) order.
+pub(crate) async fn campaign_page(
+    conn: &mut impl SqlConn,
+    after: Option<CampaignId>,
+    limit: i64,
+) -> Result<Vec<CouponCampaign>, StoreError> {
+    let statement = match after {
+        Some(after) => sql("select * from coupon_campaigns where id > ? order by id limit ?").id(after),
+        None => sql("select * from coupon_campaigns order by id limit ?"),
+    };
+    statement.limit(limit).fetch_all(conn, campaign).await
+}
+
 /// `issued_count += 1` only while below `total_quantity`; `false` when sold out.
 pub(crate) async fn claim_coupon_slot(conn: &mut impl SqlConn, id: CampaignId) -> Result<bool, StoreError> {
     let changed = sql(
@@ -213,6 +226,18 @@ impl<B: Backend> CouponReads for SqlStore<B> {
     async fn campaign(&self, id: CampaignId, consistency: Consistency) -> Result<Option<CouponCampaign>, StoreError> {
         self.read(&consistency, id, |conn, &id| {
             Box::pin(campaign_by_id(conn, id, Lock::None))
+        })
+        .await
+    }
+
+    async fn campaigns(
+        &self,
+        after: Option<CampaignId>,
+        limit: i64,
+        consistency: Consistency,
+    ) -> Result<Vec<CouponCampaign>, StoreError> {
+        self.read(&consistency, (after, limit), |conn, &(after, limit)| {
+            Box::pin(campaign_page(conn, after, limit))
         })
         .await
     }

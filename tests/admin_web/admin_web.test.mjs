@@ -10,7 +10,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { createHmac, randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -28,6 +29,8 @@ const ADMIN = 'admin@hexride.test';
 const CX = 'cx@hexride.test';
 const WEBHOOK_SECRET = randomBytes(32).toString('hex');
 const HOUR = 3600 * 1000;
+const MINUTE = 60 * 1000;
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 
 let server; // the app-server child process
 let base; // http://127.0.0.1:<port>
@@ -137,6 +140,20 @@ async function shot(page, name) {
   await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
 }
 
+/**
+ * axe-core's WCAG 2 A and AA rules on the page as it is: labels and accessible names,
+ * contrast, landmarks, table headers, language. Playwright evaluates the script over the
+ * DevTools protocol, which the page's CSP (no scripts at all) does not govern.
+ */
+async function assertAccessible(page, what) {
+  await page.evaluate(AXE);
+  const { violations } = await page.evaluate(() =>
+    // eslint-disable-next-line no-undef
+    axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
+  const found = violations.map((v) => `${v.id} (${v.impact}): ${v.help}\n    ${v.nodes.map((n) => n.target.join(' ')).join('\n    ')}`);
+  assert.deepEqual(found, [], `${what} (${page.url()}) has accessibility violations`);
+}
+
 /** Presses Tab until the focused element matches `selector`. */
 async function tabTo(page, selector, max = 80) {
   for (let i = 0; i < max; i++) {
@@ -217,6 +234,10 @@ test('an admin creates a plan, a product, a campaign and a CX account in the bro
   await page.getByLabel('총 수량').fill('50');
   await page.getByRole('button', { name: '만들기' }).click();
   assert.match(await page.getByTestId('saved').innerText(), /봄 맞이 \([0-9a-f-]{36}\) — 50/);
+  // The list shows it with nothing issued yet.
+  const listed = page.getByTestId('campaigns').getByRole('row', { name: /봄 맞이/ });
+  assert.equal(await listed.count(), 1);
+  assert.match(await listed.innerText(), /5,000원\s+0 \/ 50/);
 
   await page.getByRole('link', { name: '직원 계정' }).click();
   await page.getByLabel('이메일').fill(CX);
@@ -463,4 +484,63 @@ test('English is one link away, and logging out ends the session', async () => {
   assert.equal(new URL(res.url()).pathname, '/admin/login');
   assert.match(await page.getByRole('status').innerText(), /session has ended/);
   await page.context().close();
+});
+
+test('an idle session ends after the idle timeout (30 minutes by default), a used one lives on', async () => {
+  const page = await newPage();
+  await staffLogin(page, CX);
+  await page.waitForURL(`${base}/admin/members`);
+  const [session] = (await page.context().cookies()).filter((c) => c.name === 'hexride_admin');
+  const idleFor = (ms) => sql(`update staff_sessions set last_seen_at = last_seen_at - ${BigInt(ms) * 1000n}`);
+  // 29 minutes without a request: still in, and the request counts as use.
+  idleFor(29 * MINUTE);
+  let res = await page.goto(`${base}/admin/members`);
+  assert.equal(new URL(res.url()).pathname, '/admin/members');
+  idleFor(29 * MINUTE);
+  res = await page.goto(`${base}/admin/members`);
+  assert.equal(new URL(res.url()).pathname, '/admin/members', 'the request 29 minutes ago kept it alive');
+  // 31 minutes without one: ended, on the server.
+  idleFor(31 * MINUTE);
+  res = await page.goto(`${base}/admin/members`);
+  assert.equal(new URL(res.url()).pathname, '/admin/login');
+  assert.match(await page.getByRole('status').innerText(), /세션이 끝났습니다|session has ended/);
+  await page.context().addCookies([session]);
+  res = await page.goto(`${base}/admin/members`);
+  assert.equal(new URL(res.url()).pathname, '/admin/login', 'the ended session does not come back');
+  await page.context().close();
+});
+
+test('every page passes the axe-core WCAG 2.1 A/AA checks, in both languages', async () => {
+  const { policy } = await riderWhoDrove('axe@hexride.test', '010-2468-1357', '정하늘', planId);
+  // A page that bounced to the login page would be checked as the login page: refuse that.
+  const visit = async (page, path) => {
+    const res = await page.goto(`${base}${path}`);
+    assert.equal(res.status(), 200, path);
+    assert.equal(new URL(res.url()).pathname, path.split('?')[0]);
+  };
+  for (const lang of ['ko', 'en']) {
+    const page = await newPage();
+    await page.context().addCookies([{ name: 'hexride_lang', value: lang, url: base }]);
+    await page.goto(`${base}/admin/login`);
+    await assertAccessible(page, 'the login page');
+    await page.locator('input[name=email]').fill(ADMIN);
+    await page.locator('input[name=password]').fill(PASSWORD);
+    await page.locator('input[name=password]').press('Enter');
+    await page.waitForURL(`${base}/admin/members`);
+    await visit(page, '/admin/members?q=2468');
+    await assertAccessible(page, 'the search results');
+    await visit(page, `/admin/members/${policy.member_id}`);
+    await assertAccessible(page, 'the rider page');
+    await visit(page, `/admin/policies/${policy.id}`);
+    await assertAccessible(page, 'the policy page');
+    await page.locator('#note').fill('axe');
+    await page.locator('form[action$="/preview"] button[type=submit]').click();
+    await page.getByTestId('no-longer-billed').waitFor();
+    await assertAccessible(page, 'the expiry preview');
+    for (const path of ['products', 'plans', 'campaigns', 'staff']) {
+      await visit(page, `/admin/${path}`);
+      await assertAccessible(page, `/admin/${path}`);
+    }
+    await page.context().close();
+  }
 });

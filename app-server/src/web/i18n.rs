@@ -167,6 +167,12 @@ messages! {
     StartsAt => "시작 (KST, 비우면 지금)", "Starts at (KST, empty = now)";
     EndsAt => "종료 (KST, 비우면 없음)", "Ends at (KST, empty = never)";
     CampaignCreated => "캠페인을 만들었습니다:", "Campaign created:";
+    Discount => "할인", "Discount";
+    IssuedOfTotal => "발급 / 총 수량", "Issued / total";
+    Starts => "시작", "Starts";
+    Ends => "종료", "Ends";
+    Never => "없음", "never";
+    NoCampaigns => "캠페인이 없습니다.", "No campaigns yet.";
     Plans => "보험 상품", "Insurance plans";
     CreatePlan => "보험 상품 만들기", "Create a plan";
     Retired => "판매 중지", "Retired";

@@ -14,10 +14,10 @@ use application::members::SignUp;
 use core_domain::coupon::Discount;
 use core_domain::insurance::{PlanPatch, PlanStatus};
 use core_domain::member::Role;
-use core_domain::{PlanId, ProductId};
+use core_domain::{CampaignId, PlanId, ProductId};
 
-use super::i18n::Msg;
-use super::view::{csrf, parse_local, won};
+use super::i18n::{Lang, Msg};
+use super::view::{csrf, parse_local, when, won};
 use super::{Page, PageResult, StaffForm, see_other};
 use crate::http::AppState;
 
@@ -57,6 +57,22 @@ pub struct ListQuery {
     saved: Option<String>,
 }
 
+/// Rows per page of the admin lists.
+const PAGE: usize = 100;
+
+/// The link to the page after `last`, when this one was full.
+fn next_page(lang: Lang, path: &str, shown: usize, last: Option<impl std::fmt::Display>) -> Markup {
+    html! {
+        @if shown == PAGE {
+            @if let Some(last) = last {
+                nav.pager aria-label=(lang.t(Msg::NextPage)) {
+                    a href={ (path) "?after=" (last) } rel="next" { (lang.t(Msg::NextPage)) }
+                }
+            }
+        }
+    }
+}
+
 /// Products, a page of 100, each with a price/stock form, and the creation form.
 pub async fn products(State(state): State<AppState>, page: Page, Query(q): Query<ListQuery>) -> PageResult {
     page.admin()?;
@@ -64,7 +80,7 @@ pub async fn products(State(state): State<AppState>, page: Page, Query(q): Query
     let products = state
         .services
         .catalog
-        .list(q.after.map(ProductId), Some(100))
+        .list(q.after.map(ProductId), Some(PAGE as i64))
         .await
         .map_err(|e| page.failed(e))?;
     let body = html! {
@@ -110,13 +126,7 @@ pub async fn products(State(state): State<AppState>, page: Page, Query(q): Query
                 }
             }
         }
-        @if products.len() == 100 {
-            @if let Some(last) = products.last() {
-                nav.pager aria-label=(lang.t(Msg::NextPage)) {
-                    a href={ "/admin/products?after=" (last.id) } rel="next" { (lang.t(Msg::NextPage)) }
-                }
-            }
-        }
+        (next_page(lang, "/admin/products", products.len(), products.last().map(|last| last.id)))
     };
     Ok(page.render(lang.t(Msg::Products), body))
 }
@@ -272,10 +282,17 @@ pub async fn change_plan(
     )))
 }
 
-/// The campaign form (campaigns are listed nowhere yet: the page shows the one just made).
-pub async fn campaigns(page: Page, Query(q): Query<ListQuery>) -> PageResult {
+/// Campaigns, a page of 100 in creation order with their issued counts, and the creation
+/// form.
+pub async fn campaigns(State(state): State<AppState>, page: Page, Query(q): Query<ListQuery>) -> PageResult {
     page.admin()?;
     let lang = page.lang;
+    let campaigns = state
+        .services
+        .coupons
+        .campaigns(q.after.map(CampaignId), PAGE as i64)
+        .await
+        .map_err(|e| page.failed(e))?;
     let body = html! {
         h1 { (lang.t(Msg::Campaigns)) }
         (saved_notice(&page, q.saved.as_deref()))
@@ -301,6 +318,34 @@ pub async fn campaigns(page: Page, Query(q): Query<ListQuery>) -> PageResult {
                 button type="submit" { (lang.t(Msg::Create)) }
             }
         }
+        @if campaigns.is_empty() {
+            p { (lang.t(Msg::NoCampaigns)) }
+        } @else {
+            table data-testid="campaigns" {
+                thead { tr {
+                    th scope="col" { (lang.t(Msg::Name)) }
+                    th scope="col" { (lang.t(Msg::Discount)) }
+                    th scope="col" { (lang.t(Msg::IssuedOfTotal)) }
+                    th scope="col" { (lang.t(Msg::Starts)) }
+                    th scope="col" { (lang.t(Msg::Ends)) }
+                } }
+                tbody {
+                    @for c in &campaigns {
+                        tr {
+                            td { (c.name) }
+                            td.num { @match c.discount {
+                                Discount::Fixed { amount } => { (won(lang, amount)) },
+                                Discount::Percent { percent } => { (percent) "%" },
+                            } }
+                            td.num { (c.issued_count) " / " (c.total_quantity) }
+                            td { (when(c.starts_at)) }
+                            td { @match c.ends_at { Some(t) => { (when(t)) }, None => { (lang.t(Msg::Never)) } } }
+                        }
+                    }
+                }
+            }
+        }
+        (next_page(lang, "/admin/campaigns", campaigns.len(), campaigns.last().map(|last| last.id)))
     };
     Ok(page.render(lang.t(Msg::Campaigns), body))
 }

@@ -188,9 +188,11 @@ pub fn layout(lang: Lang, title: &str, staff: Option<&StaffContext>, body: Marku
                         }
                     }
                     div.session {
-                        a href={ "/admin/lang/" (lang.other().code()) "?next=/admin/" }
-                            lang=(lang.other().code()) aria-label=(lang.t(Msg::SwitchLanguage)) {
-                            (lang.t(Msg::LanguageName))
+                        // The name read out is the visible text (in its own language) and
+                        // what the link does.
+                        a href={ "/admin/lang/" (lang.other().code()) "?next=/admin/" } {
+                            span lang=(lang.other().code()) { (lang.t(Msg::LanguageName)) }
+                            span.visually-hidden { " — " (lang.t(Msg::SwitchLanguage)) }
                         }
                         @if let Some(staff) = staff {
                             span { (lang.t(Msg::SignedInAs)) " " (staff.member.email) " (" (staff.member.role.as_str()) ")" }

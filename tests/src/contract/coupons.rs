@@ -29,6 +29,32 @@ pub(super) async fn stored_campaign(stores: &Stores, total_quantity: i64) -> Cou
     c
 }
 
+pub async fn campaigns_page_by_id_with_their_issued_counts(stores: Stores) {
+    let mut all = Vec::new();
+    for total in [3, 5, 7] {
+        all.push(stored_campaign(&stores, total).await);
+    }
+    let mut uow = stores.db.begin().await.unwrap();
+    assert!(uow.coupons().claim_coupon_slot(all[1].id).await.unwrap());
+    uow.commit().await.unwrap();
+    all[1].issued_count = 1;
+    all.sort_by_key(|c| c.id);
+    let page = |after: Option<CampaignId>, limit: i64| {
+        let stores = stores.clone();
+        async move {
+            stores
+                .coupons
+                .campaigns(after, limit, Consistency::Strong)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(page(None, 10).await, all);
+    assert_eq!(page(None, 2).await, all[..2].to_vec());
+    assert_eq!(page(Some(all[0].id), 1).await, all[1..2].to_vec());
+    assert_eq!(page(Some(all[2].id), 10).await, vec![]);
+}
+
 pub async fn coupon_slots_never_exceed_the_total_quantity_under_concurrent_claims(stores: Stores) {
     let c = stored_campaign(&stores, 10).await;
     let claims = (0..50).map(|_| {

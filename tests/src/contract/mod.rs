@@ -84,6 +84,7 @@ macro_rules! contract_tests {
             ledger_reads_newest_first,
             concurrent_credits_all_land_with_a_ledger_row_each,
             coupon_slots_never_exceed_the_total_quantity_under_concurrent_claims,
+            campaigns_page_by_id_with_their_issued_counts,
             a_second_coupon_of_a_campaign_is_a_coupon_per_member_conflict,
             an_order_with_lines_round_trips_with_its_payment,
             popular_products_rank_units_of_recently_paid_orders,
