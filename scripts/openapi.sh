@@ -109,6 +109,7 @@ server_env() {
     echo "APP__SERVER__ROLE=all"
     echo "APP__SERVER__REQUEST_TIMEOUT_SECS=10"
     echo "APP__SERVER__SHUTDOWN_GRACE_SECS=5"
+    echo "APP__SERVER__DRAIN_SECS=0"
     echo "APP__DATABASE__URL=sqlite://$RUN_DIR/hexride.db"
     echo "APP__DATABASE__MIGRATE_ON_START=true"
     # Embedded everything: no Kafka, no Redis.

@@ -55,6 +55,10 @@ pub struct ServerConfig {
     pub request_timeout: Duration,
     #[serde(rename = "shutdown_grace_secs", deserialize_with = "units::secs")]
     pub shutdown_grace: Duration,
+    /// After SIGTERM, how long readiness answers 503 while requests are still served (each
+    /// response closing its connection), before the listener closes. 0: no drain.
+    #[serde(rename = "drain_secs", deserialize_with = "units::secs")]
+    pub drain: Duration,
     pub max_body_bytes: usize,
     /// Networks of the load balancers and proxies in front (CIDRs). A request from one of
     /// them has its client IP taken from `X-Forwarded-For`: the right-most entry that is not

@@ -4,11 +4,12 @@
 //! producer, close the pools.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -16,12 +17,23 @@ use crate::config::Config;
 use crate::http::{self, AppState, HttpSettings, OutageLog};
 use crate::runtime::Runtime;
 
+/// Bucket bounds (seconds) of every `…_seconds` histogram.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
 /// The process-wide Prometheus recorder (installed once, shared by every app in a process).
 pub fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            // Latency as histograms with buckets: quantiles of several instances cannot be
+            // combined, bucket counts can (histogram_quantile over the sum of the rates).
+            // (It refuses only an empty bucket list.)
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics may be empty");
@@ -60,12 +72,25 @@ pub struct Running {
     admin: Option<JoinHandle<std::io::Result<()>>>,
     workers: Vec<JoinHandle<()>>,
     grace: Duration,
+    drain: Duration,
+    draining: Arc<AtomicBool>,
 }
 
 impl Running {
-    /// Graceful stop: HTTP drains in-flight requests (up to the grace period), workers
-    /// finish what they are doing, pools close.
+    /// Graceful stop. An instance that serves the API drains first: readiness answers 503
+    /// and every response closes its connection for `server.drain_secs`, while requests are
+    /// still served. Then the listeners close, in-flight requests finish (up to the grace
+    /// period), the relay finishes its batch (no lease is left behind), consumers commit and
+    /// leave their groups, pools close.
     pub async fn shutdown(mut self) {
+        self.draining.store(true, Ordering::Relaxed);
+        if self.http.is_some() && !self.drain.is_zero() {
+            tracing::info!(
+                drain_secs = self.drain.as_secs(),
+                "draining: readiness 503, still serving"
+            );
+            tokio::time::sleep(self.drain).await;
+        }
         let _ = self.stop.send(true);
         for http in [self.http.take(), self.admin.take()].into_iter().flatten() {
             match tokio::time::timeout(self.grace, http).await {
@@ -85,7 +110,12 @@ impl Running {
     }
 }
 
+/// The state the routers share, not draining.
 pub fn app_state(runtime: &Runtime) -> AppState {
+    app_state_draining(runtime, Arc::default())
+}
+
+fn app_state_draining(runtime: &Runtime, draining: Arc<AtomicBool>) -> AppState {
     let c = &runtime.config;
     AppState {
         services: Arc::new(runtime.services.clone()),
@@ -103,6 +133,7 @@ pub fn app_state(runtime: &Runtime) -> AppState {
         health: Arc::new(runtime.health.clone()),
         metrics: prometheus(),
         outage_log: Arc::new(OutageLog::default()),
+        draining,
     }
 }
 
@@ -111,23 +142,35 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let role = config.server.role;
     let listen = config.server.listen.clone();
     let admin_listen = config.server.admin_listen.clone();
-    let grace = config.server.shutdown_grace;
+    let (grace, drain) = (config.server.shutdown_grace, config.server.drain);
+    let draining = Arc::new(AtomicBool::new(false));
     let runtime = Arc::new(Runtime::build(config).await?);
     let (stop, shutdown) = Shutdown::new();
 
-    let mut workers = Vec::new();
+    // Every role: the exporter's upkeep and the component gauges.
+    let mut workers = vec![spawn_metrics_upkeep(&runtime, &shutdown)];
     if role.runs_workers() {
-        workers = spawn_workers(&runtime, &shutdown)?;
+        workers.extend(spawn_workers(&runtime, &shutdown)?);
     }
     let (addr, http) = if role.serves_http() {
-        let (addr, server) = serve(&listen, http::router(app_state(&runtime)), &shutdown).await?;
+        let (addr, server) = serve(
+            &listen,
+            http::router(app_state_draining(&runtime, draining.clone())),
+            &shutdown,
+        )
+        .await?;
         tracing::info!(%addr, "listening");
         (Some(addr), Some(server))
     } else {
         (None, None)
     };
     // Every instance has one, workers included: their metrics and readiness count too.
-    let (admin_addr, admin) = serve(&admin_listen, http::admin_router(app_state(&runtime)), &shutdown).await?;
+    let (admin_addr, admin) = serve(
+        &admin_listen,
+        http::admin_router(app_state_draining(&runtime, draining.clone())),
+        &shutdown,
+    )
+    .await?;
     tracing::info!(addr = %admin_addr, "admin listener (metrics, readiness details, /docs)");
     Ok(Running {
         addr,
@@ -138,6 +181,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         http,
         workers,
         grace,
+        drain,
+        draining,
     })
 }
 
@@ -160,7 +205,38 @@ async fn serve(
     Ok((addr, server))
 }
 
-/// The relay, the scheduled jobs, metrics upkeep and, with Kafka, one consumer per handler.
+/// Every 5 s: the exporter's upkeep, and `health_component_status{component}` (2 up,
+/// 1 degraded, 0 down) from the same checks as readiness, so alerts see what it sees.
+fn spawn_metrics_upkeep(runtime: &Arc<Runtime>, shutdown: &Shutdown) -> JoinHandle<()> {
+    let handle = prometheus();
+    let checks = runtime.health.clone();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(5));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stopped = stop.wait();
+        tokio::pin!(stopped);
+        loop {
+            tokio::select! {
+                () = &mut stopped => return,
+                _ = ticker.tick() => {
+                    handle.run_upkeep();
+                    let reports = futures::future::join_all(checks.iter().map(|c| c.health())).await;
+                    for component in reports.into_iter().flatten() {
+                        let value = match component.status {
+                            ports::HealthStatus::Up => 2.0,
+                            ports::HealthStatus::Degraded => 1.0,
+                            ports::HealthStatus::Down => 0.0,
+                        };
+                        metrics::gauge!("health_component_status", "component" => component.name).set(value);
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The relay, the scheduled jobs and, with Kafka, one consumer per handler.
 fn spawn_workers(runtime: &Arc<Runtime>, shutdown: &Shutdown) -> anyhow::Result<Vec<JoinHandle<()>>> {
     let owner = format!("relay-{}", uuid::Uuid::now_v7());
     let relay = runtime.relay(&owner);
@@ -187,20 +263,7 @@ fn spawn_workers(runtime: &Arc<Runtime>, shutdown: &Shutdown) -> anyhow::Result<
         }
     });
 
-    let handle = prometheus();
-    let stop = shutdown.clone();
-    let upkeep_task = tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(Duration::from_secs(5));
-        let stopped = stop.wait();
-        tokio::pin!(stopped);
-        loop {
-            tokio::select! {
-                () = &mut stopped => return,
-                _ = ticker.tick() => handle.run_upkeep(),
-            }
-        }
-    });
-    let mut workers = vec![relay_task, jobs_task, upkeep_task];
+    let mut workers = vec![relay_task, jobs_task];
     workers.extend(crate::kafka::spawn_consumers(runtime, shutdown)?);
     Ok(workers)
 }

@@ -57,6 +57,7 @@ function serverEnv(port, adminPort) {
     APP__SERVER__ADMIN_LISTEN: `127.0.0.1:${adminPort}`,
     APP__SERVER__ROLE: 'all',
     APP__SERVER__SHUTDOWN_GRACE_SECS: '5',
+    APP__SERVER__DRAIN_SECS: '0',
     APP__DATABASE__URL: `sqlite://${join(runDir, 'hexride.db')}`,
     APP__KAFKA__BROKERS: '',
     APP__REDIS__URL: '',

@@ -76,6 +76,7 @@ async fn run(server: Server, label: &str, with_replica: bool, seconds: u64, memb
     config.database.replica_urls = if with_replica { vec![replica_url.into()] } else { vec![] };
     config.database.max_connections = 16;
     config.server.listen = "127.0.0.1:0".into();
+    config.server.drain = Duration::ZERO;
     config.server.admin_listen = "127.0.0.1:0".into();
     config.auth.jwt_secret = "read-offload-benchmark-secret-0123456789".to_owned().into();
     config.auth.argon2_memory_kib = 1024;

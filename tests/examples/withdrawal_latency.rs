@@ -28,6 +28,7 @@ use ports::Consistency;
 fn base_config() -> Config {
     let mut config = Config::defaults().expect("defaults");
     config.server.listen = "127.0.0.1:0".to_owned();
+    config.server.drain = Duration::ZERO;
     config.server.admin_listen = "127.0.0.1:0".to_owned();
     config.auth.jwt_secret = "latency-bench-jwt-secret-0123456789abcdef".to_owned().into();
     config.auth.argon2_memory_kib = 1024;

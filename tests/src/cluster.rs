@@ -58,6 +58,7 @@ pub struct Cluster {
 pub fn config(database: &PgDatabase, with_replica: bool, redis_url: &str, redis_prefix: &str) -> Config {
     let mut config = Config::defaults().expect("default configuration");
     config.server.listen = "127.0.0.1:0".to_owned();
+    config.server.drain = Duration::ZERO;
     config.server.admin_listen = "127.0.0.1:0".to_owned();
     config.database.url = database.primary_url.clone().into();
     config.database.replica_urls = if with_replica {

@@ -121,6 +121,7 @@ impl Env {
         config.database.url = self.primary_url.clone().into();
         config.database.max_connections = 10;
         config.server.listen = "127.0.0.1:0".to_owned();
+        config.server.drain = Duration::ZERO;
         config.server.admin_listen = "127.0.0.1:0".to_owned();
         config.auth.jwt_secret = "kafka-test-jwt-secret-0123456789abcdef".to_owned().into();
         config.auth.argon2_memory_kib = 1024;

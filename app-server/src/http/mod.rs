@@ -112,6 +112,9 @@ pub struct AppState {
     pub health: Arc<Vec<Arc<dyn HealthCheck>>>,
     pub metrics: PrometheusHandle,
     pub outage_log: Arc<OutageLog>,
+    /// Set when shutdown begins: readiness answers 503 and every response says
+    /// `Connection: close`, so the load balancer moves on while this instance still serves.
+    pub draining: Arc<AtomicBool>,
 }
 
 #[derive(OpenApi)]
@@ -201,6 +204,7 @@ fn layered(routes: Router<AppState>, state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.http.max_body_bytes))
         .layer(middleware::from_fn_with_state(timeout, timeout_layer))
         .layer(middleware::from_fn(record_metrics))
+        .layer(middleware::from_fn_with_state(state.draining.clone(), close_when_draining))
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
@@ -214,6 +218,19 @@ fn layered(routes: Router<AppState>, state: AppState) -> Router {
                 })),
         )
         .with_state(state)
+}
+
+/// While draining, every response closes its connection: a keep-alive connection is never
+/// left idle for the shutdown to close under a request the client is sending on it.
+async fn close_when_draining(State(draining): State<Arc<AtomicBool>>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if draining.load(Ordering::Relaxed) {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// Answers 503 problem+json when a request runs longer than the configured timeout.

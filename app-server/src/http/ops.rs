@@ -33,6 +33,9 @@ pub fn admin_routes() -> Router<AppState> {
 #[derive(Serialize)]
 struct Readiness {
     status: HealthStatus,
+    /// Shutting down: still serving, but the load balancer should send nothing new.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    draining: bool,
     components: BTreeMap<String, ComponentHealth>,
 }
 
@@ -50,7 +53,7 @@ async fn ready_public(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// 200 while every component is up or degraded (a replica or the cache down), 503 when one
-/// is down.
+/// is down or the instance is draining.
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     readiness(&state).await
 }
@@ -66,12 +69,21 @@ async fn readiness(state: &AppState) -> (StatusCode, Json<Readiness>) {
     } else {
         HealthStatus::Up
     };
+    let draining = state.draining.load(std::sync::atomic::Ordering::Relaxed);
+    let status = if draining { HealthStatus::Down } else { status };
     let code = if status == HealthStatus::Down {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK
     };
-    (code, Json(Readiness { status, components }))
+    (
+        code,
+        Json(Readiness {
+            status,
+            draining,
+            components,
+        }),
+    )
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

@@ -120,6 +120,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         }
     };
     config.server.listen = "127.0.0.1:0".to_owned();
+    config.server.drain = Duration::ZERO;
     config.server.admin_listen = "127.0.0.1:0".to_owned();
     config.auth.jwt_secret = JWT_SECRET.to_owned().into();
     config.insurer.webhook_secret = INSURER_SECRET.to_owned().into();
