@@ -45,7 +45,7 @@ pub struct TestApp {
     pub admin_address: String,
     pub client: reqwest::Client,
     pub runtime: Arc<Runtime>,
-    _running: Running,
+    running: Running,
     /// Keeps the database alive (a temporary directory, or a PostgreSQL database dropped at
     /// the end).
     _database: Box<dyn Any + Send + Sync>,
@@ -151,7 +151,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         admin_address: format!("http://{admin}"),
         client: reqwest::Client::new(),
         runtime: running.runtime.clone(),
-        _running: running,
+        running,
         _database: database,
     }
 }
@@ -296,6 +296,11 @@ impl TestApp {
             response.url()
         );
         response
+    }
+
+    /// Stops the server as SIGTERM does (drain, then close), returning once it has stopped.
+    pub async fn shutdown(self) {
+        self.running.shutdown().await;
     }
 
     pub async fn get(&self, path: &str, token: Option<&str>) -> Response {

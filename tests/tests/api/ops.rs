@@ -2,7 +2,9 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{json_body, spawn_app};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{json_body, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn liveness_answers_up() {
@@ -47,6 +49,72 @@ async fn metrics_count_http_requests_in_prometheus_text() {
         text.lines()
             .any(|l| l.starts_with("http_requests_total{") && l.contains("route=\"/health/live\"")),
         "no http_requests_total for /health/live in:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn request_latency_is_a_histogram_with_buckets() {
+    let app = spawn_app().await;
+    app.send(app.client.get(app.url("/health/live"))).await;
+
+    let text = app
+        .send(app.client.get(app.admin_url("/metrics")))
+        .await
+        .text()
+        .await
+        .unwrap();
+
+    // Buckets add up across instances; a summary's quantiles would not.
+    let live = |l: &&str| l.contains("route=\"/health/live\"");
+    let buckets: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("http_request_duration_seconds_bucket{"))
+        .filter(live)
+        .collect();
+    assert!(buckets.iter().any(|l| l.contains("le=\"0.005\"")), "{text}");
+    assert!(buckets.iter().any(|l| l.contains("le=\"+Inf\"")), "{text}");
+    assert!(!text.contains("quantile=\""), "no summaries: {text}");
+}
+
+#[tokio::test]
+async fn shutdown_drains_readiness_503_while_requests_are_still_served_then_closes() {
+    let drain = Duration::from_millis(1500);
+    let app = spawn_app_with(|c| c.server.drain = drain).await;
+    let (public, admin, client) = (
+        app.url("/health/ready"),
+        app.admin_url("/health/ready"),
+        app.client.clone(),
+    );
+    let live = app.url("/health/live");
+    assert_eq!(client.get(&public).send().await.unwrap().status().as_u16(), 200);
+
+    let started = Instant::now();
+    let stopped = tokio::spawn(app.shutdown());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // The load balancer is told to move on...
+    let ready = client.get(&public).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    assert_eq!(ready.json::<Value>().await.unwrap()["draining"], json!(true));
+    let details = client.get(&admin).send().await.unwrap();
+    assert_eq!(details.status().as_u16(), 503);
+    assert_eq!(details.json::<Value>().await.unwrap()["status"], json!("down"));
+    // ...while requests are still answered, each closing its connection.
+    let response = client.get(&live).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["connection"], "close");
+    assert!(!stopped.is_finished(), "still serving during the drain");
+
+    stopped.await.unwrap();
+    assert!(
+        started.elapsed() >= drain,
+        "stopped after {:?}, before the drain ended",
+        started.elapsed()
+    );
+    let refused = client.get(&live).send().await;
+    assert!(
+        refused.is_err_and(|e| e.is_connect()),
+        "the listener is closed after the drain"
     );
 }
 
