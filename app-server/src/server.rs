@@ -9,6 +9,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
+use futures::FutureExt;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -16,6 +18,10 @@ use tokio::task::JoinHandle;
 use crate::config::Config;
 use crate::http::{self, AppState, HttpSettings, OutageLog};
 use crate::runtime::Runtime;
+
+/// After the listeners close, how long connections accepted just before have to send
+/// their request before every connection is told to finish.
+const LAST_CONNECTIONS_GRACE: Duration = Duration::from_millis(250);
 
 /// Bucket bounds (seconds) of every `…_seconds` histogram.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -68,6 +74,7 @@ pub struct Running {
     pub admin_addr: Option<SocketAddr>,
     pub runtime: Arc<Runtime>,
     stop: watch::Sender<bool>,
+    stop_listening: watch::Sender<bool>,
     http: Option<JoinHandle<std::io::Result<()>>>,
     admin: Option<JoinHandle<std::io::Result<()>>>,
     workers: Vec<JoinHandle<()>>,
@@ -90,6 +97,13 @@ impl Running {
                 "draining: readiness 503, still serving"
             );
             tokio::time::sleep(self.drain).await;
+        }
+        // Stop listening first, and give the connections accepted last the time to send
+        // their request: told to finish at once, a connection whose request has not been
+        // read yet would be closed under it (a reset the client cannot tell from a crash).
+        let _ = self.stop_listening.send(true);
+        if self.http.is_some() {
+            tokio::time::sleep(LAST_CONNECTIONS_GRACE).await;
         }
         let _ = self.stop.send(true);
         for http in [self.http.take(), self.admin.take()].into_iter().flatten() {
@@ -146,6 +160,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let draining = Arc::new(AtomicBool::new(false));
     let runtime = Arc::new(Runtime::build(config).await?);
     let (stop, shutdown) = Shutdown::new();
+    let (stop_listening, listening) = Shutdown::new();
 
     // Every role: the exporter's upkeep and the component gauges.
     let mut workers = vec![spawn_metrics_upkeep(&runtime, &shutdown)];
@@ -156,6 +171,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let (addr, server) = serve(
             &listen,
             http::router(app_state_draining(&runtime, draining.clone())),
+            &listening,
             &shutdown,
         )
         .await?;
@@ -168,6 +184,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let (admin_addr, admin) = serve(
         &admin_listen,
         http::admin_router(app_state_draining(&runtime, draining.clone())),
+        &listening,
         &shutdown,
     )
     .await?;
@@ -178,6 +195,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         admin: Some(admin),
         runtime,
         stop,
+        stop_listening,
         http,
         workers,
         grace,
@@ -186,16 +204,29 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     })
 }
 
-/// Binds `listen` and serves `router` on it until `shutdown`.
+/// Binds `listen` and serves `router` on it: accepting until `listening` ends, the
+/// connections until `shutdown` (each in-flight request finishes first).
 async fn serve(
     listen: &str,
     router: axum::Router,
+    listening: &Shutdown,
     shutdown: &Shutdown,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<std::io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     let addr = listener.local_addr()?;
+    let listener = ClosingListener {
+        listener: Some(listener),
+        addr,
+        closing: listening.0.clone(),
+    }
+    .tap_io(|stream| {
+        // Small answers leave at once rather than waiting for Nagle's timer.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, "TCP_NODELAY refused");
+        }
+    });
     let signal = shutdown.clone().wait();
     let server = tokio::spawn(async move {
         axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
@@ -203,6 +234,68 @@ async fn serve(
             .await
     });
     Ok((addr, server))
+}
+
+/// A TCP listener that stops listening when `closing` turns true, before the server tells
+/// its connections to finish: the connections that completed their handshake by then are
+/// accepted and served (not reset with the socket), and later ones are refused, which a load
+/// balancer retries elsewhere. Then it accepts nothing, ever.
+struct ClosingListener {
+    listener: Option<tokio::net::TcpListener>,
+    addr: SocketAddr,
+    closing: watch::Receiver<bool>,
+}
+
+impl axum::serve::Listener for ClosingListener {
+    type Io = tokio::net::TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Some(listener) = &self.listener else {
+                return std::future::pending().await;
+            };
+            if *self.closing.borrow() {
+                // Whatever waits in the accept queue, then close.
+                match listener.accept().now_or_never() {
+                    Some(Ok(accepted)) => return accepted,
+                    Some(Err(error)) if is_connection_error(&error) => continue,
+                    _ => {
+                        self.listener = None;
+                        continue;
+                    }
+                }
+            }
+            let closing = self.closing.changed();
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => return accepted,
+                    Err(error) if is_connection_error(&error) => {}
+                    Err(error) => {
+                        // Out of file descriptors, say: wait for some to be given back.
+                        tracing::error!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
+                changed = closing => {
+                    if changed.is_err() {
+                        // The instance is gone without a shutdown: stop listening too.
+                        self.listener = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.addr)
+    }
+}
+
+/// An error of one connection (the client gave up during the handshake), not of the listener.
+fn is_connection_error(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(error.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
 }
 
 /// Every 5 s: the exporter's upkeep, and `health_component_status{component}` (2 up,

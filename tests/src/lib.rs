@@ -4,5 +4,6 @@
 pub mod cluster;
 pub mod contract;
 pub mod kafka;
+pub mod load;
 pub mod routing;
 pub mod services;

@@ -524,21 +524,33 @@ pub fn kafka_namespace() -> String {
 
 /// `scripts/infra.sh` at the repository root.
 pub fn infra_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/infra.sh")
+    script_path("infra.sh")
+}
+
+/// `scripts/NAME` at the repository root.
+pub fn script_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts").join(name)
 }
 
 /// Runs `scripts/infra.sh ARGS…` to completion; `Err` with its output when it fails.
 pub fn infra(args: &[&str]) -> Result<(), String> {
+    script("infra.sh", args, &[]).map(drop)
+}
+
+/// Runs `scripts/NAME ARGS…` with `env` added to the environment, to completion: its
+/// standard output, or `Err` with all its output when it fails.
+pub fn script(name: &str, args: &[&str], env: &[(&str, &str)]) -> Result<String, String> {
     let output = Command::new("bash")
-        .arg(infra_script())
+        .arg(script_path(name))
         .args(args)
+        .envs(env.iter().copied())
         .output()
-        .map_err(|e| format!("cannot run scripts/infra.sh: {e}"))?;
+        .map_err(|e| format!("cannot run scripts/{name}: {e}"))?;
     if output.status.success() {
-        Ok(())
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     } else {
         Err(format!(
-            "scripts/infra.sh {} failed ({}): {}{}",
+            "scripts/{name} {} failed ({}): {}{}",
             args.join(" "),
             output.status,
             String::from_utf8_lossy(&output.stdout),

@@ -1,0 +1,254 @@
+//! The members mix through a load balancer, as the cluster tests and `cluster_load` drive it:
+//! each member in turn reads their profile, balance and history, then charges points with an
+//! `Idempotency-Key` (3 reads : 1 write). Every answer is tallied, every failure kept with
+//! what the client saw, and every charge whose answer was lost can be sent again with the
+//! same key, so the balances can be checked to the point.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use reqwest::{Client, Method};
+use serde_json::{Value, json};
+
+use crate::cluster::PASSWORD;
+
+/// A member of the mix.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub email: String,
+    pub token: String,
+}
+
+/// A request of the mix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    Profile,
+    Balance,
+    History,
+    Charge,
+}
+
+impl Op {
+    const MIX: [Op; 4] = [Op::Profile, Op::Balance, Op::History, Op::Charge];
+
+    fn path(self) -> &'static str {
+        match self {
+            Op::Profile => "/members/me",
+            Op::Balance => "/points",
+            Op::History => "/points/history",
+            Op::Charge => "/points/charge",
+        }
+    }
+}
+
+/// Whether the mix's charges carry an `Idempotency-Key` (and may be sent again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Charges {
+    Keyed,
+    Unkeyed,
+}
+
+/// A request the client saw fail: a transport error or an answer that is not 2xx.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub op: Op,
+    /// The status, or the transport error.
+    pub what: String,
+    /// A keyed charge's member, key and amount, to send it again.
+    pub charge: Option<(usize, String, i64)>,
+}
+
+/// What one run of the mix did.
+#[derive(Debug, Default)]
+pub struct Tally {
+    /// Requests answered 2xx.
+    pub ok: u64,
+    pub failures: Vec<Failure>,
+    /// Points each member was acknowledged as charged.
+    pub charged: Vec<i64>,
+    /// Every answered request's latency, by op.
+    pub latencies: Vec<(Op, Duration)>,
+    pub elapsed: Duration,
+}
+
+impl Tally {
+    /// Requests answered 2xx per second.
+    pub fn rate(&self) -> f64 {
+        self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The `q` quantile (0–1) of the latencies of `ops` (every op when empty).
+    pub fn quantile(&self, ops: &[Op], q: f64) -> Duration {
+        let mut all: Vec<Duration> = self
+            .latencies
+            .iter()
+            .filter(|(op, _)| ops.is_empty() || ops.contains(op))
+            .map(|(_, d)| *d)
+            .collect();
+        if all.is_empty() {
+            return Duration::ZERO;
+        }
+        all.sort_unstable();
+        let index = ((all.len() as f64 * q).ceil() as usize).clamp(1, all.len()) - 1;
+        all[index]
+    }
+}
+
+/// `n` members signed up and logged in through `api` (`…/api/v1`).
+pub async fn members(client: &Client, api: &str, n: usize) -> Vec<Member> {
+    let mut members = Vec::with_capacity(n);
+    for i in 0..n {
+        let email = format!("load-{i}-{}@example.com", uuid::Uuid::now_v7().simple());
+        let body = json!({"email": email, "password": PASSWORD, "name": "Load", "phone": "01012345678"});
+        let status = client
+            .post(format!("{api}/members"))
+            .json(&body)
+            .send()
+            .await
+            .expect("sign up")
+            .status();
+        assert_eq!(status.as_u16(), 201, "sign up of {email}");
+        let login: Value = client
+            .post(format!("{api}/auth/login"))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("tokens");
+        let token = login["access_token"].as_str().expect("an access token").to_owned();
+        members.push(Member { email, token });
+    }
+    members
+}
+
+/// The mix, one connection's worth of requests per member at a time, until `stop` is set.
+pub async fn run(client: &Client, api: &str, members: &[Member], charges: Charges, stop: Arc<AtomicBool>) -> Tally {
+    let started = Instant::now();
+    let tasks: Vec<_> = members
+        .iter()
+        .enumerate()
+        .map(|(index, member)| {
+            let (client, api, token, stop) = (client.clone(), api.to_owned(), member.token.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                let mut charged = 0;
+                let mut turn = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let op = Op::MIX[turn % Op::MIX.len()];
+                    turn += 1;
+                    let amount = (turn % 7 + 1) as i64;
+                    let key = (charges == Charges::Keyed).then(|| uuid::Uuid::now_v7().to_string());
+                    let sent = Instant::now();
+                    let answer = match op {
+                        Op::Charge => charge(&client, &api, &token, key.as_deref(), amount).await,
+                        _ => send(&client, Method::GET, &api, op.path(), &token).await,
+                    };
+                    match answer {
+                        Ok(()) => {
+                            tally.ok += 1;
+                            tally.latencies.push((op, sent.elapsed()));
+                            if op == Op::Charge {
+                                charged += amount;
+                            }
+                        }
+                        Err(what) => tally.failures.push(Failure {
+                            op,
+                            what,
+                            charge: key.filter(|_| op == Op::Charge).map(|key| (index, key, amount)),
+                        }),
+                    }
+                }
+                (index, charged, tally)
+            })
+        })
+        .collect();
+    let mut total = Tally {
+        charged: vec![0; members.len()],
+        ..Tally::default()
+    };
+    for task in tasks {
+        let (index, charged, tally) = task.await.expect("a load task");
+        total.ok += tally.ok;
+        total.failures.extend(tally.failures);
+        total.latencies.extend(tally.latencies);
+        total.charged[index] = charged;
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+/// Sends every failed keyed charge of `tally` again, with its key, until it is answered (a lost
+/// answer is a charge the client cannot know about: the key makes asking again safe), and
+/// counts it as charged. Panics when one is still refused after `attempts`.
+pub async fn retry_charges(client: &Client, api: &str, members: &[Member], tally: &mut Tally, attempts: u32) {
+    for failure in &tally.failures {
+        let Some((index, key, amount)) = &failure.charge else {
+            continue;
+        };
+        let mut last = String::new();
+        let mut answered = false;
+        for _ in 0..attempts {
+            match charge(client, api, &members[*index].token, Some(key), *amount).await {
+                Ok(()) => {
+                    answered = true;
+                    break;
+                }
+                Err(what) => last = what,
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(answered, "charge {key} still failing after {attempts} attempts: {last}");
+        tally.charged[*index] += amount;
+    }
+}
+
+/// Each member's balance, read on the primary's terms (the member's own read-your-writes).
+pub async fn balances(client: &Client, api: &str, members: &[Member]) -> Vec<i64> {
+    let mut balances = Vec::with_capacity(members.len());
+    for member in members {
+        let body: Value = client
+            .get(format!("{api}/points"))
+            .bearer_auth(&member.token)
+            .send()
+            .await
+            .expect("balance")
+            .json()
+            .await
+            .expect("a balance body");
+        balances.push(body["balance"].as_i64().expect("a balance"));
+    }
+    balances
+}
+
+async fn charge(client: &Client, api: &str, token: &str, key: Option<&str>, amount: i64) -> Result<(), String> {
+    let mut request = client
+        .post(format!("{api}{}", Op::Charge.path()))
+        .bearer_auth(token)
+        .json(&json!({"amount": amount}));
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    answer(request).await
+}
+
+async fn send(client: &Client, method: Method, api: &str, path: &str, token: &str) -> Result<(), String> {
+    answer(client.request(method, format!("{api}{path}")).bearer_auth(token)).await
+}
+
+async fn answer(request: reqwest::RequestBuilder) -> Result<(), String> {
+    match request.timeout(Duration::from_secs(40)).send().await {
+        Ok(response) if response.status().is_success() => {
+            // Read the body: the connection goes back to the pool only once it is.
+            response.bytes().await.map(|_| ()).map_err(|e| format!("body: {e}"))
+        }
+        Ok(response) => {
+            let status = response.status();
+            let body = response.text().await.unwrap_or_default();
+            Err(format!("{status} {}", body.chars().take(200).collect::<String>()))
+        }
+        Err(e) => Err(format!("transport: {e}")),
+    }
+}
