@@ -20,6 +20,9 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "deployment files: alert rules and their unit tests (promtool), the dashboard, the nginx site"
+scripts/check-deploy.sh
+
 step "test infrastructure: scripts/infra.sh up"
 # The project's own PostgreSQL primary/replica (never the system instances), Redis and Kafka
 # broker (tansu: built once into ~/.cache/hexride, 8 minutes or more on 2 cores, then reused).
@@ -29,6 +32,8 @@ eval "$(scripts/infra.sh up)"
 unset HEXRIDE_SKIP_INTEGRATION
 
 step "cargo test --workspace"
+# The cluster test (cluster_lb) runs the app-server binary as real processes behind nginx.
+cargo build --locked -q -p app-server
 cargo test --workspace --locked
 
 step "the library examples: hexride embedded without HTTP, and its router inside another axum app"
@@ -39,7 +44,6 @@ step "the OpenAPI document against the real server: validator, schemathesis, a g
 # Valid OpenAPI 3.1 (openapi-spec-validator); schemathesis with every phase and --checks all
 # as a rider, a CX and an admin, 0 failures; openapi-python-client generates a client that
 # signs up, logs in, orders and pays. Pinned tools in target/py-venv; the server on SQLite.
-cargo build --locked -q -p app-server
 scripts/openapi.sh all
 
 step "the CX admin web in a real browser: Debian's Chromium driven by playwright-core"
