@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # hexride as a cluster on this machine: nginx in front of several API instances and a worker
-# instance, on the project's PostgreSQL primary with its streaming replica, Redis and the
+# instance, on the project's PostgreSQL primary with its two streaming replicas, Redis and the
 # Kafka broker (all from scripts/infra.sh, on loopback ports).
 #
 #   scripts/cluster.sh up              # infra, database, instances, nginx; prints the URL
@@ -24,6 +24,8 @@ RUN_DIR=/tmp/hexride-cluster-$(printf '%s' "$CLUSTER_DIR" | sha256sum | cut -c1-
 PORT=${CLUSTER_PORT:-18080}
 API_COUNT=${CLUSTER_API:-2}
 WORKER_COUNT=${CLUSTER_WORKERS:-1}
+((API_COUNT >= 1 && API_COUNT <= 19 && WORKER_COUNT >= 0 && WORKER_COUNT <= 19)) ||
+    { echo "cluster: error: CLUSTER_API must be 1-19 and CLUSTER_WORKERS 0-19" >&2; exit 1; }
 DATABASE=${CLUSTER_DATABASE:-hexride_cluster}
 DRAIN_SECS=${CLUSTER_DRAIN_SECS:-3}
 TIMEOUT=${CLUSTER_TIMEOUT:-60}
@@ -60,7 +62,8 @@ Nodes: $(nodes | xargs) nginx
 Environment:
   CLUSTER_DIR         logs, pid files, secrets, nginx configuration (now $CLUSTER_DIR)
   CLUSTER_PORT        nginx's port on 127.0.0.1 ($PORT); api-N listens on CLUSTER_PORT+N,
-                      its admin listener on CLUSTER_PORT+1000+N, worker-N's on +1100+N
+                      its admin listener on CLUSTER_PORT+20+N, worker-N's on +40+N (up to
+                      19 of each: two clusters need ports 60 apart)
   CLUSTER_API         API nodes ($API_COUNT)
   CLUSTER_WORKERS     worker nodes ($WORKER_COUNT)
   CLUSTER_DATABASE    database on the infra PostgreSQL ($DATABASE)
@@ -92,8 +95,8 @@ node_pid() { cat "$(node_dir "$1")/pid" 2>/dev/null || true; }
 api_port() { echo $((PORT + $(node_index "$1"))); }
 admin_port() {
     case $1 in
-        api-*) echo $((PORT + 1000 + $(node_index "$1"))) ;;
-        worker-*) echo $((PORT + 1100 + $(node_index "$1"))) ;;
+        api-*) echo $((PORT + 20 + $(node_index "$1"))) ;;
+        worker-*) echo $((PORT + 40 + $(node_index "$1"))) ;;
     esac
 }
 
@@ -145,7 +148,10 @@ node_env() {
     echo "APP__SERVER__DRAIN_SECS=$DRAIN_SECS"
     echo "APP__SERVER__TRUSTED_PROXIES=127.0.0.1/32"
     echo "APP__DATABASE__URL=$(db_url "$TEST_PG_PRIMARY_URL")"
-    echo "APP__DATABASE__REPLICA_URLS=$(db_url "$TEST_PG_REPLICA_URL")"
+    local replicas
+    replicas=$(db_url "$TEST_PG_REPLICA_URL")
+    [ -z "${TEST_PG_REPLICA2_URL:-}" ] || replicas+=,$(db_url "$TEST_PG_REPLICA2_URL")
+    echo "APP__DATABASE__REPLICA_URLS=$replicas"
     echo "APP__DATABASE__MIGRATE_ON_START=false"
     echo "APP__REDIS__URL=$TEST_REDIS_URL"
     echo "APP__REDIS__KEY_PREFIX=$(redis_prefix)"
@@ -174,9 +180,12 @@ ensure_database() {
         log "creating database $DATABASE"
         psql -X -q "$admin" -c "create database $DATABASE" >/dev/null
     fi
-    # The replica replays the creation before any node reads from it.
-    wait_for "$TIMEOUT" psql -X -q -t -A "$(db_url "$TEST_PG_REPLICA_URL")" -c "select 1" >/dev/null 2>&1 ||
-        die "the replica did not replay the creation of $DATABASE"
+    # The replicas replay the creation before any node reads from them.
+    local replica
+    for replica in "$TEST_PG_REPLICA_URL" ${TEST_PG_REPLICA2_URL:+"$TEST_PG_REPLICA2_URL"}; do
+        wait_for "$TIMEOUT" psql -X -q -t -A "$(db_url "$replica")" -c "select 1" >/dev/null 2>&1 ||
+            die "a replica ($replica) did not replay the creation of $DATABASE"
+    done
     log "migrating $DATABASE"
     env $(node_env api-1 | grep -E '^APP__(DATABASE|AUTH|INSURER)__') "$BIN" migrate >&2 ||
         die "migrations failed"

@@ -48,13 +48,14 @@ Commands:
   purge             the same as down --purge
   status            one line per component; exit status 0 only when every one is up
   env               print the export lines (TEST_PG_PRIMARY_URL, TEST_PG_REPLICA_URL,
+                    TEST_PG_REPLICA2_URL,
                     TEST_MARIADB_PRIMARY_URL, TEST_MARIADB_REPLICA_URL, TEST_MARIADB_*_ADMIN_URL,
                     TEST_REDIS_URL, TEST_KAFKA_BROKERS)
   start COMPONENT   start one component (creating it if needed), wait until healthy
   stop COMPONENT    stop one component (fast shutdown)
   kill COMPONENT    SIGKILL the component's main process, as a crash would (fault tests)
-  lag DELAY [SVC]   delay replay on the replicas (of SVC only: pg, mariadb): 2 (seconds),
-                    2s, 500ms, 1min; 0 resets
+  lag DELAY [SVC|C] delay replay on the replicas (of SVC only: pg, mariadb; or of one
+                    replica, e.g. pg-replica2): 2 (seconds), 2s, 500ms, 1min; 0 resets
   logs COMPONENT    print the end of the component's log
 
 Components: $(all_components)
@@ -63,6 +64,7 @@ Environment:
   INFRA_DIR                     data directory (now $INFRA_DIR)
   HEXRIDE_PG_PRIMARY_PORT       PostgreSQL primary port (55432)
   HEXRIDE_PG_REPLICA_PORT       PostgreSQL replica port (55433)
+  HEXRIDE_PG_REPLICA2_PORT      PostgreSQL second replica port (55434)
   HEXRIDE_PG_BIN                PostgreSQL bin directory (newest /usr/lib/postgresql/*/bin)
   HEXRIDE_MARIADB_PRIMARY_PORT  MariaDB primary port (53306)
   HEXRIDE_MARIADB_REPLICA_PORT  MariaDB replica port (53307)
@@ -151,8 +153,8 @@ cmd_component() {
     "${svc}_${action}" "$component"
 }
 
-# cmd_lag DELAY [SERVICE...]: N or Ns (seconds), Nms, Nmin; 0 resets. Without a service,
-# every service that has replicas (pg, mariadb).
+# cmd_lag DELAY [SERVICE|COMPONENT...]: N or Ns (seconds), Nms, Nmin; 0 resets. Without a
+# target, every service that has replicas (pg, mariadb); a component is one replica.
 cmd_lag() {
     local arg=${1:-} ms svc
     [[ $arg =~ ^([0-9]+)(ms|s|min)?$ ]] || die "lag needs a delay: 2, 2s, 500ms, 1min or 0"
@@ -169,9 +171,18 @@ cmd_lag() {
         done
     fi
     lock
-    for svc in "${targets[@]}"; do
-        declare -F "${svc}_lag" >/dev/null || die "$svc has no replicas to lag (services with replicas: pg, mariadb)"
-        "${svc}_lag" "$ms"
+    local target
+    for target in "${targets[@]}"; do
+        if declare -F "${target}_lag" >/dev/null; then
+            "${target}_lag" "$ms"
+        elif declare -F "${target}_components" >/dev/null; then
+            die "$target has no replicas to lag (services with replicas: pg, mariadb)"
+        else
+            # One replica of a service.
+            svc=$(service_of "$target")
+            declare -F "${svc}_lag" >/dev/null || die "$target has no replay to delay"
+            "${svc}_lag" "$ms" "$target"
+        fi
     done
 }
 

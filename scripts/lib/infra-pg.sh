@@ -1,26 +1,28 @@
 # shellcheck shell=bash
-# PostgreSQL for scripts/infra.sh: a primary and a streaming hot-standby replica, run from the
+# PostgreSQL for scripts/infra.sh: a primary and two streaming hot-standby replicas, run from the
 # installed Debian binaries as the postgres user. Sourced, not run; see the service interface
 # described in scripts/infra.sh.
 #
-#   $INFRA_DIR/pg/primary, $INFRA_DIR/pg/replica   data directories (owned by postgres)
-#   $INFRA_DIR/pg/primary.log, …/replica.log       server logs (outside the data directories,
+#   $INFRA_DIR/pg/primary, …/replica, …/replica2   data directories (owned by postgres)
+#   $INFRA_DIR/pg/primary.log, …/replica.log, …    server logs (outside the data directories,
 #                                                  so the replica's base backup skips them)
 #   $RUN_DIR/pg                                    unix sockets (short path; we use TCP anyway)
 
 PG_PRIMARY_PORT=${HEXRIDE_PG_PRIMARY_PORT:-55432}
 PG_REPLICA_PORT=${HEXRIDE_PG_REPLICA_PORT:-55433}
+PG_REPLICA2_PORT=${HEXRIDE_PG_REPLICA2_PORT:-55434}
 PG_DB=hexride
-PG_SLOT=hexride_replica
+PG_REPLICAS=(replica replica2)
 PG_ROOT=$INFRA_DIR/pg
 PG_SOCK_DIR=$RUN_DIR/pg
 PG_BIN= # set by pg_find_bin
 
-pg_components() { echo pg-primary pg-replica; }
+pg_components() { echo pg-primary pg-replica pg-replica2; }
 
 pg_env() {
     echo "export TEST_PG_PRIMARY_URL=postgres://postgres@127.0.0.1:$PG_PRIMARY_PORT/$PG_DB"
     echo "export TEST_PG_REPLICA_URL=postgres://postgres@127.0.0.1:$PG_REPLICA_PORT/$PG_DB"
+    echo "export TEST_PG_REPLICA2_URL=postgres://postgres@127.0.0.1:$PG_REPLICA2_PORT/$PG_DB"
 }
 
 # --- names and paths -------------------------------------------------------------------------
@@ -29,10 +31,19 @@ pg_role() {
     case $1 in
         pg-primary) echo primary ;;
         pg-replica) echo replica ;;
+        pg-replica2) echo replica2 ;;
         *) die "unknown PostgreSQL component: $1" ;;
     esac
 }
-pg_port() { if [ "$1" = primary ]; then echo "$PG_PRIMARY_PORT"; else echo "$PG_REPLICA_PORT"; fi; }
+pg_port() {
+    case $1 in
+        primary) echo "$PG_PRIMARY_PORT" ;;
+        replica) echo "$PG_REPLICA_PORT" ;;
+        replica2) echo "$PG_REPLICA2_PORT" ;;
+    esac
+}
+# pg_slot REPLICA: the primary's replication slot for REPLICA (hexride_replica, …_replica2).
+pg_slot() { echo "hexride_$1"; }
 pg_dir() { echo "$PG_ROOT/$1"; }
 pg_logfile() { echo "$PG_ROOT/$(pg_role "$1").log"; }
 
@@ -87,25 +98,30 @@ pg_running() { [ -n "$(procs_in_dir "$(pg_dir "$1")")" ]; }
 pg_stopped() { ! pg_running "$1"; }
 pg_is_up() { pg_running "$1" && pg_find_bin && pg_ready "$1"; }
 
-# pg_streaming: the replica is in recovery, the primary streams to it through our slot, and
+# pg_streaming REPLICA: it is in recovery, the primary streams to it through its slot, and
 # the hexride database has reached it.
 pg_streaming() {
-    local n
-    [ "$(pg_sql "$PG_REPLICA_PORT" "SELECT pg_is_in_recovery()" 2>/dev/null)" = t ] || return 1
+    local n port
+    port=$(pg_port "$1")
+    [ "$(pg_sql "$port" "SELECT pg_is_in_recovery()" 2>/dev/null)" = t ] || return 1
     n=$(pg_sql "$PG_PRIMARY_PORT" "SELECT count(*) FROM pg_stat_replication r
         JOIN pg_replication_slots s ON s.active_pid = r.pid
-        WHERE s.slot_name = '$PG_SLOT' AND r.state = 'streaming'" 2>/dev/null) || return 1
+        WHERE s.slot_name = '$(pg_slot "$1")' AND r.state = 'streaming'" 2>/dev/null) || return 1
     [ "${n:-0}" -ge 1 ] || return 1
-    pg_sql "$PG_REPLICA_PORT" "SELECT 1" "$PG_DB" >/dev/null 2>&1
+    pg_sql "$port" "SELECT 1" "$PG_DB" >/dev/null 2>&1
 }
 
-# pg_wait_healthy: when both servers run, wait until the replica streams from the primary.
+# pg_wait_healthy: wait until each running replica streams from the running primary.
 pg_wait_healthy() {
-    pg_running primary && pg_running replica || return 0
-    wait_for "$INFRA_TIMEOUT" pg_streaming || {
-        show_log "$(pg_logfile pg-replica)"
-        die "pg-replica: not streaming from the primary after ${INFRA_TIMEOUT}s"
-    }
+    local replica
+    pg_running primary || return 0
+    for replica in "${PG_REPLICAS[@]}"; do
+        pg_running "$replica" || continue
+        wait_for "$INFRA_TIMEOUT" pg_streaming "$replica" || {
+            show_log "$(pg_logfile "pg-$replica")"
+            die "pg-$replica: not streaming from the primary after ${INFRA_TIMEOUT}s"
+        }
+    done
 }
 
 # --- creating data directories ---------------------------------------------------------------
@@ -148,38 +164,42 @@ host    all          all   127.0.0.1/32  trust
 host    replication  all   127.0.0.1/32  trust
 HBA
     # A replica cloned from an earlier primary cannot follow this one.
-    if [ -d "$(pg_dir replica)" ]; then
-        pg_stop_server replica
-        log "pg-replica: removing $(pg_dir replica), a clone of an earlier primary"
-        rm -rf "$(pg_dir replica)"
-    fi
+    local replica
+    for replica in "${PG_REPLICAS[@]}"; do
+        [ -d "$(pg_dir "$replica")" ] || continue
+        pg_stop_server "$replica"
+        log "pg-$replica: removing $(pg_dir "$replica"), a clone of an earlier primary"
+        rm -rf "$(pg_dir "$replica")"
+    done
     mv "$tmp" "$dir"
 }
 
+# pg_init_replica REPLICA: a base backup of the primary, streaming through its own slot.
 pg_init_replica() {
-    local dir tmp active
-    dir=$(pg_dir replica)
+    local replica=$1 dir tmp active slot
+    dir=$(pg_dir "$replica")
     tmp=$dir.init
-    pg_is_up primary || die "pg-replica: the primary must be up to clone it; run: scripts/infra.sh up"
+    slot=$(pg_slot "$replica")
+    pg_is_up primary || die "pg-$replica: the primary must be up to clone it; run: scripts/infra.sh up"
     active=$(pg_sql "$PG_PRIMARY_PORT" \
-        "SELECT active FROM pg_replication_slots WHERE slot_name = '$PG_SLOT'")
+        "SELECT active FROM pg_replication_slots WHERE slot_name = '$slot'")
     case $active in
-        t) die "pg-replica: replication slot $PG_SLOT is in use by another standby" ;;
+        t) die "pg-$replica: replication slot $slot is in use by another standby" ;;
         f)
-            log "pg-replica: dropping the stale replication slot $PG_SLOT"
-            pg_sql "$PG_PRIMARY_PORT" "SELECT pg_drop_replication_slot('$PG_SLOT')" >/dev/null
+            log "pg-$replica: dropping the stale replication slot $slot"
+            pg_sql "$PG_PRIMARY_PORT" "SELECT pg_drop_replication_slot('$slot')" >/dev/null
             ;;
     esac
-    log "pg-replica: pg_basebackup into $dir"
+    log "pg-$replica: pg_basebackup into $dir"
     rm -rf "$tmp"
     as_user postgres "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "$PG_PRIMARY_PORT" -U postgres \
-        -D "$tmp" -R -X stream -c fast -C -S "$PG_SLOT" --no-sync
+        -D "$tmp" -R -X stream -c fast -C -S "$slot" --no-sync
     # The base backup copied the primary's postgresql.conf; the last setting wins.
     as_user postgres tee -a "$tmp/postgresql.conf" >/dev/null <<CONF
 
 # --- replica overrides (scripts/infra.sh) ---
-port = $PG_REPLICA_PORT
-cluster_name = 'hexride-replica'
+port = $(pg_port "$replica")
+cluster_name = 'hexride-$replica'
 CONF
     mv "$tmp" "$dir"
 }
@@ -205,15 +225,15 @@ pg_start_server() {
     # the socket lock file are stale (left by a killed server). Their PID may be a zombie or
     # reused, and the postmaster would refuse to start while that PID looks alive.
     rm -f "$dir/postmaster.pid" "$PG_SOCK_DIR/.s.PGSQL.$port" "$PG_SOCK_DIR/.s.PGSQL.$port.lock"
-    if [ "$role" = replica ]; then
+    if [ "$role" != primary ]; then
         # Follow the primary's current port, and recreate the slot if it went missing.
         as_user postgres sed -i \
             "/^primary_conninfo/s/port=[0-9]*/port=$PG_PRIMARY_PORT/" "$dir/postgresql.auto.conf"
         if pg_is_up primary; then
-            pg_sql "$PG_PRIMARY_PORT" "SELECT pg_create_physical_replication_slot('$PG_SLOT', true)
-                WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = '$PG_SLOT')" >/dev/null
+            pg_sql "$PG_PRIMARY_PORT" "SELECT pg_create_physical_replication_slot('$(pg_slot "$role")', true)
+                WHERE NOT EXISTS (SELECT FROM pg_replication_slots WHERE slot_name = '$(pg_slot "$role")')" >/dev/null
         else
-            log "pg-replica: the primary is down; the replica streams once it is up"
+            log "pg-$role: the primary is down; the replica streams once it is up"
         fi
     fi
     log "pg-$role: starting on 127.0.0.1:$port"
@@ -236,12 +256,13 @@ pg_start_primary() {
     fi
 }
 
+# pg_start_replica REPLICA
 pg_start_replica() {
     local dir
-    dir=$(pg_dir replica)
+    dir=$(pg_dir "$1")
     [ -f "$dir/PG_VERSION" ] || [ ! -e "$dir" ] || die "$dir is not a data directory; run: scripts/infra.sh down --purge"
-    [ -e "$dir" ] || pg_init_replica
-    pg_start_server replica
+    [ -e "$dir" ] || pg_init_replica "$1"
+    pg_start_server "$1"
 }
 
 # pg_stop_server ROLE: fast shutdown; no-op when it is not running.
@@ -275,12 +296,14 @@ pg_up() {
     pg_ensure_bin
     pg_prepare_dirs
     pg_start_primary
-    pg_start_replica
+    local replica
+    for replica in "${PG_REPLICAS[@]}"; do pg_start_replica "$replica"; done
     pg_wait_healthy
 }
 
 pg_down() {
-    pg_stop_server replica
+    local replica
+    for replica in "${PG_REPLICAS[@]}"; do pg_stop_server "$replica"; done
     pg_stop_server primary
 }
 
@@ -289,7 +312,7 @@ pg_start() {
     role=$(pg_role "$1")
     pg_ensure_bin
     pg_prepare_dirs
-    "pg_start_$role"
+    if [ "$role" = primary ]; then pg_start_primary; else pg_start_replica "$role"; fi
     pg_wait_healthy
 }
 
@@ -315,7 +338,7 @@ pg_kill() {
 # pg_status: one line per component; fails when one is not up.
 pg_status() {
     local role port state detail rc=0
-    for role in primary replica; do
+    for role in primary "${PG_REPLICAS[@]}"; do
         port=$(pg_port "$role")
         detail=
         if pg_is_up "$role"; then
@@ -341,21 +364,27 @@ pg_status() {
     return $rc
 }
 
-# pg_lag MILLISECONDS: delay replay on the replica (0 resets), and wait until it applies.
+# pg_lag MILLISECONDS [COMPONENT]: delay replay on every replica, or on COMPONENT only (0
+# resets), and wait until it applies.
 pg_lag() {
-    local ms=$1 delay
-    pg_is_up replica || die "pg-replica is not up"
-    if [ "$ms" -eq 0 ]; then
-        pg_sql "$PG_REPLICA_PORT" "ALTER SYSTEM RESET recovery_min_apply_delay" >/dev/null
-    else
-        if ((ms % 1000 == 0)); then delay="$((ms / 1000))s"; else delay="${ms}ms"; fi
-        pg_sql "$PG_REPLICA_PORT" "ALTER SYSTEM SET recovery_min_apply_delay = '$delay'" >/dev/null
-    fi
-    # ALTER SYSTEM cannot share a statement (or transaction) with anything else.
-    pg_sql "$PG_REPLICA_PORT" "SELECT pg_reload_conf()" >/dev/null
-    wait_for 10 pg_lag_is "$ms" || die "pg-replica: recovery_min_apply_delay did not change"
-    log "pg-replica: recovery_min_apply_delay = $(pg_sql "$PG_REPLICA_PORT" "SHOW recovery_min_apply_delay")"
+    local ms=$1 delay replica replicas=("${PG_REPLICAS[@]}") port
+    [ -z "${2:-}" ] || replicas=("$(pg_role "$2")")
+    for replica in "${replicas[@]}"; do
+        [ "$replica" != primary ] || die "pg-primary has no replay to delay"
+        port=$(pg_port "$replica")
+        pg_is_up "$replica" || die "pg-$replica is not up"
+        if [ "$ms" -eq 0 ]; then
+            pg_sql "$port" "ALTER SYSTEM RESET recovery_min_apply_delay" >/dev/null
+        else
+            if ((ms % 1000 == 0)); then delay="$((ms / 1000))s"; else delay="${ms}ms"; fi
+            pg_sql "$port" "ALTER SYSTEM SET recovery_min_apply_delay = '$delay'" >/dev/null
+        fi
+        # ALTER SYSTEM cannot share a statement (or transaction) with anything else.
+        pg_sql "$port" "SELECT pg_reload_conf()" >/dev/null
+        wait_for 10 pg_lag_is "$port" "$ms" || die "pg-$replica: recovery_min_apply_delay did not change"
+        log "pg-$replica: recovery_min_apply_delay = $(pg_sql "$port" "SHOW recovery_min_apply_delay")"
+    done
 }
 pg_lag_is() {
-    [ "$(pg_sql "$PG_REPLICA_PORT" "SELECT setting FROM pg_settings WHERE name = 'recovery_min_apply_delay'" 2>/dev/null)" = "$1" ]
+    [ "$(pg_sql "$1" "SELECT setting FROM pg_settings WHERE name = 'recovery_min_apply_delay'" 2>/dev/null)" = "$2" ]
 }

@@ -144,6 +144,8 @@ pub struct ReplicaState {
     /// Health checks completed so far: a caller that changed the replica waits for a check
     /// that began after its change.
     pub checks: u64,
+    /// Reads it answered so far.
+    pub reads: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -214,6 +216,8 @@ pub struct Replica<R: Replication> {
     status: RwLock<Status<R::Position>>,
     /// Health checks completed.
     checks: AtomicU64,
+    /// Reads answered.
+    reads: AtomicU64,
 }
 
 impl<R: Replication> Replica<R> {
@@ -241,6 +245,7 @@ impl<R: Replication> Replica<R> {
                 problem: Some("not checked yet".to_owned()),
             }),
             checks: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
         }
     }
 
@@ -260,6 +265,7 @@ impl<R: Replication> Replica<R> {
             lag: s.lag,
             problem: s.problem.clone(),
             checks: self.checks.load(Ordering::Acquire),
+            reads: self.reads.load(Ordering::Relaxed),
         })
     }
 
@@ -572,6 +578,7 @@ impl<R: Replication> Router<R> {
         };
         if !retry {
             self.count(Target::Replica);
+            replica.reads.fetch_add(1, Ordering::Relaxed);
             return result;
         }
         drop(conn);

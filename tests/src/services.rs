@@ -123,6 +123,23 @@ pub async fn postgres_with_replica() -> Option<PgUrls> {
     }
 }
 
+/// The second PostgreSQL replica of `scripts/infra.sh` (`TEST_PG_REPLICA2_URL`), for the
+/// cases about several replicas; `None` (after a notice) when it is missing and skipping is
+/// asked for.
+///
+/// # Panics
+/// When it is missing and skipping is not asked for.
+pub fn pg_replica2() -> Option<String> {
+    if let Some(url) = env_url("TEST_PG_REPLICA2_URL") {
+        return Some(url);
+    }
+    if skipping() {
+        eprintln!("skipped: no second PostgreSQL replica ({SKIP_VAR}=1)");
+        return None;
+    }
+    panic!("TEST_PG_REPLICA2_URL is not set: run `eval \"$(scripts/infra.sh up)\"` first");
+}
+
 /// `url` with its database (path) replaced by `database`, keeping any query string.
 pub fn with_database(url: &str, database: &str) -> String {
     let authority_start = url.find("://").map_or(0, |i| i + 3);
@@ -209,6 +226,13 @@ pub struct PgDatabase {
     pub replica_url: String,
     name: String,
     admin_url: String,
+}
+
+impl PgDatabase {
+    /// The database's name (the same on the primary and its replicas).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 impl Drop for PgDatabase {

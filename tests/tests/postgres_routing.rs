@@ -2,6 +2,8 @@
 //! (`scripts/infra.sh`): the shared routing suite ([`tests::routing`]) over [`PgPair`], and
 //! what only PostgreSQL does (a commit's `NOTIFY` wakes relays on other instances).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -9,10 +11,12 @@ use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use adapters_postgres::{PgBackend, PgConfig, PgStore};
+use core_domain::catalog::{NewProduct, Product};
 use core_domain::event::{DomainEvent, EventPayload};
 use core_domain::member::Role;
-use core_domain::{EventId, MemberId};
-use ports::{CommitToken, Database, OutboxStore};
+use core_domain::{EventId, MemberId, ProductId};
+use ports::{CatalogReads, CommitToken, Consistency, Database, OutboxStore};
+use sql_store::routing::ReplicaState;
 use tests::routing::ReplicaPair;
 use tests::services::{self, PgDatabase};
 
@@ -119,6 +123,169 @@ impl ReplicaPair for PgPair {
 }
 
 tests::routing_tests!(PgPair);
+
+/// Starts both replicas and takes their delay away when dropped, whatever the case did.
+struct RestoreBothReplicas;
+
+impl Drop for RestoreBothReplicas {
+    fn drop(&mut self) {
+        for args in [
+            &["start", "pg-replica"][..],
+            &["start", "pg-replica2"],
+            &["lag", "0", "pg"],
+        ] {
+            if let Err(e) = services::infra(args) {
+                eprintln!("restoring the replicas: {e}");
+            }
+        }
+    }
+}
+
+/// Each replica's reads so far, in configuration order.
+fn replica_reads(store: &PgStore) -> Vec<u64> {
+    store.replicas().iter().map(|r| r.reads).collect()
+}
+
+/// Waits until the store's view of its replicas passes `wanted`.
+async fn wait_replicas(store: &PgStore, what: &str, wanted: impl Fn(&[ReplicaState]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let replicas = store.replicas();
+        if wanted(&replicas) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "replicas not {what} in 30 s: {replicas:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_replicas_share_the_reads_cover_for_each_other_and_leave_them_to_the_primary_when_both_are_gone() {
+    let _serial = tests::routing::serial().await;
+    let Some(pg) = services::postgres_with_replica().await else {
+        return;
+    };
+    let Some(replica2) = services::pg_replica2() else {
+        return;
+    };
+    let db = services::fresh_pg(&pg).await;
+    let replica2_url = services::with_database(&replica2, db.name());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while PgConnection::connect(&replica2_url).await.is_err() {
+        assert!(Instant::now() < deadline, "the second replica never had the database");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let config = PgConfig {
+        replica_urls: vec![db.replica_url.clone(), replica2_url],
+        health_interval: Duration::from_millis(200),
+        max_replica_lag: Duration::from_millis(500),
+        ..PgConfig::primary(db.primary_url.clone())
+    };
+    let store = PgStore::connect(&config).await.expect("connect");
+    store.migrate().await.expect("migrate");
+    let _restore = RestoreBothReplicas;
+    let product = Product::create(
+        ProductId(Uuid::now_v7()),
+        NewProduct::parse("Helmet", 30_000, 10).expect("valid"),
+        tests::contract::now(),
+    );
+    let mut uow = store.begin().await.expect("begin");
+    uow.catalog().insert(&product).await.expect("insert");
+    let token = uow.commit().await.expect("commit");
+    let applied = |r: &ReplicaState| r.healthy && r.position.as_deref().is_some_and(|p| lsn(p) >= lsn(&token.0));
+    wait_replicas(&store, "healthy with the product", |rs| rs.iter().all(applied)).await;
+    let read = |n: usize| {
+        let store = store.clone();
+        async move {
+            for _ in 0..n {
+                let found = store
+                    .product(product.id, Consistency::Eventual)
+                    .await
+                    .expect("a read never fails");
+                assert_eq!(found.map(|p| p.id), Some(product.id));
+            }
+        }
+    };
+
+    // Round robin: every eventual read on a replica, half on each.
+    let (before, stats) = (replica_reads(&store), store.read_stats());
+    read(40).await;
+    let after = replica_reads(&store);
+    assert_eq!((after[0] - before[0], after[1] - before[1]), (20, 20));
+    assert_eq!(store.read_stats().primary, stats.primary, "no read on the primary");
+
+    // The second replica falls behind (a steady trickle of commits keeps it 2 s behind):
+    // it is skipped, and the first takes all its reads.
+    services::infra_await(&["lag", "2", "pg-replica2"]).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (store, stop) = (store.clone(), stop.clone());
+        async move {
+            while !stop.load(Ordering::Relaxed) {
+                let p = Product::create(
+                    ProductId(Uuid::now_v7()),
+                    NewProduct::parse("Trickle", 1_000, 1).expect("valid"),
+                    tests::contract::now(),
+                );
+                let mut uow = store.begin().await.expect("begin");
+                uow.catalog().insert(&p).await.expect("insert");
+                uow.commit().await.expect("commit");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    wait_replicas(&store, "one lagging", |rs| rs[0].healthy && !rs[1].healthy).await;
+    let (before, stats) = (replica_reads(&store), store.read_stats());
+    read(20).await;
+    let after = replica_reads(&store);
+    assert_eq!((after[0] - before[0], after[1] - before[1]), (20, 0));
+    assert_eq!(store.read_stats().primary, stats.primary, "no read on the primary");
+    stop.store(true, Ordering::Relaxed);
+    writer.await.expect("writer");
+
+    // Both replicas SIGKILLed while readers read: not one read fails; the primary answers.
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, stop) = (store.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut reads = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let found = store.product(product.id, Consistency::Eventual).await;
+                    assert_eq!(found.expect("a read never fails").map(|p| p.id), Some(product.id));
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    services::infra_await(&["kill", "pg-replica"]).await;
+    services::infra_await(&["kill", "pg-replica2"]).await;
+    wait_replicas(&store, "both down", |rs| rs.iter().all(|r| !r.healthy)).await;
+    let stats = store.read_stats();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut reads = 0;
+    for reader in readers {
+        reads += reader.await.expect("a reader");
+    }
+    assert!(reads > 0);
+    let now = store.read_stats();
+    assert!(now.primary > stats.primary, "the primary answers: {now:?}");
+    assert_eq!(
+        now.replica, stats.replica,
+        "no replica answered once both were down: {now:?}"
+    );
+    drop(_restore);
+    store.close().await;
+}
+
+/// A PostgreSQL LSN (`16/B374D848`) as a number, to compare positions.
+fn lsn(text: &str) -> u64 {
+    let (high, low) = text.split_once('/').expect("an LSN");
+    (u64::from_str_radix(high, 16).expect("hex") << 32) | u64::from_str_radix(low, 16).expect("hex")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_commit_that_appends_events_wakes_relays_on_other_instances() {
