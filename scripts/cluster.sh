@@ -54,6 +54,9 @@ Commands:
   rolling-restart    restart every API node, one after another
   kill NODE          SIGKILL one node's process, as a crash would
   load [SECONDS]     the 3 reads : 1 keyed write members mix through nginx (default 20 s)
+  bench [SECONDS]    product reads, the members mix and order + payment through nginx,
+                     with one API node in its upstream and then with all (default 15 s
+                     each), after product reads straight on api-1 as the baseline
   url                print the load balancer's URL
   logs NODE          the end of a node's log (NODE may be nginx)
 
@@ -258,7 +261,7 @@ nginx_running() {
 # nginx writes under CLUSTER_DIR and RUN_DIR.
 nginx_config() {
     local servers="" i
-    for ((i = 1; i <= API_COUNT; i++)); do
+    for ((i = 1; i <= ${LB_SERVERS:-API_COUNT}; i++)); do
         servers+="    server 127.0.0.1:$((PORT + i)) max_fails=1 fail_timeout=2s;\n"
     done
     mkdir -p "$CLUSTER_DIR/nginx" "$RUN_DIR"
@@ -387,6 +390,33 @@ cmd_status() {
     return $rc
 }
 
+# cmd_bench [SECONDS]: cluster_bench through nginx with api-1 alone in its upstream, then with
+# every API node (the nodes run either way: only nginx's upstream changes), after the product
+# reads straight on api-1 as the baseline.
+cmd_bench() {
+    local seconds=${1:-15} email=bench-admin@hexride.test password n direct bench
+    nginx_running || die "the cluster is not up (scripts/cluster.sh up)"
+    infra_env
+    BIN=$(binary)
+    password=$(secret bench-admin)
+    if ! env $(node_env api-1 | grep -E '^APP__(DATABASE|AUTH|INSURER)__') HEXRIDE_PASSWORD="$password" \
+        "$BIN" admin create-user --role admin --email "$email" --name "Bench admin" >/dev/null 2>&1; then
+        log "the bench admin exists already"
+    fi
+    (cd "$REPO_ROOT" && cargo build -q --release -p tests --example cluster_bench)
+    bench=$REPO_ROOT/target/release/examples/cluster_bench
+    for n in 1 "$API_COUNT"; do
+        LB_SERVERS=$n nginx_config >/dev/null
+        nginx_reload
+        sleep 1
+        direct=
+        [ "$n" != 1 ] || direct=http://127.0.0.1:$(api_port api-1)
+        "$bench" "http://127.0.0.1:$PORT" "$seconds" "$email" "$password" "nginx + $n API" 32 $direct
+    done
+    nginx_config >/dev/null
+    nginx_reload
+}
+
 cmd_load() {
     local seconds=${1:-20}
     nginx_running || die "the cluster is not up (scripts/cluster.sh up)"
@@ -425,6 +455,7 @@ main() {
             kill_node "$1"
             ;;
         load) cmd_load "$@" ;;
+        bench) cmd_bench "$@" ;;
         url) echo "http://127.0.0.1:$PORT" ;;
         logs)
             [ $# -eq 1 ] || die "logs takes a node"

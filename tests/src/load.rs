@@ -27,6 +27,10 @@ pub enum Op {
     Balance,
     History,
     Charge,
+    /// A product read (`GET /products/{id}`), cached.
+    Product,
+    /// An order placed and paid (two keyed requests).
+    OrderAndPay,
 }
 
 impl Op {
@@ -38,6 +42,8 @@ impl Op {
             Op::Balance => "/points",
             Op::History => "/points/history",
             Op::Charge => "/points/charge",
+            Op::Product => "/products",
+            Op::OrderAndPay => "/orders",
         }
     }
 }
@@ -221,6 +227,84 @@ pub async fn balances(client: &Client, api: &str, members: &[Member]) -> Vec<i64
         balances.push(body["balance"].as_i64().expect("a balance"));
     }
     balances
+}
+
+/// `concurrency` tasks each running `op(task, turn)` again and again for `duration`; each
+/// success counts as one `kind` with its latency.
+pub async fn timed<F, Fut>(concurrency: usize, duration: Duration, kind: Op, op: F) -> Tally
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    let op = Arc::new(op);
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|task| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut tally = Tally::default();
+                let mut turn = 0;
+                while started.elapsed() < duration {
+                    let sent = Instant::now();
+                    match op(task, turn).await {
+                        Ok(()) => {
+                            tally.ok += 1;
+                            tally.latencies.push((kind, sent.elapsed()));
+                        }
+                        Err(what) => tally.failures.push(Failure {
+                            op: kind,
+                            what,
+                            charge: None,
+                        }),
+                    }
+                    turn += 1;
+                }
+                tally
+            })
+        })
+        .collect();
+    let mut total = Tally::default();
+    for task in tasks {
+        let tally = task.await.expect("a load task");
+        total.ok += tally.ok;
+        total.failures.extend(tally.failures);
+        total.latencies.extend(tally.latencies);
+    }
+    total.elapsed = started.elapsed();
+    total
+}
+
+/// `GET {api}/products/{id}`, anonymous.
+pub async fn read_product(client: &Client, api: &str, id: &str) -> Result<(), String> {
+    answer(client.get(format!("{api}{}/{id}", Op::Product.path()))).await
+}
+
+/// Places an order of one unit of `product` and pays it, each with a key of its own.
+pub async fn order_and_pay(client: &Client, api: &str, token: &str, product: &str) -> Result<(), String> {
+    let placed = client
+        .post(format!("{api}{}", Op::OrderAndPay.path()))
+        .bearer_auth(token)
+        .header("Idempotency-Key", uuid::Uuid::now_v7().to_string())
+        .json(&json!({"items": [{"product_id": product, "quantity": 1}]}))
+        .timeout(Duration::from_secs(40))
+        .send()
+        .await
+        .map_err(|e| format!("transport: {e}"))?;
+    if !placed.status().is_success() {
+        return Err(format!("order: {}", placed.status()));
+    }
+    let order: Value = placed.json().await.map_err(|e| format!("order body: {e}"))?;
+    let id = order["id"].as_str().ok_or("order without an id")?;
+    let paid = client
+        .post(format!("{api}/orders/{id}/payment"))
+        .bearer_auth(token)
+        .header("Idempotency-Key", uuid::Uuid::now_v7().to_string());
+    answer(paid).await
+}
+
+/// Charges `amount` points to the member behind `token` (a fresh key).
+pub async fn charge_points(client: &Client, api: &str, token: &str, amount: i64) -> Result<(), String> {
+    charge(client, api, token, Some(&uuid::Uuid::now_v7().to_string()), amount).await
 }
 
 async fn charge(client: &Client, api: &str, token: &str, key: Option<&str>, amount: i64) -> Result<(), String> {
