@@ -57,6 +57,7 @@ Commands:
   bench [SECONDS]    product reads, the members mix and order + payment through nginx,
                      with one API node in its upstream and then with all (default 15 s
                      each), after product reads straight on api-1 as the baseline
+  create-admin EMAIL an admin account, its password taken from HEXRIDE_PASSWORD
   url                print the load balancer's URL
   logs NODE          the end of a node's log (NODE may be nginx)
 
@@ -390,6 +391,13 @@ cmd_status() {
     return $rc
 }
 
+# create_admin EMAIL: an admin account with the password in HEXRIDE_PASSWORD.
+create_admin() {
+    [ -n "${HEXRIDE_PASSWORD:-}" ] || die "set HEXRIDE_PASSWORD to the new account's password"
+    env $(node_env api-1 | grep -E '^APP__(DATABASE|AUTH|INSURER|LOG)__') \
+        "$BIN" admin create-user --role admin --email "$1" --name "Cluster admin" >/dev/null
+}
+
 # cmd_bench [SECONDS]: cluster_bench through nginx with api-1 alone in its upstream, then with
 # every API node (the nodes run either way: only nginx's upstream changes), after the product
 # reads straight on api-1 as the baseline.
@@ -399,10 +407,7 @@ cmd_bench() {
     infra_env
     BIN=$(binary)
     password=$(secret bench-admin)
-    if ! env $(node_env api-1 | grep -E '^APP__(DATABASE|AUTH|INSURER)__') HEXRIDE_PASSWORD="$password" \
-        "$BIN" admin create-user --role admin --email "$email" --name "Bench admin" >/dev/null 2>&1; then
-        log "the bench admin exists already"
-    fi
+    HEXRIDE_PASSWORD=$password create_admin "$email" || log "the bench admin exists already"
     (cd "$REPO_ROOT" && cargo build -q --release -p tests --example cluster_bench)
     bench=$REPO_ROOT/target/release/examples/cluster_bench
     for n in 1 "$API_COUNT"; do
@@ -456,6 +461,12 @@ main() {
             ;;
         load) cmd_load "$@" ;;
         bench) cmd_bench "$@" ;;
+        create-admin)
+            [ $# -eq 1 ] || die "create-admin takes an e-mail address"
+            infra_env
+            BIN=$(binary)
+            create_admin "$1"
+            ;;
         url) echo "http://127.0.0.1:$PORT" ;;
         logs)
             [ $# -eq 1 ] || die "logs takes a node"

@@ -32,16 +32,7 @@ async fn main() {
         .expect("client");
 
     // The admin's products: 20 of them, stock enough for every order of the run.
-    let login: Value = client
-        .post(format!("{api}/auth/login"))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .expect("admin login")
-        .json()
-        .await
-        .expect("tokens");
-    let admin = login["access_token"].as_str().expect("an admin token").to_owned();
+    let admin = load::login(&client, &api, email, password).await;
     let mut products = Vec::new();
     for i in 0..20 {
         let created: Value = client

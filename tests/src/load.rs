@@ -101,6 +101,23 @@ impl Tally {
     }
 }
 
+/// The access token of `email`'s login through `api`.
+pub async fn login(client: &Client, api: &str, email: &str, password: &str) -> String {
+    let login: Value = client
+        .post(format!("{api}/auth/login"))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("tokens");
+    login["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access token for {email}: {login}"))
+        .to_owned()
+}
+
 /// `n` members signed up and logged in through `api` (`…/api/v1`).
 pub async fn members(client: &Client, api: &str, n: usize) -> Vec<Member> {
     let mut members = Vec::with_capacity(n);
@@ -115,16 +132,7 @@ pub async fn members(client: &Client, api: &str, n: usize) -> Vec<Member> {
             .expect("sign up")
             .status();
         assert_eq!(status.as_u16(), 201, "sign up of {email}");
-        let login: Value = client
-            .post(format!("{api}/auth/login"))
-            .json(&json!({"email": email, "password": PASSWORD}))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("tokens");
-        let token = login["access_token"].as_str().expect("an access token").to_owned();
+        let token = login(client, api, &email, PASSWORD).await;
         members.push(Member { email, token });
     }
     members

@@ -10,23 +10,32 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use futures::StreamExt;
 use reqwest::Client;
 use tests::load::{self, Charges, Member, Tally};
 use tests::services;
 
 /// Concurrent members (one connection each) in the mix.
 const MEMBERS: usize = 16;
-/// nginx's port: away from a cluster a developer runs on the default 18080.
-const PORT: &str = "18180";
+/// The admin account the cases make with `cluster.sh create-admin`.
+const ADMIN_EMAIL: &str = "cluster-admin@hexride.test";
+const ADMIN_PASSWORD: &str = "cluster admin password 0123456789";
+
+/// One cluster case at a time: each runs several processes on the shared services.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// The cluster of this test; `down --purge` when dropped, so a failed assertion leaves no
 /// process, database or Redis key behind.
 struct ClusterSh {
     env: Vec<(&'static str, String)>,
+    port: u16,
+    database: String,
 }
 
 impl ClusterSh {
-    fn new() -> Self {
+    /// A cluster on nginx port `port` (away from a developer's on the default 18080, and 60
+    /// from any other case's), with database `database`, `extra` settings for every node.
+    fn new(port: u16, database: &str, extra: &[(&'static str, &str)]) -> Self {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
         let bin = std::env::var("HEXRIDE_BIN")
             .map(PathBuf::from)
@@ -36,12 +45,13 @@ impl ClusterSh {
             "{} is missing: `cargo build -p app-server` first (scripts/test.sh does)",
             bin.display()
         );
-        let dir = root.join("target/cluster-test");
-        let env = vec![
+        let dir = root.join(format!("target/cluster-test-{port}"));
+        let mut env = vec![
             ("HEXRIDE_BIN", bin.display().to_string()),
             ("CLUSTER_DIR", dir.display().to_string()),
-            ("CLUSTER_PORT", PORT.to_owned()),
-            ("CLUSTER_DATABASE", "hexride_cluster_test".to_owned()),
+            ("CLUSTER_PORT", port.to_string()),
+            ("CLUSTER_DATABASE", database.to_owned()),
+            ("HEXRIDE_PASSWORD", ADMIN_PASSWORD.to_owned()),
             // The API suite's cheap hashing and open limits: every member comes from 127.0.0.1.
             ("APP__AUTH__ARGON2_MEMORY_KIB", "1024".to_owned()),
             ("APP__AUTH__ARGON2_ITERATIONS", "1".to_owned()),
@@ -49,9 +59,17 @@ impl ClusterSh {
             ("APP__AUTH__SIGN_UP_PER_IP_PER_MINUTE", "1000000".to_owned()),
             ("APP__AUTH__LOGIN_PER_IP_PER_MINUTE", "1000000".to_owned()),
             ("APP__AUTH__API_PER_MEMBER_PER_MINUTE", "1000000".to_owned()),
-            ("APP__LOG__LEVEL", "warn".to_owned()),
+            (
+                "APP__LOG__LEVEL",
+                std::env::var("HEXRIDE_CLUSTER_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            ),
         ];
-        let cluster = Self { env };
+        env.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        let cluster = Self {
+            env,
+            port,
+            database: database.to_owned(),
+        };
         cluster.run(&["down", "--purge"]);
         cluster.run(&["up"]);
         cluster
@@ -77,12 +95,27 @@ impl ClusterSh {
     }
 
     fn api(&self) -> String {
-        format!("http://127.0.0.1:{PORT}/api/v1")
+        format!("http://127.0.0.1:{}/api/v1", self.port)
+    }
+
+    /// The cluster's database on the primary, for what only the database can tell.
+    async fn database(&self) -> sqlx::PgPool {
+        let primary = std::env::var("TEST_PG_PRIMARY_URL").expect("TEST_PG_PRIMARY_URL");
+        sqlx::PgPool::connect(&services::with_database(&primary, &self.database))
+            .await
+            .expect("the cluster's database")
     }
 }
 
 impl Drop for ClusterSh {
     fn drop(&mut self) {
+        if std::env::var_os("HEXRIDE_KEEP_CLUSTER").is_some() {
+            eprintln!(
+                "HEXRIDE_KEEP_CLUSTER: left running; scripts/cluster.sh down --purge with {:?}",
+                self.env
+            );
+            return;
+        }
         let env: Vec<(&str, &str)> = self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         if let Err(e) = services::script("cluster.sh", &["down", "--purge"], &env) {
             eprintln!("{e}");
@@ -129,15 +162,37 @@ fn add(total: &mut [i64], charged: &[i64]) {
     }
 }
 
+/// Waits (up to 2 minutes) until `query` answers 0.
+async fn wait_for_zero<F, Fut>(query: F, what: &str)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = i64>,
+{
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = query().await;
+        if left == 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{left} {what} after two minutes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Whether the services the cluster runs on are there (`None` only when skipping is asked).
+async fn services_present() -> bool {
+    services::postgres_with_replica().await.is_some()
+        && services::managed_redis().await.is_some()
+        && services::managed_kafka().await.is_some()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_in_front_of_two_instances_loses_nothing_on_a_rolling_restart_or_a_killed_instance() {
-    if services::postgres_with_replica().await.is_none()
-        || services::managed_redis().await.is_none()
-        || services::managed_kafka().await.is_none()
-    {
+    let _serial = SERIAL.lock().await;
+    if !services_present().await {
         return;
     }
-    let cluster = ClusterSh::new();
+    let cluster = ClusterSh::new(18180, "hexride_cluster_lb", &[]);
     let api = cluster.api();
     let client = Client::builder()
         .pool_max_idle_per_host(MEMBERS)
@@ -204,6 +259,130 @@ async fn nginx_in_front_of_two_instances_loses_nothing_on_a_rolling_restart_or_a
     assert_eq!(
         status.lines().filter(|l| l.contains("ready 200")).count(),
         3,
+        "{status}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_sigkilled_mid_stream_leaves_the_relay_to_the_other_and_every_event_applies_once() {
+    let _serial = SERIAL.lock().await;
+    if !services_present().await {
+        return;
+    }
+    // Two workers. Short leases and sessions so that the survivor takes over within seconds
+    // (a relay's delivery timeout stays 2 s or more below its lease, as start-up demands).
+    let cluster = ClusterSh::new(
+        18240,
+        "hexride_cluster_workers",
+        &[
+            ("CLUSTER_WORKERS", "2"),
+            ("APP__RELAY__LEASE_SECS", "6"),
+            ("APP__KAFKA__DELIVERY_TIMEOUT_MS", "3000"),
+            ("APP__KAFKA__REQUEST_TIMEOUT_MS", "2000"),
+            ("APP__KAFKA__SESSION_TIMEOUT_MS", "6000"),
+        ],
+    );
+    cluster.call(&["create-admin", ADMIN_EMAIL]).await;
+    let api = cluster.api();
+    let client = Client::builder().timeout(Duration::from_secs(40)).build().unwrap();
+    let admin = load::login(&client, &api, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    let plan: serde_json::Value = client
+        .post(format!("{api}/admin/insurance/plans"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"name": "Hourly", "hourly_premium": 6000}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let plan = plan["id"].as_str().expect("a plan id").to_owned();
+
+    // Riders, each with an active policy.
+    const RIDERS: usize = 200;
+    let riders = load::members(&client, &api, RIDERS).await;
+    for rider in &riders {
+        let enrolled = client
+            .post(format!("{api}/insurance/policies"))
+            .bearer_auth(&rider.token)
+            .json(&serde_json::json!({"plan_id": plan}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(enrolled.status().as_u16(), 201);
+    }
+
+    // Every rider withdraws, 8 at a time; a third of the way in, worker-1 is SIGKILLed with
+    // whatever relay leases and partitions it holds.
+    let withdrawn = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let withdrawals = tokio::spawn({
+        let (client, api, riders, withdrawn) = (client.clone(), api.clone(), riders.clone(), withdrawn.clone());
+        async move {
+            futures::stream::iter(riders)
+                .for_each_concurrent(8, |rider| {
+                    let (client, api, withdrawn) = (client.clone(), api.clone(), withdrawn.clone());
+                    async move {
+                        let response = client
+                            .delete(format!("{api}/members/me"))
+                            .bearer_auth(&rider.token)
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(response.status().as_u16(), 204);
+                        withdrawn.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+                .await;
+        }
+    });
+    while withdrawn.load(Ordering::Relaxed) < RIDERS / 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    cluster.call(&["kill", "worker-1"]).await;
+    withdrawals.await.expect("the withdrawals");
+
+    // worker-2 relays what worker-1 had claimed once the leases run out: every event is
+    // published while worker-1 is still dead.
+    let db = cluster.database().await;
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&db).await.unwrap() }
+    };
+    let relayed = "select count(*) from outbox where status <> 'sent'";
+    wait_for_zero(|| count(relayed), "events not yet relayed with worker-1 dead").await;
+
+    // The consumer groups: worker-1 is started again, as an orchestrator restarts a crashed
+    // process. (tansu 0.6.0, the broker here, evicts the dead member when its session
+    // expires but then hands the survivor only its own partitions: the dead member's stay
+    // unconsumed until a member joins. A Kafka broker gives them to the survivor.)
+    cluster.call(&["start", "worker-1"]).await;
+    let expired = "select count(*) from policies where status = 'expired'";
+    wait_for_zero(
+        || async { RIDERS as i64 - count(expired).await },
+        "policies not yet expired",
+    )
+    .await;
+    assert_eq!(
+        count("select count(*) from policies where expiry_reason = 'member_withdrawn' and expired_at = (select withdrawn_at from members m where m.id = member_id)").await,
+        RIDERS as i64,
+        "every policy expired at its rider's withdrawal"
+    );
+    assert_eq!(
+        count("select count(*) from policy_audit where action = 'expired'").await,
+        RIDERS as i64,
+        "one expiry per policy"
+    );
+    assert_eq!(
+        count("select count(*) from inbox where consumer = 'insurance-expiry' and event_id in (select id from outbox where event_type = 'member.withdrawn')").await,
+        RIDERS as i64,
+        "each withdrawal applied once by the expiry consumer"
+    );
+    assert_eq!(count(relayed).await, 0, "every event relayed, none dead");
+
+    let status = cluster.call(&["status"]).await;
+    assert_eq!(
+        status.lines().filter(|l| l.contains("ready 200")).count(),
+        4,
         "{status}"
     );
 }
