@@ -63,6 +63,8 @@ pub struct Failure {
     pub what: String,
     /// A keyed charge's member, key and amount, to send it again.
     pub charge: Option<(usize, String, i64)>,
+    /// How long the client waited for the failure.
+    pub after: Duration,
 }
 
 /// What one run of the mix did.
@@ -172,6 +174,7 @@ pub async fn run(client: &Client, api: &str, members: &[Member], charges: Charge
                             op,
                             what,
                             charge: key.filter(|_| op == Op::Charge).map(|key| (index, key, amount)),
+                            after: sent.elapsed(),
                         }),
                     }
                 }
@@ -263,6 +266,7 @@ where
                             op: kind,
                             what,
                             charge: None,
+                            after: sent.elapsed(),
                         }),
                     }
                     turn += 1;

@@ -386,3 +386,65 @@ async fn a_worker_sigkilled_mid_stream_leaves_the_relay_to_the_other_and_every_e
         "{status}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgresql_primary_sigkilled_and_restarted_fails_requests_fast_loses_no_acknowledged_write() {
+    let _serial = SERIAL.lock().await;
+    if !services_present().await {
+        return;
+    }
+    let cluster = ClusterSh::new(18300, "hexride_cluster_primary", &[]);
+    let api = cluster.api();
+    let client = Client::builder()
+        .pool_max_idle_per_host(MEMBERS)
+        .timeout(Duration::from_secs(40))
+        .build()
+        .unwrap();
+    let members = load::members(&client, &api, MEMBERS).await;
+    let _restart = RestartPrimary;
+
+    // The primary SIGKILLed under the mix, and started again 8 s later (past the pools' 5 s
+    // acquire timeout); the instances stay up throughout.
+    let mut outage = mix_during(&client, &api, &members, Charges::Keyed, async {
+        services::infra_await(&["kill", "pg-primary"]).await;
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        services::infra_await(&["start", "pg-primary"]).await;
+        // Time for the pools to find the primary again.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    })
+    .await;
+    assert!(!outage.failures.is_empty(), "the outage was felt");
+    for failure in &outage.failures {
+        // A problem+json 503 from the instance (reads may also be answered by the replicas),
+        // within the pools' 5 s acquire timeout and a little: nothing waits for the 30 s
+        // request timeout or nginx's 35 s.
+        assert!(failure.what.starts_with("503 "), "{failure:?}");
+        assert!(failure.after < Duration::from_secs(10), "{failure:?}");
+    }
+    let slowest = outage.quantile(&[], 1.0);
+    assert!(slowest < Duration::from_secs(10), "an answer took {slowest:?}");
+    eprintln!(
+        "primary outage: {} answered, {} failed with 503 (slowest after {:?})",
+        outage.ok,
+        outage.failures.len(),
+        outage.failures.iter().map(|f| f.after).max()
+    );
+
+    // Service is back without restarting an instance: the unanswered charges sent again
+    // with their keys, and every balance holds exactly the charges acknowledged.
+    load::retry_charges(&client, &api, &members, &mut outage, 20).await;
+    assert_eq!(load::balances(&client, &api, &members).await, outage.charged);
+    let after = mix_during(&client, &api, &members, Charges::Keyed, async {}).await;
+    assert_no_failures("the mix after the primary came back", &after);
+}
+
+/// Starts the infra PostgreSQL primary again when dropped, whatever the case did.
+struct RestartPrimary;
+
+impl Drop for RestartPrimary {
+    fn drop(&mut self) {
+        if let Err(e) = services::infra(&["start", "pg-primary"]) {
+            eprintln!("restarting the primary: {e}");
+        }
+    }
+}
