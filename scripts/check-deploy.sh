@@ -105,12 +105,12 @@ fi
 command -v shellcheck >/dev/null || apt_install shellcheck
 
 log "Dockerfile: hadolint, then its stages, user, entry point, ports and .dockerignore"
-offline hadolint Dockerfile # every finding fails (its default threshold)
+offline hadolint --no-color Dockerfile # every finding fails (its default threshold)
 echo "  hadolint $(hadolint --version | awk '{print $NF}'): no finding"
 offline python3 scripts/lib/check_deploy_manifests.py dockerfile
 
 log "Compose file: the Compose Specification's schema, then its references and settings"
-offline check-jsonschema --builtin-schema vendor.compose-spec deploy/compose/compose.yaml
+offline check-jsonschema --builtin-schema vendor.compose-spec deploy/compose/compose.yaml | sed 's/^/  compose.yaml against the Compose Specification: /'
 offline python3 scripts/lib/check_deploy_manifests.py compose
 shellcheck deploy/compose/*.sh
 echo "  deploy/compose/*.sh: shellcheck $(shellcheck --version | awk '/^version:/ {print $2}'), no finding"
@@ -146,6 +146,6 @@ for version in 1.30.0 1.37.0; do
         grep -v '^INFO ' <<<"$out" >&2
         exit 1
     fi
-    echo "  Kubernetes $version: $(grep -c '^INFO .* passed' <<<"$out") resources valid (kubernetes-validate $(kubernetes-validate --version | awk '{print $NF}'))"
+    echo "  Kubernetes $version: $(grep -c '^INFO .* passed' <<<"$out") resources valid, the files' and kustomize's (kubernetes-validate $(kubernetes-validate --version | awk '{print $NF}'))"
 done
 offline python3 scripts/lib/check_deploy_manifests.py k8s

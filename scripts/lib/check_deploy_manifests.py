@@ -102,8 +102,14 @@ def setting(env: dict[str, object], section: str, key: str) -> object:
     return CONFIG[section][key]
 
 
-def port_of(address: object) -> int:
-    return int(str(address).rsplit(":", 1)[1])
+def port_of(address: object) -> int | None:
+    m = re.fullmatch(r".+:(\d+)", str(address))
+    return int(m.group(1)) if m else None
+
+
+def whole(value: object) -> int:
+    """A whole-number setting; a malformed one (already reported by check_setting) counts as 0."""
+    return int(value) if re.fullmatch(r"\d+", str(value)) else 0
 
 
 # --- the Dockerfile ------------------------------------------------------------------------
@@ -323,8 +329,8 @@ def check_compose() -> None:
             has_hc = not hc.get("disable") and (bool(hc.get("test")) or (is_app(t) and image_has_healthcheck))
             if condition == "service_healthy" and not has_hc:
                 problem(w, f"depends_on {target} being healthy, but {target} has no healthcheck")
-            if condition == "service_completed_successfully" and t.get("restart", "no") not in ("no", False):
-                problem(w, f"depends_on {target} completing, but {target} restarts ({t.get('restart')})")
+            if condition == "service_completed_successfully" and t.get("restart") in ("always", "unless-stopped"):
+                problem(w, f"depends_on {target} completing, but {target} restarts even after success ({t.get('restart')})")
         # Volumes: named ones are declared, bind-mounted files exist.
         for vol in svc.get("volumes") or []:
             source = vol.split(":")[0] if isinstance(vol, str) else vol.get("source", "")
@@ -366,8 +372,8 @@ def check_compose() -> None:
                    for e in str(setting(env, "server", "trusted_proxies") or "").strip("[]").split(",") if e.strip()]
         if subnets and sorted(proxies) != sorted(subnets):
             problem(w, f"server.trusted_proxies {[str(p) for p in proxies]} is not the network's subnet {[str(s) for s in subnets]}")
-        drain = int(setting(env, "server", "drain_secs")) if role != "worker" else 0
-        grace = int(setting(env, "server", "shutdown_grace_secs"))
+        drain = whole(setting(env, "server", "drain_secs")) if role != "worker" else 0
+        grace = whole(setting(env, "server", "shutdown_grace_secs"))
         stop = duration_secs(svc.get("stop_grace_period", "10s"))
         if stop <= drain + grace:
             problem(w, f"stop_grace_period {stop:g}s is not above drain ({drain}s) + shutdown grace ({grace}s)")
@@ -572,8 +578,8 @@ def check_workload(w: str, d: dict, spec: dict, c: dict, env: dict) -> None:
     if annotations.get("prometheus.io/scrape") != "true" or annotations.get("prometheus.io/port") != str(admin_port) \
             or annotations.get("prometheus.io/path") != "/metrics":
         problem(w, f"the prometheus.io annotations do not point at /metrics on the admin port {admin_port}")
-    drain = int(setting(env, "server", "drain_secs"))
-    grace = int(setting(env, "server", "shutdown_grace_secs"))
+    drain = whole(setting(env, "server", "drain_secs"))
+    grace = whole(setting(env, "server", "shutdown_grace_secs"))
     period = spec.get("terminationGracePeriodSeconds", 30)
     probe_port = "http" if role == "api" else "admin"
     if role == "api":
