@@ -167,27 +167,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     if role.runs_workers() {
         workers.extend(spawn_workers(&runtime, &shutdown)?);
     }
+    let state = app_state_draining(&runtime, draining.clone());
     let (addr, http) = if role.serves_http() {
-        let (addr, server) = serve(
-            &listen,
-            http::router(app_state_draining(&runtime, draining.clone())),
-            &listening,
-            &shutdown,
-        )
-        .await?;
+        let (addr, server) = serve(&listen, http::router(state.clone()), &listening, &shutdown).await?;
         tracing::info!(%addr, "listening");
         (Some(addr), Some(server))
     } else {
         (None, None)
     };
     // Every instance has one, workers included: their metrics and readiness count too.
-    let (admin_addr, admin) = serve(
-        &admin_listen,
-        http::admin_router(app_state_draining(&runtime, draining.clone())),
-        &listening,
-        &shutdown,
-    )
-    .await?;
+    let (admin_addr, admin) = serve(&admin_listen, http::admin_router(state), &listening, &shutdown).await?;
     tracing::info!(addr = %admin_addr, "admin listener (metrics, readiness details, /docs)");
     Ok(Running {
         addr,
@@ -302,28 +291,40 @@ fn is_connection_error(error: &std::io::Error) -> bool {
 /// 1 degraded, 0 down) from the same checks as readiness, so alerts see what it sees.
 fn spawn_metrics_upkeep(runtime: &Arc<Runtime>, shutdown: &Shutdown) -> JoinHandle<()> {
     let handle = prometheus();
-    let checks = runtime.health.clone();
+    let checks = Arc::new(runtime.health.clone());
+    spawn_every(Duration::from_secs(5), shutdown, move || {
+        let (handle, checks) = (handle.clone(), checks.clone());
+        async move {
+            handle.run_upkeep();
+            let reports = futures::future::join_all(checks.iter().map(|c| c.health())).await;
+            for component in reports.into_iter().flatten() {
+                let value = match component.status {
+                    ports::HealthStatus::Up => 2.0,
+                    ports::HealthStatus::Degraded => 1.0,
+                    ports::HealthStatus::Down => 0.0,
+                };
+                metrics::gauge!("health_component_status", "component" => component.name).set(value);
+            }
+        }
+    })
+}
+
+/// Runs `tick` every `interval` until `shutdown`; a slow tick delays the next one.
+fn spawn_every<F, Fut>(interval: Duration, shutdown: &Shutdown, mut tick: F) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
     let stop = shutdown.clone();
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(Duration::from_secs(5));
+        let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stopped = stop.wait();
         tokio::pin!(stopped);
         loop {
             tokio::select! {
                 () = &mut stopped => return,
-                _ = ticker.tick() => {
-                    handle.run_upkeep();
-                    let reports = futures::future::join_all(checks.iter().map(|c| c.health())).await;
-                    for component in reports.into_iter().flatten() {
-                        let value = match component.status {
-                            ports::HealthStatus::Up => 2.0,
-                            ports::HealthStatus::Degraded => 1.0,
-                            ports::HealthStatus::Down => 0.0,
-                        };
-                        metrics::gauge!("health_component_status", "component" => component.name).set(value);
-                    }
-                }
+                _ = ticker.tick() => tick().await,
             }
         }
     })
@@ -342,18 +343,9 @@ fn spawn_workers(runtime: &Arc<Runtime>, shutdown: &Shutdown) -> anyhow::Result<
     let jobs = runtime.services.clone();
     let interval = runtime.config.jobs.interval;
     let batch = runtime.config.jobs.batch_size;
-    let stop = shutdown.clone();
-    let jobs_task = tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let stopped = stop.wait();
-        tokio::pin!(stopped);
-        loop {
-            tokio::select! {
-                () = &mut stopped => return,
-                _ = ticker.tick() => run_jobs(&jobs, batch).await,
-            }
-        }
+    let jobs_task = spawn_every(interval, shutdown, move || {
+        let jobs = jobs.clone();
+        async move { run_jobs(&jobs, batch).await }
     });
 
     let mut workers = vec![relay_task, jobs_task];

@@ -18,12 +18,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use app_server::config::Config;
 use app_server::server;
-
-const PASSWORD: &str = "correct horse battery staple";
 
 /// Counters of one run.
 #[derive(Default)]
@@ -94,27 +92,11 @@ async fn run(server: Server, label: &str, with_replica: bool, seconds: u64, memb
         .build()
         .expect("client");
 
-    let mut tokens = Vec::with_capacity(members);
-    for i in 0..members {
-        let email = format!("bench-{i}-{}@example.com", uuid::Uuid::now_v7().simple());
-        let body = json!({"email": email, "password": PASSWORD, "name": "Bench", "phone": "01012345678"});
-        client
-            .post(format!("{base}/members"))
-            .json(&body)
-            .send()
-            .await
-            .expect("sign up");
-        let login: Value = client
-            .post(format!("{base}/auth/login"))
-            .json(&json!({"email": email, "password": PASSWORD}))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("tokens");
-        tokens.push(login["access_token"].as_str().expect("token").to_owned());
-    }
+    let tokens: Vec<String> = tests::load::members(&client, &base, members)
+        .await
+        .into_iter()
+        .map(|m| m.token)
+        .collect();
 
     let metrics_url = format!("http://{}/metrics", running.admin_addr.expect("admin listener"));
     let before = client

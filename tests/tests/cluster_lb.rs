@@ -75,6 +75,32 @@ impl ClusterSh {
         cluster
     }
 
+    /// A case's cluster, once the previous case's is gone; `None` when the services are
+    /// missing and skipping is asked for.
+    async fn for_case(
+        port: u16,
+        database: &str,
+        extra: &[(&'static str, &str)],
+    ) -> Option<(tokio::sync::MutexGuard<'static, ()>, Self)> {
+        let serial = SERIAL.lock().await;
+        let present = services::postgres_with_replica().await.is_some()
+            && services::managed_redis().await.is_some()
+            && services::managed_kafka().await.is_some();
+        present.then(|| (serial, Self::new(port, database, extra)))
+    }
+
+    /// The API URL, a client, and [`MEMBERS`] members signed up through nginx.
+    async fn mix_members(&self) -> (String, Client, Vec<Member>) {
+        let api = self.api();
+        let client = Client::builder()
+            .pool_max_idle_per_host(MEMBERS)
+            .timeout(Duration::from_secs(40))
+            .build()
+            .unwrap();
+        let members = load::members(&client, &api, MEMBERS).await;
+        (api, client, members)
+    }
+
     /// `scripts/cluster.sh ARGS…`, off the async threads; panics with its output on failure.
     async fn call(&self, args: &[&str]) -> String {
         let env = self.env.clone();
@@ -179,27 +205,12 @@ where
     }
 }
 
-/// Whether the services the cluster runs on are there (`None` only when skipping is asked).
-async fn services_present() -> bool {
-    services::postgres_with_replica().await.is_some()
-        && services::managed_redis().await.is_some()
-        && services::managed_kafka().await.is_some()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_in_front_of_two_instances_loses_nothing_on_a_rolling_restart_or_a_killed_instance() {
-    let _serial = SERIAL.lock().await;
-    if !services_present().await {
+    let Some((_serial, cluster)) = ClusterSh::for_case(18180, "hexride_cluster_lb", &[]).await else {
         return;
-    }
-    let cluster = ClusterSh::new(18180, "hexride_cluster_lb", &[]);
-    let api = cluster.api();
-    let client = Client::builder()
-        .pool_max_idle_per_host(MEMBERS)
-        .timeout(Duration::from_secs(40))
-        .build()
-        .unwrap();
-    let members = load::members(&client, &api, MEMBERS).await;
+    };
+    let (api, client, members) = cluster.mix_members().await;
 
     // A request id given by the client comes back from the instance through nginx; one
     // without gets nginx's.
@@ -265,13 +276,9 @@ async fn nginx_in_front_of_two_instances_loses_nothing_on_a_rolling_restart_or_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_sigkilled_mid_stream_leaves_the_relay_to_the_other_and_every_event_applies_once() {
-    let _serial = SERIAL.lock().await;
-    if !services_present().await {
-        return;
-    }
     // Two workers. Short leases and sessions so that the survivor takes over within seconds
     // (a relay's delivery timeout stays 2 s or more below its lease, as start-up demands).
-    let cluster = ClusterSh::new(
+    let Some((_serial, cluster)) = ClusterSh::for_case(
         18240,
         "hexride_cluster_workers",
         &[
@@ -281,7 +288,11 @@ async fn a_worker_sigkilled_mid_stream_leaves_the_relay_to_the_other_and_every_e
             ("APP__KAFKA__REQUEST_TIMEOUT_MS", "2000"),
             ("APP__KAFKA__SESSION_TIMEOUT_MS", "6000"),
         ],
-    );
+    )
+    .await
+    else {
+        return;
+    };
     cluster.call(&["create-admin", ADMIN_EMAIL]).await;
     let api = cluster.api();
     let client = Client::builder().timeout(Duration::from_secs(40)).build().unwrap();
@@ -389,18 +400,10 @@ async fn a_worker_sigkilled_mid_stream_leaves_the_relay_to_the_other_and_every_e
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_postgresql_primary_sigkilled_and_restarted_fails_requests_fast_loses_no_acknowledged_write() {
-    let _serial = SERIAL.lock().await;
-    if !services_present().await {
+    let Some((_serial, cluster)) = ClusterSh::for_case(18300, "hexride_cluster_primary", &[]).await else {
         return;
-    }
-    let cluster = ClusterSh::new(18300, "hexride_cluster_primary", &[]);
-    let api = cluster.api();
-    let client = Client::builder()
-        .pool_max_idle_per_host(MEMBERS)
-        .timeout(Duration::from_secs(40))
-        .build()
-        .unwrap();
-    let members = load::members(&client, &api, MEMBERS).await;
+    };
+    let (api, client, members) = cluster.mix_members().await;
     let _restart = RestartPrimary;
 
     // The primary SIGKILLed under the mix, and started again 8 s later (past the pools' 5 s

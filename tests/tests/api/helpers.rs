@@ -298,6 +298,15 @@ impl TestApp {
         response
     }
 
+    /// The admin listener's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.send(self.client.get(self.admin_url("/metrics")))
+            .await
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Stops the server as SIGTERM does (drain, then close), returning once it has stopped.
     pub async fn shutdown(self) {
         self.running.shutdown().await;

@@ -57,12 +57,7 @@ async fn request_latency_is_a_histogram_with_buckets() {
     let app = spawn_app().await;
     app.send(app.client.get(app.url("/health/live"))).await;
 
-    let text = app
-        .send(app.client.get(app.admin_url("/metrics")))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
 
     // Buckets add up across instances; a summary's quantiles would not.
     let live = |l: &&str| l.contains("route=\"/health/live\"");
@@ -125,12 +120,7 @@ async fn unknown_methods_share_one_metrics_label() {
         let method = reqwest::Method::from_bytes(token.as_bytes()).unwrap();
         app.send(app.client.request(method, app.url("/health/live"))).await;
     }
-    let text = app
-        .send(app.client.get(app.admin_url("/metrics")))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let series: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("http_requests_total{") && l.contains("route=\"/health/live\""))
