@@ -54,9 +54,10 @@ Commands:
   rolling-restart    restart every API node, one after another
   kill NODE          SIGKILL one node's process, as a crash would
   load [SECONDS]     the 3 reads : 1 keyed write members mix through nginx (default 20 s)
-  bench [SECONDS]    product reads, the members mix and order + payment through nginx,
-                     with one API node in its upstream and then with all (default 15 s
-                     each), after product reads straight on api-1 as the baseline
+  bench [SECONDS]    on a cluster of its own (port +60, purged after): product reads, the
+                     members mix and order + payment through nginx, with one API node in
+                     its upstream and then with all (default 15 s each), after product
+                     reads straight on api-1 as the baseline
   create-admin EMAIL an admin account, its password taken from HEXRIDE_PASSWORD
   url                print the load balancer's URL
   logs NODE          the end of a node's log (NODE may be nginx)
@@ -398,12 +399,24 @@ create_admin() {
         "$BIN" admin create-user --role admin --email "$1" --name "Cluster admin" >/dev/null
 }
 
-# cmd_bench [SECONDS]: cluster_bench through nginx with api-1 alone in its upstream, then with
-# every API node (the nodes run either way: only nginx's upstream changes), after the product
-# reads straight on api-1 as the baseline.
+# cmd_bench [SECONDS]: a cluster of its own (CLUSTER_DIR/bench, nginx on CLUSTER_PORT+60,
+# database CLUSTER_DATABASE_bench), its per-client limits raised so that 32 members from one
+# machine are not refused, then cluster_bench through nginx with api-1 alone in the upstream
+# and with every API node (only nginx's upstream changes), after product reads straight on
+# api-1 as the baseline; the bench cluster is purged at the end.
 cmd_bench() {
-    local seconds=${1:-15} email=bench-admin@hexride.test password n direct bench
-    nginx_running || die "the cluster is not up (scripts/cluster.sh up)"
+    local seconds=${1:-15} rc=0
+    export CLUSTER_DIR=$CLUSTER_DIR/bench CLUSTER_PORT=$((PORT + 60)) CLUSTER_DATABASE=${DATABASE}_bench
+    export APP__AUTH__SIGN_UP_PER_IP_PER_MINUTE=1000000 APP__AUTH__LOGIN_PER_IP_PER_MINUTE=1000000
+    export APP__AUTH__API_PER_MEMBER_PER_MINUTE=1000000 APP__LOG__LEVEL=${APP__LOG__LEVEL:-warn}
+    "$0" up >/dev/null
+    "$0" bench-run "$seconds" || rc=$?
+    "$0" down --purge
+    return $rc
+}
+
+cmd_bench_run() {
+    local seconds=$1 email=bench-admin@hexride.test password n direct bench
     infra_env
     BIN=$(binary)
     password=$(secret bench-admin)
@@ -418,8 +431,6 @@ cmd_bench() {
         [ "$n" != 1 ] || direct=http://127.0.0.1:$(api_port api-1)
         "$bench" "http://127.0.0.1:$PORT" "$seconds" "$email" "$password" "nginx + $n API" 32 $direct
     done
-    nginx_config >/dev/null
-    nginx_reload
 }
 
 cmd_load() {
@@ -461,6 +472,7 @@ main() {
             ;;
         load) cmd_load "$@" ;;
         bench) cmd_bench "$@" ;;
+        bench-run) cmd_bench_run "${1:-15}" ;;
         create-admin)
             [ $# -eq 1 ] || die "create-admin takes an e-mail address"
             infra_env
