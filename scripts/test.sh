@@ -14,6 +14,17 @@ if [ "${free_kb:-0}" -lt $((6 * 1024 * 1024)) ]; then
     echo "warning: less than 6 GB free here; linking the test binaries may fail" >&2
 fi
 
+step "test infrastructure: scripts/infra.sh up, in the background while the code compiles"
+# The project's own PostgreSQL primary and two replicas, MariaDB pair, Redis and Kafka broker
+# (never the system instances). On a new machine the broker (tansu) is built first, once, into
+# ~/.cache/hexride: 15 minutes or more on 2 cores, so it overlaps the compile below.
+infra_out=$(mktemp)
+infra_log=$(mktemp)
+scripts/infra.sh up >"$infra_out" 2>"$infra_log" &
+infra_pid=$!
+trap 'kill "$infra_pid" 2>/dev/null || true' EXIT
+echo "  started (pid $infra_pid)"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -23,17 +34,25 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "deployment files: alert rules and their unit tests (promtool), the dashboard, the nginx site"
 scripts/check-deploy.sh
 
-step "test infrastructure: scripts/infra.sh up"
-# The project's own PostgreSQL primary/replica (never the system instances), Redis and Kafka
-# broker (tansu: built once into ~/.cache/hexride, 8 minutes or more on 2 cores, then reused).
+step "compile the tests and the server (cluster_lb runs the app-server binary as processes)"
+cargo build --locked -q -p app-server
+cargo test --workspace --locked --no-run -q
+
+step "wait for the test infrastructure"
+if ! wait "$infra_pid"; then
+    cat "$infra_log" >&2
+    echo "scripts/infra.sh up failed" >&2
+    exit 1
+fi
+trap - EXIT
+tail -n 3 "$infra_log"
 # Integration tests fail rather than skip when a service is missing: skipping is never allowed
 # here.
-eval "$(scripts/infra.sh up)"
+eval "$(cat "$infra_out")"
+rm -f "$infra_out" "$infra_log"
 unset HEXRIDE_SKIP_INTEGRATION
 
 step "cargo test --workspace"
-# The cluster test (cluster_lb) runs the app-server binary as real processes behind nginx.
-cargo build --locked -q -p app-server
 cargo test --workspace --locked
 
 step "the library examples: hexride embedded without HTTP, and its router inside another axum app"

@@ -51,9 +51,11 @@ apt_install() {
     command -v apt-get >/dev/null || die "missing $*, and this is not a Debian machine (no apt-get)"
     log "installing Debian packages: $*"
     export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y -q --no-install-recommends "$@" >&2; then
-        apt-get update -q >&2
-        apt-get install -y -q --no-install-recommends "$@" >&2
+    # Another install may hold dpkg's lock (test.sh runs infra.sh beside other steps): wait.
+    local wait=(-o DPkg::Lock::Timeout=600)
+    if ! apt-get "${wait[@]}" install -y -q --no-install-recommends "$@" >&2; then
+        apt-get "${wait[@]}" update -q >&2
+        apt-get "${wait[@]}" install -y -q --no-install-recommends "$@" >&2
     fi
 }
 
