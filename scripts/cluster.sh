@@ -192,8 +192,13 @@ ensure_database() {
             die "a replica ($replica) did not replay the creation of $DATABASE"
     done
     log "migrating $DATABASE"
-    env $(node_env api-1 | grep -E '^APP__(DATABASE|AUTH|INSURER)__') "$BIN" migrate >&2 ||
+    cli migrate >&2 ||
         die "migrations failed"
+}
+
+# cli ARGS…: app-server's command line on the cluster's database, with its secrets.
+cli() {
+    env $(node_env api-1 | grep -E '^APP__(DATABASE|AUTH|INSURER|LOG)__') "$BIN" "$@"
 }
 
 start_node() {
@@ -395,8 +400,7 @@ cmd_status() {
 # create_admin EMAIL: an admin account with the password in HEXRIDE_PASSWORD.
 create_admin() {
     [ -n "${HEXRIDE_PASSWORD:-}" ] || die "set HEXRIDE_PASSWORD to the new account's password"
-    env $(node_env api-1 | grep -E '^APP__(DATABASE|AUTH|INSURER|LOG)__') \
-        "$BIN" admin create-user --role admin --email "$1" --name "Cluster admin" >/dev/null
+    cli admin create-user --role admin --email "$1" --name "Cluster admin" >/dev/null
 }
 
 # cmd_bench [SECONDS]: a cluster of its own (CLUSTER_DIR/bench, nginx on CLUSTER_PORT+60,

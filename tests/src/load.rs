@@ -81,6 +81,30 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// One request's outcome, sent at `sent`; a failed keyed charge keeps what it takes to
+    /// send it again.
+    fn record(&mut self, op: Op, sent: Instant, answer: Result<(), String>, charge: Option<(usize, String, i64)>) {
+        match answer {
+            Ok(()) => {
+                self.ok += 1;
+                self.latencies.push((op, sent.elapsed()));
+            }
+            Err(what) => self.failures.push(Failure {
+                op,
+                what,
+                charge,
+                after: sent.elapsed(),
+            }),
+        }
+    }
+
+    /// Adds a task's requests to these (charges are per member: the caller places them).
+    fn absorb(&mut self, other: Tally) {
+        self.ok += other.ok;
+        self.failures.extend(other.failures);
+        self.latencies.extend(other.latencies);
+    }
+
     /// Requests answered 2xx per second.
     pub fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -156,27 +180,16 @@ pub async fn run(client: &Client, api: &str, members: &[Member], charges: Charge
                     let op = Op::MIX[turn % Op::MIX.len()];
                     turn += 1;
                     let amount = (turn % 7 + 1) as i64;
-                    let key = (charges == Charges::Keyed).then(|| uuid::Uuid::now_v7().to_string());
+                    let key = (op == Op::Charge && charges == Charges::Keyed).then(|| uuid::Uuid::now_v7().to_string());
                     let sent = Instant::now();
                     let answer = match op {
                         Op::Charge => charge(&client, &api, &token, key.as_deref(), amount).await,
                         _ => send(&client, Method::GET, &api, op.path(), &token).await,
                     };
-                    match answer {
-                        Ok(()) => {
-                            tally.ok += 1;
-                            tally.latencies.push((op, sent.elapsed()));
-                            if op == Op::Charge {
-                                charged += amount;
-                            }
-                        }
-                        Err(what) => tally.failures.push(Failure {
-                            op,
-                            what,
-                            charge: key.filter(|_| op == Op::Charge).map(|key| (index, key, amount)),
-                            after: sent.elapsed(),
-                        }),
+                    if op == Op::Charge && answer.is_ok() {
+                        charged += amount;
                     }
+                    tally.record(op, sent, answer, key.map(|key| (index, key, amount)));
                 }
                 (index, charged, tally)
             })
@@ -188,9 +201,7 @@ pub async fn run(client: &Client, api: &str, members: &[Member], charges: Charge
     };
     for task in tasks {
         let (index, charged, tally) = task.await.expect("a load task");
-        total.ok += tally.ok;
-        total.failures.extend(tally.failures);
-        total.latencies.extend(tally.latencies);
+        total.absorb(tally);
         total.charged[index] = charged;
     }
     total.elapsed = started.elapsed();
@@ -257,18 +268,8 @@ where
                 let mut turn = 0;
                 while started.elapsed() < duration {
                     let sent = Instant::now();
-                    match op(task, turn).await {
-                        Ok(()) => {
-                            tally.ok += 1;
-                            tally.latencies.push((kind, sent.elapsed()));
-                        }
-                        Err(what) => tally.failures.push(Failure {
-                            op: kind,
-                            what,
-                            charge: None,
-                            after: sent.elapsed(),
-                        }),
-                    }
+                    let answer = op(task, turn).await;
+                    tally.record(kind, sent, answer, None);
                     turn += 1;
                 }
                 tally
@@ -277,10 +278,7 @@ where
         .collect();
     let mut total = Tally::default();
     for task in tasks {
-        let tally = task.await.expect("a load task");
-        total.ok += tally.ok;
-        total.failures.extend(tally.failures);
-        total.latencies.extend(tally.latencies);
+        total.absorb(task.await.expect("a load task"));
     }
     total.elapsed = started.elapsed();
     total

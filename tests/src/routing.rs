@@ -129,16 +129,7 @@ impl<P: ReplicaPair> Fixture<P> {
 
     /// Stores a product in a unit of work of its own.
     pub async fn store_product(&self, name: &str) -> (Product, CommitToken) {
-        let product = Product::create(
-            ProductId(Uuid::now_v7()),
-            NewProduct::parse(name, 1_000, 10).expect("valid product"),
-            // What the database keeps: microseconds.
-            crate::contract::now(),
-        );
-        let mut uow = self.store.begin().await.expect("begin");
-        uow.catalog().insert(&product).await.expect("insert product");
-        let token = uow.commit().await.expect("commit");
-        (product, token)
+        store_product(&self.store, name).await
     }
 
     /// Waits (up to 30 s) until the replica has applied `token`, asking it directly.
@@ -202,6 +193,48 @@ impl<P: ReplicaPair> Fixture<P> {
             let read = self.store.product(product.id, consistency.clone()).await.expect("read");
             assert_eq!(read.as_ref(), Some(product));
         }
+    }
+}
+
+/// Stores a product named `name` in a unit of work of its own.
+pub async fn store_product<B: Backend>(store: &SqlStore<B>, name: &str) -> (Product, CommitToken) {
+    let product = Product::create(
+        ProductId(Uuid::now_v7()),
+        NewProduct::parse(name, 1_000, 10).expect("valid product"),
+        // What the database keeps: microseconds.
+        crate::contract::now(),
+    );
+    let mut uow = store.begin().await.expect("begin");
+    uow.catalog().insert(&product).await.expect("insert product");
+    let token = uow.commit().await.expect("commit");
+    (product, token)
+}
+
+/// A steady trickle of commits (a product every 100 ms) until stopped: a replica whose
+/// replay is delayed stays that far behind them, and its lag shows.
+pub struct Trickle {
+    stop: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Trickle {
+    pub fn start<B: Backend>(store: &SqlStore<B>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = tokio::spawn({
+            let (store, stop) = (store.clone(), stop.clone());
+            async move {
+                while !stop.load(Ordering::Relaxed) {
+                    store_product(&store, "Trickle").await;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        });
+        Self { stop, task }
+    }
+
+    pub async fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.expect("the trickle of commits");
     }
 }
 
@@ -389,23 +422,7 @@ pub async fn a_replica_lagging_past_the_limit_is_degraded_and_skipped_and_refuse
 
     f.lag("2").await;
     // A steady trickle of commits: the replica stays ~2 s behind them.
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (store, stop) = (f.store.clone(), stop.clone());
-        tokio::spawn(async move {
-            while !stop.load(Ordering::Relaxed) {
-                let mut uow = store.begin().await.expect("begin");
-                let p = Product::create(
-                    ProductId(Uuid::now_v7()),
-                    NewProduct::parse("Trickle", 1_000, 1).expect("valid"),
-                    crate::contract::now(),
-                );
-                uow.catalog().insert(&p).await.expect("insert");
-                uow.commit().await.expect("commit");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let trickle = Trickle::start(&f.store);
 
     let lagging = f
         .wait_replica(
@@ -434,8 +451,7 @@ pub async fn a_replica_lagging_past_the_limit_is_degraded_and_skipped_and_refuse
 
     f.pair.assert_replica_sessions_refuse_writes(&f.store).await;
 
-    stop.store(true, Ordering::Relaxed);
-    writer.await.expect("writer");
+    trickle.stop().await;
     f.lag("0").await;
     f.wait_healthy().await;
     f.store.close().await;

@@ -10,14 +10,14 @@ use async_trait::async_trait;
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
-use adapters_postgres::{PgBackend, PgConfig, PgStore};
-use core_domain::catalog::{NewProduct, Product};
+use adapters_postgres::{Lsn, PgBackend, PgConfig, PgStore};
+use core_domain::catalog::Product;
 use core_domain::event::{DomainEvent, EventPayload};
 use core_domain::member::Role;
-use core_domain::{EventId, MemberId, ProductId};
+use core_domain::{EventId, MemberId};
 use ports::{CatalogReads, CommitToken, Consistency, Database, OutboxStore};
 use sql_store::routing::ReplicaState;
-use tests::routing::ReplicaPair;
+use tests::routing::{ReplicaPair, Trickle};
 use tests::services::{self, PgDatabase};
 
 /// The project's PostgreSQL primary and streaming replica, with a fresh database.
@@ -141,9 +141,21 @@ impl Drop for RestoreBothReplicas {
     }
 }
 
-/// Each replica's reads so far, in configuration order.
-fn replica_reads(store: &PgStore) -> Vec<u64> {
-    store.replicas().iter().map(|r| r.reads).collect()
+/// Reads `product` `n` times, eventually consistent, each finding it: how many each replica
+/// answered (in configuration order) and how many the primary did.
+async fn read_split(store: &PgStore, product: &Product, n: usize) -> (Vec<u64>, u64) {
+    let replica_reads = || store.replicas().iter().map(|r| r.reads).collect::<Vec<_>>();
+    let (before, primary) = (replica_reads(), store.read_stats().primary);
+    for _ in 0..n {
+        let found = store
+            .product(product.id, Consistency::Eventual)
+            .await
+            .expect("a read never fails");
+        assert_eq!(found.map(|p| p.id), Some(product.id));
+    }
+    let after = replica_reads();
+    let replicas = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    (replicas, store.read_stats().primary - primary)
 }
 
 /// Waits until the store's view of its replicas passes `wanted`.
@@ -184,64 +196,21 @@ async fn two_replicas_share_the_reads_cover_for_each_other_and_leave_them_to_the
     let store = PgStore::connect(&config).await.expect("connect");
     store.migrate().await.expect("migrate");
     let _restore = RestoreBothReplicas;
-    let product = Product::create(
-        ProductId(Uuid::now_v7()),
-        NewProduct::parse("Helmet", 30_000, 10).expect("valid"),
-        tests::contract::now(),
-    );
-    let mut uow = store.begin().await.expect("begin");
-    uow.catalog().insert(&product).await.expect("insert");
-    let token = uow.commit().await.expect("commit");
-    let applied = |r: &ReplicaState| r.healthy && r.position.as_deref().is_some_and(|p| lsn(p) >= lsn(&token.0));
+    let (product, token) = tests::routing::store_product(&store, "Helmet").await;
+    let token = Lsn::parse(&token.0).expect("a commit LSN");
+    let applied = |r: &ReplicaState| r.healthy && r.position.as_deref().and_then(Lsn::parse) >= Some(token);
     wait_replicas(&store, "healthy with the product", |rs| rs.iter().all(applied)).await;
-    let read = |n: usize| {
-        let store = store.clone();
-        async move {
-            for _ in 0..n {
-                let found = store
-                    .product(product.id, Consistency::Eventual)
-                    .await
-                    .expect("a read never fails");
-                assert_eq!(found.map(|p| p.id), Some(product.id));
-            }
-        }
-    };
 
     // Round robin: every eventual read on a replica, half on each.
-    let (before, stats) = (replica_reads(&store), store.read_stats());
-    read(40).await;
-    let after = replica_reads(&store);
-    assert_eq!((after[0] - before[0], after[1] - before[1]), (20, 20));
-    assert_eq!(store.read_stats().primary, stats.primary, "no read on the primary");
+    assert_eq!(read_split(&store, &product, 40).await, (vec![20, 20], 0));
 
     // The second replica falls behind (a steady trickle of commits keeps it 2 s behind):
     // it is skipped, and the first takes all its reads.
     services::infra_await(&["lag", "2", "pg-replica2"]).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn({
-        let (store, stop) = (store.clone(), stop.clone());
-        async move {
-            while !stop.load(Ordering::Relaxed) {
-                let p = Product::create(
-                    ProductId(Uuid::now_v7()),
-                    NewProduct::parse("Trickle", 1_000, 1).expect("valid"),
-                    tests::contract::now(),
-                );
-                let mut uow = store.begin().await.expect("begin");
-                uow.catalog().insert(&p).await.expect("insert");
-                uow.commit().await.expect("commit");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    });
+    let trickle = Trickle::start(&store);
     wait_replicas(&store, "one lagging", |rs| rs[0].healthy && !rs[1].healthy).await;
-    let (before, stats) = (replica_reads(&store), store.read_stats());
-    read(20).await;
-    let after = replica_reads(&store);
-    assert_eq!((after[0] - before[0], after[1] - before[1]), (20, 0));
-    assert_eq!(store.read_stats().primary, stats.primary, "no read on the primary");
-    stop.store(true, Ordering::Relaxed);
-    writer.await.expect("writer");
+    assert_eq!(read_split(&store, &product, 20).await, (vec![20, 0], 0));
+    trickle.stop().await;
 
     // Both replicas SIGKILLed while readers read: not one read fails; the primary answers.
     let stop = Arc::new(AtomicBool::new(false));
@@ -279,12 +248,6 @@ async fn two_replicas_share_the_reads_cover_for_each_other_and_leave_them_to_the
     );
     drop(_restore);
     store.close().await;
-}
-
-/// A PostgreSQL LSN (`16/B374D848`) as a number, to compare positions.
-fn lsn(text: &str) -> u64 {
-    let (high, low) = text.split_once('/').expect("an LSN");
-    (u64::from_str_radix(high, 16).expect("hex") << 32) | u64::from_str_radix(low, 16).expect("hex")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
