@@ -248,12 +248,17 @@ def check_dockerignore() -> None:
             problem(where, f"{rel} is sent to the builder (exclude it)")
     workspace = tomllib.loads((ROOT / "Cargo.toml").read_text())["workspace"]["members"]
     needed = ["Cargo.toml", "Cargo.lock", "config/default.toml"]
+    # What a build reads: the members' sources, not what tools installed beside them
+    # (node_modules of the browser test, build output).
+    def sources(member: str, pattern: str) -> list[str]:
+        return [str(p.relative_to(ROOT)) for p in (ROOT / member).rglob(pattern)
+                if not {"target", "node_modules"} & set(p.relative_to(ROOT).parts)]
+
     for member in workspace:
         needed.append(f"{member}/Cargo.toml")
-        needed += [str(p.relative_to(ROOT)) for p in (ROOT / member).rglob("*.rs")
-                   if "target" not in p.parts][:50]
+        needed += sources(member, "*.rs")[:50]
         needed += [str(p.relative_to(ROOT)) for p in (ROOT / member).glob("migrations/*")]
-        needed += [str(p.relative_to(ROOT)) for p in (ROOT / member).rglob("assets/*")]
+        needed += sources(member, "assets/*")
     for rel in needed:
         if excluded(rel):
             problem(where, f"{rel} is needed by `cargo build -p app-server` but excluded")
