@@ -20,7 +20,7 @@
 # and keeps its data in $INFRA_DIR/SVC and its sockets in $RUN_DIR/SVC.
 set -euo pipefail
 
-SERVICES=(pg mariadb redis kafka) # start order; `down` stops in reverse.
+SERVICES=(pg mariadb redis rediscluster kafka) # start order; `down` stops in reverse.
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
@@ -50,7 +50,7 @@ Commands:
   env               print the export lines (TEST_PG_PRIMARY_URL, TEST_PG_REPLICA_URL,
                     TEST_PG_REPLICA2_URL,
                     TEST_MARIADB_PRIMARY_URL, TEST_MARIADB_REPLICA_URL, TEST_MARIADB_*_ADMIN_URL,
-                    TEST_REDIS_URL, TEST_KAFKA_BROKERS)
+                    TEST_REDIS_URL, TEST_REDIS_CLUSTER_URL, TEST_KAFKA_BROKERS)
   start COMPONENT   start one component (creating it if needed), wait until healthy
   stop COMPONENT    stop one component (fast shutdown)
   kill COMPONENT    SIGKILL the component's main process, as a crash would (fault tests)
@@ -72,6 +72,7 @@ Environment:
                                 bin/mariadb (/usr)
   HEXRIDE_REDIS_PORT            Redis port (56379)
   HEXRIDE_REDIS_SERVER          redis-server binary (the one on PATH)
+  HEXRIDE_REDIS_CLUSTER_PORT    first of the six Redis Cluster node ports (57001-57006)
   HEXRIDE_KAFKA_PORT            Kafka-protocol broker (tansu) port (59092)
   HEXRIDE_TANSU_BIN             tansu binary (default: built once into HEXRIDE_TANSU_ROOT)
   HEXRIDE_TANSU_ROOT            where tansu is built ($HOME/.cache/hexride/tansu-0.6.0)

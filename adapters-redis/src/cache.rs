@@ -237,15 +237,17 @@ impl Cache for RedisCache {
         if keys.is_empty() {
             return Ok(());
         }
-        // One `DEL` per cache key (its value and lock share a slot); the keys themselves may
-        // live in different cluster slots, so they are not deleted by one command.
-        let mut pipe = redis::pipe();
-        for key in keys {
-            pipe.cmd("DEL")
-                .arg(self.inner.value_key(key))
-                .arg(self.inner.lock_key(key))
-                .ignore();
-        }
-        self.inner.conn.pipeline::<()>(&pipe).await.map_err(unavailable)
+        // One `DEL` per cache key (its value and lock share a slot), all sent at once: the
+        // keys themselves may live in different cluster slots, on different masters, so
+        // they are neither one command nor one pipeline.
+        let deletes = keys.iter().map(|key| async move {
+            let mut del = redis::cmd("DEL");
+            del.arg(self.inner.value_key(key)).arg(self.inner.lock_key(key));
+            self.inner.conn.query::<i64>(&del).await
+        });
+        futures::future::try_join_all(deletes)
+            .await
+            .map(|_| ())
+            .map_err(unavailable)
     }
 }

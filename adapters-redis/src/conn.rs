@@ -1,6 +1,7 @@
-//! The one managed, multiplexed Redis connection of a process, shared by every adapter.
-//! Every call has a deadline so an unreachable Redis fails fast into the ports' fallbacks,
-//! and an outage is logged once when it starts and once when it ends, never per request.
+//! The one managed, multiplexed Redis connection of a process, shared by every adapter: to
+//! one server, or to a Redis Cluster (`redis+cluster://` URLs). Every call has a deadline so
+//! an unreachable Redis fails fast into the ports' fallbacks, and an outage is logged once
+//! when it starts and once when it ends, never per request.
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -8,18 +9,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::caching::{CacheConfig, CacheMode};
+use redis::cluster::{ClusterClientBuilder, ClusterConfig};
+use redis::cluster_async::ClusterConnection;
 use redis::{
-    Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, Pipeline, ProtocolVersion, RedisError, RedisResult,
-    ScriptInvocation, ServerErrorKind,
+    Cmd, ErrorKind, FromRedisValue, IntoConnectionInfo, Pipeline, ProtocolVersion, RedisError, RedisFuture,
+    RedisResult, ScriptInvocation, ServerErrorKind, Value,
 };
 
 /// How to reach Redis and how long to wait for it. Its `Debug` shows the URL without its
 /// password.
 #[derive(Clone)]
 pub struct RedisSettings {
-    /// `redis://[:password@]host:port[/db]` (or `rediss://`, `redis+unix://`).
+    /// `redis://[:password@]host:port[/db]` (or `rediss://`, `redis+unix://`) for one
+    /// server; `redis+cluster://[:password@]host:port[,host:port…]` (or `rediss+cluster://`)
+    /// for a Redis Cluster, named by one or more of its nodes (the rest are discovered).
     pub url: String,
     /// Prepended to every key, so several deployments (or test runs) can share one Redis.
     /// Must not contain `{` or `}`: those delimit the hash tags that keep the keys of one
@@ -75,7 +80,7 @@ pub struct RedisConn {
 }
 
 struct Inner {
-    manager: ConnectionManager,
+    connection: Connection,
     timeout: Duration,
     prefix: String,
     /// `host:port` without credentials, for log lines.
@@ -111,41 +116,25 @@ impl RedisConn {
         }
         let near_cache_ttl =
             (settings.near_cache_entries > 0 && !settings.near_cache_ttl.is_zero()).then_some(settings.near_cache_ttl);
-        let mut info = settings
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| RedisSetupError::InvalidUrl(e.to_string()))?;
-        if near_cache_ttl.is_some() {
-            // Invalidation messages are RESP3 pushes on the connection itself.
-            let redis = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
-            info = info.set_redis_settings(redis);
-        }
-        let client = redis::Client::open(info).map_err(|e| RedisSetupError::InvalidUrl(e.to_string()))?;
-        let address = client.get_connection_info().addr().to_string();
-        // No reconnection retries inside the manager: a retry loop would hold every caller
-        // for its whole backoff. A failed attempt fails the calls waiting on it at once, and
-        // the next call starts a new attempt, so recovery is noticed on first use.
-        let mut config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(Some(settings.connect_timeout))
-            .set_response_timeout(Some(settings.command_timeout));
-        if let (Some(ttl), Some(entries)) = (near_cache_ttl, NonZeroUsize::new(settings.near_cache_entries)) {
-            // Opt-in tracking: only the commands that ask for it (the cache's value reads) are
-            // tracked and kept. A reconnection starts a new epoch, dropping every value held
-            // (invalidations sent while disconnected were missed).
-            config = config.set_cache_config(
+        // Opt-in tracking: only the commands that ask for it (the cache's value reads) are
+        // tracked and kept. A reconnection starts a new epoch, dropping every value held
+        // (invalidations sent while disconnected were missed). Invalidation messages are
+        // RESP3 pushes on the connection itself.
+        let cache = near_cache_ttl
+            .zip(NonZeroUsize::new(settings.near_cache_entries))
+            .map(|(ttl, entries)| {
                 CacheConfig::new()
                     .set_mode(CacheMode::OptIn)
                     .set_size(entries)
-                    .set_default_client_ttl(ttl),
-            );
-        }
-        let manager = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| RedisSetupError::InvalidUrl(e.to_string()))?;
+                    .set_default_client_ttl(ttl)
+            });
+        let (connection, address) = match cluster_nodes(&settings.url) {
+            Some(nodes) => Connection::cluster(nodes?, settings, cache)?,
+            None => Connection::single(&settings.url, settings, cache)?,
+        };
         let conn = Self {
             inner: Arc::new(Inner {
-                manager,
+                connection,
                 timeout: settings.command_timeout,
                 prefix: settings.key_prefix.clone(),
                 address,
@@ -179,7 +168,8 @@ impl RedisConn {
         self.inner.near_cache_ttl
     }
 
-    /// `host:port` of the server (no credentials).
+    /// `host:port` of the server, or the `host:port,…` nodes named for a cluster (no
+    /// credentials).
     pub fn address(&self) -> &str {
         &self.inner.address
     }
@@ -200,7 +190,7 @@ impl RedisConn {
     /// # Errors
     /// [`Failure`] when Redis is unreachable, too slow, or answers with an error.
     pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd) -> Result<T, Failure> {
-        let (mut con, started) = (self.inner.manager.clone(), self.now_nanos());
+        let (mut con, started) = (self.inner.connection.clone(), self.now_nanos());
         self.observe(
             started,
             tokio::time::timeout(self.inner.timeout, cmd.query_async(&mut con)).await,
@@ -212,7 +202,7 @@ impl RedisConn {
     /// # Errors
     /// As [`RedisConn::query`].
     pub async fn pipeline<T: FromRedisValue>(&self, pipe: &Pipeline) -> Result<T, Failure> {
-        let (mut con, started) = (self.inner.manager.clone(), self.now_nanos());
+        let (mut con, started) = (self.inner.connection.clone(), self.now_nanos());
         self.observe(
             started,
             tokio::time::timeout(self.inner.timeout, pipe.query_async(&mut con)).await,
@@ -225,7 +215,7 @@ impl RedisConn {
     /// # Errors
     /// As [`RedisConn::query`].
     pub async fn script<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> Result<T, Failure> {
-        let (mut con, started) = (self.inner.manager.clone(), self.now_nanos());
+        let (mut con, started) = (self.inner.connection.clone(), self.now_nanos());
         self.observe(
             started,
             tokio::time::timeout(self.inner.timeout, invocation.invoke_async(&mut con)).await,
@@ -306,6 +296,124 @@ impl RedisConn {
     pub fn is_down(&self) -> bool {
         self.inner.state.load(Ordering::Relaxed) & 1 == 1
     }
+}
+
+/// The connection every call goes through: a managed connection to one server, or a
+/// cluster connection that routes each command to its key's slot and follows the cluster's
+/// topology (failovers, resharding).
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl Connection {
+    /// A managed connection to the server at `url`, and its `host:port`.
+    fn single(
+        url: &str,
+        settings: &RedisSettings,
+        cache: Option<CacheConfig>,
+    ) -> Result<(Self, String), RedisSetupError> {
+        let invalid = |e: RedisError| RedisSetupError::InvalidUrl(e.to_string());
+        let mut info = url.into_connection_info().map_err(invalid)?;
+        if cache.is_some() {
+            let redis = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+            info = info.set_redis_settings(redis);
+        }
+        let client = redis::Client::open(info).map_err(invalid)?;
+        let address = client.get_connection_info().addr().to_string();
+        // No reconnection retries inside the manager: a retry loop would hold every caller
+        // for its whole backoff. A failed attempt fails the calls waiting on it at once, and
+        // the next call starts a new attempt, so recovery is noticed on first use.
+        let mut config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(settings.connect_timeout))
+            .set_response_timeout(Some(settings.command_timeout));
+        if let Some(cache) = cache {
+            config = config.set_cache_config(cache);
+        }
+        let manager = ConnectionManager::new_lazy_with_config(client, config).map_err(invalid)?;
+        Ok((Self::Single(manager), address))
+    }
+
+    /// A cluster connection seeded with `nodes` (`redis://` URLs), and their `host:port`s.
+    /// It connects in the background: an unreachable cluster fails calls, not start-up.
+    fn cluster(
+        nodes: Vec<String>,
+        settings: &RedisSettings,
+        cache: Option<CacheConfig>,
+    ) -> Result<(Self, String), RedisSetupError> {
+        let invalid = |e: RedisError| RedisSetupError::InvalidUrl(e.to_string());
+        let mut addresses = Vec::with_capacity(nodes.len());
+        for node in &nodes {
+            let info = node.as_str().into_connection_info().map_err(invalid)?;
+            addresses.push(info.addr().to_string());
+        }
+        // Redirections (MOVED/ASK after a failover or a reshard) and reconnections are
+        // retried inside the client, all within one command deadline.
+        let mut builder = ClusterClientBuilder::new(nodes)
+            .connection_timeout(settings.connect_timeout)
+            .response_timeout(settings.command_timeout)
+            .overall_response_timeout(Some(settings.command_timeout));
+        if let Some(cache) = cache {
+            builder = builder.use_protocol(ProtocolVersion::RESP3).cache_config(cache);
+        }
+        let client = builder.build().map_err(invalid)?;
+        let connection = client.get_pending_async_connection_with_config(ClusterConfig::new());
+        Ok((Self::Cluster(connection), addresses.join(",")))
+    }
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(manager) => manager.req_packed_command(cmd),
+            Self::Cluster(cluster) => cluster.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(manager) => manager.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(cluster) => cluster.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(manager) => manager.get_db(),
+            Self::Cluster(cluster) => cluster.get_db(),
+        }
+    }
+}
+
+/// The seed nodes of a `redis+cluster://[user:password@]host:port[,host:port…][/db][?…]`
+/// (or `rediss+cluster://`) URL as `redis://` (`rediss://`) URLs, each with the credentials
+/// and the path of the whole; `None` for a URL that does not name a cluster.
+///
+/// # Errors
+/// [`RedisSetupError::InvalidUrl`] for a cluster URL that names no node.
+pub fn cluster_nodes(url: &str) -> Option<Result<Vec<String>, RedisSetupError>> {
+    let (scheme, rest) = url.split_once("+cluster://")?;
+    if !matches!(scheme, "redis" | "rediss") {
+        return None;
+    }
+    let invalid = || RedisSetupError::InvalidUrl(format!("{}: no nodes", ports::redact_url(url)));
+    let (authority, tail) = rest.find(['/', '?']).map_or((rest, ""), |at| rest.split_at(at));
+    let (credentials, hosts) = authority.rsplit_once('@').map_or(("", authority), |(c, h)| (c, h));
+    let at = if credentials.is_empty() { "" } else { "@" };
+    let nodes: Vec<String> = hosts
+        .split(',')
+        .map(str::trim)
+        .filter(|host| !host.is_empty())
+        .map(|host| format!("{scheme}://{credentials}{at}{host}{tail}"))
+        .collect();
+    Some(if nodes.is_empty() { Err(invalid()) } else { Ok(nodes) })
 }
 
 /// Errors that mean our request was wrong rather than Redis unavailable.
@@ -421,6 +529,45 @@ mod tests {
         assert!(!conn.is_down());
         conn.mark_down(conn.now_nanos(), "refused".to_owned());
         assert!(conn.is_down());
+    }
+
+    #[test]
+    fn a_cluster_url_names_its_seed_nodes_with_the_credentials_and_path_of_the_whole() {
+        assert_eq!(cluster_nodes("redis://127.0.0.1:6379"), None);
+        assert_eq!(cluster_nodes("http+cluster://127.0.0.1:6379"), None);
+        assert_eq!(
+            cluster_nodes("redis+cluster://127.0.0.1:7001,127.0.0.1:7002"),
+            Some(Ok(vec![
+                "redis://127.0.0.1:7001".to_owned(),
+                "redis://127.0.0.1:7002".to_owned()
+            ]))
+        );
+        assert_eq!(
+            cluster_nodes("rediss+cluster://u:p@a:1, b:2/0?protocol=resp3"),
+            Some(Ok(vec![
+                "rediss://u:p@a:1/0?protocol=resp3".to_owned(),
+                "rediss://u:p@b:2/0?protocol=resp3".to_owned()
+            ]))
+        );
+        assert!(matches!(
+            cluster_nodes("redis+cluster://:secret@/0"),
+            Some(Err(RedisSetupError::InvalidUrl(message))) if !message.contains("secret")
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_cluster_connection_is_lazy_and_fails_fast_when_no_node_answers() {
+        let conn = RedisConn::connect(&settings("redis+cluster://127.0.0.1:1,127.0.0.1:2"))
+            .await
+            .unwrap();
+        assert_eq!(conn.address(), "127.0.0.1:1,127.0.0.1:2");
+        assert!(conn.is_down());
+        let started = Instant::now();
+        for _ in 0..5 {
+            let reply: Result<Option<String>, Failure> = conn.query(redis::cmd("GET").arg("k")).await;
+            assert!(reply.is_err());
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
     }
 
     #[test]

@@ -56,11 +56,11 @@ redis_prepare_dir() {
 
 # --- probes ----------------------------------------------------------------------------------
 
-# redis_ping: PING over bash's /dev/tcp (no redis-cli needed); true on +PONG.
+# redis_ping [PORT]: PING over bash's /dev/tcp (no redis-cli needed); true on +PONG.
 redis_ping() {
-    local reply
+    local reply port=${1:-$REDIS_PORT}
     (
-        exec 3<>"/dev/tcp/127.0.0.1/$REDIS_PORT" || exit 1
+        exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
         printf 'PING\r\n' >&3
         IFS= read -r -t 2 reply <&3 || exit 1
         [ "${reply%$'\r'}" = +PONG ]

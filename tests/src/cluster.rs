@@ -1,10 +1,16 @@
 //! Several real `app-server` instances sharing one PostgreSQL database (with its replica)
-//! and one Redis, as they run behind a load balancer. The multi-instance tests, the Redis
-//! outage test and the Redis benchmark start them here.
+//! and one Redis, as they run behind a load balancer, and the load the fault tests put on
+//! them (coupon rushes, background reads). The multi-instance tests, the Redis outage and
+//! failover tests and the Redis benchmark start them here.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::Value;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -199,4 +205,133 @@ impl Cluster {
                 .expect("the instance stops");
         }
     }
+}
+
+// --- load on the instances: coupon rushes, background reads, readiness -------------------
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(64)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("HTTP client")
+}
+
+/// Issues one coupon of `campaign` to each rider (16 in flight, alternating instances);
+/// `(status, code)` counts, with `progress` counting answers as they come.
+pub async fn issue(
+    cluster: &Cluster,
+    client: &reqwest::Client,
+    campaign: CampaignId,
+    riders: &[(MemberId, String)],
+    progress: &AtomicUsize,
+) -> BTreeMap<(u16, String), usize> {
+    let answers: Vec<(u16, String)> = futures::stream::iter(riders.iter().enumerate())
+        .map(|(i, (_, token))| {
+            let request = client
+                .post(cluster.instance(i).api(&format!("/coupons/{campaign}/issue")))
+                .bearer_auth(token);
+            async move {
+                let response = request.send().await.expect("the instance answers");
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                progress.fetch_add(1, Ordering::SeqCst);
+                let code = body["code"].as_str().unwrap_or_default().to_owned();
+                (status, code)
+            }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    let mut counts = BTreeMap::new();
+    for answer in answers {
+        *counts.entry(answer).or_default() += 1;
+    }
+    counts
+}
+
+/// How many answers are 409 `coupon.sold_out` or `coupon.already_issued` (which one depends
+/// on whether the replica has seen the campaign sell out yet).
+pub fn refused(counts: &BTreeMap<(u16, String), usize>) -> usize {
+    counts
+        .iter()
+        .filter(|((status, code), _)| *status == 409 && (code == "coupon.sold_out" || code == "coupon.already_issued"))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+pub fn counts(entries: &[(u16, &str, usize)]) -> BTreeMap<(u16, String), usize> {
+    entries
+        .iter()
+        .map(|(status, code, n)| ((*status, (*code).to_owned()), *n))
+        .collect()
+}
+
+/// `(HTTP status, overall status, redis status)` of `/health/ready` on every instance.
+pub async fn readiness(cluster: &Cluster, client: &reqwest::Client) -> Vec<(u16, String, String)> {
+    let mut all = Vec::new();
+    for instance in &cluster.instances {
+        let response = client
+            .get(format!("{}/health/ready", instance.address))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap();
+        all.push((
+            status,
+            body["status"].as_str().unwrap_or_default().to_owned(),
+            body["components"]["redis"]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        ));
+    }
+    all
+}
+
+/// Reads that must always succeed, on both instances, until `stop`: a cached product and
+/// each member's own balance (the API rate limit and read-your-writes lookups go to Redis).
+pub fn background_reads(
+    cluster: &Arc<Cluster>,
+    product_path: String,
+    riders: Vec<(MemberId, String)>,
+    stop: Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<(usize, Vec<String>)>> {
+    (0..8)
+        .map(|worker| {
+            let (cluster, product_path, riders, stop) = (
+                Arc::clone(cluster),
+                product_path.clone(),
+                riders.clone(),
+                Arc::clone(&stop),
+            );
+            tokio::spawn(async move {
+                let client = client();
+                let (mut served, mut failures) = (0, Vec::new());
+                let mut i = worker;
+                while !stop.load(Ordering::SeqCst) {
+                    let instance = cluster.instance(i);
+                    for request in [
+                        client.get(instance.api(&product_path)),
+                        client
+                            .get(instance.api("/points"))
+                            .bearer_auth(&riders[i % riders.len()].1),
+                    ] {
+                        match request.send().await {
+                            Ok(response) if response.status() == StatusCode::OK => served += 1,
+                            Ok(response) => {
+                                let status = response.status();
+                                failures.push(format!("{status}: {}", response.text().await.unwrap_or_default()));
+                            }
+                            Err(error) => failures.push(error.to_string()),
+                        }
+                    }
+                    i += 8;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                (served, failures)
+            })
+        })
+        .collect()
 }

@@ -5,5 +5,6 @@ pub mod cluster;
 pub mod contract;
 pub mod kafka;
 pub mod load;
+pub mod redis;
 pub mod routing;
 pub mod services;

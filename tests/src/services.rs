@@ -479,6 +479,27 @@ pub async fn managed_redis() -> Option<String> {
     }
 }
 
+const REDIS_CLUSTER_HOW_TO: &str = "no Redis Cluster for the integration tests: run \
+     `scripts/infra.sh up && eval \"$(scripts/infra.sh env)\"` (TEST_REDIS_CLUSTER_URL: six nodes, \
+     three masters with a replica each), or set HEXRIDE_SKIP_INTEGRATION=1 to skip these tests";
+
+/// The Redis Cluster of `scripts/infra.sh` (`TEST_REDIS_CLUSTER_URL`, a `redis+cluster://`
+/// URL), else `None` (after a notice) when `HEXRIDE_SKIP_INTEGRATION=1`. There is no
+/// testcontainers fallback: a cluster is six processes that must reach each other.
+///
+/// # Panics
+/// When there is no cluster and skipping is not asked for, with how to provide one.
+pub fn redis_cluster() -> Option<String> {
+    if let Some(url) = env_url("TEST_REDIS_CLUSTER_URL") {
+        return Some(url);
+    }
+    if skipping() {
+        eprintln!("skipped: no Redis Cluster ({SKIP_VAR}=1)");
+        return None;
+    }
+    panic!("{REDIS_CLUSTER_HOW_TO}");
+}
+
 /// A key prefix no other test uses (`hxt:<uuid>:`).
 pub fn redis_prefix() -> String {
     format!("hxt:{}:", Uuid::now_v7().simple())

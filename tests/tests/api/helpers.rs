@@ -34,6 +34,8 @@ pub enum Backend {
     Postgres,
     /// PostgreSQL as above, with the cache, limits, coupon gate and tokens in Redis.
     PostgresRedis,
+    /// The same with a Redis Cluster instead of one Redis server.
+    PostgresRedisCluster,
     /// The project's MariaDB primary, with its GTID replica for eventual reads.
     Mysql,
 }
@@ -109,10 +111,15 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         Backend::Sqlite => sqlite(&mut config),
         Backend::Postgres => postgres(&mut config).await,
         Backend::Mysql => mariadb(&mut config).await,
-        Backend::PostgresRedis => {
+        Backend::PostgresRedis | Backend::PostgresRedisCluster => {
             let database = postgres(&mut config).await;
+            let target = if crate::BACKEND == Backend::PostgresRedis {
+                tests::redis::RedisTarget::Single
+            } else {
+                tests::redis::RedisTarget::Cluster
+            };
             // Without Redis (and HEXRIDE_SKIP_INTEGRATION=1) the in-process adapters stand in.
-            if let Some(redis) = tests::services::redis().await {
+            if let Some(redis) = target.url().await {
                 config.redis.url = redis.into();
                 config.redis.key_prefix = tests::services::redis_prefix();
             }

@@ -1,9 +1,8 @@
 //! The Redis adapters against a real Redis, in the contract style of the SQL stores: each
 //! test uses keys under a fresh prefix, and "two instances" are two independent connections,
 //! as two `app-server` processes would have. The in-process adapters' cases are mirrored
-//! with exact counts; the refresh-token cases are the SQL contract's own.
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! with exact counts; the refresh-token cases are the SQL contract's own. The suite runs on
+//! one Redis server and, unchanged, on a Redis Cluster (`crate::TARGET`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,7 +40,7 @@ fn settings(url: &str, prefix: &str) -> RedisSettings {
 /// `n` independent connections ("instances") sharing one fresh key prefix, or `None` when
 /// Redis is missing and skipping was asked for.
 async fn instances(n: usize) -> Option<(Vec<RedisConn>, String)> {
-    let url = tests::services::redis().await?;
+    let url = crate::TARGET.url().await?;
     let prefix = tests::services::redis_prefix();
     let mut conns = Vec::new();
     for _ in 0..n {
@@ -52,40 +51,16 @@ async fn instances(n: usize) -> Option<(Vec<RedisConn>, String)> {
     Some((conns, prefix))
 }
 
-/// A raw connection for looking at what the adapters wrote.
-async fn raw() -> redis::aio::MultiplexedConnection {
-    let url = tests::services::redis().await.expect("Redis");
-    redis::Client::open(url)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap()
+/// A connection without a key prefix, for writing what another instance would have.
+async fn raw() -> RedisConn {
+    let url = crate::TARGET.url().await.expect("Redis");
+    RedisConn::connect(&settings(&url, "")).await.expect("connect")
 }
 
-/// Every key under `prefix`, with its remaining TTL in ms (-1: none).
+/// Every key under `prefix` (on every master of a cluster), with its remaining TTL in ms.
 async fn keys_with_ttl(prefix: &str) -> Vec<(String, i64)> {
-    let mut con = raw().await;
-    let mut cursor = 0_u64;
-    let mut keys = Vec::new();
-    loop {
-        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut con)
-            .await
-            .unwrap();
-        for key in batch {
-            let ttl: i64 = redis::cmd("PTTL").arg(&key).query_async(&mut con).await.unwrap();
-            keys.push((key, ttl));
-        }
-        if next == 0 {
-            return keys;
-        }
-        cursor = next;
-    }
+    let url = crate::TARGET.url().await.expect("Redis");
+    tests::redis::keys_with_ttl(&url, prefix).await
 }
 
 fn counting_loader(calls: &Arc<AtomicUsize>, value: &'static [u8], delay: Duration) -> Loader {
@@ -332,13 +307,15 @@ async fn a_lock_left_by_a_vanished_instance_delays_the_load_by_at_most_its_ttl()
     let lock_ttl = Duration::from_millis(400);
     let cache = RedisCache::new(conns[0].clone(), lock_ttl);
     // An instance took the lock and died before storing anything.
-    let mut con = raw().await;
-    let _: () = redis::cmd("SET")
-        .arg(format!("{prefix}cache:{{k}}:lock"))
-        .arg("someone-else")
-        .arg("PX")
-        .arg(300)
-        .query_async(&mut con)
+    let _: () = raw()
+        .await
+        .query(
+            redis::cmd("SET")
+                .arg(format!("{prefix}cache:{{k}}:lock"))
+                .arg("someone-else")
+                .arg("PX")
+                .arg(300),
+        )
         .await
         .unwrap();
 
@@ -691,8 +668,8 @@ async fn every_key_the_adapters_write_expires() {
 
 #[tokio::test]
 async fn with_redis_unreachable_every_port_fails_fast_with_unavailable() {
-    // Port 1 refuses connections: no Redis needed.
-    let conn = RedisConn::connect(&settings("redis://127.0.0.1:1", "hxt:"))
+    // Ports 1 and 2 refuse connections: no Redis needed.
+    let conn = RedisConn::connect(&settings(crate::TARGET.unreachable_url(), "hxt:"))
         .await
         .unwrap();
     let started = Instant::now();
