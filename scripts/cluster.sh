@@ -28,6 +28,8 @@ WORKER_COUNT=${CLUSTER_WORKERS:-1}
     { echo "cluster: error: CLUSTER_API must be 1-19 and CLUSTER_WORKERS 0-19" >&2; exit 1; }
 DATABASE=${CLUSTER_DATABASE:-hexride_cluster}
 DRAIN_SECS=${CLUSTER_DRAIN_SECS:-3}
+REDIS_MODE=${CLUSTER_REDIS:-single}
+case $REDIS_MODE in single | cluster) ;; *) echo "cluster: error: CLUSTER_REDIS must be single or cluster" >&2; exit 1 ;; esac
 TIMEOUT=${CLUSTER_TIMEOUT:-60}
 
 # shellcheck source=lib/infra-common.sh
@@ -74,6 +76,8 @@ Environment:
   CLUSTER_DATABASE    database on the infra PostgreSQL ($DATABASE)
   CLUSTER_DRAIN_SECS  server.drain_secs of every node ($DRAIN_SECS; above nginx's upstream
                       keepalive_timeout of 2 s)
+  CLUSTER_REDIS       single: the infra Redis (56379); cluster: the infra Redis Cluster
+                      (57001-57006, redis+cluster://) ($REDIS_MODE)
   CLUSTER_TIMEOUT     seconds to wait for a node or nginx ($TIMEOUT)
   HEXRIDE_BIN         the app-server binary (default: cargo build --release, then
                       target/release/app-server)
@@ -158,7 +162,7 @@ node_env() {
     [ -z "${TEST_PG_REPLICA2_URL:-}" ] || replicas+=,$(db_url "$TEST_PG_REPLICA2_URL")
     echo "APP__DATABASE__REPLICA_URLS=$replicas"
     echo "APP__DATABASE__MIGRATE_ON_START=false"
-    echo "APP__REDIS__URL=$TEST_REDIS_URL"
+    echo "APP__REDIS__URL=$(redis_url)"
     echo "APP__REDIS__KEY_PREFIX=$(redis_prefix)"
     echo "APP__KAFKA__BROKERS=$TEST_KAFKA_BROKERS"
     echo "APP__KAFKA__NAMESPACE=$DATABASE"
@@ -169,6 +173,26 @@ node_env() {
 # db_url URL: URL with the cluster's database in place of the infra one.
 db_url() { echo "${1%/*}/$DATABASE"; }
 redis_prefix() { echo "$DATABASE:"; }
+redis_url() {
+    if [ "$REDIS_MODE" = cluster ]; then echo "$TEST_REDIS_CLUSTER_URL"; else echo "$TEST_REDIS_URL"; fi
+}
+
+# purge_redis_keys: delete the cluster's keys, on the one server or on every master.
+purge_redis_keys() {
+    local servers=() seed node
+    if [ "$REDIS_MODE" = cluster ]; then
+        seed=${TEST_REDIS_CLUSTER_URL#redis+cluster://}
+        seed=${seed%%,*}
+        while read -r node; do servers+=("redis://${node%@*}"); done < <(
+            redis-cli -h "${seed%:*}" -p "${seed##*:}" cluster nodes | awk '$3 ~ /master/ && $3 !~ /fail/ { print $2 }')
+    else
+        servers=("$TEST_REDIS_URL")
+    fi
+    for server in "${servers[@]}"; do
+        redis-cli -u "$server" --scan --pattern "*$(redis_prefix)*" |
+            xargs -r -n 1 redis-cli -u "$server" del >/dev/null
+    done
+}
 
 infra_env() {
     local env
@@ -368,8 +392,7 @@ cmd_down() {
         infra_env
         psql -X -q "$(db_url "$TEST_PG_PRIMARY_URL" | sed 's#/[^/]*$#/postgres#')" \
             -c "drop database if exists $DATABASE with (force)" >/dev/null
-        redis-cli -u "$TEST_REDIS_URL" --scan --pattern "*$(redis_prefix)*" |
-            xargs -r -n 500 redis-cli -u "$TEST_REDIS_URL" del >/dev/null
+        purge_redis_keys
         rm -rf "${CLUSTER_DIR:?}" "$RUN_DIR"
         log "purged: database $DATABASE, its Redis keys, $CLUSTER_DIR"
     fi
