@@ -4,6 +4,7 @@
 //! message was written to `<topic>.dlt`. A crash anywhere before the commit means the message
 //! comes again, and the handler's inbox turns the repeat into a no-op.
 
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -11,9 +12,9 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use rdkafka::Message;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
+use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::time::Instant;
 
 use core_domain::event::DomainEvent;
@@ -118,6 +119,11 @@ impl KafkaConsumer {
         let interval = self.settings.consumer.commit_interval.max(Duration::from_millis(1));
         let mut uncommitted = 0usize;
         let mut oldest_uncommitted: Option<Instant> = None;
+        // Once per session timeout: are partitions left without a consumer? (See `Stalls`.)
+        let period = self.settings.session_timeout.max(Duration::from_secs(1));
+        let mut check = tokio::time::interval_at(Instant::now() + period, period);
+        check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stalls = Stalls::default();
         loop {
             // With nothing to commit, wait as long as it takes; otherwise commit once idle
             // for `interval`.
@@ -129,6 +135,18 @@ impl KafkaConsumer {
             let next = tokio::select! {
                 biased;
                 () = stop.clone() => break,
+                _ = check.tick() => {
+                    if stalls.check(&consumer, &self.topics, self.settings.request_timeout).await {
+                        // Leaving and joining again makes the broker assign every partition
+                        // among the members it still has. What was handled is committed
+                        // first; anything else comes again, and the inbox absorbs repeats.
+                        tracing::warn!(group = %self.group, "partitions left without a consumer: joining the group again");
+                        commit(&consumer, &pending, &self.group).await;
+                        consumer.unsubscribe();
+                        consumer.subscribe(&topics).map_err(KafkaSetupError::Client)?;
+                    }
+                    continue;
+                }
                 next = tokio::time::timeout(wait, consumer.recv()) => next,
             };
             match next {
@@ -324,6 +342,86 @@ async fn commit(consumer: &Arc<GroupConsumer>, pending: &PendingOffsets, group: 
     }
 }
 
+/// Partitions of the group's topics held by other members, with a backlog, and where their
+/// group's committed offset stood at the last check.
+///
+/// A partition whose backlog stays and whose committed offset does not move for a whole
+/// check period (a session timeout) has no live consumer. A Kafka broker never leaves one
+/// so for long: it reassigns a dead member's partitions once its session expires. The tansu
+/// 0.6.0 broker does: it evicts the member, tells the survivors to rejoin, and answers their
+/// rejoin with unchanged metadata with the old generation and the old assignment; only a
+/// member leaving or joining rebalances the group there. So a consumer that sees such a
+/// partition leaves and joins again. (Asking the broker for the group's members would be
+/// more direct, but tansu 0.6.0 fails `DescribeGroups` on its SQLite storage.)
+#[derive(Debug, Default)]
+struct Stalls {
+    previous: HashMap<(String, i32), i64>,
+}
+
+impl Stalls {
+    /// Whether a partition of another member has had a backlog and the same committed offset
+    /// at this check and the last. Errors (a broker outage) count as "no" and forget the
+    /// last check.
+    async fn check(&mut self, consumer: &Arc<GroupConsumer>, topics: &[String], timeout: Duration) -> bool {
+        let (consumer, topics) = (Arc::clone(consumer), topics.to_vec());
+        let observed = tokio::task::spawn_blocking(move || backlogged_elsewhere(&consumer, &topics, timeout)).await;
+        let now = match observed {
+            Ok(Ok(now)) => now,
+            _ => HashMap::new(),
+        };
+        self.observe(now)
+    }
+
+    /// Records one observation; whether a partition stalled since the last one.
+    fn observe(&mut self, now: HashMap<(String, i32), i64>) -> bool {
+        let stalled = now
+            .iter()
+            .any(|(partition, offset)| self.previous.get(partition) == Some(offset));
+        self.previous = if stalled { HashMap::new() } else { now };
+        stalled
+    }
+}
+
+/// The partitions of `topics` not assigned to this consumer that have messages past their
+/// group's committed offset, with that offset (the log start when nothing is committed).
+fn backlogged_elsewhere(
+    consumer: &GroupConsumer,
+    topics: &[String],
+    timeout: Duration,
+) -> rdkafka::error::KafkaResult<HashMap<(String, i32), i64>> {
+    let assigned: HashSet<(String, i32)> = consumer
+        .assignment()?
+        .elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect();
+    let mut others = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            if !assigned.contains(&(topic.clone(), partition.id())) {
+                others.add_partition(topic, partition.id());
+            }
+        }
+    }
+    if others.count() == 0 {
+        return Ok(HashMap::new());
+    }
+    let committed = consumer.committed_offsets(others, timeout)?;
+    let mut backlogged = HashMap::new();
+    for element in committed.elements() {
+        let (low, high) = consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+        let position = match element.offset() {
+            Offset::Offset(offset) => offset,
+            _ => low,
+        };
+        if high > position {
+            backlogged.insert((element.topic().to_owned(), element.partition()), position);
+        }
+    }
+    Ok(backlogged)
+}
+
 /// `base * 2^(attempt-1)`, capped.
 fn backoff(attempt: u32, settings: &KafkaSettings) -> Duration {
     let c = &settings.consumer;
@@ -344,6 +442,30 @@ async fn sleep_or_stop(pause: Duration, stop: &Stop) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_backlog_whose_committed_offset_does_not_move_for_a_check_period_is_a_stall() {
+        let seen = |entries: &[(i32, i64)]| -> HashMap<(String, i32), i64> {
+            entries
+                .iter()
+                .map(|&(p, offset)| (("t".to_owned(), p), offset))
+                .collect()
+        };
+        let mut stalls = Stalls::default();
+        assert!(
+            !stalls.observe(seen(&[(0, 5), (1, 7)])),
+            "a first sighting is not a stall"
+        );
+        assert!(!stalls.observe(seen(&[(0, 9), (1, 8)])), "both moved on");
+        assert!(!stalls.observe(seen(&[(0, 12)])), "partition 1 caught up; 0 moved");
+        assert!(stalls.observe(seen(&[(0, 12), (1, 8)])), "partition 0 stood still");
+        assert!(
+            !stalls.observe(seen(&[(0, 12)])),
+            "after a rejoin the watch starts over"
+        );
+        assert!(!stalls.observe(HashMap::new()), "no backlog elsewhere");
+        assert!(!stalls.observe(seen(&[(0, 12)])));
+    }
 
     #[test]
     fn handler_backoff_doubles_up_to_the_cap() {
