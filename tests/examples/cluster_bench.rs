@@ -10,7 +10,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reqwest::Client;
@@ -63,27 +62,10 @@ async fn main() {
     let reads = product_reads(&client, &api, &products, concurrency, duration).await;
     report(label, "product reads", &reads);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let timer = tokio::spawn({
-        let stop = stop.clone();
-        async move {
-            tokio::time::sleep(duration).await;
-            stop.store(true, Ordering::Relaxed);
-        }
-    });
-    let mix = load::run(&client, &api, &members, Charges::Keyed, stop).await;
-    timer.await.expect("timer");
+    let mix = load::run_for(&client, &api, &members, Charges::Keyed, duration).await;
     report(label, "members mix", &mix);
 
-    let orders = {
-        let (client, api, members, products) = (client.clone(), api.clone(), members.clone(), products.clone());
-        load::timed(concurrency, duration, Op::OrderAndPay, move |task, turn| {
-            let (client, api, token) = (client.clone(), api.clone(), members[task].token.clone());
-            let product = products[(task + turn) % products.len()].clone();
-            async move { load::order_and_pay(&client, &api, &token, &product).await }
-        })
-        .await
-    };
+    let orders = load::orders_for(&client, &api, &members, &products, duration).await;
     report(label, "order + payment", &orders);
 }
 

@@ -73,17 +73,7 @@ async fn run(server: Server, label: &str, with_replica: bool, seconds: u64, memb
     config.database.url = primary_url.into();
     config.database.replica_urls = if with_replica { vec![replica_url.into()] } else { vec![] };
     config.database.max_connections = 16;
-    config.server.listen = "127.0.0.1:0".into();
-    config.server.drain = Duration::ZERO;
-    config.server.admin_listen = "127.0.0.1:0".into();
-    config.auth.jwt_secret = "read-offload-benchmark-secret-0123456789".to_owned().into();
-    config.auth.argon2_memory_kib = 1024;
-    config.auth.argon2_iterations = 1;
-    // Hundreds of concurrent sign-ups wait for a hashing thread rather than being refused.
-    config.auth.hash_queue = 100_000;
-    config.auth.login_per_ip_per_minute = 1_000_000;
-    config.auth.sign_up_per_ip_per_minute = 1_000_000;
-    config.auth.api_per_member_per_minute = 1_000_000;
+    tests::cluster::for_load(&mut config);
     config.log.level = "error".into();
     let running = server::start(config).await.expect("server");
     let base = format!("http://{}/api/v1", running.addr.expect("listening"));

@@ -63,9 +63,7 @@ pub struct Cluster {
 /// defaults (cheap argon2, generous limits, prompt relay).
 pub fn config(database: &PgDatabase, with_replica: bool, redis_url: &str, redis_prefix: &str) -> Config {
     let mut config = Config::defaults().expect("default configuration");
-    config.server.listen = "127.0.0.1:0".to_owned();
-    config.server.drain = Duration::ZERO;
-    config.server.admin_listen = "127.0.0.1:0".to_owned();
+    for_load(&mut config);
     config.database.url = database.primary_url.clone().into();
     config.database.replica_urls = if with_replica {
         vec![database.replica_url.clone().into()]
@@ -74,6 +72,18 @@ pub fn config(database: &PgDatabase, with_replica: bool, redis_url: &str, redis_
     };
     config.redis.url = redis_url.to_owned().into();
     config.redis.key_prefix = redis_prefix.to_owned();
+    config.relay.idle_wait = Duration::from_millis(20);
+    config.log.level = "warn".to_owned();
+    config
+}
+
+/// What every instance under test load shares: listeners on free local ports, no drain, one
+/// signing secret, cheap password hashing and per-client limits open (every member of a load
+/// comes from 127.0.0.1; sign-ups and logins are set-up, not what is measured).
+pub fn for_load(config: &mut Config) {
+    config.server.listen = "127.0.0.1:0".to_owned();
+    config.server.drain = Duration::ZERO;
+    config.server.admin_listen = "127.0.0.1:0".to_owned();
     config.auth.jwt_secret = JWT_SECRET.to_owned().into();
     config.auth.argon2_memory_kib = 1024;
     config.auth.argon2_iterations = 1;
@@ -84,9 +94,6 @@ pub fn config(database: &PgDatabase, with_replica: bool, redis_url: &str, redis_
     config.auth.login_per_ip_per_minute = 1_000_000;
     config.auth.sign_up_per_ip_per_minute = 1_000_000;
     config.auth.api_per_member_per_minute = 1_000_000;
-    config.relay.idle_wait = Duration::from_millis(20);
-    config.log.level = "warn".to_owned();
-    config
 }
 
 /// Starts `n` instances on a fresh database of the test PostgreSQL and a fresh key prefix

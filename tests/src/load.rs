@@ -208,6 +208,41 @@ pub async fn run(client: &Client, api: &str, members: &[Member], charges: Charge
     total
 }
 
+/// The mix for `duration`.
+pub async fn run_for(client: &Client, api: &str, members: &[Member], charges: Charges, duration: Duration) -> Tally {
+    let stop = Arc::new(AtomicBool::new(false));
+    let timer = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            tokio::time::sleep(duration).await;
+            stop.store(true, Ordering::Relaxed);
+        }
+    });
+    let tally = run(client, api, members, charges, stop).await;
+    timer.await.expect("the mix's timer");
+    tally
+}
+
+/// Each member in a loop for `duration`: an order of one unit of one of `products` (spread so
+/// members rarely share one at a time), paid, each with a key of its own.
+pub async fn orders_for(
+    client: &Client,
+    api: &str,
+    members: &[Member],
+    products: &[String],
+    duration: Duration,
+) -> Tally {
+    let (client, api) = (client.clone(), api.to_owned());
+    let tokens: Arc<Vec<String>> = Arc::new(members.iter().map(|m| m.token.clone()).collect());
+    let products = Arc::new(products.to_vec());
+    timed(tokens.len(), duration, Op::OrderAndPay, move |task, turn| {
+        let (client, api, token) = (client.clone(), api.clone(), tokens[task].clone());
+        let product = products[(task * 31 + turn * 7) % products.len()].clone();
+        async move { order_and_pay(&client, &api, &token, &product).await }
+    })
+    .await
+}
+
 /// Sends every failed keyed charge of `tally` again, with its key, until it is answered (a lost
 /// answer is a charge the client cannot know about: the key makes asking again safe), and
 /// counts it as charged. Panics when one is still refused after `attempts`.
