@@ -342,3 +342,16 @@ pub fn background_reads(
         })
         .collect()
 }
+
+/// Stops the reads of [`background_reads`] and asserts that none failed and that they ran
+/// (more than 100 served).
+pub async fn stop_reads(stop: &AtomicBool, readers: Vec<tokio::task::JoinHandle<(usize, Vec<String>)>>) {
+    stop.store(true, Ordering::SeqCst);
+    let mut served = 0;
+    for reader in readers {
+        let (n, failures) = reader.await.expect("a reader");
+        assert!(failures.is_empty(), "reads failed: {failures:?}");
+        served += n;
+    }
+    assert!(served > 100, "only {served} background reads");
+}

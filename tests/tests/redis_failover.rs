@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tests::cluster::{self, background_reads, client, counts, issue, readiness, refused};
+use tests::cluster::{self, background_reads, client, counts, issue, readiness, refused, stop_reads};
 use tests::redis::{ClusterNode, cluster_nodes, master_of, slot_of};
 
 /// The cluster's nodes that `scripts/infra.sh` runs, all started (a run that failed half-way
@@ -106,14 +106,7 @@ async fn a_master_failover_under_a_coupon_rush_issues_exactly_the_campaigns_quan
     let retries = issue(&cluster, &client, campaign, &riders[..50], &progress).await;
     assert_eq!(refused(&retries), 50, "{retries:?}");
 
-    stop.store(true, Ordering::SeqCst);
-    let mut served = 0;
-    for reader in readers {
-        let (n, failures) = reader.await.unwrap();
-        assert!(failures.is_empty(), "reads failed: {failures:?}");
-        served += n;
-    }
-    assert!(served > 100, "only {served} background reads");
+    stop_reads(&stop, readers).await;
     assert_eq!(cluster.issued(campaign).await, (300, 300, 300));
     Arc::into_inner(cluster).expect("readers stopped").shutdown().await;
 }

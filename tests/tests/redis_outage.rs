@@ -22,7 +22,9 @@ use uuid::Uuid;
 
 use application::members::SignUp;
 use core_domain::member::Role;
-use tests::cluster::{self, Cluster, PASSWORD, background_reads, client, counts, issue, readiness, refused};
+use tests::cluster::{
+    self, Cluster, PASSWORD, background_reads, client, counts, issue, readiness, refused, stop_reads,
+};
 
 /// Counts warnings by target and message, and the adapters' recovery notices.
 #[derive(Default)]
@@ -170,14 +172,7 @@ async fn killing_redis_mid_run_fails_no_request_that_should_succeed_and_over_iss
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    stop.store(true, Ordering::SeqCst);
-    let mut served = 0;
-    for reader in readers {
-        let (n, failures) = reader.await.unwrap();
-        assert!(failures.is_empty(), "reads failed: {failures:?}");
-        served += n;
-    }
-    assert!(served > 100, "only {served} background reads");
+    stop_reads(&stop, readers).await;
     assert_eq!(cluster.issued(campaign).await, (200, 200, 200));
 
     // Each instance warned once that Redis was gone and noted once that it was back. (The
