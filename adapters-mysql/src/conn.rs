@@ -38,6 +38,7 @@ impl SqlxDialect for MysqlDialect {
         skip_duplicate: "",
         keep_existing: "on duplicate key update updated_at = updated_at",
         bigint: "signed",
+        update_returning: false,
     };
 
     fn bind_uuid<'q>(query: SqlxQuery<'q, MySql>, value: Option<Uuid>) -> SqlxQuery<'q, MySql> {

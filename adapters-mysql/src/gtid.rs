@@ -29,14 +29,14 @@ impl Flavour {
         }
     }
 
-    /// The statement that reads the session's commit position right after `COMMIT`, on the
-    /// same connection: MariaDB's `@@last_gtid` is that commit's GTID (empty without
-    /// `log_bin`); MySQL's `@@gtid_executed` is every transaction executed so far, which
-    /// includes it.
-    pub fn commit_position_sql(self) -> &'static str {
+    /// `commit`, then the statement that reads the session's commit position right after it,
+    /// on the same connection, in one message of two statements (one round trip): MariaDB's
+    /// `@@last_gtid` is that commit's GTID (empty without `log_bin`); MySQL's
+    /// `@@gtid_executed` is every transaction executed so far, which includes it.
+    pub fn commit_and_position_sql(self) -> &'static str {
         match self {
-            Flavour::MariaDb => "select @@last_gtid",
-            Flavour::MySql => "select @@global.gtid_executed",
+            Flavour::MariaDb => "commit; select @@last_gtid",
+            Flavour::MySql => "commit; select @@global.gtid_executed",
         }
     }
 

@@ -254,19 +254,18 @@ impl Backend for MysqlBackend {
         Ok(MysqlConn::new(self.primary.acquire().await.map_err(translate)?))
     }
 
-    async fn commit_token(&self, conn: &mut MysqlConn) -> CommitToken {
-        let position: Result<String, _> = sqlx::query_scalar(self.flavour.commit_position_sql())
-            .fetch_one(conn.inner())
-            .await;
-        match position {
-            Ok(gtid) if self.flavour.parse(&gtid).is_some() => CommitToken(gtid),
+    /// `commit`, then the commit's GTID, in one round trip
+    /// ([`SqlxConn::commit_and_read`](sql_store::SqlxConn::commit_and_read)).
+    async fn commit(&self, conn: &mut MysqlConn) -> Result<CommitToken, StoreError> {
+        match conn.commit_and_read(self.flavour.commit_and_position_sql()).await? {
+            Ok(Some(gtid)) if self.flavour.parse(&gtid).is_some() => Ok(CommitToken(gtid)),
             Ok(empty) => {
-                tracing::debug!(position = %empty, "no GTID after a commit (binary logging off?)");
-                CommitToken(UNKNOWN_POSITION.to_owned())
+                tracing::debug!(position = ?empty, "no GTID after a commit (binary logging off?)");
+                Ok(CommitToken(UNKNOWN_POSITION.to_owned()))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "committed, but could not read the commit position");
-                CommitToken(UNKNOWN_POSITION.to_owned())
+                Ok(CommitToken(UNKNOWN_POSITION.to_owned()))
             }
         }
     }

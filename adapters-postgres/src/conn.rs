@@ -36,6 +36,7 @@ impl SqlxDialect for PgDialect {
         skip_duplicate: "on conflict do nothing",
         keep_existing: "on conflict do nothing",
         bigint: "bigint",
+        update_returning: true,
     };
 
     fn bind_uuid<'q>(query: SqlxQuery<'q, Postgres>, value: Option<Uuid>) -> SqlxQuery<'q, Postgres> {

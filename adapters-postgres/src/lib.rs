@@ -33,7 +33,8 @@ use sql_store::routing::{Replica, Routed, Router};
 /// and the replicas. Its own diagnostics are on [`SqlStore::backend`].
 pub type PgStore = SqlStore<PgBackend>;
 
-/// The channel a commit that appended outbox rows notifies, so relays on every instance wake.
+/// The channel an instance notifies after commits that appended outbox rows, so relays on
+/// every instance wake.
 const OUTBOX_CHANNEL: &str = "hexride_outbox";
 
 /// Where the primary and the replicas are, and how connections and reads behave.
@@ -46,6 +47,8 @@ pub struct PgBackend {
     router: Router<PgReplication>,
     /// Woken by the outbox listener (any instance's commit) and by this instance's commits.
     events: Arc<Notify>,
+    /// Woken by this instance's commits that appended outbox rows, for the announcer.
+    appended: Arc<Notify>,
     tasks: BackgroundTasks,
 }
 
@@ -96,13 +99,15 @@ impl Routed for PgBackend {
 /// primary, which has the write.
 const UNKNOWN_POSITION: &str = "unknown";
 
-/// The commit's position: the end of the WAL the primary has written. With
-/// `synchronous_commit` on (or `local`, `remote_write`, `remote_apply`), `COMMIT` returns only
-/// once the commit record is flushed, so the write position (`pg_current_wal_lsn()`) is at or
-/// past it. With `synchronous_commit = off` the record may still sit in WAL buffers, so the
-/// insert position is used instead: it is always past every record already inserted, but may
-/// not have reached the replicas yet, so it costs reads a short wait, never a stale result.
-const COMMIT_POSITION_SQL: &str = "select (case when current_setting('synchronous_commit') = 'off' \
+/// `commit`, then the commit's position, sent in one round trip
+/// ([`SqlxConn::commit_and_read`](sql_store::SqlxConn::commit_and_read)). The position is
+/// the end of the WAL the primary has written. With `synchronous_commit` on (or `local`,
+/// `remote_write`, `remote_apply`), `COMMIT` returns only once the commit record is
+/// flushed, so the write position (`pg_current_wal_lsn()`), read after it, is at or past it.
+/// With `synchronous_commit = off` the record may still sit in WAL buffers, so the insert
+/// position is used instead: it is always past every record already inserted, but may not
+/// have reached the replicas yet, so it costs reads a short wait, never a stale result.
+const COMMIT_AND_POSITION_SQL: &str = "commit; select (case when current_setting('synchronous_commit') = 'off' \
      then pg_current_wal_insert_lsn() else pg_current_wal_lsn() end)::text";
 
 #[async_trait]
@@ -146,16 +151,25 @@ impl Backend for PgBackend {
         let tasks = BackgroundTasks::new();
         let events = Arc::new(Notify::new());
         tasks.add(router.spawn_health_checks(tasks.signal()));
-        tasks.add([tokio::spawn(listener::listen(
-            primary_options.application_name("hexride-listener"),
-            Arc::clone(&events),
-            tasks.signal().subscribe(),
-        ))]);
+        let appended = Arc::new(Notify::new());
+        tasks.add([
+            tokio::spawn(listener::listen(
+                primary_options.application_name("hexride-listener"),
+                Arc::clone(&events),
+                tasks.signal().subscribe(),
+            )),
+            tokio::spawn(listener::announce(
+                primary.clone(),
+                Arc::clone(&appended),
+                tasks.signal().subscribe(),
+            )),
+        ]);
 
         Ok(Self {
             primary,
             router,
             events,
+            appended,
             tasks,
         })
     }
@@ -202,31 +216,22 @@ impl Backend for PgBackend {
         Ok(PgConn::new(self.primary.acquire().await.map_err(translate)?))
     }
 
-    async fn commit_token(&self, conn: &mut PgConn) -> CommitToken {
-        let position: Result<String, _> = sqlx::query_scalar(COMMIT_POSITION_SQL).fetch_one(conn.inner()).await;
-        match position {
-            Ok(lsn) => CommitToken(lsn),
+    async fn commit(&self, conn: &mut PgConn) -> Result<CommitToken, StoreError> {
+        match conn.commit_and_read(COMMIT_AND_POSITION_SQL).await? {
+            Ok(Some(lsn)) => Ok(CommitToken(lsn)),
+            Ok(None) => Ok(CommitToken(UNKNOWN_POSITION.to_owned())),
             Err(e) => {
                 tracing::warn!(error = %e, "committed, but could not read the commit position");
-                CommitToken(UNKNOWN_POSITION.to_owned())
+                Ok(CommitToken(UNKNOWN_POSITION.to_owned()))
             }
         }
     }
 
-    /// Queues the wake-up notification: PostgreSQL delivers it on commit (to every instance's
-    /// listener) and drops it on rollback.
-    async fn events_appended(&self, conn: &mut PgConn) -> Result<(), StoreError> {
-        sqlx::query("select pg_notify($1, '')")
-            .bind(OUTBOX_CHANNEL)
-            .execute(conn.inner())
-            .await
-            .map_err(translate)?;
-        Ok(())
-    }
-
-    /// Other instances hear of the commit through `pg_notify`; this one needs no round trip.
+    /// Wakes this instance's relay at once, and the others through the announcer's
+    /// `pg_notify` (one for every commit since its last).
     fn wake_relay(&self) {
         self.events.notify_one();
+        self.appended.notify_one();
     }
 
     /// Woken by any instance's commit that appended events (through the listener), and by

@@ -1,10 +1,11 @@
-//! The outbox listener: a transaction that appended outbox rows also runs `pg_notify` on
-//! `hexride_outbox` (delivered on commit, dropped on rollback), and every instance listens,
-//! so relays everywhere wake at once instead of polling.
+//! Outbox wake-ups across instances: after commits that appended outbox rows, an instance
+//! sends one `pg_notify` on `hexride_outbox` ([`announce`]), and every instance listens
+//! ([`listen`]), so relays everywhere wake at once instead of polling.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::{Notify, watch};
 
@@ -71,6 +72,29 @@ pub(crate) async fn listen(options: PgConnectOptions, events: Arc<Notify>, mut s
         tokio::select! {
             () = tokio::time::sleep(LISTEN_RETRY) => {}
             _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Sends one `pg_notify` on `hexride_outbox` per wake-up of `appended` (this instance's
+/// commits that appended outbox rows, however many since the last one), on a connection of
+/// the primary's pool outside any transaction, until `shutdown`. Other instances' relays
+/// then wake a round trip after the commits, and the commits themselves stay clear of
+/// PostgreSQL's notification queue, whose lock a notifying transaction holds through its
+/// commit (one notifying commit at a time). A notification that cannot be sent is not
+/// retried: the other relays find the rows when they next poll.
+pub(crate) async fn announce(pool: PgPool, appended: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = appended.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        let sent = sqlx::query("select pg_notify($1, '')")
+            .bind(OUTBOX_CHANNEL)
+            .execute(&pool)
+            .await;
+        if let Err(e) = sent {
+            tracing::debug!(error = %e, "could not tell other instances of new outbox rows; their relays poll");
         }
     }
 }

@@ -48,6 +48,7 @@ impl SqlxDialect for SqliteDialect {
         skip_duplicate: "on conflict do nothing",
         keep_existing: "on conflict do nothing",
         bigint: "bigint",
+        update_returning: true,
     };
 
     fn bind_uuid<'q>(query: SqlxQuery<'q, Sqlite>, value: Option<Uuid>) -> SqlxQuery<'q, Sqlite> {

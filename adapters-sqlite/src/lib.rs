@@ -23,7 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use tokio::sync::Notify;
 
 use ports::{Cause, CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError, Unique};
-use sql_store::{Backend, ReadFuture, SqlStore};
+use sql_store::{Backend, ReadFuture, SqlConn as _, SqlStore};
 
 pub use conn::{SqliteConn, SqliteDialect};
 
@@ -168,9 +168,10 @@ impl Backend for SqliteBackend {
         Ok(SqliteConn::new(self.writer.acquire().await.map_err(translate)?))
     }
 
-    async fn commit_token(&self, _conn: &mut SqliteConn) -> CommitToken {
+    async fn commit(&self, conn: &mut SqliteConn) -> Result<CommitToken, StoreError> {
+        conn.raw("commit").await?;
         let seq = self.commits.fetch_add(1, Ordering::Relaxed) + 1;
-        CommitToken(seq.to_string())
+        Ok(CommitToken(seq.to_string()))
     }
 
     fn wake_relay(&self) {

@@ -124,14 +124,13 @@ impl OrderService {
         }
         let mut lines = Vec::with_capacity(request.items.len());
         for (product_id, quantity) in &request.items {
-            let product = uow
-                .catalog()
-                .by_id(*product_id)
-                .await?
-                .ok_or(OrdersError::ProductNotFound(*product_id))?;
-            if !uow.catalog().take_stock(*product_id, *quantity).await? {
-                return Err(OrdersError::OutOfStock(*product_id));
-            }
+            let Some(product) = uow.catalog().take_stock(*product_id, *quantity).await? else {
+                // Only on failure: which of the two it was.
+                return Err(match uow.catalog().by_id(*product_id).await? {
+                    Some(_) => OrdersError::OutOfStock(*product_id),
+                    None => OrdersError::ProductNotFound(*product_id),
+                });
+            };
             lines.push(OrderLine::of(&product, *quantity));
         }
         let coupon = match request.coupon_id {
@@ -308,8 +307,8 @@ mod tests {
         let id = p.id;
         t.expect_uow(move |uow| {
             crate::testing::active_member(uow);
+            uow.catalog.expect_take_stock().return_once(|_, _| Ok(None));
             uow.catalog.expect_by_id().return_once(move |_| Ok(Some(p)));
-            uow.catalog.expect_take_stock().return_once(|_, _| Ok(false));
             uow.orders.expect_insert_order().never();
             uow.end.expect_commit().never();
         });

@@ -215,11 +215,13 @@ pub trait CatalogWrites: Send {
     /// # Errors
     /// MUST return [`StoreError::Other`] if the product does not exist.
     async fn update(&mut self, product: &Product) -> Result<(), StoreError>;
-    /// Atomically `stock -= quantity` if `stock >= quantity`; `false` when there is not enough.
+    /// Atomically `stock -= quantity` if `stock >= quantity`: the product as the take left
+    /// it (locked for change, like [`by_id`](Self::by_id)), or `None` when there is not
+    /// enough stock or no such product.
     ///
     /// # Errors
     /// Only those of every method.
-    async fn take_stock(&mut self, id: ProductId, quantity: i64) -> Result<bool, StoreError>;
+    async fn take_stock(&mut self, id: ProductId, quantity: i64) -> Result<Option<Product>, StoreError>;
     /// Atomically `stock += quantity` (a cancelled order gives its units back).
     ///
     /// # Errors

@@ -61,19 +61,17 @@ pub trait Backend: Send + Sync + Sized + 'static {
         Ok(conn)
     }
 
-    /// The consistency token of the commit that `conn` has just made. Never fails: a commit
-    /// that happened must not be reported as failed (the caller would retry a write that
-    /// was made), so a position that cannot be read is a token that only the primary
-    /// satisfies.
-    async fn commit_token(&self, conn: &mut Self::Conn) -> CommitToken;
+    /// Commits the transaction open on `conn` ([`begin`](Self::begin)) and returns the
+    /// commit's consistency token. Once the `commit` succeeded this never fails: a commit
+    /// that happened must not be reported as failed (the caller would retry a write that was
+    /// made), so a position that cannot be read is a token that only the primary satisfies.
+    ///
+    /// # Errors
+    /// As the `commit` statement fails (the transaction is then over, rolled back).
+    async fn commit(&self, conn: &mut Self::Conn) -> Result<CommitToken, StoreError>;
 
-    /// Inside a transaction that appended outbox rows, once: lets relays on other instances
-    /// know when it commits (PostgreSQL: `pg_notify`, delivered on commit). No-op by default.
-    async fn events_appended(&self, _conn: &mut Self::Conn) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// After a commit that appended outbox rows: wakes this instance's relay.
+    /// After a commit that appended outbox rows: wakes this instance's relay, and lets
+    /// other instances' relays know (PostgreSQL: `pg_notify`, coalesced).
     fn wake_relay(&self);
 
     /// Resolves when outbox rows may have been appended since the last call, or after
@@ -131,6 +129,12 @@ impl<C: SqlConn + 'static> Transaction<C> {
         let conn = self.conn.take().ok_or_else(spent)?;
         result?;
         Ok(conn)
+    }
+
+    /// Marks the transaction over after the caller ended it on [`conn`](Self::conn)
+    /// (committed or rolled back it): the connection goes back to its pool as it is.
+    pub fn ended(&mut self) {
+        self.conn = None;
     }
 
     /// Rolls back.

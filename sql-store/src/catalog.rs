@@ -10,7 +10,7 @@ use ports::{CatalogReads, CatalogWrites, Consistency, StoreError};
 
 use crate::SqlUnitOfWork;
 use crate::backend::Backend;
-use crate::sql::{Lock, SqlConn, sql};
+use crate::sql::{Lock, SqlConn, Statement, sql};
 use crate::{Columns, SqlStore, require_row};
 
 /// A `products` row.
@@ -53,11 +53,11 @@ pub(crate) async fn insert(conn: &mut impl SqlConn, p: &Product) -> Result<(), S
 }
 
 pub(crate) async fn by_id(conn: &mut impl SqlConn, id: ProductId, lock: Lock) -> Result<Option<Product>, StoreError> {
-    sql("select * from products where id = ? {lock}")
-        .id(id)
-        .lock(lock)
-        .fetch_optional(conn, product)
-        .await
+    by_id_statement(id, lock).fetch_optional(conn, product).await
+}
+
+fn by_id_statement<'a>(id: ProductId, lock: Lock) -> Statement<'a> {
+    sql("select * from products where id = ? {lock}").id(id).lock(lock)
 }
 
 /// By id (UUIDv7 sorts in creation order), after `after` if given.
@@ -85,17 +85,21 @@ pub(crate) async fn update(conn: &mut impl SqlConn, p: &Product) -> Result<(), S
     require_row(changed, "product", p.id)
 }
 
-/// `stock -= quantity` only if enough is left; `false` otherwise (or for an unknown product).
-/// A concurrent take waits for the row lock, then re-checks the condition on the new stock.
-pub(crate) async fn take_stock(conn: &mut impl SqlConn, id: ProductId, quantity: i64) -> Result<bool, StoreError> {
-    let changed = sql("update products set stock = stock - ?, updated_at = ? where id = ? and stock >= ?")
+/// `stock -= quantity` only if enough is left: the product as the take left it, or `None`
+/// when there is not enough (or no such product). A concurrent take waits for the row lock,
+/// then re-checks the condition on the new stock.
+pub(crate) async fn take_stock(
+    conn: &mut impl SqlConn,
+    id: ProductId,
+    quantity: i64,
+) -> Result<Option<Product>, StoreError> {
+    sql("update products set stock = stock - ?, updated_at = ? where id = ? and stock >= ?")
         .int(quantity)
         .time(OffsetDateTime::now_utc())
         .id(id)
         .int(quantity)
-        .execute(conn)
-        .await?;
-    Ok(changed == 1)
+        .update_returning(conn, "*", by_id_statement(id, Lock::None), product)
+        .await
 }
 
 pub(crate) async fn return_stock(conn: &mut impl SqlConn, id: ProductId, quantity: i64) -> Result<(), StoreError> {
@@ -148,7 +152,7 @@ impl<B: Backend> CatalogWrites for SqlUnitOfWork<B> {
         self.track(result)
     }
 
-    async fn take_stock(&mut self, id: ProductId, quantity: i64) -> Result<bool, StoreError> {
+    async fn take_stock(&mut self, id: ProductId, quantity: i64) -> Result<Option<Product>, StoreError> {
         let result = take_stock(self.conn()?, id, quantity).await;
         self.track(result)
     }

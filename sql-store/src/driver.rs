@@ -7,6 +7,8 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use async_trait::async_trait;
+use futures::TryStreamExt as _;
+use sqlx::Either;
 use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row as _, Type};
 use time::OffsetDateTime;
@@ -88,6 +90,47 @@ impl<D: SqlxDialect> SqlxConn<D> {
     /// notifications, pings).
     pub fn inner(&mut self) -> &mut <D::Db as Database>::Connection {
         &mut self.conn
+    }
+}
+
+impl<D> SqlxConn<D>
+where
+    D: SqlxDialect,
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    for<'q> String: Decode<'q, D::Db> + Type<D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
+    /// Commits and reads the commit's position in one round trip: `sql` is `commit` followed
+    /// by a query of one text value (`commit; select …`), sent as one message of several
+    /// statements, which the server stops at the first error. The outer error is the
+    /// commit's (then nothing committed); past the commit, the position query's own failure
+    /// is the inner error (the commit happened), and `None` means it returned no row.
+    ///
+    /// # Errors
+    /// The commit's failure, translated.
+    pub async fn commit_and_read(
+        &mut self,
+        sql: &'static str,
+    ) -> Result<Result<Option<String>, sqlx::Error>, StoreError> {
+        let mut results = sqlx::raw_sql(sql).fetch_many(&mut *self.conn);
+        // The first result is the `commit`'s.
+        match results.try_next().await {
+            Ok(Some(Either::Left(_))) => {}
+            Ok(_) => return Err(StoreError::other(format!("no result for the commit of: {sql}"))),
+            Err(e) => return Err(D::translate(e)),
+        }
+        let mut position = None;
+        loop {
+            match results.try_next().await {
+                Ok(Some(Either::Right(row))) if position.is_none() => match row.try_get::<Option<String>, _>(0usize) {
+                    Ok(value) => position = Some(value),
+                    Err(e) => return Ok(Err(e)),
+                },
+                Ok(Some(_)) => {}
+                Ok(None) => return Ok(Ok(position.flatten())),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
     }
 }
 

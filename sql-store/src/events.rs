@@ -194,7 +194,8 @@ impl<B: Backend> EventWrites for SqlUnitOfWork<B> {
         }
         let result = append(self.conn()?, events).await;
         self.track(result)?;
-        self.tell_relays().await
+        self.tell_relays();
+        Ok(())
     }
 
     async fn record_inbox(&mut self, consumer: &str, event_id: EventId) -> Result<bool, StoreError> {

@@ -131,9 +131,23 @@ pub(crate) async fn insert_order(conn: &mut impl SqlConn, o: &Order) -> Result<(
     Ok(())
 }
 
+/// The order with its lines, in one statement: an order has at least one line (the domain
+/// refuses an empty one), so the inner join returns it whole, one row per line; `lock`
+/// locks the lines with the order.
 pub(crate) async fn order_by_id(conn: &mut impl SqlConn, id: OrderId, lock: Lock) -> Result<Option<Order>, StoreError> {
-    let heads = sql("select * from orders where id = ? {lock}").id(id).lock(lock);
-    Ok(with_lines(conn, heads).await?.pop())
+    let rows = sql(
+        "select o.*, i.line_no, i.product_id, i.product_name, i.unit_price, i.quantity, i.line_total \
+                    from orders o join order_items i on i.order_id = o.id where o.id = ? order by i.line_no {lock}",
+    )
+    .id(id)
+    .lock(lock)
+    .fetch_all(conn, |row| Ok((order_head(row)?, order_line(row)?)))
+    .await?;
+    let mut rows = rows.into_iter();
+    Ok(rows.next().map(|(mut order, first)| {
+        order.items = std::iter::once(first).chain(rows.map(|(_, line)| line)).collect();
+        order
+    }))
 }
 
 /// Saves status, `paid_at` and `cancelled_at`.

@@ -51,6 +51,10 @@ pub struct Dialect {
     /// MySQL's `signed`): aggregates such as `sum` over `bigint` are `numeric` or `decimal`
     /// otherwise, which no integer reads.
     pub bigint: &'static str,
+    /// Whether an `update` can return the rows it changed (`update … returning`: PostgreSQL,
+    /// SQLite). Where it cannot (MySQL, MariaDB), [`Statement::update_returning`] reads the
+    /// row back with a second statement.
+    pub update_returning: bool,
 }
 
 /// Whether a `select` locks the rows it returns (`{lock}` in its text). A unit of work locks
@@ -91,6 +95,8 @@ pub struct Statement<'a> {
     sql: &'static str,
     args: Vec<Arg<'a>>,
     lock: Lock,
+    /// Columns an `update` returns (` returning …` appended when rendered).
+    returning: Option<&'static str>,
 }
 
 /// A statement as one dialect sends it: its text, and its values in placeholder order.
@@ -112,6 +118,7 @@ impl<'a> Statement<'a> {
             sql,
             args: Vec::new(),
             lock: Lock::None,
+            returning: None,
         }
     }
 
@@ -241,6 +248,10 @@ impl<'a> Statement<'a> {
             }
         }
         sql.push_str(rest);
+        if let Some(columns) = self.returning {
+            sql.push_str(" returning ");
+            sql.push_str(columns);
+        }
         if args.next().is_some() {
             return Err(self.mismatch());
         }
@@ -278,6 +289,34 @@ impl<'a> Statement<'a> {
             Err(StoreError::Conflict(_)) if dialect.skip_duplicate.is_empty() => Ok(false),
             Err(e) => Err(e),
         }
+    }
+
+    /// Runs an `update` that changes at most one row and maps that row as it is after the
+    /// update: one statement, `update … returning columns`, where the dialect has it;
+    /// elsewhere the update, then `read_back` (which must select `columns` of the same row),
+    /// in the same transaction, which holds the row's lock since the update. `None` when the
+    /// update changed nothing.
+    ///
+    /// # Errors
+    /// As [`fetch_optional`](Self::fetch_optional).
+    pub async fn update_returning<C, T>(
+        mut self,
+        conn: &mut C,
+        columns: &'static str,
+        read_back: Statement<'a>,
+        map: impl Fn(&C::Row) -> Result<T, StoreError> + Send,
+    ) -> Result<Option<T>, StoreError>
+    where
+        C: SqlConn + ?Sized,
+    {
+        if conn.dialect().update_returning {
+            self.returning = Some(columns);
+            return self.fetch_optional(conn, map).await;
+        }
+        if self.execute(&mut *conn).await? == 0 {
+            return Ok(None);
+        }
+        read_back.fetch_one(conn, map).await.map(Some)
     }
 
     /// Runs the statement and maps the row it returns, if any.
@@ -379,6 +418,7 @@ mod tests {
         skip_duplicate: "on conflict do nothing",
         keep_existing: "on conflict do nothing",
         bigint: "bigint",
+        update_returning: true,
     };
     const QUESTION: Dialect = Dialect {
         name: "question",
@@ -389,6 +429,7 @@ mod tests {
         skip_duplicate: "on conflict do nothing",
         keep_existing: "on conflict do nothing",
         bigint: "bigint",
+        update_returning: false,
     };
 
     #[test]

@@ -20,7 +20,7 @@ use crate::backend::{Backend, Transaction};
 pub struct SqlUnitOfWork<B: Backend> {
     tx: Transaction<B::Conn>,
     backend: Arc<B>,
-    /// Whether this transaction appended outbox rows (and so told the relays).
+    /// Whether this transaction appended outbox rows (so relays are woken at commit).
     appended_events: bool,
     /// Whether a statement failed: the transaction can then only roll back.
     failed: bool,
@@ -61,17 +61,9 @@ impl<B: Backend> SqlUnitOfWork<B> {
         result
     }
 
-    /// After outbox rows were appended: runs the backend's hook once per transaction (on
-    /// PostgreSQL a `pg_notify` that commits with the rows), and wakes this process's relay
-    /// at commit.
-    pub(crate) async fn tell_relays(&mut self) -> Result<(), StoreError> {
-        if !self.appended_events {
-            // Disjoint fields: the connection of `tx`, the hook of `backend`.
-            let result = self.backend.events_appended(self.tx.conn()?).await;
-            self.track(result)?;
-            self.appended_events = true;
-        }
-        Ok(())
+    /// After outbox rows were appended: the relays are woken when this commits.
+    pub(crate) fn tell_relays(&mut self) {
+        self.appended_events = true;
     }
 }
 
@@ -116,8 +108,12 @@ impl<B: Backend> UnitOfWork for SqlUnitOfWork<B> {
                 "cannot commit: a statement of this unit of work failed, so it was rolled back".to_owned(),
             ));
         }
-        let mut conn = self.tx.commit().await?;
-        let token = self.backend.commit_token(&mut conn).await;
+        // Disjoint fields: the connection of `tx`, the commit of `backend`.
+        let result = self.backend.commit(self.tx.conn()?).await;
+        // Past the await, the commit ran: there is nothing left to roll back on drop. (A
+        // commit cancelled before this point still rolls back when the transaction drops.)
+        self.tx.ended();
+        let token = result?;
         if self.appended_events {
             self.backend.wake_relay();
         }

@@ -10,7 +10,7 @@ use ports::{Consistency, StoreError, WalletReads, WalletWrites};
 
 use crate::SqlUnitOfWork;
 use crate::backend::Backend;
-use crate::sql::{SqlConn, sql};
+use crate::sql::{SqlConn, Statement, sql};
 use crate::{Columns, SqlStore};
 
 /// A `wallet_ledger` row.
@@ -47,26 +47,20 @@ pub(crate) async fn credit_points(
     .time(now)
     .execute(&mut *conn)
     .await?;
-    let changed = sql("update wallets set balance = balance + ?, updated_at = ? \
+    sql("update wallets set balance = balance + ?, updated_at = ? \
          where member_id = ? and balance + ? <= ?")
     .int(amount)
     .time(now)
     .id(member_id)
     .int(amount)
     .int(max_balance)
-    .execute(&mut *conn)
-    .await?;
-    balance_after(conn, member_id, changed).await
+    .update_returning(conn, "balance", balance_of(member_id), |row| row.int("balance"))
+    .await
 }
 
-/// The balance a successful update (`changed` is 1) left, read back in the same
-/// transaction, which holds the row's lock since the update (MySQL and MariaDB have no
-/// `update … returning`); `None` when the update changed nothing.
-async fn balance_after(conn: &mut impl SqlConn, member_id: MemberId, changed: u64) -> Result<Option<Krw>, StoreError> {
-    if changed == 0 {
-        return Ok(None);
-    }
-    balance(conn, member_id).await.map(Some)
+/// The `balance` of the member's wallet row, if any.
+fn balance_of<'a>(member_id: MemberId) -> Statement<'a> {
+    sql("select balance from wallets where member_id = ?").id(member_id)
 }
 
 /// Takes `amount` if the balance stays `>= 0`; the new balance, or `None` otherwise (or
@@ -76,21 +70,19 @@ pub(crate) async fn debit_points(
     member_id: MemberId,
     amount: Krw,
 ) -> Result<Option<Krw>, StoreError> {
-    let changed = sql("update wallets set balance = balance - ?, updated_at = ? \
+    sql("update wallets set balance = balance - ?, updated_at = ? \
          where member_id = ? and balance >= ?")
     .int(amount)
     .time(OffsetDateTime::now_utc())
     .id(member_id)
     .int(amount)
-    .execute(&mut *conn)
-    .await?;
-    balance_after(conn, member_id, changed).await
+    .update_returning(conn, "balance", balance_of(member_id), |row| row.int("balance"))
+    .await
 }
 
 /// 0 for a member without a wallet yet.
 pub(crate) async fn balance(conn: &mut impl SqlConn, member_id: MemberId) -> Result<Krw, StoreError> {
-    let balance = sql("select balance from wallets where member_id = ?")
-        .id(member_id)
+    let balance = balance_of(member_id)
         .fetch_optional(conn, |row| row.int("balance"))
         .await?;
     Ok(balance.unwrap_or(0))

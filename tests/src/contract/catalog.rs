@@ -87,11 +87,22 @@ pub async fn products_round_trip_and_page_by_id(stores: Stores) {
 pub async fn take_stock_never_goes_below_zero(stores: Stores) {
     let p = stored_product(&stores, "Helmet", 30_000, 3).await;
     let mut uow = stores.db.begin().await.unwrap();
-    assert!(!uow.catalog().take_stock(p.id, 4).await.unwrap());
-    assert!(uow.catalog().take_stock(p.id, 2).await.unwrap());
-    assert!(!uow.catalog().take_stock(p.id, 2).await.unwrap());
-    assert!(uow.catalog().take_stock(p.id, 1).await.unwrap());
-    assert!(!uow.catalog().take_stock(p.id, 1).await.unwrap());
+    assert_eq!(uow.catalog().take_stock(p.id, 4).await.unwrap(), None);
+    let taken = uow.catalog().take_stock(p.id, 2).await.unwrap().expect("2 of 3 taken");
+    assert_eq!(
+        (taken.id, taken.name.as_str(), taken.price, taken.stock),
+        (p.id, "Helmet", 30_000, 1)
+    );
+    assert_eq!(uow.catalog().take_stock(p.id, 2).await.unwrap(), None);
+    assert_eq!(
+        uow.catalog().take_stock(p.id, 1).await.unwrap().map(|p| p.stock),
+        Some(0)
+    );
+    assert_eq!(uow.catalog().take_stock(p.id, 1).await.unwrap(), None);
+    assert_eq!(
+        uow.catalog().take_stock(ProductId(Uuid::now_v7()), 1).await.unwrap(),
+        None
+    );
     uow.commit().await.unwrap();
     assert_eq!(stock_of(&stores, p.id).await, 0);
 
@@ -109,7 +120,7 @@ pub async fn concurrent_stock_takes_succeed_exactly_as_often_as_there_is_stock(s
             let mut uow = db.begin().await.unwrap();
             let taken = uow.catalog().take_stock(p.id, 1).await.unwrap();
             uow.commit().await.unwrap();
-            taken
+            taken.is_some()
         })
     });
     let taken = join_all(attempts)
