@@ -313,7 +313,7 @@ impl Runtime {
         };
         let handlers: Vec<Arc<dyn EventHandler>> = vec![
             Arc::new(InsuranceExpiryHandler::new(services.insurance.clone())),
-            Arc::new(DataPlatformHandler::new(ports.db.clone(), sink)),
+            Arc::new(DataPlatformHandler::new(ports.db.clone(), ports.trail.clone(), sink)),
         ];
         let kafka = crate::kafka::connect(&config).await?;
         let publisher: Arc<dyn EventPublisher> = match &kafka {

@@ -13,7 +13,8 @@ use time::OffsetDateTime;
 use core_domain::EventId;
 use core_domain::event::{DomainEvent, EventPayload, PAYMENT_EVENTS};
 use ports::{
-    DataPlatformSink, Database, EventHandler, EventPublisher, HandlerError, OutboxStore, SinkError, StoreError,
+    Consistency, DataPlatformSink, Database, EventHandler, EventPublisher, EventTrailReads, HandlerError, OutboxStore,
+    SinkError, StoreError,
 };
 
 use crate::Ports;
@@ -192,6 +193,7 @@ impl OutboxRelay {
 /// along as an idempotency key for the rare crash between the two.
 pub struct DataPlatformHandler {
     db: Arc<dyn Database>,
+    inbox: Arc<dyn EventTrailReads>,
     sink: Arc<dyn DataPlatformSink>,
 }
 
@@ -199,18 +201,17 @@ pub struct DataPlatformHandler {
 pub const DATA_PLATFORM: &str = "data-platform";
 
 impl DataPlatformHandler {
-    /// The handler, recording its inbox in `db` and delivering to `sink`.
-    pub fn new(db: Arc<dyn Database>, sink: Arc<dyn DataPlatformSink>) -> Self {
-        Self { db, sink }
+    /// The handler, recording its inbox in `db`, reading it through `inbox`, and delivering
+    /// to `sink`.
+    pub fn new(db: Arc<dyn Database>, inbox: Arc<dyn EventTrailReads>, sink: Arc<dyn DataPlatformSink>) -> Self {
+        Self { db, inbox, sink }
     }
 
-    /// Whether the inbox already has the event (checked in a throwaway transaction, so no
-    /// write lock is held while the network call runs).
+    /// Whether the inbox already has the event: one read of the primary (a delivery that
+    /// just committed is there), with no transaction or lock held while the network call
+    /// runs.
     async fn already_delivered(&self, event_id: EventId) -> Result<bool, StoreError> {
-        let mut uow = self.db.begin().await?;
-        let fresh = uow.events().record_inbox(DATA_PLATFORM, event_id).await?;
-        uow.rollback().await?;
-        Ok(!fresh)
+        self.inbox.consumed(DATA_PLATFORM, event_id, Consistency::Strong).await
     }
 }
 
@@ -249,8 +250,8 @@ impl EventHandler for DataPlatformHandler {
 mod tests {
     use super::*;
     use ports::{
-        MockDataPlatformSink, MockDatabase, MockEventPublisher, MockOutboxStore, MockUnitOfWork, OutboxRecord,
-        PublishError,
+        MockDataPlatformSink, MockDatabase, MockEventPublisher, MockEventTrailReads, MockOutboxStore, MockUnitOfWork,
+        OutboxRecord, PublishError,
     };
 
     fn record(seq: i64, attempts: i32) -> OutboxRecord {
@@ -380,26 +381,35 @@ mod tests {
         )
     }
 
-    fn db_with_inbox(fresh: bool, then_commit: bool) -> MockDatabase {
+    /// An inbox that has the event unless `fresh`, and a database where it is recorded once
+    /// if `then_commit`.
+    fn db_with_inbox(fresh: bool, then_commit: bool) -> (Arc<MockDatabase>, Arc<MockEventTrailReads>) {
+        let mut inbox = MockEventTrailReads::new();
+        inbox
+            .expect_consumed()
+            .withf(|consumer, _, consistency| consumer == DATA_PLATFORM && *consistency == Consistency::Strong)
+            .times(1)
+            .return_once(move |_, _, _| Ok(!fresh));
         let mut db = MockDatabase::new();
-        let mut check = MockUnitOfWork::new();
-        check.events.expect_record_inbox().return_once(move |_, _| Ok(fresh));
-        check.end.expect_rollback().return_once(|| Ok(()));
-        db.expect_begin().times(1).return_once(move || Ok(Box::new(check)));
         if then_commit {
             let mut record = MockUnitOfWork::new();
             record.events.expect_record_inbox().return_once(|_, _| Ok(true));
             record.commits();
             db.expect_begin().times(1).return_once(move || Ok(Box::new(record)));
         }
-        db
+        (Arc::new(db), Arc::new(inbox))
+    }
+
+    fn handler(fresh: bool, then_commit: bool, sink: MockDataPlatformSink) -> DataPlatformHandler {
+        let (db, inbox) = db_with_inbox(fresh, then_commit);
+        DataPlatformHandler::new(db, inbox, Arc::new(sink))
     }
 
     #[tokio::test]
     async fn the_data_platform_gets_a_payment_once_and_the_inbox_records_it() {
         let mut sink = MockDataPlatformSink::new();
         sink.expect_send().times(1).returning(|_| Ok(()));
-        let handler = DataPlatformHandler::new(Arc::new(db_with_inbox(true, true)), Arc::new(sink));
+        let handler = handler(true, true, sink);
         handler.handle(&payment_event()).await.expect("delivered");
     }
 
@@ -407,7 +417,7 @@ mod tests {
     async fn a_redelivered_payment_is_not_sent_again() {
         let mut sink = MockDataPlatformSink::new();
         sink.expect_send().never();
-        let handler = DataPlatformHandler::new(Arc::new(db_with_inbox(false, false)), Arc::new(sink));
+        let handler = handler(false, false, sink);
         handler.handle(&payment_event()).await.expect("skipped");
     }
 
@@ -419,7 +429,7 @@ mod tests {
         ] {
             let mut sink = MockDataPlatformSink::new();
             sink.expect_send().return_once(move |_| Err(error));
-            let handler = DataPlatformHandler::new(Arc::new(db_with_inbox(true, false)), Arc::new(sink));
+            let handler = handler(true, false, sink);
             let err = handler.handle(&payment_event()).await.expect_err("failed");
             assert_eq!(matches!(err, HandlerError::Transient(_)), transient);
         }

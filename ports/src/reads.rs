@@ -251,6 +251,8 @@ pub trait EventTrailReads: Send + Sync {
         limit: i64,
         consistency: Consistency,
     ) -> Result<Vec<TrailEvent>, StoreError>;
+    /// Whether `consumer` has recorded `event_id` in its inbox (applied or delivered it).
+    async fn consumed(&self, consumer: &str, event_id: EventId, consistency: Consistency) -> Result<bool, StoreError>;
     /// The insurer callbacks recorded for the policy, oldest first.
     async fn insurer_callbacks(
         &self,

@@ -100,6 +100,15 @@ pub(crate) async fn record_inbox(
         .await
 }
 
+async fn consumed(conn: &mut impl SqlConn, consumer: &str, event_id: EventId) -> Result<bool, StoreError> {
+    let row = sql("select consumer from inbox where consumer = ? and event_id = ?")
+        .text(consumer)
+        .id(event_id)
+        .fetch_optional(conn, |row| row.text("consumer"))
+        .await?;
+    Ok(row.is_some())
+}
+
 /// An outbox row as the trail shows it, without its consumers yet.
 fn trail_event(row: &impl Columns) -> Result<TrailEvent, StoreError> {
     let aggregate = row.text("aggregate_id")?;
@@ -171,6 +180,15 @@ impl<B: Backend> EventTrailReads for SqlStore<B> {
         self.read(&consistency, (keys, limit), |conn, (keys, limit)| {
             Box::pin(events_of(conn, keys, *limit))
         })
+        .await
+    }
+
+    async fn consumed(&self, consumer: &str, event_id: EventId, consistency: Consistency) -> Result<bool, StoreError> {
+        self.read(
+            &consistency,
+            (consumer.to_owned(), event_id),
+            |conn, (consumer, event_id)| Box::pin(consumed(conn, consumer, *event_id)),
+        )
         .await
     }
 

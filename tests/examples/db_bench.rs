@@ -66,6 +66,108 @@ struct Figures {
     mix: Tally,
     /// Primary transactions committed per paid order (PostgreSQL's `xact_commit`).
     commits_per_order: Option<f64>,
+    /// CPU per paid order during the order loop.
+    order_cpu: Cpu,
+}
+
+/// CPU time (user + system), in seconds, used so far by the processes that do the work: this
+/// process (the server and the client) and, on PostgreSQL, the primary's and the replica's
+/// server processes. The difference of two readings is where a loop's time went.
+#[derive(Debug, Clone, Copy, Default)]
+struct Cpu {
+    own: f64,
+    primary: f64,
+    replica: f64,
+}
+
+impl Cpu {
+    fn per(self, before: Cpu, units: f64) -> Cpu {
+        let units = units.max(1.0);
+        Cpu {
+            own: (self.own - before.own) / units,
+            primary: (self.primary - before.primary) / units,
+            replica: (self.replica - before.replica) / units,
+        }
+    }
+
+    fn describe(self) -> String {
+        let ms = |s: f64| s * 1000.0;
+        format!(
+            "this process (server + client) {:.2} ms, primary {:.2} ms, replica {:.2} ms",
+            ms(self.own),
+            ms(self.primary),
+            ms(self.replica)
+        )
+    }
+}
+
+/// `(ppid, utime + stime, cutime + cstime)` of a process, in clock ticks, from `/proc/PID/stat`.
+fn proc_stat(pid: &str) -> Option<(u32, u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces), from the state (field 3) on.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3)?.parse::<u64>().ok();
+    Some((
+        u32::try_from(field(4)?).ok()?,
+        field(14)? + field(15)?,
+        field(16)? + field(17)?,
+    ))
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|out| String::from_utf8_lossy(&out.stdout).trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// CPU seconds of a PostgreSQL server so far: its postmaster, the children it has reaped and
+/// those alive (backends, WAL sender or startup process, background workers).
+fn server_cpu(postmaster: u32) -> f64 {
+    let Some((_, own, reaped)) = proc_stat(&postmaster.to_string()) else {
+        return 0.0;
+    };
+    let live: u64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let (ppid, ticks, _) = proc_stat(&name)?;
+            (ppid == postmaster).then_some(ticks)
+        })
+        .sum();
+    (own + reaped + live) as f64 / clock_ticks()
+}
+
+/// The postmaster of the server at `url`: the parent of a backend of it.
+async fn postmaster(url: &str) -> u32 {
+    let pool = sqlx::PgPool::connect(url).await.expect("connect");
+    let backend: i32 = sqlx::query_scalar("select pg_backend_pid()")
+        .fetch_one(&pool)
+        .await
+        .expect("pg_backend_pid");
+    pool.close().await;
+    proc_stat(&backend.to_string()).expect("the backend's /proc entry").0
+}
+
+/// The servers whose CPU a reading includes.
+#[derive(Debug, Clone, Copy, Default)]
+struct Servers {
+    primary: Option<u32>,
+    replica: Option<u32>,
+}
+
+impl Servers {
+    fn cpu(self) -> Cpu {
+        let own = proc_stat("self").map_or(0, |(_, ticks, _)| ticks) as f64 / clock_ticks();
+        Cpu {
+            own,
+            primary: self.primary.map_or(0.0, server_cpu),
+            replica: self.replica.map_or(0.0, server_cpu),
+        }
+    }
 }
 
 async fn xact_commit(url: &str) -> i64 {
@@ -104,11 +206,23 @@ async fn measure(store: Store, seconds: u64, connections: usize) -> Figures {
     }
     let duration = Duration::from_secs(seconds);
 
+    let servers = match store {
+        Store::Sqlite => Servers::default(),
+        Store::Postgres => {
+            let pg = tests::services::postgres_with_replica().await.expect("PostgreSQL");
+            Servers {
+                primary: Some(postmaster(&pg.primary).await),
+                replica: Some(postmaster(&pg.replica).await),
+            }
+        }
+    };
     let before = match &primary {
         Some(url) => Some(xact_commit(url).await),
         None => None,
     };
+    let cpu_before = servers.cpu();
     let orders = load::orders_for(&client, &api, &members, &products, duration).await;
+    let order_cpu = servers.cpu().per(cpu_before, orders.ok as f64);
     let commits_per_order = match (&primary, before) {
         (Some(url), Some(before)) => {
             let paid = orders.ok as f64;
@@ -125,6 +239,7 @@ async fn measure(store: Store, seconds: u64, connections: usize) -> Figures {
         orders,
         mix,
         commits_per_order,
+        order_cpu,
     }
 }
 
@@ -151,7 +266,8 @@ fn pg_bin(name: &str) -> std::path::PathBuf {
 
 /// pgbench on a database of its own on the PostgreSQL primary: `(TPC-B tps, select-only tps)`
 /// with `clients` clients for `seconds` each.
-fn pgbench(primary_url: &str, seconds: u64, clients: usize) -> (f64, f64) {
+/// Also the CPU per TPC-B transaction of `servers`.
+fn pgbench(primary_url: &str, servers: Servers, seconds: u64, clients: usize) -> (f64, f64, Cpu) {
     let bin = pg_bin("pgbench");
     let url = reqwest::Url::parse(primary_url).expect("the primary's URL");
     let (host, port, user) = (
@@ -196,10 +312,12 @@ fn pgbench(primary_url: &str, seconds: u64, clients: usize) -> (f64, f64) {
             })
             .unwrap_or_else(|| panic!("no tps in pgbench's output:\n{text}"))
     };
+    let before = servers.cpu();
     let tpcb = run(&[]);
+    let tpcb_cpu = servers.cpu().per(before, tpcb * seconds as f64);
     let select_only = run(&["-S"]);
     psql(&format!("drop database if exists {database}"));
-    (tpcb, select_only)
+    (tpcb, select_only, tpcb_cpu)
 }
 
 fn row(label: &str, tally: &Tally) -> String {
@@ -223,7 +341,11 @@ async fn main() {
     let sqlite = measure(Store::Sqlite, seconds, connections).await;
     let postgres = measure(Store::Postgres, seconds, connections).await;
     let pg = tests::services::postgres_with_replica().await.expect("PostgreSQL");
-    let (tpcb, select_only) = pgbench(&pg.primary, seconds, connections);
+    let servers = Servers {
+        primary: Some(postmaster(&pg.primary).await),
+        replica: Some(postmaster(&pg.replica).await),
+    };
+    let (tpcb, select_only, tpcb_cpu) = pgbench(&pg.primary, servers, seconds, connections);
 
     println!();
     println!("{}", row("SQLite: order + payment (paid)", &sqlite.orders));
@@ -254,4 +376,8 @@ async fn main() {
     if let Some(commits) = postgres.commits_per_order {
         println!("PostgreSQL primary transactions per paid order:      {commits:>5.1}");
     }
+    println!();
+    println!("CPU per SQLite paid order:       {}", sqlite.order_cpu.describe());
+    println!("CPU per PostgreSQL paid order:   {}", postgres.order_cpu.describe());
+    println!("CPU per pgbench TPC-B txn:       {}", tpcb_cpu.describe());
 }

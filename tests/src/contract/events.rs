@@ -11,7 +11,7 @@ use uuid::Uuid;
 use core_domain::event::{DomainEvent, EventPayload};
 use core_domain::member::Role;
 use core_domain::{EventId, MemberId};
-use ports::{OutboxRecord, OutboxStats};
+use ports::{Consistency, OutboxRecord, OutboxStats};
 
 use super::{Stores, now};
 
@@ -51,10 +51,22 @@ pub async fn the_inbox_records_an_event_once_per_consumer(stores: Stores) {
     assert!(!uow.events().record_inbox("insurance-expiry", event).await.unwrap());
     assert!(uow.events().record_inbox("data-platform", event).await.unwrap());
     uow.rollback().await.unwrap();
+    let consumed = |consumer: &'static str| stores.trail.consumed(consumer, event, Consistency::Strong);
+    assert!(consumed("insurance-expiry").await.unwrap());
+    assert!(!consumed("data-platform").await.unwrap(), "its record was rolled back");
 
     // A rolled-back record is gone, so the redelivery is applied.
     let mut uow = stores.db.begin().await.unwrap();
     assert!(uow.events().record_inbox("data-platform", event).await.unwrap());
+    uow.commit().await.unwrap();
+    assert!(consumed("data-platform").await.unwrap());
+    assert!(
+        !stores
+            .trail
+            .consumed("data-platform", EventId(Uuid::now_v7()), Consistency::Strong)
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn the_outbox_is_claimed_in_seq_order(stores: Stores) {
