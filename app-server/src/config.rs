@@ -210,6 +210,8 @@ pub struct RelayConfig {
     pub max_attempts: i32,
     #[serde(rename = "idle_wait_ms", deserialize_with = "units::millis")]
     pub idle_wait: Duration,
+    #[serde(rename = "linger_ms", deserialize_with = "units::millis")]
+    pub linger: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -375,6 +375,7 @@ impl Runtime {
                 lease: r.lease,
                 max_attempts: r.max_attempts,
                 idle_wait: r.idle_wait,
+                linger: r.linger,
                 ..RelaySettings::default()
             },
             owner,
