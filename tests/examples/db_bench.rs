@@ -148,8 +148,10 @@ async fn postmaster(url: &str) -> u32 {
         .fetch_one(&pool)
         .await
         .expect("pg_backend_pid");
+    // Read while the backend lives: it exits when the pool closes.
+    let parent = proc_stat(&backend.to_string()).expect("the backend's /proc entry").0;
     pool.close().await;
-    proc_stat(&backend.to_string()).expect("the backend's /proc entry").0
+    parent
 }
 
 /// The servers whose CPU a reading includes.
