@@ -137,11 +137,6 @@ async fn heartbeat(primary: MySqlPool, interval: Duration, mut shutdown: watch::
     }
 }
 
-/// The token of a commit whose position could not be read (binary logging off, or the
-/// connection broke right after `COMMIT`). It parses as no position, so reads that carry it
-/// go to the primary, which has the write.
-const UNKNOWN_POSITION: &str = "unknown";
-
 #[async_trait]
 impl Backend for MysqlBackend {
     type Config = MysqlConfig;
@@ -257,17 +252,11 @@ impl Backend for MysqlBackend {
     /// `commit`, then the commit's GTID, in one round trip
     /// ([`SqlxConn::commit_and_read`](sql_store::SqlxConn::commit_and_read)).
     async fn commit(&self, conn: &mut MysqlConn) -> Result<CommitToken, StoreError> {
-        match conn.commit_and_read(self.flavour.commit_and_position_sql()).await? {
-            Ok(Some(gtid)) if self.flavour.parse(&gtid).is_some() => Ok(CommitToken(gtid)),
-            Ok(empty) => {
-                tracing::debug!(position = ?empty, "no GTID after a commit (binary logging off?)");
-                Ok(CommitToken(UNKNOWN_POSITION.to_owned()))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "committed, but could not read the commit position");
-                Ok(CommitToken(UNKNOWN_POSITION.to_owned()))
-            }
-        }
+        let flavour = self.flavour;
+        conn.commit_and_read(flavour.commit_and_position_sql(), move |gtid| {
+            flavour.parse(gtid).is_some()
+        })
+        .await
     }
 
     fn wake_relay(&self) {

@@ -94,11 +94,6 @@ impl Routed for PgBackend {
     }
 }
 
-/// The token of a commit whose WAL position could not be read (the connection broke right
-/// after `COMMIT` succeeded). It parses as no position, so reads that carry it go to the
-/// primary, which has the write.
-const UNKNOWN_POSITION: &str = "unknown";
-
 /// `commit`, then the commit's position, sent in one round trip
 /// ([`SqlxConn::commit_and_read`](sql_store::SqlxConn::commit_and_read)). The position is
 /// the end of the WAL the primary has written. With `synchronous_commit` on (or `local`,
@@ -217,14 +212,8 @@ impl Backend for PgBackend {
     }
 
     async fn commit(&self, conn: &mut PgConn) -> Result<CommitToken, StoreError> {
-        match conn.commit_and_read(COMMIT_AND_POSITION_SQL).await? {
-            Ok(Some(lsn)) => Ok(CommitToken(lsn)),
-            Ok(None) => Ok(CommitToken(UNKNOWN_POSITION.to_owned())),
-            Err(e) => {
-                tracing::warn!(error = %e, "committed, but could not read the commit position");
-                Ok(CommitToken(UNKNOWN_POSITION.to_owned()))
-            }
-        }
+        conn.commit_and_read(COMMIT_AND_POSITION_SQL, |lsn| Lsn::parse(lsn).is_some())
+            .await
     }
 
     /// Wakes this instance's relay at once, and the others through the announcer's

@@ -14,7 +14,7 @@ use sqlx::{AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoA
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use ports::StoreError;
+use ports::{CommitToken, StoreError};
 
 use crate::sql::{Dialect, Query, SqlConn, Value};
 use crate::{Columns, corrupt};
@@ -100,18 +100,20 @@ where
     for<'q> String: Decode<'q, D::Db> + Type<D::Db>,
     usize: ColumnIndex<<D::Db as Database>::Row>,
 {
-    /// Commits and reads the commit's position in one round trip: `sql` is `commit` followed
-    /// by a query of one text value (`commit; select …`), sent as one message of several
-    /// statements, which the server stops at the first error. The outer error is the
-    /// commit's (then nothing committed); past the commit, the position query's own failure
-    /// is the inner error (the commit happened), and `None` means it returned no row.
+    /// Commits and reads the commit's position in one round trip, for
+    /// [`Backend::commit`](crate::Backend::commit): `sql` is `commit` followed by a query of
+    /// one text value (`commit; select …`), sent as one message of several statements, which
+    /// the server stops at the first error. The token is that value when `is_position`
+    /// accepts it. Past the commit nothing fails: a value that is missing, refused or not
+    /// read (the connection broke) gives [`UNKNOWN_POSITION`].
     ///
     /// # Errors
-    /// The commit's failure, translated.
+    /// The commit's failure, translated (then nothing committed).
     pub async fn commit_and_read(
         &mut self,
         sql: &'static str,
-    ) -> Result<Result<Option<String>, sqlx::Error>, StoreError> {
+        is_position: impl Fn(&str) -> bool + Send,
+    ) -> Result<CommitToken, StoreError> {
         let mut results = sqlx::raw_sql(sql).fetch_many(&mut *self.conn);
         // The first result is the `commit`'s.
         match results.try_next().await {
@@ -119,20 +121,36 @@ where
             Ok(_) => return Err(StoreError::other(format!("no result for the commit of: {sql}"))),
             Err(e) => return Err(D::translate(e)),
         }
-        let mut position = None;
-        loop {
+        let mut position: Option<Option<String>> = None;
+        let read = loop {
             match results.try_next().await {
-                Ok(Some(Either::Right(row))) if position.is_none() => match row.try_get::<Option<String>, _>(0usize) {
+                Ok(Some(Either::Right(row))) if position.is_none() => match row.try_get(0usize) {
                     Ok(value) => position = Some(value),
-                    Err(e) => return Ok(Err(e)),
+                    Err(e) => break Err(e),
                 },
                 Ok(Some(_)) => {}
-                Ok(None) => return Ok(Ok(position.flatten())),
-                Err(e) => return Ok(Err(e)),
+                Ok(None) => break Ok(position.flatten()),
+                Err(e) => break Err(e),
             }
-        }
+        };
+        Ok(CommitToken(match read {
+            Ok(Some(position)) if is_position(&position) => position,
+            Ok(other) => {
+                tracing::debug!(position = ?other, sql, "no commit position after a commit");
+                UNKNOWN_POSITION.to_owned()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "committed, but could not read the commit position");
+                UNKNOWN_POSITION.to_owned()
+            }
+        }))
     }
 }
+
+/// The token of a commit whose position could not be read (MySQL without binary logging, or
+/// the connection broke right after `COMMIT`). It parses as no position, so reads that carry
+/// it go to the primary, which has the write.
+const UNKNOWN_POSITION: &str = "unknown";
 
 /// The query with its values bound: integers, text and booleans as they are, ids and
 /// times as the dialect stores them.
