@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use ports::StoreError;
-use sql_store::{Dialect, SqlxConn, SqlxDialect, SqlxQuery};
+use sql_store::{Batch, Dialect, SqlxConn, SqlxDialect, SqlxQuery};
 
 use crate::translate;
 
@@ -39,6 +39,7 @@ impl SqlxDialect for MysqlDialect {
         keep_existing: "on duplicate key update updated_at = updated_at",
         bigint: "signed",
         update_returning: false,
+        batch: Batch::OneByOne,
     };
 
     fn bind_uuid<'q>(query: SqlxQuery<'q, MySql>, value: Option<Uuid>) -> SqlxQuery<'q, MySql> {

@@ -29,7 +29,7 @@ use tokio::time::MissedTickBehavior;
 
 use ports::{Cause, CommitToken, ComponentHealth, Consistency, StoreError, Unique};
 use sql_store::routing::{Replica, Routed, Router};
-use sql_store::{Backend, BackgroundTasks, ReadFuture, SqlConfig, SqlStore};
+use sql_store::{Backend, BackgroundTasks, ReadFuture, SqlConfig, SqlStore, WorkConn};
 
 pub use conn::{MysqlConn, MysqlDialect};
 pub use gtid::{Flavour, Position};
@@ -249,14 +249,16 @@ impl Backend for MysqlBackend {
         Ok(MysqlConn::new(self.primary.acquire().await.map_err(translate)?))
     }
 
-    /// `commit`, then the commit's GTID, in one round trip
+    /// The queued writes (one by one), then `commit` and the commit's GTID in one round trip
     /// ([`SqlxConn::commit_and_read`](sql_store::SqlxConn::commit_and_read)).
-    async fn commit(&self, conn: &mut MysqlConn) -> Result<CommitToken, StoreError> {
+    async fn commit(&self, conn: &mut WorkConn<'_, MysqlConn>) -> Result<CommitToken, StoreError> {
+        conn.flush().await?;
         let flavour = self.flavour;
-        conn.commit_and_read(flavour.commit_and_position_sql(), move |gtid| {
-            flavour.parse(gtid).is_some()
-        })
-        .await
+        conn.inner()
+            .commit_and_read(flavour.commit_and_position_sql(), move |gtid| {
+                flavour.parse(gtid).is_some()
+            })
+            .await
     }
 
     fn wake_relay(&self) {

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use ports::StoreError;
-use sql_store::{Dialect, SqlxConn, SqlxDialect, SqlxQuery};
+use sql_store::{Batch, Dialect, SqlxConn, SqlxDialect, SqlxQuery};
 
 use crate::translate;
 
@@ -37,6 +37,7 @@ impl SqlxDialect for PgDialect {
         keep_existing: "on conflict do nothing",
         bigint: "bigint",
         update_returning: true,
+        batch: Batch::WriteCtes,
     };
 
     fn bind_uuid<'q>(query: SqlxQuery<'q, Postgres>, value: Option<Uuid>) -> SqlxQuery<'q, Postgres> {

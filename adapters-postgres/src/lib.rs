@@ -21,7 +21,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use tokio::sync::Notify;
 
 use ports::{Cause, CommitToken, ComponentHealth, Consistency, StoreError, Unique};
-use sql_store::{Backend, BackgroundTasks, ReadFuture, SqlConfig, SqlStore};
+use sql_store::{Backend, BackgroundTasks, ReadFuture, SqlConfig, SqlStore, WorkConn};
 
 pub use conn::{PgConn, PgDialect};
 pub use replication::{Lsn, PgReplication};
@@ -211,8 +211,12 @@ impl Backend for PgBackend {
         Ok(PgConn::new(self.primary.acquire().await.map_err(translate)?))
     }
 
-    async fn commit(&self, conn: &mut PgConn) -> Result<CommitToken, StoreError> {
-        conn.commit_and_read(COMMIT_AND_POSITION_SQL, |lsn| Lsn::parse(lsn).is_some())
+    /// The queued writes (one statement of write CTEs), then `commit` and the position in
+    /// one round trip ([`SqlxConn::commit_and_read`](sql_store::SqlxConn::commit_and_read)).
+    async fn commit(&self, conn: &mut WorkConn<'_, PgConn>) -> Result<CommitToken, StoreError> {
+        conn.flush().await?;
+        conn.inner()
+            .commit_and_read(COMMIT_AND_POSITION_SQL, |lsn| Lsn::parse(lsn).is_some())
             .await
     }
 

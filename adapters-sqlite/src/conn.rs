@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use ports::StoreError;
-use sql_store::{Dialect, SqlxConn, SqlxDialect, SqlxQuery, corrupt};
+use sql_store::{Batch, Dialect, SqlxConn, SqlxDialect, SqlxQuery, corrupt};
 
 use crate::translate;
 
@@ -49,6 +49,7 @@ impl SqlxDialect for SqliteDialect {
         keep_existing: "on conflict do nothing",
         bigint: "bigint",
         update_returning: true,
+        batch: Batch::Script,
     };
 
     fn bind_uuid<'q>(query: SqlxQuery<'q, Sqlite>, value: Option<Uuid>) -> SqlxQuery<'q, Sqlite> {

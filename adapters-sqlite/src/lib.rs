@@ -23,7 +23,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use tokio::sync::Notify;
 
 use ports::{Cause, CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError, Unique};
-use sql_store::{Backend, ReadFuture, SqlConn as _, SqlStore};
+use sql_store::{Backend, ReadFuture, SqlStore, WorkConn};
 
 pub use conn::{SqliteConn, SqliteDialect};
 
@@ -168,8 +168,10 @@ impl Backend for SqliteBackend {
         Ok(SqliteConn::new(self.writer.acquire().await.map_err(translate)?))
     }
 
-    async fn commit(&self, conn: &mut SqliteConn) -> Result<CommitToken, StoreError> {
-        conn.raw("commit").await?;
+    /// The queued writes and `commit` as one script, one hand-off to the writer's thread
+    /// (two when a queued write must change a row: [`WorkConn::commit_after_queue`]).
+    async fn commit(&self, conn: &mut WorkConn<'_, SqliteConn>) -> Result<CommitToken, StoreError> {
+        conn.commit_after_queue("commit").await?;
         let seq = self.commits.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(CommitToken(seq.to_string()))
     }

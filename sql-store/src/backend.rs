@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use ports::{CommitToken, ComponentHealth, Consistency, StoreError};
 
+use crate::batch::WorkConn;
 use crate::sql::SqlConn;
 
 /// A read query, run on whichever connection the backend picks (possibly twice: on a
@@ -61,14 +62,17 @@ pub trait Backend: Send + Sync + Sized + 'static {
         Ok(conn)
     }
 
-    /// Commits the transaction open on `conn` ([`begin`](Self::begin)) and returns the
-    /// commit's consistency token. Once the `commit` succeeded this never fails: a commit
-    /// that happened must not be reported as failed (the caller would retry a write that was
-    /// made), so a position that cannot be read is a token that only the primary satisfies.
+    /// Sends what the unit of work has queued on `conn` and commits its transaction
+    /// ([`WorkConn::flush`] then `commit`, in as few round trips as the dialect can), and
+    /// returns the commit's consistency token. Once the `commit` succeeded this never fails:
+    /// a commit that happened must not be reported as failed (the caller would retry a write
+    /// that was made), so a position that cannot be read is a token that only the primary
+    /// satisfies.
     ///
     /// # Errors
-    /// As the `commit` statement fails (the transaction is then over, rolled back).
-    async fn commit(&self, conn: &mut Self::Conn) -> Result<CommitToken, StoreError>;
+    /// A queued write's failure (the transaction is still open: the caller rolls back), or
+    /// the `commit`'s (then nothing committed).
+    async fn commit(&self, conn: &mut WorkConn<'_, Self::Conn>) -> Result<CommitToken, StoreError>;
 
     /// After a commit that appended outbox rows: wakes this instance's relay, and lets
     /// other instances' relays know (PostgreSQL: `pg_notify`, coalesced).
@@ -116,7 +120,7 @@ impl<C: SqlConn + 'static> Transaction<C> {
     }
 
     /// Commits and hands the connection back, for a caller that wants the commit's token
-    /// ([`Backend::commit_token`]). The transaction is over whether or not the `commit`
+    /// ([`Backend::commit`]). The transaction is over whether or not the `commit`
     /// succeeded (a failed `commit` rolls back).
     ///
     /// # Errors

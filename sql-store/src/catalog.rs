@@ -138,27 +138,27 @@ pub(crate) async fn popular(
 #[async_trait]
 impl<B: Backend> CatalogWrites for SqlUnitOfWork<B> {
     async fn insert(&mut self, product: &Product) -> Result<(), StoreError> {
-        let result = insert(self.conn()?, product).await;
+        let result = insert(&mut self.conn()?, product).await;
         self.track(result)
     }
 
     async fn by_id(&mut self, id: ProductId) -> Result<Option<Product>, StoreError> {
-        let result = by_id(self.conn()?, id, Lock::ForUpdate).await;
+        let result = by_id(&mut self.conn()?, id, Lock::ForUpdate).await;
         self.track(result)
     }
 
     async fn update(&mut self, product: &Product) -> Result<(), StoreError> {
-        let result = update(self.conn()?, product).await;
+        let result = update(&mut self.conn()?, product).await;
         self.track(result)
     }
 
     async fn take_stock(&mut self, id: ProductId, quantity: i64) -> Result<Option<Product>, StoreError> {
-        let result = take_stock(self.conn()?, id, quantity).await;
+        let result = take_stock(&mut self.conn()?, id, quantity).await;
         self.track(result)
     }
 
     async fn return_stock(&mut self, id: ProductId, quantity: i64) -> Result<(), StoreError> {
-        let result = return_stock(self.conn()?, id, quantity).await;
+        let result = return_stock(&mut self.conn()?, id, quantity).await;
         self.track(result)
     }
 }

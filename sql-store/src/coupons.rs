@@ -191,32 +191,32 @@ pub(crate) async fn coupons_of_member(conn: &mut impl SqlConn, member_id: Member
 #[async_trait]
 impl<B: Backend> CouponWrites for SqlUnitOfWork<B> {
     async fn insert_campaign(&mut self, campaign: &CouponCampaign) -> Result<(), StoreError> {
-        let result = insert_campaign(self.conn()?, campaign).await;
+        let result = insert_campaign(&mut self.conn()?, campaign).await;
         self.track(result)
     }
 
     async fn campaign_by_id(&mut self, id: CampaignId) -> Result<Option<CouponCampaign>, StoreError> {
-        let result = campaign_by_id(self.conn()?, id, Lock::ForUpdate).await;
+        let result = campaign_by_id(&mut self.conn()?, id, Lock::ForUpdate).await;
         self.track(result)
     }
 
     async fn claim_coupon_slot(&mut self, id: CampaignId) -> Result<bool, StoreError> {
-        let result = claim_coupon_slot(self.conn()?, id).await;
+        let result = claim_coupon_slot(&mut self.conn()?, id).await;
         self.track(result)
     }
 
     async fn insert_coupon(&mut self, coupon: &Coupon) -> Result<(), StoreError> {
-        let result = insert_coupon(self.conn()?, coupon).await;
+        let result = insert_coupon(&mut self.conn()?, coupon).await;
         self.track(result)
     }
 
     async fn coupon_by_id(&mut self, id: CouponId) -> Result<Option<Coupon>, StoreError> {
-        let result = coupon_by_id(self.conn()?, id, Lock::ForUpdate).await;
+        let result = coupon_by_id(&mut self.conn()?, id, Lock::ForUpdate).await;
         self.track(result)
     }
 
     async fn update_coupon(&mut self, coupon: &Coupon) -> Result<(), StoreError> {
-        let result = update_coupon(self.conn()?, coupon).await;
+        let result = update_coupon(&mut self.conn()?, coupon).await;
         self.track(result)
     }
 }

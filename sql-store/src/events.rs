@@ -79,7 +79,7 @@ pub(crate) async fn append(conn: &mut impl SqlConn, events: &[DomainEvent]) -> R
         .time(now)
         .time(record.created_at)
         .time(now)
-        .execute(&mut *conn)
+        .defer(&mut *conn, None)
         .await?;
     }
     Ok(())
@@ -210,14 +210,14 @@ impl<B: Backend> EventWrites for SqlUnitOfWork<B> {
         if events.is_empty() {
             return Ok(());
         }
-        let result = append(self.conn()?, events).await;
+        let result = append(&mut self.conn()?, events).await;
         self.track(result)?;
         self.tell_relays();
         Ok(())
     }
 
     async fn record_inbox(&mut self, consumer: &str, event_id: EventId) -> Result<bool, StoreError> {
-        let result = record_inbox(self.conn()?, consumer, event_id).await;
+        let result = record_inbox(&mut self.conn()?, consumer, event_id).await;
         self.track(result)
     }
 }

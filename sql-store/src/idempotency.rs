@@ -7,9 +7,9 @@ use time::OffsetDateTime;
 
 use ports::{Consistency, IdempotencyReads, IdempotencyRecord, IdempotencyStart, IdempotencyWrites, StoreError};
 
+use crate::Columns;
 use crate::backend::Backend;
 use crate::sql::{SqlConn, sql};
-use crate::{Columns, require_row};
 use crate::{SqlStore, SqlUnitOfWork};
 
 /// The `fingerprint` and `response` of an `idempotency_keys` row: a key used before.
@@ -71,25 +71,24 @@ pub(crate) async fn complete(
     key: &str,
     response: &str,
 ) -> Result<(), StoreError> {
-    let changed = sql("update idempotency_keys set response = ?, updated_at = ? where scope = ? and request_key = ?")
+    sql("update idempotency_keys set response = ?, updated_at = ? where scope = ? and request_key = ?")
         .text(response)
         .time(OffsetDateTime::now_utc())
         .text(scope)
         .text(key)
-        .execute(conn)
-        .await?;
-    require_row(changed, "idempotency key", format_args!("{scope}/{key}"))
+        .defer(conn, Some(format!("idempotency key {scope}/{key}")))
+        .await
 }
 
 #[async_trait]
 impl<B: Backend> IdempotencyWrites for SqlUnitOfWork<B> {
     async fn begin(&mut self, scope: &str, key: &str, fingerprint: &str) -> Result<IdempotencyStart, StoreError> {
-        let result = begin(self.conn()?, scope, key, fingerprint).await;
+        let result = begin(&mut self.conn()?, scope, key, fingerprint).await;
         self.track(result)
     }
 
     async fn complete(&mut self, scope: &str, key: &str, response: &str) -> Result<(), StoreError> {
-        let result = complete(self.conn()?, scope, key, response).await;
+        let result = complete(&mut self.conn()?, scope, key, response).await;
         self.track(result)
     }
 }

@@ -373,72 +373,72 @@ pub(crate) async fn sessions_of_policy(
 #[async_trait]
 impl<B: Backend> InsuranceWrites for SqlUnitOfWork<B> {
     async fn insert_policy(&mut self, policy: &Policy) -> Result<(), StoreError> {
-        let result = insert_policy(self.conn()?, policy).await;
+        let result = insert_policy(&mut self.conn()?, policy).await;
         self.track(result)
     }
 
     async fn policy_by_id(&mut self, id: PolicyId) -> Result<Option<Policy>, StoreError> {
-        let result = policy_by_id(self.conn()?, id, Lock::ForUpdate).await;
+        let result = policy_by_id(&mut self.conn()?, id, Lock::ForUpdate).await;
         self.track(result)
     }
 
     async fn policy_by_number(&mut self, policy_number: &str) -> Result<Option<Policy>, StoreError> {
-        let result = policy_by_number(self.conn()?, policy_number, Lock::ForUpdate).await;
+        let result = policy_by_number(&mut self.conn()?, policy_number, Lock::ForUpdate).await;
         self.track(result)
     }
 
     async fn policies_of_member(&mut self, member_id: MemberId) -> Result<Vec<Policy>, StoreError> {
-        let result = policies_of_member(self.conn()?, member_id, Lock::ForUpdate).await;
+        let result = policies_of_member(&mut self.conn()?, member_id, Lock::ForUpdate).await;
         self.track(result)
     }
 
     async fn update_policy(&mut self, policy: &Policy, expected_version: i64) -> Result<(), StoreError> {
-        let result = update_policy(self.conn()?, policy, expected_version).await;
+        let result = update_policy(&mut self.conn()?, policy, expected_version).await;
         self.track(result)
     }
 
     async fn insert_insurer_callback(&mut self, callback: &InsurerCallback) -> Result<(), StoreError> {
-        let result = insert_insurer_callback(self.conn()?, callback).await;
+        let result = insert_insurer_callback(&mut self.conn()?, callback).await;
         self.track(result)
     }
 
     async fn insert_audit(&mut self, audit: &PolicyAudit) -> Result<(), StoreError> {
-        let result = insert_audit(self.conn()?, audit).await;
+        let result = insert_audit(&mut self.conn()?, audit).await;
         self.track(result)
     }
 
     async fn insert_session(&mut self, session: &DrivingSession) -> Result<(), StoreError> {
-        let result = insert_session(self.conn()?, session).await;
+        let result = insert_session(&mut self.conn()?, session).await;
         self.track(result)
     }
 
     async fn session_by_id(&mut self, id: SessionId) -> Result<Option<DrivingSession>, StoreError> {
-        let result = session_by_id(self.conn()?, id, Lock::ForUpdate).await;
+        let result = session_by_id(&mut self.conn()?, id, Lock::ForUpdate).await;
         self.track(result)
     }
 
     async fn update_session(&mut self, session: &DrivingSession) -> Result<(), StoreError> {
-        let result = update_session(self.conn()?, session).await;
+        let result = update_session(&mut self.conn()?, session).await;
         self.track(result)
     }
 
     async fn insert_plan(&mut self, plan: &InsurancePlan) -> Result<(), StoreError> {
-        let result = insert_plan(self.conn()?, plan).await;
+        let result = insert_plan(&mut self.conn()?, plan).await;
         self.track(result)
     }
 
     async fn plan_by_id(&mut self, id: PlanId) -> Result<Option<InsurancePlan>, StoreError> {
-        let result = plan_by_id(self.conn()?, id, Lock::None).await;
+        let result = plan_by_id(&mut self.conn()?, id, Lock::None).await;
         self.track(result)
     }
 
     async fn plan_for_update(&mut self, id: PlanId) -> Result<Option<InsurancePlan>, StoreError> {
-        let result = plan_by_id(self.conn()?, id, Lock::ForUpdate).await;
+        let result = plan_by_id(&mut self.conn()?, id, Lock::ForUpdate).await;
         self.track(result)
     }
 
     async fn update_plan(&mut self, plan: &InsurancePlan) -> Result<(), StoreError> {
-        let result = update_plan(self.conn()?, plan).await;
+        let result = update_plan(&mut self.conn()?, plan).await;
         self.track(result)
     }
 }

@@ -23,6 +23,7 @@ use uuid::Uuid;
 use ports::StoreError;
 
 pub mod backend;
+mod batch;
 pub mod catalog;
 mod config;
 pub mod coupons;
@@ -41,9 +42,10 @@ mod unit_of_work;
 pub mod wallet;
 
 pub use backend::{Backend, BackgroundTasks, ReadFuture, Transaction};
+pub use batch::WorkConn;
 pub use config::SqlConfig;
 pub use driver::{SqlxConn, SqlxDialect, SqlxQuery, SqlxRow};
-pub use sql::{Dialect, Lock, Query, SqlConn, Statement, Value};
+pub use sql::{Batch, Dialect, Lock, Outcome, Query, SqlConn, Statement, Value, Write};
 pub use store::SqlStore;
 pub use unit_of_work::SqlUnitOfWork;
 

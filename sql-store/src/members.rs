@@ -166,27 +166,27 @@ pub(crate) async fn to_anonymise(
 #[async_trait]
 impl<B: Backend> MemberWrites for SqlUnitOfWork<B> {
     async fn insert(&mut self, member: &Member) -> Result<(), StoreError> {
-        let result = insert(self.conn()?, member).await;
+        let result = insert(&mut self.conn()?, member).await;
         self.track(result)
     }
 
     async fn by_id(&mut self, id: MemberId) -> Result<Option<Member>, StoreError> {
-        let result = by_id(self.conn()?, id, Lock::ForUpdate).await;
+        let result = by_id(&mut self.conn()?, id, Lock::ForUpdate).await;
         self.track(result)
     }
 
     async fn by_email(&mut self, email: &str) -> Result<Option<Member>, StoreError> {
-        let result = by_email(self.conn()?, email, Lock::ForUpdate).await;
+        let result = by_email(&mut self.conn()?, email, Lock::ForUpdate).await;
         self.track(result)
     }
 
     async fn update(&mut self, member: &Member) -> Result<(), StoreError> {
-        let result = update(self.conn()?, member).await;
+        let result = update(&mut self.conn()?, member).await;
         self.track(result)
     }
 
     async fn to_anonymise(&mut self, withdrawn_before: OffsetDateTime, limit: i64) -> Result<Vec<Member>, StoreError> {
-        let result = to_anonymise(self.conn()?, withdrawn_before, limit).await;
+        let result = to_anonymise(&mut self.conn()?, withdrawn_before, limit).await;
         self.track(result)
     }
 }

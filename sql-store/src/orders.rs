@@ -13,7 +13,7 @@ use ports::{Consistency, OrderReads, OrderWrites, StoreError};
 use crate::SqlUnitOfWork;
 use crate::backend::Backend;
 use crate::sql::{Lock, SqlConn, Statement, sql};
-use crate::{Columns, SqlStore, corrupt, require_row};
+use crate::{Columns, SqlStore, corrupt};
 
 /// An `orders` row: the order without its lines (its lines are read with it by every order query).
 ///
@@ -111,7 +111,7 @@ pub(crate) async fn insert_order(conn: &mut impl SqlConn, o: &Order) -> Result<(
     .opt_time(o.cancelled_at)
     .time(o.created_at)
     .time(o.created_at)
-    .execute(&mut *conn)
+    .defer(&mut *conn, None)
     .await?;
     for (line_no, line) in (1_i64..).zip(&o.items) {
         sql(
@@ -125,7 +125,7 @@ pub(crate) async fn insert_order(conn: &mut impl SqlConn, o: &Order) -> Result<(
         .int(line.unit_price)
         .int(line.quantity)
         .int(line.line_total)
-        .execute(&mut *conn)
+        .defer(&mut *conn, None)
         .await?;
     }
     Ok(())
@@ -152,15 +152,14 @@ pub(crate) async fn order_by_id(conn: &mut impl SqlConn, id: OrderId, lock: Lock
 
 /// Saves status, `paid_at` and `cancelled_at`.
 pub(crate) async fn update_order(conn: &mut impl SqlConn, o: &Order) -> Result<(), StoreError> {
-    let changed = sql("update orders set status = ?, paid_at = ?, cancelled_at = ?, updated_at = ? where id = ?")
+    sql("update orders set status = ?, paid_at = ?, cancelled_at = ?, updated_at = ? where id = ?")
         .text(o.status.as_str())
         .opt_time(o.paid_at)
         .opt_time(o.cancelled_at)
         .time(OffsetDateTime::now_utc())
         .id(o.id)
-        .execute(conn)
-        .await?;
-    require_row(changed, "order", o.id)
+        .defer(conn, Some(format!("order {}", o.id)))
+        .await
 }
 
 /// Newest first.
@@ -202,9 +201,8 @@ pub(crate) async fn insert_payment(conn: &mut impl SqlConn, p: &Payment) -> Resu
     .text(p.status.as_str())
     .time(p.created_at)
     .time(p.created_at)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .defer(conn, None)
+    .await
 }
 
 pub(crate) async fn payment_of_order(
@@ -220,27 +218,27 @@ pub(crate) async fn payment_of_order(
 #[async_trait]
 impl<B: Backend> OrderWrites for SqlUnitOfWork<B> {
     async fn insert_order(&mut self, order: &Order) -> Result<(), StoreError> {
-        let result = insert_order(self.conn()?, order).await;
+        let result = insert_order(&mut self.conn()?, order).await;
         self.track(result)
     }
 
     async fn order_by_id(&mut self, id: OrderId) -> Result<Option<Order>, StoreError> {
-        let result = order_by_id(self.conn()?, id, Lock::ForUpdate).await;
+        let result = order_by_id(&mut self.conn()?, id, Lock::ForUpdate).await;
         self.track(result)
     }
 
     async fn update_order(&mut self, order: &Order) -> Result<(), StoreError> {
-        let result = update_order(self.conn()?, order).await;
+        let result = update_order(&mut self.conn()?, order).await;
         self.track(result)
     }
 
     async fn stale_orders(&mut self, created_before: OffsetDateTime, limit: i64) -> Result<Vec<Order>, StoreError> {
-        let result = stale_orders(self.conn()?, created_before, limit).await;
+        let result = stale_orders(&mut self.conn()?, created_before, limit).await;
         self.track(result)
     }
 
     async fn insert_payment(&mut self, payment: &Payment) -> Result<(), StoreError> {
-        let result = insert_payment(self.conn()?, payment).await;
+        let result = insert_payment(&mut self.conn()?, payment).await;
         self.track(result)
     }
 }

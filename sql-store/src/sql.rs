@@ -9,6 +9,7 @@
 //! `timestamptz`). A reader sees the SQL a use case runs in the shared modules, as it is
 //! sent, but for those substitutions.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 use async_trait::async_trait;
@@ -55,6 +56,26 @@ pub struct Dialect {
     /// SQLite). Where it cannot (MySQL, MariaDB), [`Statement::update_returning`] reads the
     /// row back with a second statement.
     pub update_returning: bool,
+    /// How several statements of a transaction can share one round trip (see [`Batch`]).
+    pub batch: Batch,
+}
+
+/// How writes whose results nobody reads yet (queued with [`Statement::defer`] in a unit of
+/// work) go to the database together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Batch {
+    /// One statement per round trip (MySQL: a prepared statement is one statement).
+    OneByOne,
+    /// Statements joined by `;` in one message, run in order, `?` arguments bound across them
+    /// (SQLite through sqlx). The queued writes go in front of the next statement, `begin`
+    /// included, and in front of the `commit`.
+    Script,
+    /// Data-modifying common table expressions: the queued writes become one statement,
+    /// `with w1 as (… returning 1), … select count(*) …`, sent before the next statement
+    /// (PostgreSQL). The writes of one such statement share a snapshot and do not see each
+    /// other's rows, so a write to a table already written in it, other than another
+    /// insert, starts the next one.
+    WriteCtes,
 }
 
 /// Whether a `select` locks the rows it returns (`{lock}` in its text). A unit of work locks
@@ -75,10 +96,23 @@ pub enum Lock {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value<'a> {
     Int(Option<i64>),
-    Text(Option<&'a str>),
+    Text(Option<Cow<'a, str>>),
     Uuid(Option<Uuid>),
     Time(Option<OffsetDateTime>),
     Bool(bool),
+}
+
+impl Value<'_> {
+    /// The same value, owning its text.
+    pub fn into_owned(self) -> Value<'static> {
+        match self {
+            Value::Int(v) => Value::Int(v),
+            Value::Text(v) => Value::Text(v.map(|text| Cow::Owned(text.into_owned()))),
+            Value::Uuid(v) => Value::Uuid(v),
+            Value::Time(v) => Value::Time(v),
+            Value::Bool(v) => Value::Bool(v),
+        }
+    }
 }
 
 /// One placeholder's argument: a value, or a list that an `in (?)` expands into.
@@ -134,12 +168,12 @@ impl<'a> Statement<'a> {
 
     /// Binds text.
     pub fn text(self, value: &'a str) -> Self {
-        self.arg(Value::Text(Some(value)))
+        self.arg(Value::Text(Some(Cow::Borrowed(value))))
     }
 
     /// Binds nullable text.
     pub fn opt_text(self, value: Option<&'a str>) -> Self {
-        self.arg(Value::Text(value))
+        self.arg(Value::Text(value.map(Cow::Borrowed)))
     }
 
     /// Binds an id.
@@ -184,7 +218,10 @@ impl<'a> Statement<'a> {
     /// Binds a list of texts to the `?` of an `in (?)`, like [`Self::ids`]; not empty either.
     pub fn texts(mut self, values: &'a [String]) -> Self {
         self.args.push(Arg::List(
-            values.iter().map(|v| Value::Text(Some(v.as_str()))).collect(),
+            values
+                .iter()
+                .map(|v| Value::Text(Some(Cow::Borrowed(v.as_str()))))
+                .collect(),
         ));
         self
     }
@@ -201,13 +238,27 @@ impl<'a> Statement<'a> {
     /// [`StoreError::Other`] when the placeholders and the arguments do not match in number
     /// (a bug in the shared SQL, caught by every test that runs the statement).
     pub fn render(&self, dialect: &Dialect) -> Result<Query<'a>, StoreError> {
+        let mut query = Query {
+            sql: String::with_capacity(self.sql.len() + 32),
+            values: Vec::with_capacity(self.args.len()),
+        };
+        self.render_onto(dialect, &mut query)?;
+        Ok(query)
+    }
+
+    /// Appends the statement as `dialect` sends it to `query`: its text to the text, its
+    /// values after the values already there (numbered placeholders go on from theirs), so
+    /// several statements can make one query.
+    ///
+    /// # Errors
+    /// As [`render`](Self::render).
+    pub fn render_onto(&self, dialect: &Dialect, query: &mut Query<'a>) -> Result<(), StoreError> {
         let lock = match self.lock {
             Lock::None => "",
             Lock::ForUpdate => dialect.for_update,
             Lock::SkipLocked => dialect.skip_locked,
         };
-        let mut sql = String::with_capacity(self.sql.len() + 32);
-        let mut values = Vec::with_capacity(self.args.len());
+        let Query { sql, values } = query;
         let mut args = self.args.iter();
         let mut rest = self.sql;
         while let Some(at) = rest.find(['?', '{']) {
@@ -255,7 +306,29 @@ impl<'a> Statement<'a> {
         if args.next().is_some() {
             return Err(self.mismatch());
         }
-        Ok(Query { sql, values })
+        Ok(())
+    }
+
+    /// The statement's text as written in the shared SQL, before rendering.
+    pub fn text_as_written(&self) -> &'static str {
+        self.sql
+    }
+
+    /// The same statement, owning its text arguments (to be kept past the borrow).
+    pub fn into_owned(self) -> Statement<'static> {
+        Statement {
+            sql: self.sql,
+            args: self
+                .args
+                .into_iter()
+                .map(|arg| match arg {
+                    Arg::One(value) => Arg::One(value.into_owned()),
+                    Arg::List(list) => Arg::List(list.into_iter().map(Value::into_owned).collect()),
+                })
+                .collect(),
+            lock: self.lock,
+            returning: self.returning,
+        }
     }
 
     fn mismatch(&self) -> StoreError {
@@ -273,6 +346,24 @@ impl<'a> Statement<'a> {
     pub async fn execute<C: SqlConn + ?Sized>(self, conn: &mut C) -> Result<u64, StoreError> {
         let query = self.render(conn.dialect())?;
         conn.execute(query).await
+    }
+
+    /// Runs a write whose only result is whether it changed a row: at once, or, in a unit of
+    /// work, together with the unit's next statement (at the latest its commit), so that
+    /// several writes share a round trip ([`Batch`]). Its error, a uniqueness conflict
+    /// included, then surfaces from that statement, which fails the unit of work the same
+    /// way. `must_change` names what it updates when changing no row is an error (see
+    /// [`require_row`](crate::require_row)).
+    ///
+    /// # Errors
+    /// As [`Statement::execute`], and [`StoreError::Other`] when `must_change` is set and
+    /// no row changed: here or from the statement it went with.
+    pub async fn defer<C: SqlConn + ?Sized>(self, conn: &mut C, must_change: Option<String>) -> Result<(), StoreError> {
+        conn.defer(Write {
+            statement: self.into_owned(),
+            must_change,
+        })
+        .await
     }
 
     /// Runs an insert that ends in `{skip_duplicate}`: `true` when it inserted its row,
@@ -371,6 +462,45 @@ impl<'a> Statement<'a> {
     }
 }
 
+/// A write queued by [`Statement::defer`].
+#[derive(Debug, Clone)]
+pub struct Write {
+    pub(crate) statement: Statement<'static>,
+    /// What it updates (`order 0190…`), when changing no row is an error.
+    pub(crate) must_change: Option<String>,
+}
+
+impl Write {
+    /// A write of `statement` that may change any number of rows.
+    #[cfg(test)]
+    pub(crate) fn any(statement: Statement<'static>) -> Self {
+        Self {
+            statement,
+            must_change: None,
+        }
+    }
+
+    /// Whether `changed` rows is what the write needed.
+    ///
+    /// # Errors
+    /// [`StoreError::Other`] as [`require_row`](crate::require_row) words it.
+    pub(crate) fn check(&self, changed: u64) -> Result<(), StoreError> {
+        match &self.must_change {
+            Some(what) if changed == 0 => Err(StoreError::other(format!("no {what} to update"))),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// One statement's result in a [`SqlConn::script`].
+#[derive(Debug)]
+pub struct Outcome<R> {
+    /// Rows it inserted, updated or deleted.
+    pub changed: u64,
+    /// Rows it returned.
+    pub rows: Vec<R>,
+}
+
 /// A connection of one database: binds [`Value`]s in the dialect's storage format, runs a
 /// rendered [`Query`] and translates the driver's errors. The only code a new database
 /// writes for the shared statements.
@@ -400,6 +530,21 @@ pub trait SqlConn: Send {
     /// Runs a statement of fixed text without arguments (`begin`, `commit`, `rollback`).
     async fn raw(&mut self, sql: &'static str) -> Result<(), StoreError>;
 
+    /// Runs `write` now, or queues it to go with the next statement ([`Statement::defer`]).
+    /// Outside a unit of work it runs now.
+    async fn defer(&mut self, write: Write) -> Result<(), StoreError> {
+        let query = write.statement.render(self.dialect())?;
+        let changed = self.execute(query).await?;
+        write.check(changed)
+    }
+
+    /// Runs a query of several statements joined by `;` ([`Batch::Script`]), in order,
+    /// stopping at the first that fails: each statement's rows changed and rows returned.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute); [`StoreError::Other`] where the dialect cannot.
+    async fn script(&mut self, query: Query<'_>) -> Result<Vec<Outcome<Self::Row>>, StoreError>;
+
     /// Closes the connection when it is dropped instead of returning it to its pool (its
     /// state is unknown: a rollback failed).
     fn close_on_drop(&mut self);
@@ -419,6 +564,7 @@ mod tests {
         keep_existing: "on conflict do nothing",
         bigint: "bigint",
         update_returning: true,
+        batch: Batch::WriteCtes,
     };
     const QUESTION: Dialect = Dialect {
         name: "question",
@@ -430,6 +576,7 @@ mod tests {
         keep_existing: "on conflict do nothing",
         bigint: "bigint",
         update_returning: false,
+        batch: Batch::Script,
     };
 
     #[test]

@@ -121,8 +121,8 @@ impl<B: Backend> SqlStore<B> {
 #[async_trait]
 impl<B: Backend> Database for SqlStore<B> {
     async fn begin(&self) -> Result<Box<dyn UnitOfWork>, StoreError> {
-        let conn = self.backend.begin().await?;
-        Ok(Box::new(SqlUnitOfWork::new(conn, Arc::clone(&self.backend))))
+        let conn = self.backend.primary().await?;
+        Ok(Box::new(SqlUnitOfWork::begin(conn, Arc::clone(&self.backend)).await?))
     }
 }
 

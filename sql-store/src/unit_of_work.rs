@@ -4,6 +4,10 @@
 //! the same SQL. A failed statement spoils the transaction on every store alike
 //! (PostgreSQL aborts it, and the others must not commit half of it either), so `commit`
 //! then rolls back and fails.
+//!
+//! Writes whose results nobody reads are queued and go with the next statement (see
+//! [`crate::batch`]), so a write's error can surface from a later statement or from the
+//! commit; either way the unit of work fails and nothing of it is committed.
 
 use std::sync::Arc;
 
@@ -15,10 +19,15 @@ use ports::{
 };
 
 use crate::backend::{Backend, Transaction};
+use crate::batch::{Queue, WorkConn};
+use crate::sql::{Batch, SqlConn as _};
 
 /// A [`UnitOfWork`] over any [`Backend`]. Dropping it without committing rolls back.
 pub struct SqlUnitOfWork<B: Backend> {
     tx: Transaction<B::Conn>,
+    /// What has not been sent yet: queued writes, and the `begin` where it waits for the
+    /// first statement.
+    queue: Queue,
     backend: Arc<B>,
     /// Whether this transaction appended outbox rows (so relays are woken at commit).
     appended_events: bool,
@@ -30,6 +39,7 @@ impl<B: Backend> std::fmt::Debug for SqlUnitOfWork<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqlUnitOfWork")
             .field("tx", &self.tx)
+            .field("queue", &self.queue)
             .field("appended_events", &self.appended_events)
             .field("failed", &self.failed)
             .finish()
@@ -37,19 +47,37 @@ impl<B: Backend> std::fmt::Debug for SqlUnitOfWork<B> {
 }
 
 impl<B: Backend> SqlUnitOfWork<B> {
-    /// Takes over `conn`, on which [`Backend::begin`] has begun a transaction.
-    pub(crate) fn new(conn: B::Conn, backend: Arc<B>) -> Self {
-        Self {
+    /// Begins a transaction on `conn`, a primary connection: at once, or, where the dialect
+    /// sends a script ([`Batch::Script`]), with the first statement.
+    ///
+    /// # Errors
+    /// As the `begin` statement fails.
+    pub(crate) async fn begin(mut conn: B::Conn, backend: Arc<B>) -> Result<Self, StoreError> {
+        let dialect = conn.dialect();
+        let mut queue = Queue::default();
+        if dialect.batch == Batch::Script {
+            queue.begin = Some(dialect.begin);
+        } else {
+            conn.raw(dialect.begin).await?;
+        }
+        Ok(Self {
             tx: Transaction::new(conn),
+            queue,
             backend,
             appended_events: false,
             failed: false,
-        }
+        })
     }
 
-    /// The transaction's connection, for a context's statement.
-    pub(crate) fn conn(&mut self) -> Result<&mut B::Conn, StoreError> {
-        self.tx.conn()
+    /// The transaction's connection, for a context's statement: what is queued goes first.
+    pub(crate) fn conn(&mut self) -> Result<WorkConn<'_, B::Conn>, StoreError> {
+        Ok(WorkConn::new(self.tx.conn()?, &mut self.queue))
+    }
+
+    /// Whether nothing of the transaction has reached the database, not even its `begin`:
+    /// then there is nothing to roll back.
+    fn unsent(&self) -> bool {
+        self.queue.begin.is_some()
     }
 
     /// Notes a failed statement, so a later commit fails instead of committing part of the
@@ -103,24 +131,57 @@ impl<B: Backend> UnitOfWork for SqlUnitOfWork<B> {
 
     async fn commit(&mut self) -> Result<CommitToken, StoreError> {
         if self.failed {
-            self.tx.rollback().await?;
+            self.rollback().await?;
             return Err(StoreError::other(
                 "cannot commit: a statement of this unit of work failed, so it was rolled back".to_owned(),
             ));
         }
-        // Disjoint fields: the connection of `tx`, the commit of `backend`.
-        let result = self.backend.commit(self.tx.conn()?).await;
-        // Past the await, the commit ran: there is nothing left to roll back on drop. (A
-        // commit cancelled before this point still rolls back when the transaction drops.)
-        self.tx.ended();
-        let token = result?;
-        if self.appended_events {
-            self.backend.wake_relay();
+        // Disjoint fields: the connection of `tx` and the `queue`, the commit of `backend`.
+        let result = {
+            let mut conn = WorkConn::new(self.tx.conn()?, &mut self.queue);
+            self.backend.commit(&mut conn).await
+        };
+        match result {
+            Ok(token) => {
+                // Past the await, the commit ran: there is nothing left to roll back on drop.
+                // (A commit cancelled before this point still rolls back when the
+                // transaction drops.)
+                self.tx.ended();
+                if self.appended_events {
+                    self.backend.wake_relay();
+                }
+                Ok(token)
+            }
+            Err(e) => {
+                // A queued write failed before the `commit` (the transaction is open), or the
+                // `commit` did (it is over, and a `rollback` changes nothing): roll back
+                // either way, so the connection goes back to its pool outside a transaction.
+                self.failed = true;
+                self.queue = Queue::default();
+                if let Err(rollback) = self.tx.rollback().await {
+                    tracing::debug!(error = %rollback, "rollback after a failed commit");
+                }
+                Err(e)
+            }
         }
-        Ok(token)
     }
 
     async fn rollback(&mut self) -> Result<(), StoreError> {
+        if self.unsent() {
+            self.queue = Queue::default();
+            self.tx.ended();
+            return Ok(());
+        }
+        self.queue = Queue::default();
         self.tx.rollback().await
+    }
+}
+
+impl<B: Backend> Drop for SqlUnitOfWork<B> {
+    /// A transaction whose `begin` never went out is not rolled back (there is none).
+    fn drop(&mut self) {
+        if self.unsent() {
+            self.tx.ended();
+        }
     }
 }

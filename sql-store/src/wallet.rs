@@ -100,9 +100,8 @@ pub(crate) async fn insert_ledger(conn: &mut impl SqlConn, e: &LedgerEntry) -> R
     .int(e.balance_after)
     .opt_id(e.reference)
     .time(e.created_at)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .defer(conn, None)
+    .await
 }
 
 /// Newest first (rows of the same instant: last inserted first).
@@ -126,17 +125,17 @@ impl<B: Backend> WalletWrites for SqlUnitOfWork<B> {
         amount: Krw,
         max_balance: Krw,
     ) -> Result<Option<Krw>, StoreError> {
-        let result = credit_points(self.conn()?, member_id, amount, max_balance).await;
+        let result = credit_points(&mut self.conn()?, member_id, amount, max_balance).await;
         self.track(result)
     }
 
     async fn debit_points(&mut self, member_id: MemberId, amount: Krw) -> Result<Option<Krw>, StoreError> {
-        let result = debit_points(self.conn()?, member_id, amount).await;
+        let result = debit_points(&mut self.conn()?, member_id, amount).await;
         self.track(result)
     }
 
     async fn insert_ledger(&mut self, entry: &LedgerEntry) -> Result<(), StoreError> {
-        let result = insert_ledger(self.conn()?, entry).await;
+        let result = insert_ledger(&mut self.conn()?, entry).await;
         self.track(result)
     }
 }

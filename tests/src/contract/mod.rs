@@ -77,6 +77,7 @@ macro_rules! contract_tests {
             dropping_a_unit_of_work_without_commit_leaves_nothing,
             a_spent_unit_of_work_refuses_work,
             a_failed_statement_leaves_the_unit_of_work_unable_to_commit,
+            a_queued_write_is_seen_by_later_reads_and_its_failure_fails_the_commit,
             products_round_trip_and_page_by_id,
             take_stock_never_goes_below_zero,
             concurrent_stock_takes_succeed_exactly_as_often_as_there_is_stock,

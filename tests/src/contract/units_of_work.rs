@@ -1,8 +1,14 @@
 //! Units of work: nothing is visible before commit, rollback and drop undo everything, and a
 //! spent unit of work refuses to be used.
 
+use uuid::Uuid;
+
+use core_domain::PaymentId;
+use core_domain::order::OrderLine;
 use ports::{Consistency, StoreError, Unique};
 
+use super::catalog::stored_product;
+use super::orders::order;
 use super::{Stores, assert_store_error, now, rider, stored_rider};
 
 pub async fn a_rollback_leaves_nothing(stores: Stores) {
@@ -87,5 +93,67 @@ pub async fn a_failed_statement_leaves_the_unit_of_work_unable_to_commit(stores:
             .unwrap()
             .map(|m| m.id),
         Some(first.id)
+    );
+}
+
+/// Writes nobody reads the result of may wait for the unit of work's next statement or its
+/// commit (one round trip for several): a read still sees them, and one that fails, wherever
+/// its error surfaces, leaves nothing of the unit of work and the connection usable.
+pub async fn a_queued_write_is_seen_by_later_reads_and_its_failure_fails_the_commit(stores: Stores) {
+    let m = stored_rider(&stores, "queued.writes@example.com").await;
+    let helmet = stored_product(&stores, "Helmet", 30_000, 10).await;
+    let mut placed = order(m.id, vec![OrderLine::of(&helmet, 1)], now());
+
+    let mut uow = stores.db.begin().await.unwrap();
+    uow.orders().insert_order(&placed).await.unwrap();
+    assert_eq!(uow.orders().order_by_id(placed.id).await.unwrap(), Some(placed.clone()));
+    let (payment, _event) = placed.pay(PaymentId(Uuid::now_v7()), now()).unwrap();
+    uow.orders().update_order(&placed).await.unwrap();
+    uow.orders().insert_payment(&payment).await.unwrap();
+    uow.commit().await.unwrap();
+    assert_eq!(
+        stores.orders.order(placed.id, Consistency::Strong).await.unwrap(),
+        Some(placed.clone())
+    );
+    assert_eq!(
+        stores
+            .orders
+            .payment_of_order(placed.id, Consistency::Strong)
+            .await
+            .unwrap(),
+        Some(payment.clone())
+    );
+
+    // An update of an order that does not exist, queued behind a valid insert.
+    let other = order(m.id, vec![OrderLine::of(&helmet, 2)], now());
+    let missing = order(m.id, vec![OrderLine::of(&helmet, 3)], now());
+    let mut uow = stores.db.begin().await.unwrap();
+    uow.orders().insert_order(&other).await.unwrap();
+    let outcome = match uow.orders().update_order(&missing).await {
+        Ok(()) => uow.commit().await,
+        Err(e) => Err(e),
+    };
+    assert!(matches!(outcome, Err(StoreError::Other(_))), "{outcome:?}");
+    drop(uow);
+    assert_eq!(stores.orders.order(other.id, Consistency::Strong).await.unwrap(), None);
+
+    // A duplicate key (the same payment again), queued and sent with the commit.
+    let mut uow = stores.db.begin().await.unwrap();
+    uow.orders().insert_order(&other).await.unwrap();
+    let outcome = match uow.orders().insert_payment(&payment).await {
+        Ok(()) => uow.commit().await,
+        Err(e) => Err(e),
+    };
+    assert!(matches!(outcome, Err(StoreError::Conflict(_))), "{outcome:?}");
+    drop(uow);
+    assert_eq!(stores.orders.order(other.id, Consistency::Strong).await.unwrap(), None);
+
+    // The connection went back clean: the same work commits now.
+    let mut uow = stores.db.begin().await.unwrap();
+    uow.orders().insert_order(&other).await.unwrap();
+    uow.commit().await.unwrap();
+    assert_eq!(
+        stores.orders.order(other.id, Consistency::Strong).await.unwrap(),
+        Some(other)
     );
 }
