@@ -40,6 +40,7 @@ impl SqlxDialect for MysqlDialect {
         bigint: "signed",
         update_returning: false,
         batch: Batch::OneByOne,
+        row_guard: "",
     };
 
     fn bind_uuid<'q>(query: SqlxQuery<'q, MySql>, value: Option<Uuid>) -> SqlxQuery<'q, MySql> {

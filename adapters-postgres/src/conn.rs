@@ -38,6 +38,7 @@ impl SqlxDialect for PgDialect {
         bigint: "bigint",
         update_returning: true,
         batch: Batch::WriteCtes,
+        row_guard: "",
     };
 
     fn bind_uuid<'q>(query: SqlxQuery<'q, Postgres>, value: Option<Uuid>) -> SqlxQuery<'q, Postgres> {

@@ -24,6 +24,17 @@ fn from_micros(column: &str, us: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(us) * 1_000).map_err(|e| corrupt(column, e))
 }
 
+/// The statement that fails a script when the one before it changed no row (see
+/// [`Dialect::row_guard`]): inserting `changes()` into the writer's temporary view
+/// `must_change` ([`ROW_GUARD_SCHEMA`]), whose trigger raises for a 0.
+const ROW_GUARD: &str = "insert into temp.must_change (changed) values (changes())";
+
+/// Created on the writer connection when it opens (temporary objects live as long as it).
+pub(crate) const ROW_GUARD_SCHEMA: &str = "\
+    create temp view if not exists must_change as select 0 as changed;
+    create temp trigger if not exists must_change_guard instead of insert on must_change
+    when new.changed = 0 begin select raise(abort, 'a queued write changed no row'); end";
+
 /// SQLite's side of the shared statements, for [`SqlxConn`].
 #[derive(Debug, Clone, Copy)]
 pub struct SqliteDialect;
@@ -50,6 +61,7 @@ impl SqlxDialect for SqliteDialect {
         bigint: "bigint",
         update_returning: true,
         batch: Batch::Script,
+        row_guard: ROW_GUARD,
     };
 
     fn bind_uuid<'q>(query: SqlxQuery<'q, Sqlite>, value: Option<Uuid>) -> SqlxQuery<'q, Sqlite> {

@@ -2,8 +2,9 @@
 //! The statements and the store logic are `sql-store`'s; this crate supplies SQLite's
 //! placeholders and storage format ([`SqliteDialect`]), its pools, and its errors.
 //!
-//! SQLite has a single writer, so every write goes through a pool of exactly one connection
-//! (write transactions queue in-process instead of failing with `SQLITE_BUSY`), while reads go
+//! SQLite has a single writer, so every write goes through exactly one connection behind an
+//! async mutex (write transactions queue in-process instead of failing with `SQLITE_BUSY`,
+//! and the next one starts the moment the last ends: no pool's return trip), while reads go
 //! to a pool of read-only connections that WAL mode lets run beside the writer. `begin
 //! immediate` takes the write lock at once, which is also why the shared statements need no
 //! row locks here: a transaction has the whole database to itself.
@@ -14,13 +15,14 @@
 mod conn;
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use tokio::sync::Notify;
+use sqlx::{ConnectOptions as _, SqliteConnection, SqlitePool};
+use tokio::sync::{Mutex, Notify};
 
 use ports::{Cause, CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError, Unique};
 use sql_store::{Backend, ReadFuture, SqlStore, WorkConn};
@@ -40,7 +42,8 @@ pub struct SqliteConfig {
     pub max_readers: u32,
     /// How long a statement waits for a lock held by another process before `SQLITE_BUSY`.
     pub busy_timeout: Duration,
-    /// How long a caller waits for a pooled connection before [`StoreError::Unavailable`].
+    /// How long a caller waits for the writer or a pooled reader before
+    /// [`StoreError::Unavailable`].
     pub acquire_timeout: Duration,
 }
 
@@ -57,8 +60,12 @@ impl Default for SqliteConfig {
 
 /// SQLite's pools and bookkeeping behind [`SqliteStore`].
 pub struct SqliteBackend {
-    /// Exactly one connection: SQLite's single writer, serialised in-process.
-    writer: SqlitePool,
+    /// SQLite's single writer, serialised in-process (locked for a unit of work).
+    writer: Arc<Mutex<SqliteConnection>>,
+    /// How long a unit of work waits for the writer.
+    acquire_timeout: Duration,
+    /// Set by [`Backend::close`]: the writer then refuses work.
+    closed: AtomicBool,
     /// Read-only connections for the read ports.
     readers: SqlitePool,
     /// Woken after a commit that appended outbox rows.
@@ -104,20 +111,18 @@ impl Backend for SqliteBackend {
                 .map_err(|e| StoreError::unavailable(format!("cannot create {}: {e}", dir.display())))?;
         }
 
-        // The writer connection is kept open for the life of the pool: it owns the WAL and
+        // The writer connection is kept open for the life of the store: it owns the WAL and
         // shared-memory files the read-only connections need.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .idle_timeout(None)
-            .max_lifetime(None)
-            .acquire_timeout(config.acquire_timeout)
-            .connect_with(
-                base.clone()
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Normal),
-            )
+        let mut writer = base
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .connect()
+            .await
+            .map_err(translate)?;
+        sqlx::raw_sql(conn::ROW_GUARD_SCHEMA)
+            .execute(&mut writer)
             .await
             .map_err(translate)?;
 
@@ -129,7 +134,9 @@ impl Backend for SqliteBackend {
             .map_err(translate)?;
 
         Ok(Self {
-            writer,
+            writer: Arc::new(Mutex::new(writer)),
+            acquire_timeout: config.acquire_timeout,
+            closed: AtomicBool::new(false),
             readers,
             events: Notify::new(),
             commits: AtomicU64::new(0),
@@ -138,8 +145,9 @@ impl Backend for SqliteBackend {
 
     /// Runs the embedded migrations (`adapters-sqlite/migrations`) not yet applied.
     async fn migrate(&self) -> Result<(), StoreError> {
+        let mut writer = self.writer.lock().await;
         sqlx::migrate!("./migrations")
-            .run(&self.writer)
+            .run_direct(None, &mut *writer, false)
             .await
             .map_err(|e| match e {
                 sqlx::migrate::MigrateError::Execute(e) => translate(e),
@@ -147,10 +155,13 @@ impl Backend for SqliteBackend {
             })
     }
 
-    /// Closes both pools, waiting for connections in use to be returned.
+    /// Closes the readers' pool, waiting for connections in use to be returned, and waits
+    /// for the unit of work holding the writer, which then refuses work (the connection
+    /// closes with the store).
     async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
         self.readers.close().await;
-        self.writer.close().await;
+        let _writer = self.writer.lock().await;
     }
 
     /// On a read-only connection whatever the consistency: there is one file.
@@ -165,7 +176,17 @@ impl Backend for SqliteBackend {
     }
 
     async fn primary(&self) -> Result<SqliteConn, StoreError> {
-        Ok(SqliteConn::new(self.writer.acquire().await.map_err(translate)?))
+        let closed = || StoreError::unavailable("the SQLite store is closed".to_owned());
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed());
+        }
+        let writer = tokio::time::timeout(self.acquire_timeout, Arc::clone(&self.writer).lock_owned())
+            .await
+            .map_err(|_| StoreError::unavailable("the SQLite writer was not free in time".to_owned()))?;
+        if self.closed.load(Ordering::Acquire) {
+            return Err(closed());
+        }
+        Ok(SqliteConn::exclusive(writer))
     }
 
     /// The queued writes and `commit` as one script, one hand-off to the writer's thread

@@ -72,13 +72,15 @@ impl<'u, C: SqlConn> WorkConn<'u, C> {
     }
 
     /// Sends the queue and then `commit`: in one script where the dialect can, unless a
-    /// queued write must change a row (its count is only known once the script has run, and
-    /// by then the commit would have too), in which case the queue goes first.
+    /// queued write must change a row and the dialect has no
+    /// [`row_guard`](crate::Dialect::row_guard) (the count is only known once the script has
+    /// run, and by then the commit would have too), in which case the queue goes first.
     ///
     /// # Errors
     /// As [`flush`](Self::flush), then as the `commit` fails.
     pub async fn commit_after_queue(&mut self, commit: &'static str) -> Result<(), StoreError> {
-        if self.queue.writes.iter().any(|write| write.must_change.is_some()) {
+        let unguarded = self.conn.dialect().row_guard.is_empty();
+        if unguarded && self.queue.writes.iter().any(|write| write.must_change.is_some()) {
             self.flush().await?;
         }
         self.raw(commit).await
@@ -97,13 +99,19 @@ impl<'u, C: SqlConn> WorkConn<'u, C> {
         if let Some(begin) = begin {
             script.sql.push_str(begin);
         }
+        let mut guards = 0;
         for write in &writes {
             if !script.sql.is_empty() {
                 script.sql.push_str(";\n");
             }
             write.statement.render_onto(dialect, &mut script)?;
+            if write.must_change.is_some() && !dialect.row_guard.is_empty() {
+                script.sql.push_str(";\n");
+                script.sql.push_str(dialect.row_guard);
+                guards += 1;
+            }
         }
-        let expected = usize::from(begin.is_some()) + writes.len() + usize::from(next.is_some());
+        let expected = usize::from(begin.is_some()) + writes.len() + guards + usize::from(next.is_some());
         if let Some(next) = &next {
             script.sql.push_str(";\n");
             script.sql.push_str(&next.sql);
@@ -118,9 +126,13 @@ impl<'u, C: SqlConn> WorkConn<'u, C> {
             )));
         }
         let last = if has_next { outcomes.pop() } else { None };
-        let changed = outcomes.iter().skip(usize::from(begin.is_some())).map(|o| o.changed);
-        for (write, changed) in writes.iter().zip(changed) {
+        let mut results = outcomes.iter().skip(usize::from(begin.is_some()));
+        for write in &writes {
+            let changed = results.next().map_or(0, |o| o.changed);
             write.check(changed)?;
+            if write.must_change.is_some() && !dialect.row_guard.is_empty() {
+                let _guard = results.next();
+            }
         }
         Ok(last)
     }
@@ -336,6 +348,7 @@ mod tests {
         bigint: "bigint",
         update_returning: true,
         batch: Batch::WriteCtes,
+        row_guard: "",
     };
 
     fn write(text: &'static str) -> Write {

@@ -5,6 +5,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
 
 use async_trait::async_trait;
 use futures::TryStreamExt as _;
@@ -12,6 +13,7 @@ use sqlx::Either;
 use sqlx::pool::PoolConnection;
 use sqlx::{AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row as _, Type};
 use time::OffsetDateTime;
+use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 use ports::{CommitToken, StoreError};
@@ -63,10 +65,39 @@ pub trait SqlxDialect: Send + Sync + 'static {
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
 }
 
-/// A pooled connection of dialect `D`, in or out of a transaction.
+/// A connection of dialect `D`, in or out of a transaction: taken from a pool, or the one
+/// connection of an exclusive holder (SQLite's writer).
 pub struct SqlxConn<D: SqlxDialect> {
-    conn: PoolConnection<D::Db>,
+    conn: Held<D::Db>,
     dialect: PhantomData<D>,
+}
+
+/// How a [`SqlxConn`] holds its driver connection.
+enum Held<DB: Database> {
+    /// Back to its pool when dropped (sqlx then pings it, from a task of its own).
+    Pooled(PoolConnection<DB>),
+    /// Locked while held and free for the next waiter the moment it is dropped.
+    Exclusive(OwnedMutexGuard<DB::Connection>),
+}
+
+impl<DB: Database> Deref for Held<DB> {
+    type Target = DB::Connection;
+
+    fn deref(&self) -> &DB::Connection {
+        match self {
+            Held::Pooled(conn) => conn,
+            Held::Exclusive(conn) => conn,
+        }
+    }
+}
+
+impl<DB: Database> DerefMut for Held<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        match self {
+            Held::Pooled(conn) => conn,
+            Held::Exclusive(conn) => conn,
+        }
+    }
 }
 
 impl<D: SqlxDialect> fmt::Debug for SqlxConn<D> {
@@ -81,7 +112,16 @@ impl<D: SqlxDialect> SqlxConn<D> {
     /// Wraps a connection taken from a pool.
     pub fn new(conn: PoolConnection<D::Db>) -> Self {
         Self {
-            conn,
+            conn: Held::Pooled(conn),
+            dialect: PhantomData,
+        }
+    }
+
+    /// Wraps the locked connection of an exclusive holder (a mutex around the only
+    /// connection): dropped, it unlocks, with none of a pool's return trip.
+    pub fn exclusive(conn: OwnedMutexGuard<<D::Db as Database>::Connection>) -> Self {
+        Self {
+            conn: Held::Exclusive(conn),
             dialect: PhantomData,
         }
     }
@@ -240,7 +280,11 @@ where
     }
 
     fn close_on_drop(&mut self) {
-        self.conn.close_on_drop();
+        match &mut self.conn {
+            Held::Pooled(conn) => conn.close_on_drop(),
+            // The only connection stays: a later statement fails if it is broken.
+            Held::Exclusive(_) => tracing::warn!("an exclusive connection in an unknown state stays in use"),
+        }
     }
 }
 

@@ -58,6 +58,11 @@ pub struct Dialect {
     pub update_returning: bool,
     /// How several statements of a transaction can share one round trip (see [`Batch`]).
     pub batch: Batch,
+    /// In a [`Batch::Script`], a statement that fails the script when the statement before
+    /// it changed no row, so a queued write that must change a row can go in one script with
+    /// the `commit` (SQLite: an insert into a temporary view whose trigger raises). Empty
+    /// where there is none: the queue is then sent before the `commit`.
+    pub row_guard: &'static str,
 }
 
 /// How writes whose results nobody reads yet (queued with [`Statement::defer`] in a unit of
@@ -565,6 +570,7 @@ mod tests {
         bigint: "bigint",
         update_returning: true,
         batch: Batch::WriteCtes,
+        row_guard: "",
     };
     const QUESTION: Dialect = Dialect {
         name: "question",
@@ -577,6 +583,7 @@ mod tests {
         bigint: "bigint",
         update_returning: false,
         batch: Batch::Script,
+        row_guard: "",
     };
 
     #[test]

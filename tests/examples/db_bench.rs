@@ -14,6 +14,8 @@
 //! eval "$(scripts/infra.sh up)"
 //! cargo run --release -p tests --example db_bench -- [SECONDS] [CONNECTIONS]
 //! ```
+//!
+//! With `DB_BENCH_SQLITE_ONLY=1` it runs the SQLite loops alone (no services needed).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -345,6 +347,12 @@ async fn main() {
     println!("db_bench: {connections} connections, {seconds} s per loop (release build, client on the same cores)");
 
     let sqlite = measure(Store::Sqlite, seconds, connections).await;
+    if std::env::var_os("DB_BENCH_SQLITE_ONLY").is_some() {
+        println!("{}", row("SQLite: order + payment (paid)", &sqlite.orders));
+        println!("{}", row("SQLite: members mix (3:1)", &sqlite.mix));
+        println!("CPU per SQLite paid order:       {}", sqlite.order_cpu.describe());
+        return;
+    }
     let postgres = measure(Store::Postgres, seconds, connections).await;
     let pg = tests::services::postgres_with_replica().await.expect("PostgreSQL");
     let servers = Servers {
