@@ -395,7 +395,7 @@ mod tests {
             write("insert into outbox (a) values (?)"),
         ];
         assert_eq!(groups(&writes), [0..4, 4..5, 5..6, 6..7, 7..8]);
-        assert_eq!(groups(&writes[..3]), [0..3]);
+        assert_eq!(groups(&writes[..3]), vec![(0..3)]);
         assert!(groups(&[]).is_empty());
     }
 
