@@ -251,7 +251,12 @@ impl Backend for MysqlBackend {
 
     /// The queued writes (one by one), then `commit` and the commit's GTID in one round trip
     /// ([`SqlxConn::commit_and_read`](sql_store::SqlxConn::commit_and_read)).
+    /// A unit of work of one queued write alone is that statement without a transaction
+    /// ([`WorkConn::commit_alone`]), whose position is not read.
     async fn commit(&self, conn: &mut WorkConn<'_, MysqlConn>) -> Result<CommitToken, StoreError> {
+        if conn.commit_alone().await? {
+            return Ok(sql_store::driver::unknown_position());
+        }
         conn.flush().await?;
         let flavour = self.flavour;
         conn.inner()

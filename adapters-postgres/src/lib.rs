@@ -213,7 +213,13 @@ impl Backend for PgBackend {
 
     /// The queued writes (one statement of write CTEs), then `commit` and the position in
     /// one round trip ([`SqlxConn::commit_and_read`](sql_store::SqlxConn::commit_and_read)).
+    /// A unit of work of queued writes alone is that one statement without a transaction
+    /// ([`WorkConn::commit_alone`]), whose position is not read: its token sends that
+    /// member's reads to the primary.
     async fn commit(&self, conn: &mut WorkConn<'_, PgConn>) -> Result<CommitToken, StoreError> {
+        if conn.commit_alone().await? {
+            return Ok(sql_store::driver::unknown_position());
+        }
         conn.flush().await?;
         conn.inner()
             .commit_and_read(COMMIT_AND_POSITION_SQL, |lsn| Lsn::parse(lsn).is_some())

@@ -248,11 +248,14 @@ impl EventHandler for DataPlatformHandler {
         })?;
         let record = async {
             let mut uow = self.db.begin().await?;
-            uow.events().record_inbox(DATA_PLATFORM, event.id).await?;
+            uow.events().record_delivery(DATA_PLATFORM, event.id).await?;
             uow.commit().await
         };
-        record.await.map_err(transient)?;
-        Ok(())
+        match record.await {
+            // A conflict: a concurrent delivery of the same event recorded it first.
+            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+            Err(e) => Err(transient(e)),
+        }
     }
 }
 
@@ -478,7 +481,12 @@ mod tests {
         let mut db = MockDatabase::new();
         if then_commit {
             let mut record = MockUnitOfWork::new();
-            record.events.expect_record_inbox().return_once(|_, _| Ok(true));
+            record
+                .events
+                .expect_record_delivery()
+                .withf(|consumer, _| consumer == DATA_PLATFORM)
+                .times(1)
+                .return_once(|_, _| Ok(()));
             record.commits();
             db.expect_begin().times(1).return_once(move || Ok(Box::new(record)));
         }
@@ -496,6 +504,30 @@ mod tests {
         sink.expect_send().times(1).returning(|_| Ok(()));
         let handler = handler(true, true, sink);
         handler.handle(&payment_event()).await.expect("delivered");
+    }
+
+    #[tokio::test]
+    async fn a_delivery_another_instance_recorded_first_is_done_and_a_failed_record_is_retried() {
+        for (commit, delivered) in [
+            (StoreError::Conflict(ports::Unique::Other("inbox_pkey".into())), true),
+            (StoreError::unavailable("down"), false),
+        ] {
+            let mut inbox = MockEventTrailReads::new();
+            inbox.expect_consumed().return_once(|_, _, _| Ok(false));
+            let mut record = MockUnitOfWork::new();
+            record.events.expect_record_delivery().return_once(|_, _| Ok(()));
+            record.end.expect_commit().return_once(move || Err(commit));
+            let mut db = MockDatabase::new();
+            db.expect_begin().return_once(move || Ok(Box::new(record)));
+            let mut sink = MockDataPlatformSink::new();
+            sink.expect_send().times(1).returning(|_| Ok(()));
+            let handler = DataPlatformHandler::new(Arc::new(db), Arc::new(inbox), Arc::new(sink));
+            let outcome = handler.handle(&payment_event()).await;
+            assert_eq!(outcome.is_ok(), delivered, "{outcome:?}");
+            if !delivered {
+                assert!(matches!(outcome, Err(HandlerError::Transient(_))));
+            }
+        }
     }
 
     #[tokio::test]

@@ -14,6 +14,12 @@
 //! - MUST leave the unit of work unable to commit once it has failed: [`UnitOfWork::commit`]
 //!   then rolls back and returns [`StoreError::Other`].
 //!
+//! A write that returns nothing but `()` (an insert, a status update, an outbox row) MAY be
+//! sent later, with the unit of work's next statement or its commit, so that several share a
+//! round trip: its error, a conflict included, then comes from that later call, and the unit
+//! of work fails the same way. A use case that must tell one write's conflict from the rest
+//! reads it where the write returns something (`insert` of a member, `begin` of a key).
+//!
 //! Methods that read a row for change (`by_id`, `policy_by_id`, `order_by_id`, …) lock it
 //! where the database supports row locks, so two transactions cannot both act on one state.
 
@@ -376,6 +382,15 @@ pub trait EventWrites: Send {
     /// # Errors
     /// Only those of every method.
     async fn record_inbox(&mut self, consumer: &str, event_id: EventId) -> Result<bool, StoreError>;
+    /// Records that `consumer` delivered `event_id` somewhere outside this database (the data
+    /// platform), for a consumer that checked its inbox before delivering: nothing to read
+    /// back, so it may go with the commit, and a unit of work of this write alone may be one
+    /// statement without a transaction.
+    ///
+    /// # Errors
+    /// Only those of every method; a record already there (a concurrent delivery) MAY be a
+    /// [`StoreError::Conflict`], from this call or from the commit.
+    async fn record_delivery(&mut self, consumer: &str, event_id: EventId) -> Result<(), StoreError>;
 }
 
 #[cfg(feature = "mocks")]

@@ -86,6 +86,32 @@ impl<'u, C: SqlConn> WorkConn<'u, C> {
         self.raw(commit).await
     }
 
+    /// Where nothing of the transaction has gone out yet and the queue fits in one statement
+    /// (one write, or writes that make one statement of write CTEs), sends that statement on
+    /// its own, with neither `begin` nor `commit`: one statement commits atomically by
+    /// itself. `true` if it did (or there was nothing at all to send): the transaction is
+    /// then over. `false` leaves the queue as it was. ([`Batch::Script`] dialects send
+    /// `begin`, the queue and `commit` in one script anyway.)
+    ///
+    /// # Errors
+    /// As the statement fails (then nothing changed).
+    pub async fn commit_alone(&mut self) -> Result<bool, StoreError> {
+        if self.queue.begin.is_none() {
+            return Ok(false);
+        }
+        let alone = match self.conn.dialect().batch {
+            Batch::Script => false,
+            Batch::WriteCtes => groups(&self.queue.writes).len() <= 1,
+            Batch::OneByOne => self.queue.writes.len() <= 1,
+        };
+        if !alone {
+            return Ok(false);
+        }
+        self.queue.begin = None;
+        self.flush().await?;
+        Ok(true)
+    }
+
     /// The queue in one script, then `next` in the same script: `next`'s outcome (none
     /// without `next`).
     async fn script_ahead_of(&mut self, next: Option<Query<'_>>) -> Result<Option<Outcome<C::Row>>, StoreError> {

@@ -192,6 +192,12 @@ where
 /// it go to the primary, which has the write.
 const UNKNOWN_POSITION: &str = "unknown";
 
+/// The token of a commit whose position is not known (see [`UNKNOWN_POSITION`]): one that
+/// only the primary satisfies.
+pub fn unknown_position() -> CommitToken {
+    CommitToken(UNKNOWN_POSITION.to_owned())
+}
+
 /// The query with its values bound: integers, text and booleans as they are, ids and
 /// times as the dialect stores them.
 fn bound<D>(query: Query<'_>) -> SqlxQuery<'static, D::Db>

@@ -100,6 +100,17 @@ pub(crate) async fn record_inbox(
         .await
 }
 
+/// [`record_inbox`] with nothing to read back ([`EventWrites::record_delivery`]): queued. Where
+/// the dialect has no `{skip_duplicate}` (MySQL), a duplicate is a conflict.
+async fn record_delivery(conn: &mut impl SqlConn, consumer: &str, event_id: EventId) -> Result<(), StoreError> {
+    sql("insert into inbox (consumer, event_id, processed_at) values (?, ?, ?) {skip_duplicate}")
+        .text(consumer)
+        .id(event_id)
+        .time(OffsetDateTime::now_utc())
+        .defer(conn, None)
+        .await
+}
+
 async fn consumed(conn: &mut impl SqlConn, consumer: &str, event_id: EventId) -> Result<bool, StoreError> {
     let row = sql("select consumer from inbox where consumer = ? and event_id = ?")
         .text(consumer)
@@ -218,6 +229,11 @@ impl<B: Backend> EventWrites for SqlUnitOfWork<B> {
 
     async fn record_inbox(&mut self, consumer: &str, event_id: EventId) -> Result<bool, StoreError> {
         let result = record_inbox(&mut self.conn()?, consumer, event_id).await;
+        self.track(result)
+    }
+
+    async fn record_delivery(&mut self, consumer: &str, event_id: EventId) -> Result<(), StoreError> {
+        let result = record_delivery(&mut self.conn()?, consumer, event_id).await;
         self.track(result)
     }
 }

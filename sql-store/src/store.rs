@@ -122,7 +122,7 @@ impl<B: Backend> SqlStore<B> {
 impl<B: Backend> Database for SqlStore<B> {
     async fn begin(&self) -> Result<Box<dyn UnitOfWork>, StoreError> {
         let conn = self.backend.primary().await?;
-        Ok(Box::new(SqlUnitOfWork::begin(conn, Arc::clone(&self.backend)).await?))
+        Ok(Box::new(SqlUnitOfWork::begin(conn, Arc::clone(&self.backend))))
     }
 }
 

@@ -20,7 +20,7 @@ use ports::{
 
 use crate::backend::{Backend, Transaction};
 use crate::batch::{Queue, WorkConn};
-use crate::sql::{Batch, SqlConn as _};
+use crate::sql::SqlConn as _;
 
 /// A [`UnitOfWork`] over any [`Backend`]. Dropping it without committing rolls back.
 pub struct SqlUnitOfWork<B: Backend> {
@@ -47,26 +47,21 @@ impl<B: Backend> std::fmt::Debug for SqlUnitOfWork<B> {
 }
 
 impl<B: Backend> SqlUnitOfWork<B> {
-    /// Begins a transaction on `conn`, a primary connection: at once, or, where the dialect
-    /// sends a script ([`Batch::Script`]), with the first statement.
-    ///
-    /// # Errors
-    /// As the `begin` statement fails.
-    pub(crate) async fn begin(mut conn: B::Conn, backend: Arc<B>) -> Result<Self, StoreError> {
-        let dialect = conn.dialect();
-        let mut queue = Queue::default();
-        if dialect.batch == Batch::Script {
-            queue.begin = Some(dialect.begin);
-        } else {
-            conn.raw(dialect.begin).await?;
-        }
-        Ok(Self {
+    /// Begins a transaction on `conn`, a primary connection, when its first statement goes
+    /// out (in the same script where the dialect sends scripts, [`Batch::Script`]); a unit of
+    /// work that only queued writes may not need one ([`WorkConn::commit_alone`]).
+    pub(crate) fn begin(conn: B::Conn, backend: Arc<B>) -> Self {
+        let queue = Queue {
+            begin: Some(conn.dialect().begin),
+            writes: Vec::new(),
+        };
+        Self {
             tx: Transaction::new(conn),
             queue,
             backend,
             appended_events: false,
             failed: false,
-        })
+        }
     }
 
     /// The transaction's connection, for a context's statement: what is queued goes first.

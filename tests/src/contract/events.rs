@@ -67,6 +67,37 @@ pub async fn the_inbox_records_an_event_once_per_consumer(stores: Stores) {
             .await
             .unwrap()
     );
+
+    // A delivery recorded on its own (possibly one statement, without a transaction).
+    let delivered = EventId(Uuid::now_v7());
+    let record = || async {
+        let mut uow = stores.db.begin().await?;
+        uow.events().record_delivery("data-platform", delivered).await?;
+        uow.commit().await
+    };
+    record().await.unwrap();
+    let delivered_to = |consumer: &'static str| stores.trail.consumed(consumer, delivered, Consistency::Strong);
+    assert!(delivered_to("data-platform").await.unwrap());
+    assert!(!delivered_to("insurance-expiry").await.unwrap());
+    // Again: nothing changes, or the duplicate is a conflict.
+    match record().await {
+        Ok(_) | Err(ports::StoreError::Conflict(_)) => {}
+        Err(e) => panic!("a second record of a delivery: {e:?}"),
+    }
+    assert!(delivered_to("data-platform").await.unwrap());
+    // Rolled back with other work, it is not recorded.
+    let undone = EventId(Uuid::now_v7());
+    let mut uow = stores.db.begin().await.unwrap();
+    uow.events().record_delivery("data-platform", undone).await.unwrap();
+    assert!(uow.events().record_inbox("insurance-expiry", undone).await.unwrap());
+    uow.rollback().await.unwrap();
+    assert!(
+        !stores
+            .trail
+            .consumed("data-platform", undone, Consistency::Strong)
+            .await
+            .unwrap()
+    );
 }
 
 pub async fn the_outbox_is_claimed_in_seq_order(stores: Stores) {
