@@ -29,8 +29,9 @@ pub fn ledger_entry(row: &impl Columns) -> Result<LedgerEntry, StoreError> {
     })
 }
 
-/// Adds `amount` if the balance stays `<= max_balance`, creating the wallet at 0 first; the
-/// new balance, or `None` when it would exceed the maximum.
+/// Adds `amount` if the balance stays `<= max_balance`, creating the wallet at 0 first (a
+/// queued write: on SQLite it goes in one script with the update); the new balance, or
+/// `None` when it would exceed the maximum.
 pub(crate) async fn credit_points(
     conn: &mut impl SqlConn,
     member_id: MemberId,
@@ -45,7 +46,7 @@ pub(crate) async fn credit_points(
     .id(member_id)
     .time(now)
     .time(now)
-    .execute(&mut *conn)
+    .defer(&mut *conn, None)
     .await?;
     sql("update wallets set balance = balance + ?, updated_at = ? \
          where member_id = ? and balance + ? <= ?")
