@@ -361,21 +361,8 @@ impl<C: SqlConn> SqlConn for WorkConn<'_, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::{Dialect, sql};
-
-    const PG: Dialect = Dialect {
-        name: "pg",
-        numbered_placeholders: true,
-        begin: "begin",
-        for_update: "for no key update",
-        skip_locked: "for no key update skip locked",
-        skip_duplicate: "on conflict do nothing",
-        keep_existing: "on conflict do nothing",
-        bigint: "bigint",
-        update_returning: true,
-        batch: Batch::WriteCtes,
-        row_guard: "",
-    };
+    use crate::sql::sql;
+    use crate::sql::tests::NUMBERED as PG;
 
     fn write(text: &'static str) -> Write {
         Write::any(sql(text).int(1))

@@ -556,10 +556,11 @@ pub trait SqlConn: Send {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const NUMBERED: Dialect = Dialect {
+    /// PostgreSQL's shape: numbered placeholders, write CTEs.
+    pub(crate) const NUMBERED: Dialect = Dialect {
         name: "numbered",
         numbered_placeholders: true,
         begin: "begin",

@@ -4,7 +4,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use core_domain::coupon::Coupon;
-use core_domain::order::{Order, OrderLine, OrderStatus};
+use core_domain::order::{Order, OrderLine, OrderStatus, Payment};
 use core_domain::{CouponId, MemberId, OrderId, PaymentId};
 use ports::Consistency;
 
@@ -23,6 +23,28 @@ pub(super) async fn insert_orders(stores: &Stores, orders: &[&Order]) {
         uow.orders().insert_order(o).await.unwrap();
     }
     uow.commit().await.unwrap();
+}
+
+/// The order reads back as `order`, with `payment` as its payment.
+pub(super) async fn assert_stored(stores: &Stores, order: &Order, payment: Option<&Payment>, consistency: Consistency) {
+    assert_eq!(
+        stores
+            .orders
+            .order(order.id, consistency.clone())
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(order)
+    );
+    assert_eq!(
+        stores
+            .orders
+            .payment_of_order(order.id, consistency)
+            .await
+            .unwrap()
+            .as_ref(),
+        payment
+    );
 }
 
 pub async fn an_order_with_lines_round_trips_with_its_payment(stores: Stores) {
@@ -48,18 +70,7 @@ pub async fn an_order_with_lines_round_trips_with_its_payment(stores: Stores) {
     uow.orders().insert_order(&placed).await.unwrap();
     assert_eq!(uow.orders().order_by_id(placed.id).await.unwrap(), Some(placed.clone()));
     uow.commit().await.unwrap();
-    assert_eq!(
-        stores.orders.order(placed.id, Consistency::Eventual).await.unwrap(),
-        Some(placed.clone())
-    );
-    assert_eq!(
-        stores
-            .orders
-            .payment_of_order(placed.id, Consistency::Eventual)
-            .await
-            .unwrap(),
-        None
-    );
+    assert_stored(&stores, &placed, None, Consistency::Eventual).await;
 
     let (payment, _event) = placed
         .pay(PaymentId(Uuid::now_v7()), now() + Duration::microseconds(3))

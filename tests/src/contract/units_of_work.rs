@@ -8,7 +8,7 @@ use core_domain::order::OrderLine;
 use ports::{Consistency, StoreError, Unique};
 
 use super::catalog::stored_product;
-use super::orders::order;
+use super::orders::{assert_stored, order};
 use super::{Stores, assert_store_error, now, rider, stored_rider};
 
 pub async fn a_rollback_leaves_nothing(stores: Stores) {
@@ -111,42 +111,32 @@ pub async fn a_queued_write_is_seen_by_later_reads_and_its_failure_fails_the_com
     uow.orders().update_order(&placed).await.unwrap();
     uow.orders().insert_payment(&payment).await.unwrap();
     uow.commit().await.unwrap();
-    assert_eq!(
-        stores.orders.order(placed.id, Consistency::Strong).await.unwrap(),
-        Some(placed.clone())
-    );
-    assert_eq!(
-        stores
-            .orders
-            .payment_of_order(placed.id, Consistency::Strong)
-            .await
-            .unwrap(),
-        Some(payment.clone())
-    );
+    assert_stored(&stores, &placed, Some(&payment), Consistency::Strong).await;
 
-    // An update of an order that does not exist, queued behind a valid insert.
+    // Behind a valid insert, a queued write that fails: an update of an order that does not
+    // exist, then a duplicate key (the same payment again).
     let other = order(m.id, vec![OrderLine::of(&helmet, 2)], now());
     let missing = order(m.id, vec![OrderLine::of(&helmet, 3)], now());
-    let mut uow = stores.db.begin().await.unwrap();
-    uow.orders().insert_order(&other).await.unwrap();
-    let outcome = match uow.orders().update_order(&missing).await {
-        Ok(()) => uow.commit().await,
-        Err(e) => Err(e),
-    };
-    assert!(matches!(outcome, Err(StoreError::Other(_))), "{outcome:?}");
-    drop(uow);
-    assert_eq!(stores.orders.order(other.id, Consistency::Strong).await.unwrap(), None);
-
-    // A duplicate key (the same payment again), queued and sent with the commit.
-    let mut uow = stores.db.begin().await.unwrap();
-    uow.orders().insert_order(&other).await.unwrap();
-    let outcome = match uow.orders().insert_payment(&payment).await {
-        Ok(()) => uow.commit().await,
-        Err(e) => Err(e),
-    };
-    assert!(matches!(outcome, Err(StoreError::Conflict(_))), "{outcome:?}");
-    drop(uow);
-    assert_eq!(stores.orders.order(other.id, Consistency::Strong).await.unwrap(), None);
+    for duplicate in [false, true] {
+        let mut uow = stores.db.begin().await.unwrap();
+        uow.orders().insert_order(&other).await.unwrap();
+        let failing = if duplicate {
+            uow.orders().insert_payment(&payment).await
+        } else {
+            uow.orders().update_order(&missing).await
+        };
+        let outcome = match failing {
+            Ok(()) => uow.commit().await,
+            Err(e) => Err(e),
+        };
+        if duplicate {
+            assert!(matches!(outcome, Err(StoreError::Conflict(_))), "{outcome:?}");
+        } else {
+            assert!(matches!(outcome, Err(StoreError::Other(_))), "{outcome:?}");
+        }
+        drop(uow);
+        assert_eq!(stores.orders.order(other.id, Consistency::Strong).await.unwrap(), None);
+    }
 
     // The connection went back clean: the same work commits now.
     let mut uow = stores.db.begin().await.unwrap();
