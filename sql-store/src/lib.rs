@@ -13,6 +13,10 @@
 //! - [`Columns`]: reading its rows back;
 //! - [`Backend`]: pools, routing of reads, how a transaction begins, the commit token,
 //!   relay wake-ups, health and migrations.
+//!
+//! A unit of work queues the writes whose results nobody reads and sends them with its next
+//! statement ([`WorkConn`]); [`Dialect::batch`] says how several statements share a round
+//! trip on each database.
 
 use std::fmt::Display;
 use std::str::FromStr;
