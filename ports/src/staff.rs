@@ -19,7 +19,7 @@ pub struct StaffSession {
     pub csrf_token: String,
     /// When the staff member logged in.
     pub created_at: OffsetDateTime,
-    /// The last request seen (to the minute: [`StaffSessions::touch`] writes at most once a
+    /// The last request seen (to the minute: [`StaffSessions::touch_session`] writes at most once a
     /// minute).
     pub last_seen_at: OffsetDateTime,
 }

@@ -145,7 +145,7 @@ where
     /// one text value (`commit; select …`), sent as one message of several statements, which
     /// the server stops at the first error. The token is that value when `is_position`
     /// accepts it. Past the commit nothing fails: a value that is missing, refused or not
-    /// read (the connection broke) gives [`UNKNOWN_POSITION`].
+    /// read (the connection broke) gives [`unknown_position`].
     ///
     /// # Errors
     /// The commit's failure, translated (then nothing committed).
@@ -192,7 +192,7 @@ where
 /// it go to the primary, which has the write.
 const UNKNOWN_POSITION: &str = "unknown";
 
-/// The token of a commit whose position is not known (see [`UNKNOWN_POSITION`]): one that
+/// The token of a commit whose position is not known (`unknown`): one that
 /// only the primary satisfies.
 pub fn unknown_position() -> CommitToken {
     CommitToken(UNKNOWN_POSITION.to_owned())
