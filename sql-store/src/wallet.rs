@@ -29,16 +29,37 @@ pub fn ledger_entry(row: &impl Columns) -> Result<LedgerEntry, StoreError> {
     })
 }
 
-/// Adds `amount` if the balance stays `<= max_balance`, creating the wallet at 0 first (a
-/// queued write: on SQLite it goes in one script with the update); the new balance, or
-/// `None` when it would exceed the maximum.
+/// Adds `amount` if the balance stays `<= max_balance`, creating the wallet if there is none;
+/// the new balance, or `None` when it would exceed the maximum. One upsert where the dialect
+/// returns rows from an update (PostgreSQL and SQLite also do from `insert … on conflict …
+/// do update`); elsewhere the wallet is created at 0 first (a queued write) and then
+/// credited.
 pub(crate) async fn credit_points(
     conn: &mut impl SqlConn,
     member_id: MemberId,
     amount: Krw,
     max_balance: Krw,
 ) -> Result<Option<Krw>, StoreError> {
+    if amount > max_balance {
+        // No balance can take it, a new wallet's 0 included.
+        return Ok(None);
+    }
     let now = OffsetDateTime::now_utc();
+    if conn.dialect().update_returning {
+        return sql(
+            "insert into wallets (member_id, balance, created_at, updated_at) values (?, ?, ?, ?) \
+             on conflict (member_id) do update set balance = wallets.balance + excluded.balance, \
+             updated_at = excluded.updated_at where wallets.balance + excluded.balance <= ? \
+             returning balance",
+        )
+        .id(member_id)
+        .int(amount)
+        .time(now)
+        .time(now)
+        .int(max_balance)
+        .fetch_optional(conn, |row| row.int("balance"))
+        .await;
+    }
     sql(
         "insert into wallets (member_id, balance, created_at, updated_at) values (?, 0, ?, ?) \
          {keep_existing}",

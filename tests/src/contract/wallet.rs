@@ -15,6 +15,7 @@ use super::{Stores, now, stored_rider};
 
 pub async fn credit_stops_at_the_maximum_and_debit_at_zero(stores: Stores) {
     let m = stored_rider(&stores, "wallet@example.com").await;
+    let fresh = stored_rider(&stores, "fresh.wallet@example.com").await;
     assert_eq!(stores.wallet.balance(m.id, Consistency::Strong).await.unwrap(), 0);
     let mut uow = stores.db.begin().await.unwrap();
     // No wallet yet: nothing to debit.
@@ -26,8 +27,19 @@ pub async fn credit_stops_at_the_maximum_and_debit_at_zero(stores: Stores) {
     assert_eq!(uow.wallet().debit_points(m.id, 999).await.unwrap(), Some(1));
     assert_eq!(uow.wallet().debit_points(m.id, 1).await.unwrap(), Some(0));
     assert_eq!(uow.wallet().debit_points(m.id, 1).await.unwrap(), None);
+    // A first credit over the maximum creates nothing; one at the maximum creates the wallet.
+    assert_eq!(uow.wallet().credit_points(fresh.id, 1_001, 1_000).await.unwrap(), None);
+    assert_eq!(uow.wallet().debit_points(fresh.id, 0).await.unwrap(), None);
+    assert_eq!(
+        uow.wallet().credit_points(fresh.id, 1_000, 1_000).await.unwrap(),
+        Some(1_000)
+    );
     uow.commit().await.unwrap();
     assert_eq!(stores.wallet.balance(m.id, Consistency::Strong).await.unwrap(), 0);
+    assert_eq!(
+        stores.wallet.balance(fresh.id, Consistency::Strong).await.unwrap(),
+        1_000
+    );
 }
 
 pub async fn concurrent_credits_all_land_with_a_ledger_row_each(stores: Stores) {
