@@ -79,8 +79,9 @@ impl<'u, C: SqlConn> WorkConn<'u, C> {
     /// # Errors
     /// As [`flush`](Self::flush), then as the `commit` fails.
     pub async fn commit_after_queue(&mut self, commit: &'static str) -> Result<(), StoreError> {
-        let unguarded = self.conn.dialect().row_guard.is_empty();
-        if unguarded && self.queue.writes.iter().any(|write| write.must_change.is_some()) {
+        let dialect = self.conn.dialect();
+        let unchecked = |write: &Write| write.must_change.is_some() && write.guard(dialect).is_none();
+        if self.queue.writes.iter().any(unchecked) {
             self.flush().await?;
         }
         self.raw(commit).await
@@ -131,19 +132,19 @@ impl<'u, C: SqlConn> WorkConn<'u, C> {
                 script.sql.push_str(";\n");
             }
             write.statement.render_onto(dialect, &mut script)?;
-            if write.must_change.is_some() && !dialect.row_guard.is_empty() {
+            if let Some(guard) = write.guard(dialect) {
                 script.sql.push_str(";\n");
-                script.sql.push_str(dialect.row_guard);
+                script.sql.push_str(guard);
                 guards += 1;
             }
         }
-        let expected = usize::from(begin.is_some()) + writes.len() + guards + usize::from(next.is_some());
-        if let Some(next) = &next {
+        let has_next = next.is_some();
+        let expected = usize::from(begin.is_some()) + writes.len() + guards + usize::from(has_next);
+        if let Some(next) = next {
             script.sql.push_str(";\n");
             script.sql.push_str(&next.sql);
-            script.values.extend(next.values.iter().cloned());
+            script.values.extend(next.values);
         }
-        let has_next = next.is_some();
         let mut outcomes = self.conn.script(script).await?;
         if outcomes.len() != expected {
             return Err(StoreError::other(format!(
@@ -156,7 +157,7 @@ impl<'u, C: SqlConn> WorkConn<'u, C> {
         for write in &writes {
             let changed = results.next().map_or(0, |o| o.changed);
             write.check(changed)?;
-            if write.must_change.is_some() && !dialect.row_guard.is_empty() {
+            if write.guard(dialect).is_some() {
                 let _guard = results.next();
             }
         }

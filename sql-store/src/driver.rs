@@ -173,17 +173,17 @@ where
                 Err(e) => break Err(e),
             }
         };
-        Ok(CommitToken(match read {
-            Ok(Some(position)) if is_position(&position) => position,
+        Ok(match read {
+            Ok(Some(position)) if is_position(&position) => CommitToken(position),
             Ok(other) => {
                 tracing::debug!(position = ?other, sql, "no commit position after a commit");
-                UNKNOWN_POSITION.to_owned()
+                unknown_position()
             }
             Err(e) => {
                 tracing::warn!(error = %e, "committed, but could not read the commit position");
-                UNKNOWN_POSITION.to_owned()
+                unknown_position()
             }
-        }))
+        })
     }
 }
 

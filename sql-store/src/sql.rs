@@ -485,6 +485,12 @@ impl Write {
         }
     }
 
+    /// The statement that follows this write in a script to fail it when it changed no row:
+    /// the dialect's [`Dialect::row_guard`], for a write that must change one.
+    pub(crate) fn guard(&self, dialect: &Dialect) -> Option<&'static str> {
+        (self.must_change.is_some() && !dialect.row_guard.is_empty()).then_some(dialect.row_guard)
+    }
+
     /// Whether `changed` rows is what the write needed.
     ///
     /// # Errors
