@@ -77,7 +77,7 @@ Environment:
   CLUSTER_DRAIN_SECS  server.drain_secs of every node ($DRAIN_SECS; above nginx's upstream
                       keepalive_timeout of 2 s)
   CLUSTER_REDIS       single: the infra Redis (56379); cluster: the infra Redis Cluster
-                      (57001-57006, redis+cluster://) ($REDIS_MODE)
+                      (27001-27006, redis+cluster://) ($REDIS_MODE)
   CLUSTER_TIMEOUT     seconds to wait for a node or nginx ($TIMEOUT)
   HEXRIDE_BIN         the app-server binary (default: cargo build --release, then
                       target/release/app-server)

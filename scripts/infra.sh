@@ -72,7 +72,7 @@ Environment:
                                 bin/mariadb (/usr)
   HEXRIDE_REDIS_PORT            Redis port (56379)
   HEXRIDE_REDIS_SERVER          redis-server binary (the one on PATH)
-  HEXRIDE_REDIS_CLUSTER_PORT    first of the six Redis Cluster node ports (57001-57006)
+  HEXRIDE_REDIS_CLUSTER_PORT    first of the six Redis Cluster node ports (27001-27006)
   HEXRIDE_KAFKA_PORT            Kafka-protocol broker (tansu) port (59092)
   HEXRIDE_TANSU_BIN             tansu binary (default: built once into HEXRIDE_TANSU_ROOT)
   HEXRIDE_TANSU_ROOT            where tansu is built ($HOME/.cache/hexride/tansu-0.6.0)
@@ -116,6 +116,8 @@ cmd_up() {
     local svc
     lock
     mkdir -p "$INFRA_DIR" "$RUN_DIR"
+    reserve_ports "$PG_PRIMARY_PORT" "$PG_REPLICA_PORT" "$PG_REPLICA2_PORT" "$MDB_PRIMARY_PORT" \
+        "$MDB_REPLICA_PORT" "$REDIS_PORT" "$KAFKA_PORT"
     for svc in "${SERVICES[@]}"; do "${svc}_up"; done
     log "up after $(((${EPOCHREALTIME//[.,]/} - STARTED_US) / 1000)) ms"
     cmd_env

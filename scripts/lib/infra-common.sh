@@ -109,3 +109,16 @@ port_open() {
 pid_in_dir() {
     proc_alive "$1" && [ "/proc/$1/cwd" -ef "$2" ]
 }
+
+# reserve_ports PORT...: keep PORTs out of the kernel's choice of source ports for outgoing
+# connections (net.ipv4.ip_local_reserved_ports), best effort, as root only. Our servers
+# listen inside the ephemeral range (32768-60999); while one is down (a fault test killed
+# it), a client dialling it can be given that very port as its source and connect to itself,
+# and the server then cannot listen there when it comes back.
+reserve_ports() {
+    local file=/proc/sys/net/ipv4/ip_local_reserved_ports current
+    is_root && [ -w "$file" ] || return 0
+    current=$(cat "$file")
+    local IFS=,
+    echo "${current:+$current,}$*" >"$file" 2>/dev/null || log "could not reserve ports $*"
+}

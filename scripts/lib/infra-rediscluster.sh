@@ -6,14 +6,17 @@
 # Sourced after infra-redis.sh (it uses that file's binaries and probes); see the service
 # interface described in scripts/infra.sh.
 #
-# Node N listens on 57000+N (HEXRIDE_REDIS_CLUSTER_PORT moves them), its cluster bus 1000 higher.
+# Node N listens on 27000+N (HEXRIDE_REDIS_CLUSTER_PORT moves them), its cluster bus 1000 higher.
+# Both stay below Linux's ephemeral range (32768-60999): the nodes dial each other's bus ports
+# while others are still starting, and a dial to a port nobody listens on yet can be given that
+# very port as its source and connect to itself, leaving the node unable to listen there.
 #
 #   $INFRA_DIR/rediscluster/node-N             node N's working directory (nodes.conf, the
 #                                              cluster's view that survives a restart)
 #   $INFRA_DIR/rediscluster/node-N/redis.pid   pid file
 #   $INFRA_DIR/rediscluster/node-N/redis.log   server log
 
-RC_BASE_PORT=${HEXRIDE_REDIS_CLUSTER_PORT:-57001}
+RC_BASE_PORT=${HEXRIDE_REDIS_CLUSTER_PORT:-27001}
 RC_NODES=6 # nodes 1-3 start as masters, 4-6 as their replicas
 RC_ROOT=$INFRA_DIR/rediscluster
 RC_CLI= # set by rediscluster_ensure_bin

@@ -64,7 +64,7 @@ impl ClusterNode {
         let first = std::env::var("HEXRIDE_REDIS_CLUSTER_PORT")
             .ok()
             .and_then(|port| port.parse::<u16>().ok())
-            .unwrap_or(57001);
+            .unwrap_or(27001);
         format!("rediscluster-{}", self.port - first + 1)
     }
 }
@@ -208,13 +208,13 @@ mod tests {
     #[test]
     fn a_cluster_nodes_line_is_read_with_its_slots() {
         let master =
-            parse_node("71db 127.0.0.1:57001@58001 myself,master - 0 0 1 connected 0-5460 5500 [5461->-f419]").unwrap();
-        assert_eq!(master.address, "127.0.0.1:57001");
-        assert_eq!(master.port, 57001);
+            parse_node("71db 127.0.0.1:27001@28001 myself,master - 0 0 1 connected 0-5460 5500 [5461->-f419]").unwrap();
+        assert_eq!(master.address, "127.0.0.1:27001");
+        assert_eq!(master.port, 27001);
         assert!(master.master && !master.failed);
         assert_eq!(master.slots, vec![(0, 5460), (5500, 5500)]);
         assert!(master.holds(0) && master.holds(5460) && master.holds(5500) && !master.holds(5461));
-        let replica = parse_node("3180 127.0.0.1:57004@58004 slave,fail 71db 0 0 1 disconnected").unwrap();
+        let replica = parse_node("3180 127.0.0.1:27004@28004 slave,fail 71db 0 0 1 disconnected").unwrap();
         assert!(!replica.master && replica.failed && replica.slots.is_empty());
     }
 }
