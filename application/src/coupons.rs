@@ -15,7 +15,7 @@ use crate::Ports;
 use crate::catalog::MAX_PAGE;
 use crate::error::problem;
 use crate::freshness::Freshness;
-use crate::idempotency::{IdempotencyError, IdempotencyKey, Keyed};
+use crate::idempotency::{IdempotencyError, IdempotencyKey, Keyed, Start};
 
 /// Why a coupon use case failed.
 #[derive(Debug, thiserror::Error)]
@@ -246,11 +246,10 @@ impl CouponService {
     ) -> Result<Coupon, CouponsError> {
         let coupon = Coupon::issue(CouponId(self.ports.ids.new_id()), campaign, member_id, now);
         let mut uow = self.ports.db.begin().await?;
-        if let Some(coupon) = keyed.begin(uow.as_mut()).await? {
-            return Ok(coupon);
-        }
-        if !crate::members::is_active(uow.members(), member_id).await? {
-            return Err(CouponsError::MemberInactive);
+        match keyed.begin(uow.as_mut()).await? {
+            Start::Active => {}
+            Start::Inactive => return Err(CouponsError::MemberInactive),
+            Start::Replay(coupon) => return Ok(coupon),
         }
         // The slot first: its update locks the campaign row before the coupon's foreign key
         // reads it. The other way round, concurrent issues all take a shared lock on the

@@ -8,8 +8,9 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use core_domain::member::Member;
 use core_domain::{MemberId, ValidationErrors};
-use ports::{Consistency, IdempotencyReads, IdempotencyRecord, IdempotencyStart, StoreError, UnitOfWork};
+use ports::{Claim, Consistency, IdempotencyReads, IdempotencyRecord, KeyClaim, StoreError, UnitOfWork};
 
 use crate::error::{ErrorKind, Problem};
 
@@ -85,6 +86,17 @@ impl Problem for IdempotencyError {
     }
 }
 
+/// How a member's request starts ([`Keyed::begin`]).
+#[derive(Debug)]
+pub(crate) enum Start<T> {
+    /// The key is reserved (or there is none) and the member is active: go on.
+    Active,
+    /// The member does not exist or is not active.
+    Inactive,
+    /// A request with this key completed before: its response.
+    Replay(T),
+}
+
 /// One member's request to one operation, with or without a key. Without one, every
 /// method does nothing: the request simply runs.
 pub(crate) struct Keyed<'a> {
@@ -110,26 +122,32 @@ impl<'a> Keyed<'a> {
         format!("{}:{}", self.operation, self.member_id)
     }
 
-    /// Reserves the key in `uow`. `Some(response)` when a request with this key completed
-    /// before: the caller returns it and does nothing else (`uow` is rolled back).
+    /// Starts the request in `uow`: reserves the key and reads the member locked for change,
+    /// in one round trip where the store can ([`UnitOfWork::claim_for_member`]).
+    /// [`Start::Replay`] when a request with this key completed before: the caller returns
+    /// its response and does nothing else (`uow` is rolled back).
     ///
     /// # Errors
     /// [`IdempotencyError`] for the key used with another request or still in progress.
-    pub(crate) async fn begin<T>(&self, uow: &mut dyn UnitOfWork) -> Result<Option<T>, IdempotencyError>
+    pub(crate) async fn begin<T>(&self, uow: &mut dyn UnitOfWork) -> Result<Start<T>, IdempotencyError>
     where
         T: DeserializeOwned,
     {
-        let Some(key) = self.key else { return Ok(None) };
-        match uow
-            .idempotency()
-            .begin(&self.scope(), &key.key, &key.fingerprint)
-            .await?
-        {
-            IdempotencyStart::New => Ok(None),
-            IdempotencyStart::Seen(record) => {
-                let replay = self.replay_of(record)?;
+        let keyed = self.key.map(|key| (self.scope(), key));
+        let claim = keyed.as_ref().map(|(scope, key)| KeyClaim {
+            scope,
+            key: &key.key,
+            fingerprint: &key.fingerprint,
+        });
+        match uow.claim_for_member(claim, self.member_id).await? {
+            Claim::Member(member) if member.as_ref().is_some_and(Member::is_active) => Ok(Start::Active),
+            Claim::Member(_) => Ok(Start::Inactive),
+            Claim::Seen(record) => {
+                let replay = self.replay_of(record)?.ok_or_else(|| {
+                    StoreError::other(format!("{}: a key was seen for an unkeyed request", self.operation))
+                })?;
                 uow.rollback().await?;
-                Ok(replay)
+                Ok(Start::Replay(replay))
             }
         }
     }

@@ -14,7 +14,7 @@ use crate::catalog::CatalogService;
 use crate::error::problem;
 use crate::events::new_events;
 use crate::freshness::Freshness;
-use crate::idempotency::{IdempotencyError, IdempotencyKey, Keyed};
+use crate::idempotency::{IdempotencyError, IdempotencyKey, Keyed, Start};
 
 /// Why an order use case failed.
 #[derive(Debug, thiserror::Error)]
@@ -116,11 +116,10 @@ impl OrderService {
         let order_id = OrderId(self.ports.ids.new_id());
         let keyed = Keyed::new("order", member_id, key);
         let mut uow = self.ports.db.begin().await?;
-        if let Some(order) = keyed.begin(uow.as_mut()).await? {
-            return Ok(order);
-        }
-        if !crate::members::is_active(uow.members(), member_id).await? {
-            return Err(OrdersError::MemberInactive);
+        match keyed.begin(uow.as_mut()).await? {
+            Start::Active => {}
+            Start::Inactive => return Err(OrdersError::MemberInactive),
+            Start::Replay(order) => return Ok(order),
         }
         let mut lines = Vec::with_capacity(request.items.len());
         for (product_id, quantity) in &request.items {
@@ -190,11 +189,10 @@ impl OrderService {
         let keyed = Keyed::new("payment", member_id, Some(key));
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
-        if let Some(payment) = keyed.begin(uow.as_mut()).await? {
-            return Ok(payment);
-        }
-        if !crate::members::is_active(uow.members(), member_id).await? {
-            return Err(OrdersError::MemberInactive);
+        match keyed.begin(uow.as_mut()).await? {
+            Start::Active => {}
+            Start::Inactive => return Err(OrdersError::MemberInactive),
+            Start::Replay(payment) => return Ok(payment),
         }
 
         let mut order = uow

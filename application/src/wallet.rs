@@ -8,7 +8,7 @@ use ports::StoreError;
 use crate::Ports;
 use crate::error::problem;
 use crate::freshness::Freshness;
-use crate::idempotency::{IdempotencyError, IdempotencyKey, Keyed};
+use crate::idempotency::{IdempotencyError, IdempotencyKey, Keyed, Start};
 
 /// Why a wallet use case failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,11 +66,10 @@ impl WalletService {
         let amount = ChargeAmount::parse(amount)?;
         let keyed = Keyed::new("charge", member_id, key);
         let mut uow = self.ports.db.begin().await?;
-        if let Some(balance) = keyed.begin(uow.as_mut()).await? {
-            return Ok(balance);
-        }
-        if !crate::members::is_active(uow.members(), member_id).await? {
-            return Err(PointsError::MemberInactive);
+        match keyed.begin(uow.as_mut()).await? {
+            Start::Active => {}
+            Start::Inactive => return Err(PointsError::MemberInactive),
+            Start::Replay(balance) => return Ok(balance),
         }
         let balance = uow
             .wallet()

@@ -70,6 +70,24 @@ pub trait UnitOfWork: Send {
     /// The outbox and the consumers' inbox.
     fn events(&mut self) -> &mut dyn EventWrites;
 
+    /// How a member's keyed request starts: reserves `key` as [`IdempotencyWrites::begin`]
+    /// does and, unless the key was used before, reads the member locked for change as
+    /// [`MemberWrites::by_id`] does. Without a key, only the member. A store that can sends
+    /// both in one round trip (the member's lock is then taken even for a key seen before,
+    /// and let go with the rollback that follows); this provided method makes the two calls.
+    ///
+    /// # Errors
+    /// As the two methods.
+    async fn claim_for_member(&mut self, key: Option<KeyClaim<'_>>, member_id: MemberId) -> Result<Claim, StoreError> {
+        if let Some(key) = key
+            && let IdempotencyStart::Seen(record) =
+                self.idempotency().begin(key.scope, key.key, key.fingerprint).await?
+        {
+            return Ok(Claim::Seen(record));
+        }
+        Ok(Claim::Member(self.members().by_id(member_id).await?))
+    }
+
     /// Commits and returns the commit's consistency token. The unit of work is spent after.
     ///
     /// # Errors
@@ -338,6 +356,27 @@ pub struct IdempotencyRecord {
     pub fingerprint: String,
     /// Its response, once its unit of work committed; `None` while it is in progress.
     pub response: Option<String>,
+}
+
+/// An idempotency key to reserve: see [`IdempotencyWrites::begin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyClaim<'a> {
+    /// What the key protects, for whom (`order:<member id>`).
+    pub scope: &'a str,
+    /// The client's key.
+    pub key: &'a str,
+    /// The fingerprint of the request that came with it.
+    pub fingerprint: &'a str,
+}
+
+/// What [`UnitOfWork::claim_for_member`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The key was used before: what is stored under it.
+    Seen(IdempotencyRecord),
+    /// The key is now reserved by this transaction (or there was none), and the member,
+    /// locked for change; `None` if there is none.
+    Member(Option<Member>),
 }
 
 /// What [`IdempotencyWrites::begin`] found under a key.

@@ -113,9 +113,9 @@ impl<'u, C: SqlConn> WorkConn<'u, C> {
         Ok(true)
     }
 
-    /// The queue in one script, then `next` in the same script: `next`'s outcome (none
-    /// without `next`).
-    async fn script_ahead_of(&mut self, next: Option<Query<'_>>) -> Result<Option<Outcome<C::Row>>, StoreError> {
+    /// The queue in one script, then `next` (one or more statements) in the same script: the
+    /// outcomes of `next`'s statements (none without `next`).
+    async fn script_ahead_of(&mut self, next: Option<Query<'_>>) -> Result<Vec<Outcome<C::Row>>, StoreError> {
         let begin = self.queue.begin.take();
         let writes = mem::take(&mut self.queue.writes);
         let dialect = self.conn.dialect();
@@ -138,21 +138,22 @@ impl<'u, C: SqlConn> WorkConn<'u, C> {
                 guards += 1;
             }
         }
+        let queued = usize::from(begin.is_some()) + writes.len() + guards;
         let has_next = next.is_some();
-        let expected = usize::from(begin.is_some()) + writes.len() + guards + usize::from(has_next);
         if let Some(next) = next {
             script.sql.push_str(";\n");
             script.sql.push_str(&next.sql);
             script.values.extend(next.values);
         }
         let mut outcomes = self.conn.script(script).await?;
-        if outcomes.len() != expected {
+        if outcomes.len() < queued + usize::from(has_next) {
             return Err(StoreError::other(format!(
-                "a script of {expected} statements gave {} results",
+                "a script of {queued} queued statements and {} more gave {} results",
+                usize::from(has_next),
                 outcomes.len()
             )));
         }
-        let last = if has_next { outcomes.pop() } else { None };
+        let next_outcomes = outcomes.split_off(queued);
         let mut results = outcomes.iter().skip(usize::from(begin.is_some()));
         for write in &writes {
             let changed = results.next().map_or(0, |o| o.changed);
@@ -161,7 +162,7 @@ impl<'u, C: SqlConn> WorkConn<'u, C> {
                 let _guard = results.next();
             }
         }
-        Ok(last)
+        Ok(next_outcomes)
     }
 
     /// Each run of writes that may share a statement as one statement of CTEs.
@@ -211,11 +212,15 @@ impl<'u, C: SqlConn> WorkConn<'u, C> {
         self.conn.dialect().batch == Batch::Script && !self.queue.is_empty()
     }
 
-    /// `query` at the end of a script of the queue.
+    /// `query`, one statement, at the end of a script of the queue.
     async fn after_queue(&mut self, query: Query<'_>) -> Result<Outcome<C::Row>, StoreError> {
-        self.script_ahead_of(Some(query))
-            .await?
-            .ok_or_else(|| StoreError::other("a script lost its last statement".to_owned()))
+        let mut outcomes = self.script_ahead_of(Some(query)).await?;
+        match (outcomes.pop(), outcomes.is_empty()) {
+            (Some(outcome), true) => Ok(outcome),
+            _ => Err(StoreError::other(
+                "one statement after the queue gave other than one result".to_owned(),
+            )),
+        }
     }
 }
 
@@ -350,6 +355,9 @@ impl<C: SqlConn> SqlConn for WorkConn<'_, C> {
     }
 
     async fn script(&mut self, query: Query<'_>) -> Result<Vec<Outcome<Self::Row>>, StoreError> {
+        if self.scripts_ahead() {
+            return self.script_ahead_of(Some(query)).await;
+        }
         self.flush().await?;
         self.conn.script(query).await
     }

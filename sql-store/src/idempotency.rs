@@ -5,11 +5,15 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
-use ports::{Consistency, IdempotencyReads, IdempotencyRecord, IdempotencyStart, IdempotencyWrites, StoreError};
+use core_domain::MemberId;
+use ports::{
+    Claim, Consistency, IdempotencyReads, IdempotencyRecord, IdempotencyStart, IdempotencyWrites, KeyClaim, StoreError,
+};
 
 use crate::Columns;
 use crate::backend::Backend;
-use crate::sql::{SqlConn, sql};
+use crate::members;
+use crate::sql::{Lock, SqlConn, Statement, sql};
 use crate::{SqlStore, SqlUnitOfWork};
 
 /// The `fingerprint` and `response` of an `idempotency_keys` row: a key used before.
@@ -31,18 +35,10 @@ async fn record(conn: &mut impl SqlConn, scope: &str, key: &str) -> Result<Optio
         .await
 }
 
-/// Insert-or-ignore, then read: the row is either ours (new) or an earlier request's. An
-/// insert of a key another open transaction has inserted waits for it to end (SQLite: the
-/// single writer already excludes it): after its commit this reads its row, after its
-/// rollback the key is ours.
-pub(crate) async fn begin(
-    conn: &mut impl SqlConn,
-    scope: &str,
-    key: &str,
-    fingerprint: &str,
-) -> Result<IdempotencyStart, StoreError> {
+/// The insert that reserves a key, or inserts nothing where it is taken.
+fn reserve<'a>(scope: &'a str, key: &'a str, fingerprint: &'a str) -> Statement<'a> {
     let now = OffsetDateTime::now_utc();
-    let inserted = sql(
+    sql(
         "insert into idempotency_keys (scope, request_key, fingerprint, response, created_at, updated_at) \
          values (?, ?, ?, null, ?, ?) {skip_duplicate}",
     )
@@ -51,17 +47,59 @@ pub(crate) async fn begin(
     .text(fingerprint)
     .time(now)
     .time(now)
-    .insert_unless_duplicate(&mut *conn)
-    .await?;
-    if inserted {
+}
+
+/// After a [`reserve`] that inserted nothing: the earlier request's row.
+async fn seen(conn: &mut impl SqlConn, scope: &str, key: &str) -> Result<IdempotencyRecord, StoreError> {
+    record(conn, scope, key)
+        .await?
+        .ok_or_else(|| StoreError::other(format!("idempotency key {scope}/{key} neither inserted nor found")))
+}
+
+/// Insert-or-ignore, then read: the row is either ours (new) or an earlier request's. An
+/// insert of a key another open transaction has inserted waits for it to end (SQLite: the
+/// single writer already excludes it): after its commit this reads its row (a statement of
+/// its own, which sees that commit), after its rollback the key is ours.
+pub(crate) async fn begin(
+    conn: &mut impl SqlConn,
+    scope: &str,
+    key: &str,
+    fingerprint: &str,
+) -> Result<IdempotencyStart, StoreError> {
+    if reserve(scope, key, fingerprint)
+        .insert_unless_duplicate(&mut *conn)
+        .await?
+    {
         return Ok(IdempotencyStart::New);
     }
-    match record(conn, scope, key).await? {
-        Some(seen) => Ok(IdempotencyStart::Seen(seen)),
-        None => Err(StoreError::other(format!(
-            "idempotency key {scope}/{key} neither inserted nor found"
-        ))),
+    Ok(IdempotencyStart::Seen(seen(conn, scope, key).await?))
+}
+
+/// [`begin`] and the member locked for change, in one round trip where the dialect can
+/// ([`Statement::insert_unless_duplicate_then`]). The reservation goes first, so a retry
+/// waits for the attempt that holds its key before it asks for the member's lock, as with
+/// two statements.
+pub(crate) async fn claim_for_member(
+    conn: &mut impl SqlConn,
+    claim: Option<KeyClaim<'_>>,
+    member_id: MemberId,
+) -> Result<Claim, StoreError> {
+    let member = members::by_id_statement(member_id, Lock::ForUpdate);
+    let Some(KeyClaim {
+        scope,
+        key,
+        fingerprint,
+    }) = claim
+    else {
+        return Ok(Claim::Member(member.fetch_optional(conn, members::member).await?));
+    };
+    let (inserted, member) = reserve(scope, key, fingerprint)
+        .insert_unless_duplicate_then(&mut *conn, member, members::member)
+        .await?;
+    if inserted {
+        return Ok(Claim::Member(member));
     }
+    Ok(Claim::Seen(seen(conn, scope, key).await?))
 }
 
 /// Stores the response under a key reserved by [`begin`].

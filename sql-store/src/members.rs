@@ -64,12 +64,13 @@ pub(crate) async fn insert(conn: &mut impl SqlConn, m: &Member) -> Result<(), St
     Ok(())
 }
 
+/// The member by id, for [`member`].
+pub(crate) fn by_id_statement<'a>(id: MemberId, lock: Lock) -> Statement<'a> {
+    sql("select * from members where id = ? {lock}").id(id).lock(lock)
+}
+
 pub(crate) async fn by_id(conn: &mut impl SqlConn, id: MemberId, lock: Lock) -> Result<Option<Member>, StoreError> {
-    sql("select * from members where id = ? {lock}")
-        .id(id)
-        .lock(lock)
-        .fetch_optional(conn, member)
-        .await
+    by_id_statement(id, lock).fetch_optional(conn, member).await
 }
 
 pub(crate) async fn by_email(conn: &mut impl SqlConn, email: &str, lock: Lock) -> Result<Option<Member>, StoreError> {

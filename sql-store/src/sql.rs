@@ -387,6 +387,67 @@ impl<'a> Statement<'a> {
         }
     }
 
+    /// Runs an insert that ends in `{skip_duplicate}`, as
+    /// [`insert_unless_duplicate`](Self::insert_unless_duplicate), and then `read`, a
+    /// `select` of at most one row that does not depend on the insert, mapped: in one round
+    /// trip where the dialect can. PostgreSQL: one statement, `with w as (insert … returning
+    /// 1), r as (read) select …`, which runs the insert before the read (the read cannot see
+    /// the row, which is why it must not depend on it); SQLite: one script; MySQL: one after
+    /// the other.
+    ///
+    /// # Errors
+    /// As [`insert_unless_duplicate`](Self::insert_unless_duplicate) and
+    /// [`fetch_optional`](Self::fetch_optional).
+    pub async fn insert_unless_duplicate_then<C, T>(
+        self,
+        conn: &mut C,
+        read: Statement<'a>,
+        map: impl Fn(&C::Row) -> Result<T, StoreError> + Send,
+    ) -> Result<(bool, Option<T>), StoreError>
+    where
+        C: SqlConn + ?Sized,
+    {
+        let dialect = conn.dialect();
+        match dialect.batch {
+            Batch::OneByOne => {
+                let inserted = self.insert_unless_duplicate(&mut *conn).await?;
+                Ok((inserted, read.fetch_optional(conn, map).await?))
+            }
+            Batch::Script => {
+                let mut query = self.render(dialect)?;
+                query.sql.push_str(";\n");
+                read.render_onto(dialect, &mut query)?;
+                match &conn.script(query).await?[..] {
+                    [insert, read] => Ok((insert.changed > 0, read.rows.first().map(map).transpose()?)),
+                    other => Err(StoreError::other(format!(
+                        "an insert and a read in one script gave {} results",
+                        other.len()
+                    ))),
+                }
+            }
+            Batch::WriteCtes => {
+                // The left join's outer side, the insert's count, runs first; the read's row
+                // comes beside it, or nulls (then `read_rows` is 0).
+                let mut query = Query {
+                    sql: String::from("with w as ("),
+                    values: Vec::new(),
+                };
+                self.render_onto(dialect, &mut query)?;
+                query.sql.push_str(" returning 1), r as (");
+                read.render_onto(dialect, &mut query)?;
+                query.sql.push_str(
+                    ") select i.inserted_rows, (select count(*) from r) as read_rows, r.* \
+                     from (select count(*) as inserted_rows from w) as i left join r on true",
+                );
+                let row = conn.fetch_optional(query).await?.ok_or_else(|| {
+                    StoreError::other("an insert and a read in one statement returned no row".to_owned())
+                })?;
+                let found = row.int("read_rows")? > 0;
+                Ok((row.int("inserted_rows")? > 0, found.then(|| map(&row)).transpose()?))
+            }
+        }
+    }
+
     /// Runs an `update` that changes at most one row and maps that row as it is after the
     /// update: one statement, `update … returning columns`, where the dialect has it;
     /// elsewhere the update, then `read_back` (which must select `columns` of the same row),

@@ -13,9 +13,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use core_domain::MemberId;
 use ports::{
-    CatalogWrites, CommitToken, CouponWrites, EventWrites, IdempotencyWrites, InsuranceWrites, MemberWrites,
-    OrderWrites, StoreError, UnitOfWork, WalletWrites,
+    CatalogWrites, Claim, CommitToken, CouponWrites, EventWrites, IdempotencyWrites, InsuranceWrites, KeyClaim,
+    MemberWrites, OrderWrites, StoreError, UnitOfWork, WalletWrites,
 };
 
 use crate::backend::{Backend, Transaction};
@@ -122,6 +123,12 @@ impl<B: Backend> UnitOfWork for SqlUnitOfWork<B> {
 
     fn events(&mut self) -> &mut dyn EventWrites {
         self
+    }
+
+    /// The key's reservation and the member's lock in one round trip where the dialect can.
+    async fn claim_for_member(&mut self, key: Option<KeyClaim<'_>>, member_id: MemberId) -> Result<Claim, StoreError> {
+        let result = crate::idempotency::claim_for_member(&mut self.conn()?, key, member_id).await;
+        self.track(result)
     }
 
     async fn commit(&mut self) -> Result<CommitToken, StoreError> {

@@ -92,6 +92,7 @@ macro_rules! contract_tests {
             stale_orders_are_pending_orders_created_by_the_cutoff,
             an_idempotency_key_is_new_then_seen_with_its_response,
             reads_see_committed_idempotency_keys_only,
+            a_claim_reserves_the_key_and_locks_the_member,
             the_inbox_records_an_event_once_per_consumer,
             the_outbox_is_claimed_in_seq_order,
             a_later_event_of_an_aggregate_waits_for_the_earlier_one,
