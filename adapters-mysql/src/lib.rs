@@ -23,13 +23,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
-use sqlx::{Connection as _, Executor as _, MySqlPool};
+use sqlx::{Connection as _, Executor as _, MySql};
 use tokio::sync::{Notify, watch};
 use tokio::time::MissedTickBehavior;
 
 use ports::{Cause, CommitToken, ComponentHealth, Consistency, StoreError, Unique};
 use sql_store::routing::{Replica, Routed, Router};
-use sql_store::{Backend, BackgroundTasks, ReadFuture, SqlConfig, SqlStore, WorkConn};
+use sql_store::{Backend, BackgroundTasks, Conns, ReadFuture, SqlConfig, SqlConn as _, SqlStore, WorkConn};
 
 pub use conn::{MysqlConn, MysqlDialect};
 pub use gtid::{Flavour, Position};
@@ -45,7 +45,7 @@ pub type MysqlConfig = SqlConfig;
 /// The pools, routing and background tasks behind [`MysqlStore`]. The background tasks
 /// (replica health checks, the heartbeat) stop when it is dropped or closed.
 pub struct MysqlBackend {
-    primary: MySqlPool,
+    primary: Conns<MySql>,
     flavour: Flavour,
     router: Router<MysqlReplication>,
     /// Woken by this instance's commits that appended events.
@@ -79,26 +79,24 @@ fn connect_options(url: &str) -> Result<MySqlConnectOptions, StoreError> {
         .timezone(Some("+00:00".to_owned())))
 }
 
-/// Pool options whose every connection runs the flavour's session settings first (read
-/// committed, the statement timeout, and for replicas read-only transactions, so a write
-/// routed to a replica by mistake fails loudly instead of breaking replication).
-fn pool_options(flavour: Flavour, config: &MysqlConfig, read_only: bool) -> MySqlPoolOptions {
+/// `pool` whose every connection runs the flavour's session settings first (read committed,
+/// the statement timeout, and for replicas read-only transactions, so a write routed to a
+/// replica by mistake fails loudly instead of breaking replication).
+fn with_session(pool: MySqlPoolOptions, flavour: Flavour, config: &MysqlConfig, read_only: bool) -> MySqlPoolOptions {
     let session = flavour.session_sql(config.statement_timeout.as_millis().max(1), read_only);
-    MySqlPoolOptions::new()
-        .max_connections(config.max_connections.max(1))
-        .acquire_timeout(config.acquire_timeout)
-        .after_connect(move |conn, _| {
-            let session = session.clone();
-            Box::pin(async move {
-                conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(session))).await?;
-                Ok(())
-            })
+    pool.after_connect(move |conn, _| {
+        let session = session.clone();
+        Box::pin(async move {
+            conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(session))).await?;
+            Ok(())
         })
+    })
 }
 
-/// The primary's pool, connected lazily (the caller has just reached the server).
-fn pool(options: MySqlConnectOptions, flavour: Flavour, config: &MysqlConfig, read_only: bool) -> MySqlPool {
-    pool_options(flavour, config, read_only).connect_lazy_with(options)
+/// The primary's connections, connected lazily (the caller has just reached the server).
+fn pool(options: MySqlConnectOptions, flavour: Flavour, config: &MysqlConfig, read_only: bool) -> Conns<MySql> {
+    let pool = sql_store::driver::pool_options(config.max_connections, config.acquire_timeout);
+    Conns::new(with_session(pool, flavour, config, read_only).connect_lazy_with(options))
 }
 
 impl MysqlBackend {
@@ -119,13 +117,16 @@ impl Routed for MysqlBackend {
 /// Writes the primary's clock into the heartbeat row every `interval`, until `shutdown`. A
 /// failure (the table is not migrated yet, the primary is away) is logged at debug: the
 /// replicas' lag then grows, and they are skipped if it passes the limit.
-async fn heartbeat(primary: MySqlPool, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+async fn heartbeat(primary: Conns<MySql>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = ticker.tick() => {
-                let beat = sqlx::query(replication::HEARTBEAT_SQL).execute(&primary);
+                let beat = async {
+                    let mut conn = MysqlConn::new(primary.acquire().await.map_err(translate)?);
+                    conn.raw(replication::HEARTBEAT_SQL).await
+                };
                 match tokio::time::timeout(interval.max(Duration::from_secs(1)), beat).await {
                     Ok(Ok(_)) => {}
                     Ok(Err(e)) => tracing::debug!(error = %e, "heartbeat write failed"),
@@ -169,7 +170,7 @@ impl Backend for MysqlBackend {
             let options = connect_options(url)?;
             replicas.push(Replica::new(
                 format!("replica-{n}"),
-                pool_options(flavour, config, true),
+                |pool| with_session(pool, flavour, config, true),
                 options.clone(),
                 options,
                 config,
@@ -200,7 +201,7 @@ impl Backend for MysqlBackend {
     /// until every healthy replica has applied them.
     async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations")
-            .run(&self.primary)
+            .run(self.primary.pool())
             .await
             .map_err(|e| match e {
                 sqlx::migrate::MigrateError::Execute(e) => translate(e),
@@ -208,7 +209,7 @@ impl Backend for MysqlBackend {
             })?;
         if self.router.replica_count() > 0 {
             sqlx::query(replication::HEARTBEAT_SQL)
-                .execute(&self.primary)
+                .execute(self.primary.pool())
                 .await
                 .map_err(translate)?;
             let sql = match self.flavour {
@@ -216,7 +217,7 @@ impl Backend for MysqlBackend {
                 Flavour::MySql => "select @@global.gtid_executed",
             };
             let position: String = sqlx::query_scalar(sql)
-                .fetch_one(&self.primary)
+                .fetch_one(self.primary.pool())
                 .await
                 .map_err(translate)?;
             if let Some(position) = self.flavour.parse(&position) {

@@ -16,12 +16,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::Postgres;
+use sqlx::postgres::PgConnectOptions;
 use tokio::sync::Notify;
 
 use ports::{Cause, CommitToken, ComponentHealth, Consistency, StoreError, Unique};
-use sql_store::{Backend, BackgroundTasks, ReadFuture, SqlConfig, SqlStore, WorkConn};
+use sql_store::{Backend, BackgroundTasks, Conns, ReadFuture, SqlConfig, SqlStore, WorkConn};
 
 pub use conn::{PgConn, PgDialect};
 pub use replication::{Lsn, PgReplication};
@@ -43,7 +43,7 @@ pub type PgConfig = SqlConfig;
 /// PostgreSQL's pools, routing and background tasks behind [`PgStore`]. The background
 /// tasks (replica health checks, the outbox listener) stop when it is dropped or closed.
 pub struct PgBackend {
-    primary: PgPool,
+    primary: Conns<Postgres>,
     router: Router<PgReplication>,
     /// Woken by the outbox listener (any instance's commit) and by this instance's commits.
     events: Arc<Notify>,
@@ -120,25 +120,19 @@ impl Backend for PgBackend {
     /// primary cannot be reached within `acquire_timeout`.
     async fn connect(config: &PgConfig) -> Result<Self, StoreError> {
         let primary_options = connect_options(&config.primary_url, "hexride-primary", config.statement_timeout, false)?;
-        let primary = PgPoolOptions::new()
-            .max_connections(config.max_connections.max(1))
-            .acquire_timeout(config.acquire_timeout)
-            .connect_with(primary_options.clone())
-            .await
-            .map_err(translate)?;
+        let primary = Conns::new(
+            sql_store::driver::pool_options(config.max_connections, config.acquire_timeout)
+                .connect_with(primary_options.clone())
+                .await
+                .map_err(translate)?,
+        );
 
         let mut replicas = Vec::with_capacity(config.replica_urls.len());
         for (n, url) in (1..).zip(&config.replica_urls) {
             let name = format!("replica-{n}");
             let options = connect_options(url, &format!("hexride-{name}"), config.statement_timeout, true)?;
             let health_options = options.clone().application_name(&format!("hexride-{name}-health"));
-            replicas.push(Replica::new(
-                name,
-                PgPoolOptions::new(),
-                options,
-                health_options,
-                config,
-            ));
+            replicas.push(Replica::new(name, |pool| pool, options, health_options, config));
         }
         let router = Router::new(PgReplication, primary.clone(), replicas, config);
         router.check_replicas_once().await;
@@ -175,14 +169,14 @@ impl Backend for PgBackend {
     /// replayed the migrations, so eventual reads do not meet a schema the replica lacks.
     async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations")
-            .run(&self.primary)
+            .run(self.primary.pool())
             .await
             .map_err(|e| match e {
                 sqlx::migrate::MigrateError::Execute(e) => translate(e),
                 other => StoreError::other(format!("migration failed: {other}")),
             })?;
         let lsn: String = sqlx::query_scalar("select pg_current_wal_lsn()::text")
-            .fetch_one(&self.primary)
+            .fetch_one(self.primary.pool())
             .await
             .map_err(translate)?;
         if let Some(lsn) = Lsn::parse(&lsn) {

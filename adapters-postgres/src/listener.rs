@@ -5,11 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
+use sqlx::Postgres;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::{Notify, watch};
 
-use crate::OUTBOX_CHANNEL;
+use sql_store::Conns;
+use sql_store::sql::sql;
+
+use crate::{OUTBOX_CHANNEL, PgConn, translate};
 
 /// How long the listener waits before reconnecting after it lost the primary.
 const LISTEN_RETRY: Duration = Duration::from_secs(1);
@@ -83,16 +86,20 @@ pub(crate) async fn listen(options: PgConnectOptions, events: Arc<Notify>, mut s
 /// PostgreSQL's notification queue, whose lock a notifying transaction holds through its
 /// commit (one notifying commit at a time). A notification that cannot be sent is not
 /// retried: the other relays find the rows when they next poll.
-pub(crate) async fn announce(pool: PgPool, appended: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+pub(crate) async fn announce(primary: Conns<Postgres>, appended: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             () = appended.notified() => {}
             _ = shutdown.changed() => return,
         }
-        let sent = sqlx::query("select pg_notify($1, '')")
-            .bind(OUTBOX_CHANNEL)
-            .execute(&pool)
-            .await;
+        let sent = async {
+            let mut conn = PgConn::new(primary.acquire().await.map_err(translate)?);
+            sql("select pg_notify(?, '')")
+                .text(OUTBOX_CHANNEL)
+                .execute(&mut conn)
+                .await
+        }
+        .await;
         if let Err(e) = sent {
             tracing::debug!(error = %e, "could not tell other instances of new outbox rows; their relays poll");
         }

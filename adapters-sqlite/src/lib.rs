@@ -20,12 +20,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{ConnectOptions as _, SqliteConnection, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{ConnectOptions as _, Sqlite, SqliteConnection};
 use tokio::sync::{Mutex, Notify};
 
 use ports::{Cause, CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError, Unique};
-use sql_store::{Backend, ReadFuture, SqlStore, WorkConn};
+use sql_store::{Backend, Conns, ReadFuture, SqlConn as _, SqlStore, WorkConn};
 
 pub use conn::{SqliteConn, SqliteDialect};
 
@@ -67,7 +67,7 @@ pub struct SqliteBackend {
     /// Set by [`Backend::close`]: the writer then refuses work.
     closed: AtomicBool,
     /// Read-only connections for the read ports.
-    readers: SqlitePool,
+    readers: Conns<Sqlite>,
     /// Woken after a commit that appended outbox rows.
     events: Notify,
     /// Commits so far: the commit token (SQLite has no replicas, it only has to be well-formed).
@@ -126,12 +126,12 @@ impl Backend for SqliteBackend {
             .await
             .map_err(translate)?;
 
-        let readers = SqlitePoolOptions::new()
-            .max_connections(config.max_readers.max(1))
-            .acquire_timeout(config.acquire_timeout)
-            .connect_with(base.read_only(true))
-            .await
-            .map_err(translate)?;
+        let readers = Conns::new(
+            sql_store::driver::pool_options::<Sqlite>(config.max_readers, config.acquire_timeout)
+                .connect_with(base.read_only(true))
+                .await
+                .map_err(translate)?,
+        );
 
         Ok(Self {
             writer: Arc::new(Mutex::new(writer)),
@@ -208,9 +208,12 @@ impl Backend for SqliteBackend {
     }
 
     async fn health(&self) -> Vec<ComponentHealth> {
-        let probe = sqlx::query("select 1").execute(&self.readers).await;
-        let entry = match probe {
-            Ok(_) => ComponentHealth::new("database", HealthStatus::Up, None),
+        let probe = async {
+            let mut conn = SqliteConn::new(self.readers.acquire().await.map_err(translate)?);
+            conn.raw("select 1").await
+        };
+        let entry = match probe.await {
+            Ok(()) => ComponentHealth::new("database", HealthStatus::Up, None),
             Err(e) => ComponentHealth::new("database", HealthStatus::Down, Some(e.to_string())),
         };
         vec![entry]

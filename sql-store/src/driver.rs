@@ -5,19 +5,22 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::TryStreamExt as _;
 use sqlx::Either;
-use sqlx::pool::PoolConnection;
-use sqlx::{AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row as _, Type};
+use sqlx::pool::PoolOptions;
+use sqlx::{
+    AssertSqlSafe, ColumnIndex, Connection as _, Database, Decode, Encode, Executor, IntoArguments, Row as _, Type,
+};
 use time::OffsetDateTime;
 use tokio::sync::OwnedMutexGuard;
 use uuid::Uuid;
 
 use ports::{CommitToken, StoreError};
 
+use crate::pool::Leased;
 use crate::sql::{Dialect, Outcome, Query, SqlConn, Value};
 use crate::{Columns, corrupt};
 
@@ -65,6 +68,34 @@ pub trait SqlxDialect: Send + Sync + 'static {
     fn rows_affected(result: &<Self::Db as Database>::QueryResult) -> u64;
 }
 
+/// A pooled connection idle for longer than this is pinged before it is handed out.
+pub const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
+
+/// The options every pool of the store starts from: `max_connections` connections, callers
+/// waiting up to `acquire_timeout` for one, and no ping before handing out a connection that
+/// was in use a moment ago.
+///
+/// sqlx pings a connection when it comes back to the pool (it has no option to skip that)
+/// and, by default, again when it is taken out: two extra round trips around every unit of
+/// work and every read, a third of a replica read's. The first ping already proved the
+/// connection alive, so the second is kept only for connections idle for longer than
+/// [`IDLE_PING_AFTER`], which may have outlived their server; one that fails it is closed
+/// and the caller gets another.
+pub fn pool_options<DB: Database>(max_connections: u32, acquire_timeout: Duration) -> PoolOptions<DB> {
+    PoolOptions::new()
+        .max_connections(max_connections.max(1))
+        .acquire_timeout(acquire_timeout)
+        .test_before_acquire(false)
+        .before_acquire(|conn: &mut DB::Connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_PING_AFTER {
+                    conn.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// A connection of dialect `D`, in or out of a transaction: taken from a pool, or the one
 /// connection of an exclusive holder (SQLite's writer).
 pub struct SqlxConn<D: SqlxDialect> {
@@ -74,28 +105,29 @@ pub struct SqlxConn<D: SqlxDialect> {
 
 /// How a [`SqlxConn`] holds its driver connection.
 enum Held<DB: Database> {
-    /// Back to its pool when dropped (sqlx then pings it, from a task of its own).
-    Pooled(PoolConnection<DB>),
+    /// From a [`Conns`](crate::Conns): back on its stack when dropped in good order.
+    Leased(Leased<DB>),
     /// Locked while held and free for the next waiter the moment it is dropped.
     Exclusive(OwnedMutexGuard<DB::Connection>),
 }
 
-impl<DB: Database> Deref for Held<DB> {
-    type Target = DB::Connection;
-
-    fn deref(&self) -> &DB::Connection {
+impl<DB: Database> Held<DB> {
+    /// The connection, for a statement that starts now: until [`settled`](Self::settled),
+    /// a drop means the statement was cut short.
+    fn start(&mut self) -> Result<&mut DB::Connection, sqlx::Error> {
         match self {
-            Held::Pooled(conn) => conn,
-            Held::Exclusive(conn) => conn,
+            Held::Leased(conn) => {
+                conn.busy(true);
+                conn.conn()
+            }
+            Held::Exclusive(conn) => Ok(conn),
         }
     }
-}
 
-impl<DB: Database> DerefMut for Held<DB> {
-    fn deref_mut(&mut self) -> &mut DB::Connection {
-        match self {
-            Held::Pooled(conn) => conn,
-            Held::Exclusive(conn) => conn,
+    /// The statement started last has ended well: the connection is in good order.
+    fn settled(&mut self) {
+        if let Held::Leased(conn) = self {
+            conn.busy(false);
         }
     }
 }
@@ -109,10 +141,10 @@ impl<D: SqlxDialect> fmt::Debug for SqlxConn<D> {
 }
 
 impl<D: SqlxDialect> SqlxConn<D> {
-    /// Wraps a connection taken from a pool.
-    pub fn new(conn: PoolConnection<D::Db>) -> Self {
+    /// Wraps a connection taken from a [`Conns`](crate::Conns).
+    pub fn new(conn: Leased<D::Db>) -> Self {
         Self {
-            conn: Held::Pooled(conn),
+            conn: Held::Leased(conn),
             dialect: PhantomData,
         }
     }
@@ -126,10 +158,13 @@ impl<D: SqlxDialect> SqlxConn<D> {
         }
     }
 
-    /// The driver's connection, for the dialect's own statements (commit positions,
-    /// notifications, pings).
-    pub fn inner(&mut self) -> &mut <D::Db as Database>::Connection {
-        &mut self.conn
+    /// The driver's connection, for a statement of the dialect's own (a ping). Its state is
+    /// not followed: the connection goes back to its pool, not to the stack.
+    ///
+    /// # Errors
+    /// [`StoreError::Other`] for a connection already handed back (which does not happen).
+    pub fn inner(&mut self) -> Result<&mut <D::Db as Database>::Connection, StoreError> {
+        self.conn.start().map_err(D::translate)
     }
 }
 
@@ -154,7 +189,20 @@ where
         sql: &'static str,
         is_position: impl Fn(&str) -> bool + Send,
     ) -> Result<CommitToken, StoreError> {
-        let mut results = sqlx::raw_sql(sql).fetch_many(&mut *self.conn);
+        let result = self.commit_and_read_on(sql, is_position).await;
+        if result.is_ok() {
+            self.conn.settled();
+        }
+        result
+    }
+
+    async fn commit_and_read_on(
+        &mut self,
+        sql: &'static str,
+        is_position: impl Fn(&str) -> bool + Send,
+    ) -> Result<CommitToken, StoreError> {
+        let conn = self.conn.start().map_err(D::translate)?;
+        let mut results = sqlx::raw_sql(sql).fetch_many(conn);
         // The first result is the `commit`'s.
         match results.try_next().await {
             Ok(Some(Either::Left(_))) => {}
@@ -240,28 +288,30 @@ where
     }
 
     async fn execute(&mut self, query: Query<'_>) -> Result<u64, StoreError> {
-        let done = bound::<D>(query).execute(&mut *self.conn).await.map_err(D::translate)?;
+        let conn = self.conn.start().map_err(D::translate)?;
+        let done = bound::<D>(query).execute(conn).await.map_err(D::translate)?;
+        self.conn.settled();
         Ok(D::rows_affected(&done))
     }
 
     async fn fetch_optional(&mut self, query: Query<'_>) -> Result<Option<SqlxRow<D>>, StoreError> {
-        let row = bound::<D>(query)
-            .fetch_optional(&mut *self.conn)
-            .await
-            .map_err(D::translate)?;
+        let conn = self.conn.start().map_err(D::translate)?;
+        let row = bound::<D>(query).fetch_optional(conn).await.map_err(D::translate)?;
+        self.conn.settled();
         Ok(row.map(SqlxRow::new))
     }
 
     async fn fetch_all(&mut self, query: Query<'_>) -> Result<Vec<SqlxRow<D>>, StoreError> {
-        let rows = bound::<D>(query)
-            .fetch_all(&mut *self.conn)
-            .await
-            .map_err(D::translate)?;
+        let conn = self.conn.start().map_err(D::translate)?;
+        let rows = bound::<D>(query).fetch_all(conn).await.map_err(D::translate)?;
+        self.conn.settled();
         Ok(rows.into_iter().map(SqlxRow::new).collect())
     }
 
     async fn raw(&mut self, sql: &'static str) -> Result<(), StoreError> {
-        sqlx::query(sql).execute(&mut *self.conn).await.map_err(D::translate)?;
+        let conn = self.conn.start().map_err(D::translate)?;
+        sqlx::query(sql).execute(conn).await.map_err(D::translate)?;
+        self.conn.settled();
         Ok(())
     }
 
@@ -270,7 +320,8 @@ where
     /// across them; upstream calls that deprecated, launchbadge/sqlx#3108, so the SQL store's
     /// contract tests exercise it on every run). PostgreSQL and MySQL refuse such a query.
     async fn script(&mut self, query: Query<'_>) -> Result<Vec<Outcome<SqlxRow<D>>>, StoreError> {
-        let mut results = (&mut *self.conn).fetch_many(bound::<D>(query));
+        let conn = self.conn.start().map_err(D::translate)?;
+        let mut results = conn.fetch_many(bound::<D>(query));
         let mut outcomes = Vec::new();
         let mut rows = Vec::new();
         while let Some(result) = results.try_next().await.map_err(D::translate)? {
@@ -282,12 +333,14 @@ where
                 Either::Right(row) => rows.push(SqlxRow::new(row)),
             }
         }
+        drop(results);
+        self.conn.settled();
         Ok(outcomes)
     }
 
     fn close_on_drop(&mut self) {
         match &mut self.conn {
-            Held::Pooled(conn) => conn.close_on_drop(),
+            Held::Leased(conn) => conn.spoil(),
             // The only connection stays: a later statement fails if it is broken.
             Held::Exclusive(_) => tracing::warn!("an exclusive connection in an unknown state stays in use"),
         }

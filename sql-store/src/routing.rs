@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::future::join_all;
-use sqlx::pool::{PoolConnection, PoolOptions};
+use sqlx::pool::PoolOptions;
 use sqlx::{Connection, Database, Pool};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -36,6 +36,7 @@ use ports::{CommitToken, ComponentHealth, Consistency, HealthStatus, StoreError}
 use crate::SqlConfig;
 use crate::backend::ReadFuture;
 use crate::driver::{SqlxConn, SqlxDialect};
+use crate::pool::{Conns, Leased};
 
 /// How often a `ReadYourWrites` read asks a replica whether it has applied the token (when
 /// the server cannot wait for it itself).
@@ -182,7 +183,7 @@ impl Fallback {
 
 /// Where a read runs.
 enum Placement<R: Replication> {
-    Replica(Arc<Replica<R>>, PoolConnection<Db<R>>),
+    Replica(Arc<Replica<R>>, Leased<Db<R>>),
     /// On the primary, after a fallback when `Some`.
     Primary(Option<Fallback>),
 }
@@ -210,7 +211,7 @@ impl<P> Status<P> {
 /// One replica: its read-only pool and what its health checks found.
 pub struct Replica<R: Replication> {
     name: String,
-    pool: Pool<Db<R>>,
+    pool: Conns<Db<R>>,
     /// For the health checker's own connection, so a busy pool cannot starve the checks.
     health_options: DbOptions<R>,
     status: RwLock<Status<R::Position>>,
@@ -221,19 +222,22 @@ pub struct Replica<R: Replication> {
 }
 
 impl<R: Replication> Replica<R> {
-    /// A lazily connected pool over `pool` (a replica that is down when the store starts
-    /// is skipped, not fatal); the health checks connect with `health_options`.
+    /// A lazily connected pool over `options` (a replica that is down when the store
+    /// starts is skipped, not fatal), made with `pool` from the store's
+    /// [`pool_options`](crate::driver::pool_options); the health checks connect with
+    /// `health_options`.
     pub fn new(
         name: String,
-        pool: PoolOptions<Db<R>>,
+        pool: impl FnOnce(PoolOptions<Db<R>>) -> PoolOptions<Db<R>>,
         options: DbOptions<R>,
         health_options: DbOptions<R>,
         config: &SqlConfig,
     ) -> Self {
-        let pool = pool
-            .max_connections(config.max_connections.max(1))
-            .acquire_timeout(config.acquire_timeout.min(REPLICA_ACQUIRE_TIMEOUT))
-            .connect_lazy_with(options);
+        let base = crate::driver::pool_options(
+            config.max_connections,
+            config.acquire_timeout.min(REPLICA_ACQUIRE_TIMEOUT),
+        );
+        let pool = Conns::new(pool(base).connect_lazy_with(options));
         Self {
             name,
             pool,
@@ -380,7 +384,7 @@ pub trait Routed {
 /// Routes reads between a primary and its replicas; owns the replicas.
 pub struct Router<R: Replication> {
     replication: Arc<R>,
-    primary: Pool<Db<R>>,
+    primary: Conns<Db<R>>,
     replicas: Vec<Arc<Replica<R>>>,
     /// Round-robin cursor.
     next: AtomicUsize,
@@ -392,7 +396,7 @@ pub struct Router<R: Replication> {
 
 impl<R: Replication> Router<R> {
     /// Routes between `primary` and `replicas`.
-    pub fn new(replication: R, primary: Pool<Db<R>>, replicas: Vec<Replica<R>>, config: &SqlConfig) -> Self {
+    pub fn new(replication: R, primary: Conns<Db<R>>, replicas: Vec<Replica<R>>, config: &SqlConfig) -> Self {
         Self {
             replication: Arc::new(replication),
             primary,
@@ -463,9 +467,12 @@ impl<R: Replication> Router<R> {
     pub async fn health(&self) -> Vec<ComponentHealth> {
         let probe = async {
             let mut conn = self.primary.acquire().await?;
-            conn.ping().await
+            conn.busy(true);
+            conn.conn()?.ping().await?;
+            conn.busy(false);
+            Ok::<_, sqlx::Error>(())
         };
-        let primary = match tokio::time::timeout(self.primary.options().get_acquire_timeout(), probe).await {
+        let primary = match tokio::time::timeout(self.primary.pool().options().get_acquire_timeout(), probe).await {
             Ok(Ok(())) => ComponentHealth::new("database", HealthStatus::Up, None),
             Ok(Err(e)) => ComponentHealth::new(
                 "database",
@@ -503,14 +510,19 @@ impl<R: Replication> Router<R> {
         self.replicas.iter().map(|replica| replica.state()).collect()
     }
 
+    /// The primary's connections.
+    pub fn primary(&self) -> &Conns<Db<R>> {
+        &self.primary
+    }
+
     /// The primary's pool.
     pub fn primary_pool(&self) -> Pool<Db<R>> {
-        self.primary.clone()
+        self.primary.pool().clone()
     }
 
     /// The pool of replica `index` (0-based).
     pub fn replica_pool(&self, index: usize) -> Option<Pool<Db<R>>> {
-        self.replicas.get(index).map(|replica| replica.pool.clone())
+        self.replicas.get(index).map(|replica| replica.pool.pool().clone())
     }
 
     fn count(&self, target: Target) {
@@ -567,8 +579,11 @@ impl<R: Replication> Router<R> {
             // The connection or the server is gone, unless the connection still answers:
             // then the query itself timed out, and would only time out on the primary too.
             Err(StoreError::Unavailable(_)) => {
-                let alive = tokio::time::timeout(PING_TIMEOUT, conn.inner().ping()).await;
-                let dead = !matches!(alive, Ok(Ok(())));
+                let alive = match conn.inner() {
+                    Ok(conn) => tokio::time::timeout(PING_TIMEOUT, conn.ping()).await.ok(),
+                    Err(_) => None,
+                };
+                let dead = !matches!(alive, Some(Ok(())));
                 if dead {
                     replica.mark_down(result.as_ref().err().map(StoreError::chain).unwrap_or_default());
                 }
@@ -597,7 +612,7 @@ impl<R: Replication> Router<R> {
                     .acquire()
                     .await
                     .map_err(<R::Dialect as SqlxDialect>::translate)?;
-                self.replication.wait_applied(&mut conn, position, max_wait).await
+                self.wait_applied(&mut conn, position, max_wait).await
             };
             match tokio::time::timeout(max_wait + Duration::from_secs(2), applied).await {
                 Ok(Ok(true)) => {}
@@ -606,6 +621,21 @@ impl<R: Replication> Router<R> {
                 }
             }
         }
+    }
+
+    /// [`Replication::wait_applied`] on a leased connection, which stays in good order only
+    /// if the wait ends.
+    async fn wait_applied(
+        &self,
+        conn: &mut Leased<Db<R>>,
+        position: &R::Position,
+        wait: Duration,
+    ) -> Result<bool, StoreError> {
+        conn.busy(true);
+        let raw = conn.conn().map_err(<R::Dialect as SqlxDialect>::translate)?;
+        let applied = self.replication.wait_applied(raw, position, wait).await?;
+        conn.busy(false);
+        Ok(applied)
     }
 
     async fn on_primary<A, T, F>(&self, args: &A, query: &F) -> Result<T, StoreError>
@@ -680,10 +710,7 @@ impl<R: Replication> Router<R> {
             Placement::Replica(replica, conn) => (replica, conn),
             primary => return primary,
         };
-        match replication
-            .wait_applied(&mut conn, &wanted, self.read_your_writes_wait)
-            .await
-        {
+        match self.wait_applied(&mut conn, &wanted, self.read_your_writes_wait).await {
             Ok(true) => {
                 replica.note_applied(replication, &wanted);
                 Placement::Replica(replica, conn)
