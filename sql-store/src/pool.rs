@@ -11,15 +11,20 @@
 //! it is closed.
 //!
 //! The stack is invisible to the pool, so a caller waiting in the pool while connections sit
-//! on the stack would wait in vain: every caller goes through [`Conns::acquire`], which counts
-//! those that wait in the pool, and a connection handed back while any do goes to the pool.
+//! on the stack would wait in vain. Callers therefore queue in front of both, for one of as
+//! many permits as the pool has connections (first come, first served): a caller with a
+//! permit takes the stack's connection, or, when the stack is empty, one from the pool, which
+//! then always has one to give (every connection it has handed out is held by a caller with a
+//! permit or lies on the stack). A connection goes on the stack before its permit is given
+//! back, so under load it passes straight to the next caller, unpinged.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::driver::IDLE_PING_AFTER;
 
@@ -27,13 +32,13 @@ use crate::driver::IDLE_PING_AFTER;
 pub struct Conns<DB: Database> {
     pool: Pool<DB>,
     stack: Arc<Stack<DB>>,
+    /// One per connection the pool may open.
+    permits: Arc<Semaphore>,
 }
 
 struct Stack<DB: Database> {
     /// Connections handed back in good order, the most recent last, with when.
     idle: Mutex<Vec<(PoolConnection<DB>, Instant)>>,
-    /// Callers waiting in the pool.
-    waiting: AtomicUsize,
     /// Once the pool closes, nothing stays on the stack (the pool waits for every
     /// connection to come back).
     closed: AtomicBool,
@@ -44,6 +49,7 @@ impl<DB: Database> Clone for Conns<DB> {
         Self {
             pool: self.pool.clone(),
             stack: Arc::clone(&self.stack),
+            permits: Arc::clone(&self.permits),
         }
     }
 }
@@ -79,20 +85,13 @@ impl<DB: Database> Stack<DB> {
     }
 
     fn push(&self, conn: PoolConnection<DB>) {
-        {
-            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            if self.closed.load(Ordering::SeqCst) {
-                drop(idle);
-                drop(conn);
-                return;
-            }
-            idle.push((conn, Instant::now()));
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if self.closed.load(Ordering::SeqCst) {
+            drop(idle);
+            drop(conn);
+            return;
         }
-        // Someone waits in the pool (see `Conns::acquire`): one connection goes there.
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            let handed = self.idle.lock().unwrap_or_else(PoisonError::into_inner).pop();
-            drop(handed);
-        }
+        idle.push((conn, Instant::now()));
     }
 
     /// Empties the stack for good: its connections go back to the pool.
@@ -105,57 +104,45 @@ impl<DB: Database> Stack<DB> {
     }
 }
 
-/// Counts a caller waiting in the pool for as long as it is alive.
-struct Waiting<'a>(&'a AtomicUsize);
-
-impl<'a> Waiting<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::SeqCst);
-        Self(count)
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
 impl<DB: Database> Conns<DB> {
     /// Connections of `pool`.
     pub fn new(pool: Pool<DB>) -> Self {
+        let size = usize::try_from(pool.options().get_max_connections()).unwrap_or(1);
         Self {
             pool,
             stack: Arc::new(Stack {
                 idle: Mutex::new(Vec::new()),
-                waiting: AtomicUsize::new(0),
                 closed: AtomicBool::new(false),
             }),
+            permits: Arc::new(Semaphore::new(size.max(1))),
         }
     }
 
-    /// A connection: the last one handed back in good order, else one from the pool.
+    /// A connection: the last one handed back in good order, else one from the pool. Waits
+    /// at most the pool's acquire timeout in all, for a permit and then for the pool.
     ///
     /// # Errors
-    /// The pool's: it timed out, it is closed, or a new connection failed.
+    /// [`sqlx::Error::PoolTimedOut`] when none came in time, [`sqlx::Error::PoolClosed`]
+    /// once closed, or the pool's error opening a connection.
     pub async fn acquire(&self) -> Result<Leased<DB>, sqlx::Error> {
+        let deadline = tokio::time::Instant::now() + self.pool.options().get_acquire_timeout();
+        let permit = match tokio::time::timeout_at(deadline, Arc::clone(&self.permits).acquire_owned()).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_closed)) => return Err(sqlx::Error::PoolClosed),
+            Err(_elapsed) => return Err(sqlx::Error::PoolTimedOut),
+        };
         let conn = match self.stack.pop() {
             Some(conn) => conn,
-            None => {
-                // Counted before looking again: a connection handed back from now on sees
-                // this caller and goes to the pool if the stack does not give it here.
-                let _waiting = Waiting::new(&self.stack.waiting);
-                match self.stack.pop() {
-                    Some(conn) => conn,
-                    None => self.pool.acquire().await?,
-                }
-            }
+            None => tokio::time::timeout_at(deadline, self.pool.acquire())
+                .await
+                .map_err(|_elapsed| sqlx::Error::PoolTimedOut)??,
         };
         Ok(Leased {
             conn: Some(conn),
             stack: Arc::clone(&self.stack),
             busy: false,
             spoilt: false,
+            _permit: permit,
         })
     }
 
@@ -166,6 +153,7 @@ impl<DB: Database> Conns<DB> {
 
     /// Closes the pool, once the connections on the stack and in use are back.
     pub async fn close(&self) {
+        self.permits.close();
         self.stack.close();
         self.pool.close().await;
     }
@@ -179,6 +167,8 @@ pub struct Leased<DB: Database> {
     /// A statement started and has not ended.
     busy: bool,
     spoilt: bool,
+    /// Given back after the connection (fields drop after `drop` ran).
+    _permit: OwnedSemaphorePermit,
 }
 
 impl<DB: Database> Leased<DB> {
@@ -267,7 +257,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_caller_waiting_in_the_pool_gets_the_next_connection_handed_back() {
+    async fn a_waiting_caller_gets_the_next_connection_handed_back() {
         let conns = one_connection(Duration::from_secs(3)).await;
         let held = conns.acquire().await.unwrap();
         let waiter = {
