@@ -9,8 +9,9 @@
 //! immediate` takes the write lock at once, which is also why the shared statements need no
 //! row locks here: a transaction has the whole database to itself.
 //!
-//! Durability: WAL with `synchronous = NORMAL`. A commit survives a crash of the process; a
-//! power loss may lose the last commits but never corrupts the file.
+//! Durability: WAL with `synchronous = NORMAL` by default ([`Synchronous`]). A commit survives
+//! a crash of the process; a power loss may lose the last commits but never corrupts the
+//! file. `FULL` also survives the power loss, for an fsync of the WAL at every commit.
 
 mod conn;
 
@@ -45,6 +46,19 @@ pub struct SqliteConfig {
     /// How long a caller waits for the writer or a pooled reader before
     /// [`StoreError::Unavailable`].
     pub acquire_timeout: Duration,
+    /// When a commit reaches the disk.
+    pub synchronous: Synchronous,
+}
+
+/// When a commit reaches the disk (SQLite's `synchronous`, in WAL mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// The WAL is synced at checkpoints, not at every commit: a commit survives a crash of
+    /// the process, and a power loss or OS crash may lose the last ones (never the file).
+    #[default]
+    Normal,
+    /// The WAL is synced at every commit: a commit also survives a power loss.
+    Full,
 }
 
 impl Default for SqliteConfig {
@@ -54,6 +68,7 @@ impl Default for SqliteConfig {
             max_readers: 4,
             busy_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(10),
+            synchronous: Synchronous::Normal,
         }
     }
 }
@@ -117,7 +132,10 @@ impl Backend for SqliteBackend {
             .clone()
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(match config.synchronous {
+                Synchronous::Normal => SqliteSynchronous::Normal,
+                Synchronous::Full => SqliteSynchronous::Full,
+            })
             .connect()
             .await
             .map_err(translate)?;
@@ -318,6 +336,25 @@ mod tests {
             ..SqliteConfig::default()
         };
         assert!(matches!(SqliteStore::connect(&memory).await, Err(StoreError::Other(_))));
+    }
+
+    #[tokio::test]
+    async fn the_writer_syncs_as_configured() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (synchronous, pragma) in [(Synchronous::Normal, 1_i64), (Synchronous::Full, 2)] {
+            let config = SqliteConfig {
+                url: format!("sqlite://{}", dir.path().join(format!("{pragma}.db")).display()),
+                synchronous,
+                ..SqliteConfig::default()
+            };
+            let store = SqliteStore::connect(&config).await.expect("connect");
+            let mut writer = store.backend().writer.lock().await;
+            let value: i64 = sqlx::query_scalar("pragma synchronous")
+                .fetch_one(&mut *writer)
+                .await
+                .expect("pragma");
+            assert_eq!(value, pragma, "{synchronous:?}");
+        }
     }
 
     #[tokio::test]

@@ -15,7 +15,9 @@
 //! cargo run --release -p tests --example db_bench -- [SECONDS] [CONNECTIONS]
 //! ```
 //!
-//! With `DB_BENCH_SQLITE_ONLY=1` it runs the SQLite loops alone (no services needed).
+//! With `DB_BENCH_SQLITE_ONLY=1` it runs the SQLite loops alone (no services needed);
+//! `DB_BENCH_SQLITE_SYNCHRONOUS=full` runs SQLite with `database.sqlite_synchronous = "full"`
+//! (an fsync of the WAL at every commit) instead of the default `normal`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -44,6 +46,9 @@ async fn start(store: Store) -> (Running, Box<dyn std::any::Any + Send>, Option<
         Store::Sqlite => {
             let dir = tempfile::tempdir().expect("a temporary directory");
             config.database.url = format!("sqlite://{}", dir.path().join("hexride.db").display()).into();
+            if std::env::var("DB_BENCH_SQLITE_SYNCHRONOUS").is_ok_and(|v| v == "full") {
+                config.database.sqlite_synchronous = app_server::config::SqliteSynchronous::Full;
+            }
             (Box::new(dir), None)
         }
         Store::Postgres => {
