@@ -112,22 +112,18 @@ enum Held<DB: Database> {
 }
 
 impl<DB: Database> Held<DB> {
-    /// The connection, for a statement that starts now: until [`settled`](Self::settled),
-    /// a drop means the statement was cut short.
+    /// See [`Leased::start`].
     fn start(&mut self) -> Result<&mut DB::Connection, sqlx::Error> {
         match self {
-            Held::Leased(conn) => {
-                conn.busy(true);
-                conn.conn()
-            }
+            Held::Leased(conn) => conn.start(),
             Held::Exclusive(conn) => Ok(conn),
         }
     }
 
-    /// The statement started last has ended well: the connection is in good order.
+    /// See [`Leased::settled`].
     fn settled(&mut self) {
         if let Held::Leased(conn) = self {
-            conn.busy(false);
+            conn.settled();
         }
     }
 }

@@ -5,7 +5,7 @@
 //! pool, and hands them out again first; sqlx still opens, pings and closes every other one.
 //!
 //! A connection is in good order when no statement of it was cut short: [`Leased`] is told
-//! when a statement starts and ends ([`Leased::busy`]), and one dropped in between (its
+//! when a statement starts and ends ([`Leased::start`], [`Leased::settled`]), and one dropped in between (its
 //! future was cancelled) goes back to the pool, which pings it, as before. A caller that knows
 //! a connection's state is unknown (a rollback failed) [`spoils`](Leased::spoil) it, and
 //! it is closed.
@@ -172,17 +172,19 @@ pub struct Leased<DB: Database> {
 }
 
 impl<DB: Database> Leased<DB> {
-    /// Says a statement starts (`true`) or has ended, with whatever outcome (`false`).
-    pub fn busy(&mut self, busy: bool) {
-        self.busy = busy;
-    }
-
-    /// The driver's connection.
+    /// The driver's connection, for a statement that starts now: until
+    /// [`settled`](Self::settled), a drop means the statement was cut short.
     ///
     /// # Errors
     /// [`sqlx::Error::PoolClosed`] once handed back (only `drop` does that).
-    pub fn conn(&mut self) -> Result<&mut DB::Connection, sqlx::Error> {
+    pub fn start(&mut self) -> Result<&mut DB::Connection, sqlx::Error> {
+        self.busy = true;
         self.conn.as_deref_mut().ok_or(sqlx::Error::PoolClosed)
+    }
+
+    /// The statement started last has ended well: the connection is in good order.
+    pub fn settled(&mut self) {
+        self.busy = false;
     }
 
     /// The connection's state is unknown: it is closed when dropped.
@@ -227,9 +229,8 @@ mod tests {
     async fn a_connection_in_good_order_goes_on_the_stack_and_out_first() {
         let conns = one_connection(Duration::from_secs(2)).await;
         let mut leased = conns.acquire().await.unwrap();
-        leased.busy(true);
-        leased.conn().unwrap().ping().await.unwrap();
-        leased.busy(false);
+        leased.start().unwrap().ping().await.unwrap();
+        leased.settled();
         drop(leased);
         assert_eq!(conns.stack.len(), 1);
         // The pool still counts it as taken: only the stack can hand it out.
@@ -244,7 +245,7 @@ mod tests {
     async fn a_connection_dropped_mid_statement_or_spoilt_goes_back_to_the_pool() {
         let conns = one_connection(Duration::from_secs(2)).await;
         let mut leased = conns.acquire().await.unwrap();
-        leased.busy(true);
+        leased.start().unwrap();
         drop(leased);
         assert_eq!(conns.stack.len(), 0);
         let mut leased = conns.acquire().await.unwrap();
@@ -253,7 +254,7 @@ mod tests {
         assert_eq!(conns.stack.len(), 0);
         // The pool opens another one in its place.
         let mut leased = conns.acquire().await.unwrap();
-        leased.conn().unwrap().ping().await.unwrap();
+        leased.start().unwrap().ping().await.unwrap();
     }
 
     #[tokio::test]

@@ -467,9 +467,8 @@ impl<R: Replication> Router<R> {
     pub async fn health(&self) -> Vec<ComponentHealth> {
         let probe = async {
             let mut conn = self.primary.acquire().await?;
-            conn.busy(true);
-            conn.conn()?.ping().await?;
-            conn.busy(false);
+            conn.start()?.ping().await?;
+            conn.settled();
             Ok::<_, sqlx::Error>(())
         };
         let primary = match tokio::time::timeout(self.primary.pool().options().get_acquire_timeout(), probe).await {
@@ -508,11 +507,6 @@ impl<R: Replication> Router<R> {
     /// What the last check (or failed read) found about each replica.
     pub fn replica_states(&self) -> Vec<ReplicaState> {
         self.replicas.iter().map(|replica| replica.state()).collect()
-    }
-
-    /// The primary's connections.
-    pub fn primary(&self) -> &Conns<Db<R>> {
-        &self.primary
     }
 
     /// The primary's pool.
@@ -631,10 +625,9 @@ impl<R: Replication> Router<R> {
         position: &R::Position,
         wait: Duration,
     ) -> Result<bool, StoreError> {
-        conn.busy(true);
-        let raw = conn.conn().map_err(<R::Dialect as SqlxDialect>::translate)?;
+        let raw = conn.start().map_err(<R::Dialect as SqlxDialect>::translate)?;
         let applied = self.replication.wait_applied(raw, position, wait).await?;
-        conn.busy(false);
+        conn.settled();
         Ok(applied)
     }
 
