@@ -50,8 +50,10 @@ pub struct SqliteConfig {
     pub synchronous: Synchronous,
 }
 
-/// When a commit reaches the disk (SQLite's `synchronous`, in WAL mode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// When a commit reaches the disk (SQLite's `synchronous`, in WAL mode); configured as
+/// `normal` or `full` (`database.sqlite_synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Synchronous {
     /// The WAL is synced at checkpoints, not at every commit: a commit survives a crash of
     /// the process, and a power loss or OS crash may lose the last ones (never the file).

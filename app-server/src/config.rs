@@ -80,7 +80,7 @@ pub struct DatabaseConfig {
     pub acquire_timeout: Duration,
     #[serde(rename = "busy_timeout_secs", deserialize_with = "units::secs")]
     pub busy_timeout: Duration,
-    pub sqlite_synchronous: SqliteSynchronous,
+    pub sqlite_synchronous: adapters_sqlite::Synchronous,
     pub migrate_on_start: bool,
     #[serde(rename = "statement_timeout_secs", deserialize_with = "units::positive_secs")]
     pub statement_timeout: Duration,
@@ -90,16 +90,6 @@ pub struct DatabaseConfig {
     pub read_your_writes_wait: Duration,
     #[serde(rename = "health_interval_ms", deserialize_with = "units::positive_millis")]
     pub health_interval: Duration,
-}
-
-/// SQLite's `synchronous` (`database.sqlite_synchronous`): when a commit reaches the disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SqliteSynchronous {
-    /// A commit survives a crash of the process; a power loss may lose the last ones.
-    Normal,
-    /// A commit also survives a power loss (an fsync of the WAL at every commit).
-    Full,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -376,6 +366,7 @@ mod tests {
         assert!(config.database.replica_urls.is_empty());
         assert!(config.kafka.brokers.is_empty());
         assert_eq!(config.server.role, InstanceRole::All);
+        assert_eq!(config.database.sqlite_synchronous, adapters_sqlite::Synchronous::Normal);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use adapters_memory::{
 use adapters_mysql::MysqlStore;
 use adapters_postgres::{PgConfig, PgStore};
 use adapters_redis::{RedisAdapters, RedisSettings, RedisTuning};
-use adapters_sqlite::{SqliteConfig, SqliteStore, Synchronous};
+use adapters_sqlite::{SqliteConfig, SqliteStore};
 use application::events::{DataPlatformHandler, OutboxRelay, RelaySettings};
 use application::insurance::InsuranceExpiryHandler;
 use application::members::SignUp;
@@ -31,7 +31,7 @@ use ports::{
     RateLimiter, RefreshTokenStore, StorePorts,
 };
 
-use crate::config::{Config, DatabaseConfig, SqliteSynchronous};
+use crate::config::{Config, DatabaseConfig};
 use crate::jwt::JwtAccessTokens;
 use crate::sink::{DataPlatformConfig, HttpDataPlatformSink, LogOnlySink};
 
@@ -68,10 +68,7 @@ impl Store {
                 max_readers: db.max_connections,
                 busy_timeout: db.busy_timeout,
                 acquire_timeout: db.acquire_timeout,
-                synchronous: match db.sqlite_synchronous {
-                    SqliteSynchronous::Normal => Synchronous::Normal,
-                    SqliteSynchronous::Full => Synchronous::Full,
-                },
+                synchronous: db.sqlite_synchronous,
             })
             .await
             .context("opening the SQLite database")?;

@@ -47,7 +47,7 @@ async fn start(store: Store) -> (Running, Box<dyn std::any::Any + Send>, Option<
             let dir = tempfile::tempdir().expect("a temporary directory");
             config.database.url = format!("sqlite://{}", dir.path().join("hexride.db").display()).into();
             if std::env::var("DB_BENCH_SQLITE_SYNCHRONOUS").is_ok_and(|v| v == "full") {
-                config.database.sqlite_synchronous = app_server::config::SqliteSynchronous::Full;
+                config.database.sqlite_synchronous = adapters_sqlite::Synchronous::Full;
             }
             (Box::new(dir), None)
         }
