@@ -47,9 +47,14 @@ impl SqlxDialect for MysqlDialect {
         query.bind(value)
     }
 
-    /// In UTC: sqlx converts, and the column has no time zone.
+    /// In UTC, as a `DATETIME`: the columns have no time zone, and sqlx would send an
+    /// `OffsetDateTime` as a `TIMESTAMP`, which MariaDB turns into `NULL` after 2038-01-19
+    /// (a licence's expiry can be later).
     fn bind_time<'q>(query: SqlxQuery<'q, MySql>, value: Option<OffsetDateTime>) -> SqlxQuery<'q, MySql> {
-        query.bind(value)
+        query.bind(value.map(|t| {
+            let utc = t.to_offset(time::UtcOffset::UTC);
+            time::PrimitiveDateTime::new(utc.date(), utc.time())
+        }))
     }
 
     fn uuid(row: &MySqlRow, column: &str) -> Result<Option<Uuid>, StoreError> {

@@ -19,7 +19,9 @@ pub struct Config {
     pub redis: RedisConfig,
     pub auth: AuthConfig,
     pub insurer: InsurerConfig,
-    pub data_platform: DataPlatformSettings,
+    pub data_platform: HttpPartySettings,
+    pub licence_provider: HttpPartySettings,
+    pub licences: LicencesConfig,
     pub cache: CacheConfig,
     pub relay: RelayConfig,
     pub jobs: JobsConfig,
@@ -178,8 +180,9 @@ pub struct InsurerConfig {
     pub webhook_secret: SecretString,
 }
 
+/// A third party reached over HTTP (`[data_platform]`, `[licence_provider]`).
 #[derive(Debug, Clone, Deserialize)]
-pub struct DataPlatformSettings {
+pub struct HttpPartySettings {
     pub url: String,
     #[serde(rename = "timeout_ms", deserialize_with = "units::positive_millis")]
     pub timeout: Duration,
@@ -190,6 +193,40 @@ pub struct DataPlatformSettings {
     pub breaker_threshold: u32,
     #[serde(rename = "breaker_cooldown_secs", deserialize_with = "units::secs")]
     pub breaker_cooldown: Duration,
+}
+
+impl HttpPartySettings {
+    /// Whether a URL is set (else a stand-in is used).
+    pub fn configured(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
+
+    /// Its deadline, retries and breaker.
+    pub fn policy(&self) -> crate::resilient::CallPolicy {
+        crate::resilient::CallPolicy {
+            timeout: self.timeout,
+            max_attempts: self.max_attempts,
+            backoff: self.backoff,
+            breaker_threshold: self.breaker_threshold,
+            breaker_cooldown: self.breaker_cooldown,
+        }
+    }
+}
+
+/// When licences are due for re-verification.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LicencesConfig {
+    pub expiring_within_days: u16,
+    pub unverified_for_days: u16,
+}
+
+impl LicencesConfig {
+    pub fn due_policy(&self) -> core_domain::licence::DuePolicy {
+        core_domain::licence::DuePolicy {
+            expiring_within: time::Duration::days(i64::from(self.expiring_within_days)),
+            unverified_for: time::Duration::days(i64::from(self.unverified_for_days)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -221,6 +258,19 @@ pub struct JobsConfig {
     pub interval: Duration,
     #[serde(deserialize_with = "units::at_least_one")]
     pub batch_size: i64,
+    pub max_rows_per_second: u32,
+    #[serde(rename = "lease_secs", deserialize_with = "units::positive_secs")]
+    pub lease: Duration,
+}
+
+impl JobsConfig {
+    pub fn settings(&self) -> application::jobs::JobSettings {
+        application::jobs::JobSettings {
+            chunk_size: self.batch_size,
+            max_rows_per_second: self.max_rows_per_second,
+            lease: self.lease,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -6,6 +6,8 @@ pub mod config;
 pub mod http;
 pub mod jwt;
 pub mod kafka;
+pub mod licence_provider;
+pub mod resilient;
 pub mod runtime;
 pub mod server;
 pub mod sink;

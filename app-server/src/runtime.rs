@@ -23,17 +23,20 @@ use adapters_redis::{RedisAdapters, RedisSettings, RedisTuning};
 use adapters_sqlite::{SqliteConfig, SqliteStore};
 use application::events::{DataPlatformHandler, OutboxRelay, RelaySettings};
 use application::insurance::InsuranceExpiryHandler;
+use application::jobs::JobRunner;
 use application::members::SignUp;
 use application::{Ports, Services, Settings};
 use core_domain::member::Role;
 use ports::{
-    Cache, ConsistencyTokens, CouponGate, DataPlatformSink, EventHandler, EventPublisher, HealthCheck, Quota,
+    Cache, ConsistencyTokens, CouponGate, DataPlatformSink, EventHandler, EventPublisher, HealthCheck, LicenceVerifier,
+    Quota,
     RateLimiter, RefreshTokenStore, StorePorts,
 };
 
 use crate::config::{Config, DatabaseConfig};
 use crate::jwt::JwtAccessTokens;
-use crate::sink::{DataPlatformConfig, HttpDataPlatformSink, LogOnlySink};
+use crate::licence_provider::{HttpLicenceVerifier, SelfDeclaredLicences};
+use crate::sink::{HttpDataPlatformSink, LogOnlySink};
 
 /// Everything a running instance needs, built once.
 pub struct Runtime {
@@ -259,10 +262,23 @@ impl Runtime {
         )
         .context("argon2 parameters (auth.argon2_memory_kib, auth.argon2_iterations, auth.hash_threads)")?;
 
+        let licence_verifier: Arc<dyn LicenceVerifier> = if config.licence_provider.configured() {
+            let provider = &config.licence_provider;
+            Arc::new(HttpLicenceVerifier::new(&provider.url, &provider.policy()).context("licence_provider settings")?)
+        } else {
+            tracing::warn!(
+                "licence_provider.url is not set: licences are taken as valid as registered, never verified. \
+                 Set APP__LICENCE_PROVIDER__URL wherever licences matter."
+            );
+            Arc::new(SelfDeclaredLicences)
+        };
         let ports = Ports {
             db: stores.db,
             members: stores.members,
             insurance: stores.insurance,
+            licences: stores.licences,
+            jobs: stores.jobs,
+            licence_verifier,
             catalog: stores.catalog,
             wallet: stores.wallet,
             coupons: stores.coupons,
@@ -296,21 +312,11 @@ impl Runtime {
         };
         let services = Services::new(ports.clone(), settings);
 
-        let sink: Arc<dyn DataPlatformSink> = if config.data_platform.url.trim().is_empty() {
-            Arc::new(LogOnlySink)
-        } else {
+        let sink: Arc<dyn DataPlatformSink> = if config.data_platform.configured() {
             let dp = &config.data_platform;
-            Arc::new(
-                HttpDataPlatformSink::new(DataPlatformConfig {
-                    url: dp.url.clone(),
-                    timeout: dp.timeout,
-                    max_attempts: dp.max_attempts,
-                    backoff: dp.backoff,
-                    breaker_threshold: dp.breaker_threshold,
-                    breaker_cooldown: dp.breaker_cooldown,
-                })
-                .context("data_platform settings")?,
-            )
+            Arc::new(HttpDataPlatformSink::new(&dp.url, &dp.policy()).context("data_platform settings")?)
+        } else {
+            Arc::new(LogOnlySink)
         };
         let handlers: Vec<Arc<dyn EventHandler>> = vec![
             Arc::new(InsuranceExpiryHandler::new(services.insurance.clone())),
@@ -362,6 +368,16 @@ impl Runtime {
             tracing::info!(email = %member.email, role = %member.role, "staff account ready");
         }
         Ok(())
+    }
+
+    /// The runner of this instance's scheduled jobs (a new lease holder name each time).
+    pub fn job_runner(&self) -> JobRunner {
+        JobRunner::new(
+            self.ports.jobs.clone(),
+            self.ports.clock.clone(),
+            format!("jobs-{}", uuid::Uuid::now_v7()),
+            self.config.jobs.settings(),
+        )
     }
 
     /// An outbox relay draining to this instance's publisher.

@@ -15,6 +15,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use application::jobs::{JobError, JobRunner, RunOutcome};
+use application::licences::{REVERIFY_JOB, ReverifyLicences};
 use crate::config::Config;
 use crate::http::{self, AppState, HttpSettings, OutageLog};
 use crate::runtime::Runtime;
@@ -340,12 +342,13 @@ fn spawn_workers(runtime: &Arc<Runtime>, shutdown: &Shutdown) -> anyhow::Result<
         relay.run(stop.wait()).await;
     });
 
-    let jobs = runtime.services.clone();
     let interval = runtime.config.jobs.interval;
-    let batch = runtime.config.jobs.batch_size;
+    let runner = runtime.job_runner();
+    tracing::info!(holder = runner.holder(), "scheduled jobs started");
+    let jobs_runtime = runtime.clone();
     let jobs_task = spawn_every(interval, shutdown, move || {
-        let jobs = jobs.clone();
-        async move { run_jobs(&jobs, batch).await }
+        let (runtime, runner) = (jobs_runtime.clone(), runner.clone());
+        async move { run_jobs(&runtime, &runner).await }
     });
 
     let mut workers = vec![relay_task, jobs_task];
@@ -353,9 +356,12 @@ fn spawn_workers(runtime: &Arc<Runtime>, shutdown: &Shutdown) -> anyhow::Result<
     Ok(workers)
 }
 
-/// One round of the scheduled jobs. Each job works in batches and is safe to run on
-/// several instances at once (stale orders are claimed row by row).
-pub async fn run_jobs(services: &application::Services, batch: i64) {
+/// One round of the scheduled jobs. Each runs on one instance at a time, under its lease
+/// ([`JobRunner`]); stale orders and anonymisation also claim their rows with skip-locked
+/// reads, so they are safe on several instances at once as well.
+pub async fn run_jobs(runtime: &Runtime, runner: &JobRunner) {
+    let services = &runtime.services;
+    let batch = runtime.config.jobs.batch_size;
     match services.orders.cancel_stale(batch).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(cancelled = n, "stale pending orders cancelled"),
@@ -365,6 +371,18 @@ pub async fn run_jobs(services: &application::Services, batch: i64) {
         Ok(0) => {}
         Ok(n) => tracing::info!(anonymised = n, "withdrawn members anonymised"),
         Err(error) => tracing::warn!(%error, "anonymising withdrawn members failed"),
+    }
+    let reverify = ReverifyLicences::new(runtime.ports.clone(), runtime.config.licences.due_policy());
+    report(REVERIFY_JOB, runner.run(&reverify).await);
+}
+
+/// Logs how a job's run ended.
+fn report(job: &str, outcome: Result<RunOutcome, JobError>) {
+    match outcome {
+        Ok(RunOutcome::HeldElsewhere) => tracing::debug!(job, "another instance runs the job"),
+        Ok(RunOutcome::Finished { done: 0, failed: 0 }) => {}
+        Ok(RunOutcome::Finished { done, failed }) => tracing::info!(job, done, failed, "job run finished"),
+        Err(error) => tracing::warn!(job, %error, "job run stopped; the next run resumes after its last chunk"),
     }
 }
 

@@ -14,6 +14,7 @@ use core_domain::insurance::{
     InsurerCallback, NewPlan, NewPolicy, PlanPatch, Policy, PolicyAudit, Statement, parse_note,
 };
 use core_domain::member::Role;
+use core_domain::licence::{LicenceError, LicenceStatus};
 use core_domain::{AuditId, EventId, Krw, MemberId, PlanId, PolicyId, SessionId, ValidationErrors};
 use ports::{Consistency, EventHandler, HandlerError, StoreError, TrailEvent, Unique, UnitOfWork};
 
@@ -59,6 +60,12 @@ pub enum InsuranceError {
     /// The rider already has an open driving session.
     #[error("the rider already has an open driving session")]
     SessionOpen,
+    /// The rider has registered no driving licence.
+    #[error("register a driving licence before driving")]
+    NoLicence,
+    /// The rider's driving licence is not valid.
+    #[error("the driving licence is {0}: register a valid one before driving")]
+    LicenceNotValid(LicenceStatus),
     /// The driving session has already ended.
     #[error("the driving session has already ended")]
     SessionEnded,
@@ -84,6 +91,8 @@ problem!(InsuranceError {
     SessionNotFound => NotFound, "driving.session_not_found";
     NoActivePolicy => Conflict, "driving.no_active_policy";
     SessionOpen => Conflict, "driving.session_open";
+    NoLicence => Conflict, "driving.licence_required";
+    LicenceNotValid(_) => Conflict, "driving.licence_not_valid";
     SessionEnded => Conflict, "driving.session_ended";
     InvalidEffectiveAt => Invalid, "insurance.invalid_effective_at";
 });
@@ -402,6 +411,16 @@ impl InsuranceService {
         if !crate::members::is_active(uow.members(), member_id).await? {
             return Err(InsuranceError::MemberInactive);
         }
+        // Locked: a suspension by the re-verification batch and a start are ordered.
+        let licence = uow
+            .licences()
+            .licence_for_update(member_id)
+            .await?
+            .ok_or(InsuranceError::NoLicence)?;
+        licence.permits_driving(now).map_err(|e| match e {
+            LicenceError::NotValid(status) => InsuranceError::LicenceNotValid(status),
+            LicenceError::Missing | LicenceError::Rejected(_) => InsuranceError::NoLicence,
+        })?;
         let policies = uow.insurance().policies_of_member(member_id).await?;
         let policy = policies
             .iter()

@@ -12,6 +12,8 @@ pub mod events;
 pub mod freshness;
 pub mod idempotency;
 pub mod insurance;
+pub mod jobs;
+pub mod licences;
 pub mod members;
 pub mod orders;
 mod retry;
@@ -25,7 +27,7 @@ use std::time::Duration;
 
 use ports::{
     AccessTokens, Cache, CatalogReads, Clock, ConsistencyTokens, CouponGate, CouponReads, Database, EventTrailReads,
-    IdSource, IdempotencyReads, InsuranceReads, MemberReads, OrderReads, OutboxStore, PasswordHasher, Quota,
+    IdSource, IdempotencyReads, InsuranceReads, JobLeases, LicenceReads, LicenceVerifier, MemberReads, OrderReads, OutboxStore, PasswordHasher, Quota,
     RateLimiter, RefreshTokenStore, StaffSessions, WalletReads,
 };
 
@@ -40,6 +42,12 @@ pub struct Ports {
     pub members: Arc<dyn MemberReads>,
     /// Policy, audit and driving-session reads.
     pub insurance: Arc<dyn InsuranceReads>,
+    /// Driving licences and their checks.
+    pub licences: Arc<dyn LicenceReads>,
+    /// Batch jobs' leases.
+    pub jobs: Arc<dyn JobLeases>,
+    /// The licence-verification provider.
+    pub licence_verifier: Arc<dyn LicenceVerifier>,
     /// Catalogue reads.
     pub catalog: Arc<dyn CatalogReads>,
     /// Wallet and ledger reads.
@@ -132,6 +140,8 @@ pub struct Services {
     pub members: members::MemberService,
     /// Time-based insurance.
     pub insurance: insurance::InsuranceService,
+    /// Driving licences.
+    pub licences: licences::LicenceService,
     /// The catalogue.
     pub catalog: catalog::CatalogService,
     /// Point wallets.
@@ -150,6 +160,7 @@ impl Services {
         Self {
             members: members::MemberService::new(ports.clone(), settings),
             insurance: insurance::InsuranceService::new(ports.clone()),
+            licences: licences::LicenceService::new(ports.clone()),
             wallet: wallet::WalletService::new(ports.clone()),
             coupons: coupons::CouponService::new(ports.clone()),
             orders: orders::OrderService::new(ports, catalog.clone()),

@@ -41,6 +41,13 @@ pub enum EventPayload {
         #[serde(with = "time::serde::rfc3339")]
         withdrawn_at: OffsetDateTime,
     },
+    #[serde(rename = "member.licence_suspended")]
+    LicenceSuspended {
+        member_id: MemberId,
+        reason: String,
+        #[serde(with = "time::serde::rfc3339")]
+        suspended_at: OffsetDateTime,
+    },
     #[serde(rename = "insurance.policy_expired")]
     PolicyExpired {
         policy_id: PolicyId,
@@ -70,6 +77,7 @@ impl EventPayload {
         match self {
             EventPayload::MemberRegistered { .. } => "member.registered",
             EventPayload::MemberWithdrawn { .. } => "member.withdrawn",
+            EventPayload::LicenceSuspended { .. } => "member.licence_suspended",
             EventPayload::PolicyExpired { .. } => "insurance.policy_expired",
             EventPayload::PaymentSucceeded { .. } => "payment.succeeded",
         }
@@ -77,7 +85,9 @@ impl EventPayload {
 
     pub fn topic(&self) -> &'static str {
         match self {
-            EventPayload::MemberRegistered { .. } | EventPayload::MemberWithdrawn { .. } => MEMBER_EVENTS,
+            EventPayload::MemberRegistered { .. }
+            | EventPayload::MemberWithdrawn { .. }
+            | EventPayload::LicenceSuspended { .. } => MEMBER_EVENTS,
             EventPayload::PolicyExpired { .. } => INSURANCE_EVENTS,
             EventPayload::PaymentSucceeded { .. } => PAYMENT_EVENTS,
         }
@@ -86,9 +96,9 @@ impl EventPayload {
     /// The aggregate whose events must stay in order: the member, the policy, the order.
     pub fn aggregate_id(&self) -> Uuid {
         match self {
-            EventPayload::MemberRegistered { member_id, .. } | EventPayload::MemberWithdrawn { member_id, .. } => {
-                member_id.0
-            }
+            EventPayload::MemberRegistered { member_id, .. }
+            | EventPayload::MemberWithdrawn { member_id, .. }
+            | EventPayload::LicenceSuspended { member_id, .. } => member_id.0,
             EventPayload::PolicyExpired { policy_id, .. } => policy_id.0,
             EventPayload::PaymentSucceeded { order_id, .. } => order_id.0,
         }

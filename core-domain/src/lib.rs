@@ -9,6 +9,7 @@ pub mod coupon;
 pub mod event;
 pub mod ids;
 pub mod insurance;
+pub mod licence;
 pub mod member;
 pub mod order;
 pub mod validation;

@@ -101,6 +101,9 @@ pub enum FieldError {
     /// Not a phone number.
     #[error("must be 9 to 15 digits (dashes and spaces allowed)")]
     Phone,
+    /// Text not in the expected format, described.
+    #[error("must be {0}")]
+    Format(&'static str),
 }
 
 /// A name that is no value of its enum (a role, a status, a reason…), sent by a client or

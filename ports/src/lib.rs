@@ -10,6 +10,8 @@
 pub mod cache;
 pub mod events;
 pub mod health;
+pub mod jobs;
+pub mod licences;
 pub mod limits;
 pub mod reads;
 pub mod staff;
@@ -22,6 +24,8 @@ pub mod unit_of_work;
 pub use cache::*;
 pub use events::*;
 pub use health::*;
+pub use jobs::*;
+pub use licences::*;
 pub use limits::*;
 pub use reads::*;
 pub use staff::*;

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use crate::{
-    CatalogReads, CouponReads, Database, EventTrailReads, HealthCheck, IdempotencyReads, InsuranceReads, MemberReads,
-    OrderReads, OutboxStore, RefreshTokenStore, StaffSessions, WalletReads,
+    CatalogReads, CouponReads, Database, EventTrailReads, HealthCheck, IdempotencyReads, InsuranceReads, JobLeases,
+    LicenceReads, MemberReads, OrderReads, OutboxStore, RefreshTokenStore, StaffSessions, WalletReads,
 };
 
 /// The ports of one store: units of work, every context's reads, the outbox, refresh
@@ -17,6 +17,10 @@ pub struct StorePorts {
     pub members: Arc<dyn MemberReads>,
     /// Policy, plan, audit and driving-session reads.
     pub insurance: Arc<dyn InsuranceReads>,
+    /// Driving licences and their checks.
+    pub licences: Arc<dyn LicenceReads>,
+    /// Batch jobs' leases and progress.
+    pub jobs: Arc<dyn JobLeases>,
     /// Catalogue reads.
     pub catalog: Arc<dyn CatalogReads>,
     /// Wallet and ledger reads.
@@ -46,6 +50,8 @@ impl StorePorts {
         S: Database
             + MemberReads
             + InsuranceReads
+            + LicenceReads
+            + JobLeases
             + CatalogReads
             + WalletReads
             + CouponReads
@@ -63,6 +69,8 @@ impl StorePorts {
             db: store.clone(),
             members: store.clone(),
             insurance: store.clone(),
+            licences: store.clone(),
+            jobs: store.clone(),
             catalog: store.clone(),
             wallet: store.clone(),
             coupons: store.clone(),

@@ -35,6 +35,8 @@ use core_domain::order::{Order, Payment};
 use core_domain::wallet::LedgerEntry;
 use core_domain::{CampaignId, CouponId, EventId, Krw, MemberId, OrderId, PlanId, PolicyId, ProductId, SessionId};
 
+use crate::jobs::JobWrites;
+use crate::licences::LicenceWrites;
 use crate::store::{CommitToken, StoreError};
 
 /// Opens units of work on the primary.
@@ -57,6 +59,10 @@ pub trait UnitOfWork: Send {
     fn members(&mut self) -> &mut dyn MemberWrites;
     /// Insurance: policies, their audit trail and driving sessions.
     fn insurance(&mut self) -> &mut dyn InsuranceWrites;
+    /// Driving licences and their checks.
+    fn licences(&mut self) -> &mut dyn LicenceWrites;
+    /// A batch job's progress, committed with the chunk it records.
+    fn jobs(&mut self) -> &mut dyn JobWrites;
     /// The product catalogue and its stock.
     fn catalog(&mut self) -> &mut dyn CatalogWrites;
     /// Point wallets and their ledger.
@@ -458,6 +464,10 @@ mod mock {
         pub members: MockMemberWrites,
         /// See [`UnitOfWork::insurance`].
         pub insurance: MockInsuranceWrites,
+        /// See [`UnitOfWork::licences`].
+        pub licences: crate::licences::MockLicenceWrites,
+        /// See [`UnitOfWork::jobs`].
+        pub jobs: crate::jobs::MockJobWrites,
         /// See [`UnitOfWork::catalog`].
         pub catalog: MockCatalogWrites,
         /// See [`UnitOfWork::wallet`].
@@ -514,6 +524,12 @@ mod mock {
         }
         fn insurance(&mut self) -> &mut dyn InsuranceWrites {
             &mut self.insurance
+        }
+        fn licences(&mut self) -> &mut dyn LicenceWrites {
+            &mut self.licences
+        }
+        fn jobs(&mut self) -> &mut dyn JobWrites {
+            &mut self.jobs
         }
         fn catalog(&mut self) -> &mut dyn CatalogWrites {
             &mut self.catalog

@@ -35,6 +35,8 @@ pub mod driver;
 pub mod events;
 pub mod idempotency;
 pub mod insurance;
+pub mod jobs;
+pub mod licences;
 pub mod members;
 pub mod orders;
 pub mod pool;

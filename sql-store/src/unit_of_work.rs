@@ -15,7 +15,7 @@ use async_trait::async_trait;
 
 use core_domain::MemberId;
 use ports::{
-    CatalogWrites, Claim, CommitToken, CouponWrites, EventWrites, IdempotencyWrites, InsuranceWrites, KeyClaim,
+    CatalogWrites, Claim, CommitToken, CouponWrites, EventWrites, IdempotencyWrites, InsuranceWrites, JobWrites, KeyClaim, LicenceWrites,
     MemberWrites, OrderWrites, StoreError, UnitOfWork, WalletWrites,
 };
 
@@ -98,6 +98,14 @@ impl<B: Backend> UnitOfWork for SqlUnitOfWork<B> {
     }
 
     fn insurance(&mut self) -> &mut dyn InsuranceWrites {
+        self
+    }
+
+    fn licences(&mut self) -> &mut dyn LicenceWrites {
+        self
+    }
+
+    fn jobs(&mut self) -> &mut dyn JobWrites {
         self
     }
 

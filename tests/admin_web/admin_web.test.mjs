@@ -111,6 +111,7 @@ const MICROS_PER_HOUR = 3600n * 1000000n;
 async function riderWhoDrove(email, phone, name, planId) {
   await ok(201, 'POST', '/members', { email, password: PASSWORD, name, phone });
   const token = await login(email);
+  await ok(200, 'PUT', '/members/me/licence', { number: '11-22-333333-44', expires_on: '2035-05-31' }, token);
   const policy = await ok(201, 'POST', '/insurance/policies', { plan_id: planId }, token);
   const session = await ok(201, 'POST', '/driving/sessions', undefined, token);
   await ok(200, 'POST', `/driving/sessions/${session.id}/end`, undefined, token);

@@ -62,6 +62,10 @@ async fn main() {
         db: stores.db,
         members: stores.members,
         insurance: stores.insurance,
+        licences: stores.licences,
+        jobs: stores.jobs,
+        // No licence provider here: licences are taken as registered.
+        licence_verifier: Arc::new(app_server::licence_provider::SelfDeclaredLicences),
         catalog: stores.catalog,
         wallet: stores.wallet,
         coupons: stores.coupons,

@@ -4,6 +4,7 @@
 pub mod cluster;
 pub mod contract;
 pub mod kafka;
+pub mod licence_provider;
 pub mod load;
 pub mod redis;
 pub mod routing;

@@ -101,7 +101,7 @@ async fn statement(
 
 /// Start a driving session under the active policy (riders).
 #[utoipa::path(post, path = "/driving/sessions", tag = "driving", security(("bearer" = [])),
-    responses((status = 201, body = SessionBody), (status = 409, body = ProblemBody, description = "driving.no_active_policy, driving.session_open")))]
+    responses((status = 201, body = SessionBody), (status = 409, body = ProblemBody, description = "driving.no_active_policy, driving.session_open, driving.licence_required, driving.licence_not_valid")))]
 async fn start_session(
     State(state): State<AppState>,
     Rider(claims): Rider,

@@ -9,6 +9,7 @@ pub mod dto;
 pub mod error;
 pub mod extract;
 pub mod insurance;
+pub mod licences;
 pub mod members;
 pub mod openapi;
 pub mod ops;
@@ -149,6 +150,7 @@ pub fn api() -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let v1 = OpenApiRouter::new()
         .merge(members::routes())
         .merge(insurance::routes())
+        .merge(licences::routes())
         .merge(catalog::routes())
         .merge(wallet::routes())
         .merge(coupons::routes())

@@ -8,6 +8,7 @@ mod coupons;
 mod events;
 mod idempotency;
 mod insurance;
+mod licences;
 mod members;
 mod orders;
 mod tokens;
@@ -27,6 +28,7 @@ pub use coupons::*;
 pub use events::*;
 pub use idempotency::*;
 pub use insurance::*;
+pub use licences::*;
 pub use members::*;
 pub use orders::*;
 pub use tokens::*;
@@ -66,6 +68,9 @@ macro_rules! contract_tests {
             the_trail_shows_an_aggregates_events_newest_first_with_their_consumers,
             members_to_anonymise_are_withdrawn_by_the_cutoff_and_not_anonymised,
             a_policy_round_trips,
+            a_licence_and_its_checks_round_trip,
+            due_licences_are_listed_by_member_after_a_key_and_counted,
+            one_holder_at_a_time_holds_a_job_and_its_progress_survives_it,
             plans_round_trip_list_by_name_and_change,
             a_second_active_policy_is_an_active_policy_conflict,
             a_duplicate_policy_number_is_a_policy_number_conflict,

@@ -337,6 +337,10 @@ impl TestApp {
         self.send(self.request(Method::PATCH, path, token).json(body)).await
     }
 
+    pub async fn put(&self, path: &str, token: Option<&str>, body: &Value) -> Response {
+        self.send(self.request(Method::PUT, path, token).json(body)).await
+    }
+
     pub async fn delete(&self, path: &str, token: Option<&str>) -> Response {
         self.send(self.request(Method::DELETE, path, token)).await
     }
@@ -422,6 +426,12 @@ impl TestApp {
     pub async fn enrol(&self, token: &str, hourly_premium: i64) -> Value {
         let body = json!({ "plan_id": self.plan(hourly_premium).await });
         json_body(self.post("/insurance/policies", Some(token), &body).await, 201).await
+    }
+
+    /// Registers a driving licence for the rider (valid until 2035): riders drive only with one.
+    pub async fn register_licence(&self, token: &str) -> Value {
+        let body = json!({ "number": "11-22-333333-44", "expires_on": "2035-05-31" });
+        json_body(self.put("/members/me/licence", Some(token), &body).await, 200).await
     }
 
     /// The insurer's callback, signed correctly.

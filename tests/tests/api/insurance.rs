@@ -427,6 +427,10 @@ async fn a_driving_session_needs_an_active_policy_and_starts_and_ends_once() {
     let (_, token) = app.rider().await;
     let (_, stranger) = app.rider().await;
 
+    let without_licence = app.post_empty("/driving/sessions", Some(&token)).await;
+    assert_problem(without_licence, 409, "driving.licence_required").await;
+    app.register_licence(&token).await;
+
     let without_policy = app.post_empty("/driving/sessions", Some(&token)).await;
     assert_problem(without_policy, 409, "driving.no_active_policy").await;
 
@@ -484,6 +488,7 @@ async fn the_statement_bills_each_session_for_its_owner_and_staff_only() {
     let (_, stranger) = app.rider().await;
     let cx = app.staff(Role::Cx).await;
     let admin = app.staff(Role::Admin).await;
+    app.register_licence(&token).await;
     let policy = app.enrol(&token, 6000).await;
     let policy_id = id_of(&policy);
     let first = json_body(app.post_empty("/driving/sessions", Some(&token)).await, 201).await;
@@ -557,6 +562,7 @@ async fn staff_expire_a_policy_within_its_coverage_and_only_earlier_moves_it() {
     let cx_id = member_id_of(&app, &cx).await;
     let (member, token) = app.rider().await;
     let member_id = member["id"].as_str().unwrap();
+    app.register_licence(&token).await;
     let policy = app.enrol(&token, 6000).await;
     let expire_path = format!("/admin/insurance/policies/{}/expire", id_of(&policy));
     let coverage_start = time_of(&app.policy_as_staff(&cx, member_id, id_of(&policy)).await["coverage_start"]);
@@ -817,6 +823,7 @@ async fn withdrawal_expires_the_policy_at_the_withdrawal_and_bills_no_minute_aft
     let cx = app.staff(Role::Cx).await;
     let (member, token) = app.rider().await;
     let member_id = member["id"].as_str().unwrap();
+    app.register_licence(&token).await;
     let policy = app.enrol(&token, 6000).await;
     let policy_id = id_of(&policy);
     let session = json_body(app.post_empty("/driving/sessions", Some(&token)).await, 201).await;
@@ -890,6 +897,7 @@ async fn an_insurer_cancellation_before_a_staff_expiry_moves_it_earlier_and_shri
     let cx = app.staff(Role::Cx).await;
     let (member, token) = app.rider().await;
     let member_id = member["id"].as_str().unwrap();
+    app.register_licence(&token).await;
     let policy = app.enrol(&token, 7000).await;
     let policy_id = id_of(&policy);
     let session = json_body(app.post_empty("/driving/sessions", Some(&token)).await, 201).await;

@@ -11,6 +11,7 @@ mod coupons;
 mod helpers;
 mod idempotency;
 mod insurance;
+mod licences;
 mod members;
 mod ops;
 mod orders;

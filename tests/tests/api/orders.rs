@@ -323,7 +323,7 @@ async fn the_stale_order_job_leaves_a_fresh_pending_order_and_its_stock_alone() 
     let body = json!({ "items": [{ "product_id": product["id"], "quantity": 2 }], "coupon_id": coupon["id"] });
     let order = json_body(app.post("/orders", Some(&rider), &body).await, 201).await;
 
-    app_server::server::run_jobs(&app.runtime.services, 100).await;
+    app_server::server::run_jobs(&app.runtime, &app.runtime.job_runner()).await;
 
     let after = json_body(app.get(&format!("/orders/{}", id(&order)), Some(&rider)).await, 200).await;
     assert_eq!(after["status"], "pending");

@@ -17,6 +17,8 @@ mod helpers;
 mod idempotency;
 #[path = "../api/insurance.rs"]
 mod insurance;
+#[path = "../api/licences.rs"]
+mod licences;
 #[path = "../api/members.rs"]
 mod members;
 #[path = "../api/ops.rs"]
