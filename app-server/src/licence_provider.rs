@@ -63,7 +63,10 @@ impl LicenceVerifier for HttpLicenceVerifier {
             number: &query.number,
             expires_on: query.expires_on,
         };
-        let result = self.client.send(|client, url| client.post(url.clone()).json(&request)).await;
+        let result = self
+            .client
+            .send(|client, url| client.post(url.clone()).json(&request))
+            .await;
         let outcome = match result {
             Err(CallError::Refused(reason)) => {
                 tracing::error!(%reason, "the licence provider refused a verification request");
@@ -171,7 +174,10 @@ mod tests {
     #[tokio::test]
     async fn the_providers_verdicts_are_read_from_its_answer() {
         let (_, addr) = provider(|_, body| {
-            assert_eq!(body, serde_json::json!({"number": "11-22-333333-44", "expires_on": "2030-05-31"}));
+            assert_eq!(
+                body,
+                serde_json::json!({"number": "11-22-333333-44", "expires_on": "2030-05-31"})
+            );
             axum::Json(serde_json::json!({"status": "valid", "expires_on": "2031-01-02"})).into_response()
         })
         .await;
@@ -181,10 +187,9 @@ mod tests {
                 expires_on: date!(2031 - 01 - 02)
             })
         );
-        let (_, addr) = provider(|_, _| {
-            axum::Json(serde_json::json!({"status": "rejected", "reason": "revoked"})).into_response()
-        })
-        .await;
+        let (_, addr) =
+            provider(|_, _| axum::Json(serde_json::json!({"status": "rejected", "reason": "revoked"})).into_response())
+                .await;
         assert_eq!(
             verifier(addr).verify(&query()).await,
             Ok(Verdict::Rejected {
@@ -207,10 +212,14 @@ mod tests {
         assert_eq!(count.load(Ordering::SeqCst), 2, "one retry after the 503");
 
         let (_, addr) = provider(|_, _| axum::Json(serde_json::json!({"status": "maybe"})).into_response()).await;
-        assert!(matches!(verifier(addr).verify(&query()).await, Err(VerifierError::Unavailable(m)) if m.contains("unreadable")));
+        assert!(
+            matches!(verifier(addr).verify(&query()).await, Err(VerifierError::Unavailable(m)) if m.contains("unreadable"))
+        );
 
         let (count, addr) = provider(|_, _| StatusCode::BAD_REQUEST.into_response()).await;
-        assert!(matches!(verifier(addr).verify(&query()).await, Err(VerifierError::Unavailable(m)) if m.contains("refused")));
+        assert!(
+            matches!(verifier(addr).verify(&query()).await, Err(VerifierError::Unavailable(m)) if m.contains("refused"))
+        );
         assert_eq!(count.load(Ordering::SeqCst), 1, "a refusal is not retried");
     }
 

@@ -29,8 +29,7 @@ use application::{Ports, Services, Settings};
 use core_domain::member::Role;
 use ports::{
     Cache, ConsistencyTokens, CouponGate, DataPlatformSink, EventHandler, EventPublisher, HealthCheck, LicenceVerifier,
-    Quota,
-    RateLimiter, RefreshTokenStore, StorePorts,
+    Quota, RateLimiter, RefreshTokenStore, StorePorts,
 };
 
 use crate::config::{Config, DatabaseConfig};

@@ -15,11 +15,13 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use application::jobs::{JobError, JobRunner, RunOutcome};
-use application::licences::{REVERIFY_JOB, ReverifyLicences};
 use crate::config::Config;
 use crate::http::{self, AppState, HttpSettings, OutageLog};
 use crate::runtime::Runtime;
+use application::jobs::{JobError, JobRunner, RunOutcome};
+use application::licences::{REVERIFY_JOB, ReverifyLicences};
+use application::members::{ANONYMISE_JOB, AnonymiseWithdrawn};
+use application::orders::{CancelStaleOrders, STALE_ORDERS_JOB};
 
 /// After the listeners close, how long connections accepted just before have to send
 /// their request before every connection is told to finish.
@@ -356,23 +358,14 @@ fn spawn_workers(runtime: &Arc<Runtime>, shutdown: &Shutdown) -> anyhow::Result<
     Ok(workers)
 }
 
-/// One round of the scheduled jobs. Each runs on one instance at a time, under its lease
-/// ([`JobRunner`]); stale orders and anonymisation also claim their rows with skip-locked
-/// reads, so they are safe on several instances at once as well.
+/// One round of the scheduled jobs. Each reads its work list from a replica and works it
+/// in chunks, on one instance at a time, under its lease ([`JobRunner`]).
 pub async fn run_jobs(runtime: &Runtime, runner: &JobRunner) {
-    let services = &runtime.services;
-    let batch = runtime.config.jobs.batch_size;
-    match services.orders.cancel_stale(batch).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(cancelled = n, "stale pending orders cancelled"),
-        Err(error) => tracing::warn!(%error, "cancelling stale orders failed"),
-    }
-    match services.members.anonymise_withdrawn(batch).await {
-        Ok(0) => {}
-        Ok(n) => tracing::info!(anonymised = n, "withdrawn members anonymised"),
-        Err(error) => tracing::warn!(%error, "anonymising withdrawn members failed"),
-    }
-    let reverify = ReverifyLicences::new(runtime.ports.clone(), runtime.config.licences.due_policy());
+    let ports = &runtime.ports;
+    let stale = CancelStaleOrders::new(ports.clone(), runtime.services.catalog.clone());
+    report(STALE_ORDERS_JOB, runner.run(&stale).await);
+    report(ANONYMISE_JOB, runner.run(&AnonymiseWithdrawn::new(ports.clone())).await);
+    let reverify = ReverifyLicences::new(ports.clone(), runtime.config.licences.due_policy());
     report(REVERIFY_JOB, runner.run(&reverify).await);
 }
 

@@ -13,8 +13,8 @@ use core_domain::insurance::{
     Actor, CallbackOutcome, DrivingError, DrivingSession, ExpireError, ExpiryChange, ExpiryReason, InsurancePlan,
     InsurerCallback, NewPlan, NewPolicy, PlanPatch, Policy, PolicyAudit, Statement, parse_note,
 };
-use core_domain::member::Role;
 use core_domain::licence::{LicenceError, LicenceStatus};
+use core_domain::member::Role;
 use core_domain::{AuditId, EventId, Krw, MemberId, PlanId, PolicyId, SessionId, ValidationErrors};
 use ports::{Consistency, EventHandler, HandlerError, StoreError, TrailEvent, Unique, UnitOfWork};
 

@@ -116,7 +116,12 @@ pub trait BatchJob: Send + Sync {
     /// The next items of the work list after `after` (from the start when `None`), at most
     /// `limit`, from a replica. A replica may lag: the chunk re-checks each item on the
     /// primary.
-    async fn work_list(&self, after: Option<&str>, limit: i64, now: OffsetDateTime) -> Result<Vec<Self::Item>, JobError>;
+    async fn work_list(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Self::Item>, JobError>;
 
     /// How many items are left after `after` (for the `job_rows_left` gauge).
     async fn remaining(&self, after: Option<&str>, now: OffsetDateTime) -> Result<i64, JobError>;

@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use ports::{
     AccessTokens, Cache, CatalogReads, Clock, ConsistencyTokens, CouponGate, CouponReads, Database, EventTrailReads,
-    IdSource, IdempotencyReads, InsuranceReads, JobLeases, LicenceReads, LicenceVerifier, MemberReads, OrderReads, OutboxStore, PasswordHasher, Quota,
-    RateLimiter, RefreshTokenStore, StaffSessions, WalletReads,
+    IdSource, IdempotencyReads, InsuranceReads, JobLeases, LicenceReads, LicenceVerifier, MemberReads, OrderReads,
+    OutboxStore, PasswordHasher, Quota, RateLimiter, RefreshTokenStore, StaffSessions, WalletReads,
 };
 
 pub use error::{ErrorKind, Problem};

@@ -101,8 +101,7 @@ impl LicenceService {
         number: &str,
         expires_on: Date,
     ) -> Result<Licence, LicenceServiceError> {
-        let number =
-            LicenceNumber::parse(number).map_err(|e| ValidationErrors::field("number", e.to_string()))?;
+        let number = LicenceNumber::parse(number).map_err(|e| ValidationErrors::field("number", e.to_string()))?;
         let now = self.ports.clock.now();
         if expires_on < now.date() {
             return Err(ValidationErrors::field("expires_on", "must not be in the past").into());

@@ -18,6 +18,7 @@ use ports::{
 use crate::error::problem;
 use crate::events::new_events;
 use crate::freshness::Freshness;
+use crate::jobs::{BatchJob, JobError, Progress, Recorded};
 use crate::{Ports, Settings};
 
 /// Why a members or auth use case failed.
@@ -541,18 +542,81 @@ impl MemberService {
         };
         Ok(self.ports.members.search_members(&query, Consistency::Strong).await?)
     }
+}
 
-    /// Scheduled job: anonymises members withdrawn at least 60 days ago. Returns how many.
-    pub async fn anonymise_withdrawn(&self, batch: i64) -> Result<usize, MemberError> {
+/// The batch that anonymises members withdrawn at least 60 days ago ([`crate::jobs`]).
+#[derive(Clone)]
+pub struct AnonymiseWithdrawn {
+    ports: Ports,
+}
+
+/// The anonymisation batch's job name.
+pub const ANONYMISE_JOB: &str = "anonymise-withdrawn";
+
+impl AnonymiseWithdrawn {
+    /// Over `ports`.
+    pub fn new(ports: Ports) -> Self {
+        Self { ports }
+    }
+}
+
+fn after_member(after: Option<&str>) -> Result<Option<MemberId>, JobError> {
+    after
+        .map(|key| key.parse().map_err(|_| JobError::Failed(format!("bad cursor {key:?}"))))
+        .transpose()
+}
+
+#[async_trait::async_trait]
+impl BatchJob for AnonymiseWithdrawn {
+    type Item = MemberId;
+
+    fn name(&self) -> &'static str {
+        ANONYMISE_JOB
+    }
+
+    fn key(item: &MemberId) -> String {
+        item.to_string()
+    }
+
+    async fn work_list(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+        now: time::OffsetDateTime,
+    ) -> Result<Vec<MemberId>, JobError> {
+        let ids = self
+            .ports
+            .members
+            .members_to_anonymise(
+                now - ANONYMISE_AFTER,
+                after_member(after)?,
+                limit,
+                Consistency::Eventual,
+            )
+            .await?;
+        Ok(ids)
+    }
+
+    async fn remaining(&self, after: Option<&str>, now: time::OffsetDateTime) -> Result<i64, JobError> {
+        let count = self
+            .ports
+            .members
+            .count_members_to_anonymise(now - ANONYMISE_AFTER, after_member(after)?, Consistency::Eventual)
+            .await?;
+        Ok(count)
+    }
+
+    async fn chunk(&self, ids: Vec<MemberId>, progress: Progress<'_>) -> Result<Recorded, JobError> {
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
-        let due = uow.members().to_anonymise(now - ANONYMISE_AFTER, batch).await?;
+        let due = uow.members().to_anonymise(&ids, now - ANONYMISE_AFTER).await?;
         for mut member in due.iter().cloned() {
             member.anonymise(now);
             uow.members().update(&member).await?;
         }
+        let recorded = progress.record(uow.as_mut(), due.len() as i64, 0).await?;
         uow.commit().await?;
-        Ok(due.len())
+        Ok(recorded)
     }
 }
 

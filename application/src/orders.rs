@@ -7,7 +7,9 @@ use core_domain::order::{Order, OrderError, OrderLine, OrderRequest, PENDING_ORD
 use core_domain::wallet::{LedgerEntry, LedgerKind};
 use core_domain::{CouponId, LedgerId, MemberId, OrderId, PaymentId, ProductId, ValidationErrors};
 
-use ports::StoreError;
+use async_trait::async_trait;
+use ports::{Consistency, StoreError};
+use time::OffsetDateTime;
 
 use crate::Ports;
 use crate::catalog::CatalogService;
@@ -15,6 +17,7 @@ use crate::error::problem;
 use crate::events::new_events;
 use crate::freshness::Freshness;
 use crate::idempotency::{IdempotencyError, IdempotencyKey, Keyed, Start};
+use crate::jobs::{BatchJob, JobError, Progress, Recorded};
 
 /// Why an order use case failed.
 #[derive(Debug, thiserror::Error)]
@@ -225,15 +228,74 @@ impl OrderService {
         self.freshness.commit(uow.as_mut(), member_id).await?;
         Ok(payment)
     }
+}
 
-    /// Scheduled job: cancels pending orders older than 15 minutes, returning their stock
-    /// and coupon. Returns how many were cancelled.
-    pub async fn cancel_stale(&self, batch: i64) -> Result<usize, OrdersError> {
+/// The batch that cancels pending orders older than 15 minutes, returning their stock and
+/// coupon ([`crate::jobs`]).
+#[derive(Clone)]
+pub struct CancelStaleOrders {
+    ports: Ports,
+    catalog: CatalogService,
+}
+
+/// The stale-order batch's job name.
+pub const STALE_ORDERS_JOB: &str = "stale-orders";
+
+impl CancelStaleOrders {
+    /// Over `ports`, telling `catalog` which products' stock it changed.
+    pub fn new(ports: Ports, catalog: CatalogService) -> Self {
+        Self { ports, catalog }
+    }
+}
+
+fn after_order(after: Option<&str>) -> Result<Option<OrderId>, JobError> {
+    after
+        .map(|key| key.parse().map_err(|_| JobError::Failed(format!("bad cursor {key:?}"))))
+        .transpose()
+}
+
+#[async_trait]
+impl BatchJob for CancelStaleOrders {
+    type Item = OrderId;
+
+    fn name(&self) -> &'static str {
+        STALE_ORDERS_JOB
+    }
+
+    fn key(item: &OrderId) -> String {
+        item.to_string()
+    }
+
+    async fn work_list(&self, after: Option<&str>, limit: i64, now: OffsetDateTime) -> Result<Vec<OrderId>, JobError> {
+        let ids = self
+            .ports
+            .orders
+            .stale_order_ids(
+                now - PENDING_ORDER_TTL,
+                after_order(after)?,
+                limit,
+                Consistency::Eventual,
+            )
+            .await?;
+        Ok(ids)
+    }
+
+    async fn remaining(&self, after: Option<&str>, now: OffsetDateTime) -> Result<i64, JobError> {
+        let count = self
+            .ports
+            .orders
+            .count_stale_orders(now - PENDING_ORDER_TTL, after_order(after)?, Consistency::Eventual)
+            .await?;
+        Ok(count)
+    }
+
+    async fn chunk(&self, ids: Vec<OrderId>, progress: Progress<'_>) -> Result<Recorded, JobError> {
         let now = self.ports.clock.now();
         let mut uow = self.ports.db.begin().await?;
-        let stale = uow.orders().stale_orders(now - PENDING_ORDER_TTL, batch).await?;
+        // Re-checked on the primary under their locks: paid or cancelled since, they are left.
+        let stale = uow.orders().stale_orders(&ids, now - PENDING_ORDER_TTL).await?;
         for mut order in stale.iter().cloned() {
-            order.cancel(now)?;
+            order.cancel(now).map_err(|e| JobError::Failed(e.to_string()))?;
             for line in &order.items {
                 uow.catalog().return_stock(line.product_id, line.quantity).await?;
             }
@@ -245,6 +307,7 @@ impl OrderService {
             }
             uow.orders().update_order(&order).await?;
         }
+        let recorded = progress.record(uow.as_mut(), stale.len() as i64, 0).await?;
         let token = uow.commit().await?;
         self.catalog
             .stock_changed(
@@ -255,7 +318,7 @@ impl OrderService {
                     .collect(),
             )
             .await;
-        Ok(stale.len())
+        Ok(recorded)
     }
 }
 
@@ -426,15 +489,36 @@ mod tests {
     async fn stale_orders_return_stock_and_drop_cached_stock() {
         let mut t = TestPorts::new();
         let order = pending_order(MemberId(uuid::Uuid::now_v7()), 1_000);
+        let order_id = order.id;
         t.consistency.expect_remember().times(1).returning(|_, _| Ok(()));
         t.cache
             .expect_invalidate()
             .withf(|keys| keys.len() == 1 && keys[0].starts_with("product:"))
             .times(1)
             .returning(|_| Ok(()));
+        // The work list, from a replica: the order, then nothing more.
+        t.orders.expect_count_stale_orders().returning(|_, _, _| Ok(1));
+        t.orders
+            .expect_stale_order_ids()
+            .withf(|_, after, _, consistency| after.is_none() && *consistency == Consistency::Eventual)
+            .times(1)
+            .return_once(move |_, _, _, _| Ok(vec![order_id]));
+        t.orders
+            .expect_stale_order_ids()
+            .withf(move |_, after, _, _| *after == Some(order_id))
+            .times(1)
+            .return_once(|_, _, _, _| Ok(vec![]));
+        t.jobs.expect_acquire().times(1).returning(|_, _, now, _| {
+            Ok(Some(ports::JobLease {
+                cursor: None,
+                run_started_at: now,
+            }))
+        });
+        t.jobs.expect_finish().times(1).returning(|_, _, _| Ok(true));
         t.expect_uow(move |uow| {
             uow.orders
                 .expect_stale_orders()
+                .withf(move |ids, _| ids == [order_id])
                 .return_once(move |_, _| Ok(vec![order]));
             uow.catalog
                 .expect_return_stock()
@@ -446,8 +530,26 @@ mod tests {
                 .withf(|o| o.cancelled_at.is_some())
                 .times(1)
                 .returning(|_| Ok(()));
+            let cursor = order_id.to_string();
+            uow.jobs
+                .expect_advance()
+                .withf(move |p| p.job == STALE_ORDERS_JOB && p.cursor == cursor && p.done == 1 && p.failed == 0)
+                .times(1)
+                .returning(|_| Ok(true));
             uow.commits();
         });
-        assert_eq!(service(t).cancel_stale(100).await.expect("ok"), 1);
+        let ports = t.build();
+        let catalog = CatalogService::new(ports.clone(), Default::default());
+        let runner = crate::jobs::JobRunner::new(
+            ports.jobs.clone(),
+            ports.clock.clone(),
+            "test".into(),
+            crate::jobs::JobSettings::default(),
+        );
+        let job = CancelStaleOrders::new(ports, catalog);
+        assert_eq!(
+            runner.run(&job).await.expect("ok"),
+            crate::jobs::RunOutcome::Finished { done: 1, failed: 0 }
+        );
     }
 }

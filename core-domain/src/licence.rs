@@ -23,7 +23,11 @@ pub struct LicenceNumber(String);
 
 impl LicenceNumber {
     pub fn parse(raw: &str) -> Result<Self, FieldError> {
-        let number: String = raw.chars().filter(|c| !c.is_whitespace()).collect::<String>().to_uppercase();
+        let number: String = raw
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_uppercase();
         let symbols = number.chars().filter(|c| *c != '-').count();
         let well_formed = number.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             && !number.starts_with('-')
@@ -282,9 +286,22 @@ mod tests {
 
     #[test]
     fn numbers_are_normalised_and_checked() {
-        assert_eq!(LicenceNumber::parse(" 11-22 333333-44 ").map(LicenceNumber::into_string), Ok("11-22333333-44".into()));
-        assert_eq!(LicenceNumber::parse("ab12cd34").map(LicenceNumber::into_string), Ok("AB12CD34".into()));
-        for bad in ["1234567", "-11223333", "11--22333333", "11-22-333333-44-", "1122333333!4", "123456789012345678901"] {
+        assert_eq!(
+            LicenceNumber::parse(" 11-22 333333-44 ").map(LicenceNumber::into_string),
+            Ok("11-22333333-44".into())
+        );
+        assert_eq!(
+            LicenceNumber::parse("ab12cd34").map(LicenceNumber::into_string),
+            Ok("AB12CD34".into())
+        );
+        for bad in [
+            "1234567",
+            "-11223333",
+            "11--22333333",
+            "11-22-333333-44-",
+            "1122333333!4",
+            "123456789012345678901",
+        ] {
             assert!(LicenceNumber::parse(bad).is_err(), "{bad}");
         }
     }
@@ -292,9 +309,14 @@ mod tests {
     #[test]
     fn registration_takes_the_providers_answer() {
         let l = licence();
-        assert_eq!((l.status, l.last_verified_at, l.expires_on), (LicenceStatus::Valid, NOW, date!(2030 - 05 - 31)));
+        assert_eq!(
+            (l.status, l.last_verified_at, l.expires_on),
+            (LicenceStatus::Valid, NOW, date!(2030 - 05 - 31))
+        );
         let number = || LicenceNumber::parse("11-22-333333-44").expect("valid");
-        let rejected = Verdict::Rejected { reason: "revoked".into() };
+        let rejected = Verdict::Rejected {
+            reason: "revoked".into(),
+        };
         assert_eq!(
             Licence::register(MemberId(Uuid::nil()), number(), rejected, NOW),
             Err(LicenceError::Rejected("revoked".into()))
@@ -313,13 +335,19 @@ mod tests {
         let policy = DuePolicy::default();
         let mut l = licence();
         assert!(!l.is_due(&policy.cutoffs(NOW)));
-        assert!(l.is_due(&policy.cutoffs(NOW + Duration::days(90))), "not verified for 90 days");
+        assert!(
+            l.is_due(&policy.cutoffs(NOW + Duration::days(90))),
+            "not verified for 90 days"
+        );
         l.expires_on = date!(2027 - 01 - 06);
         assert!(l.is_due(&policy.cutoffs(NOW)), "expires within 30 days");
         l.expires_on = date!(2027 - 01 - 07);
         assert!(!l.is_due(&policy.cutoffs(NOW)), "31 days away");
         l.status = LicenceStatus::Suspended;
-        assert!(!l.is_due(&policy.cutoffs(NOW + Duration::days(900))), "suspended licences are not re-verified");
+        assert!(
+            !l.is_due(&policy.cutoffs(NOW + Duration::days(900))),
+            "suspended licences are not re-verified"
+        );
     }
 
     #[test]
@@ -332,7 +360,10 @@ mod tests {
             Err(LicenceError::NotValid(LicenceStatus::Expired))
         );
         l.status = LicenceStatus::Suspended;
-        assert_eq!(l.permits_driving(NOW), Err(LicenceError::NotValid(LicenceStatus::Suspended)));
+        assert_eq!(
+            l.permits_driving(NOW),
+            Err(LicenceError::NotValid(LicenceStatus::Suspended))
+        );
     }
 
     #[test]
@@ -340,13 +371,21 @@ mod tests {
         let mut l = licence();
         let later = NOW + Duration::days(1);
         let (check, event) = l.reverify(
-            Verdict::Rejected { reason: "revoked".into() },
+            Verdict::Rejected {
+                reason: "revoked".into(),
+            },
             AuditId(Uuid::nil()),
             Actor::System("licence-reverification".into()),
             later,
         );
-        assert_eq!((l.status, l.status_reason.as_deref(), l.last_verified_at), (LicenceStatus::Suspended, Some("revoked"), later));
-        assert_eq!((check.status, check.reason.as_deref(), check.checked_at), (LicenceStatus::Suspended, Some("revoked"), later));
+        assert_eq!(
+            (l.status, l.status_reason.as_deref(), l.last_verified_at),
+            (LicenceStatus::Suspended, Some("revoked"), later)
+        );
+        assert_eq!(
+            (check.status, check.reason.as_deref(), check.checked_at),
+            (LicenceStatus::Suspended, Some("revoked"), later)
+        );
         assert_eq!(
             event,
             Some(EventPayload::LicenceSuspended {
@@ -356,7 +395,9 @@ mod tests {
             })
         );
         let (_, again) = l.reverify(
-            Verdict::Rejected { reason: "revoked".into() },
+            Verdict::Rejected {
+                reason: "revoked".into(),
+            },
             AuditId(Uuid::nil()),
             Actor::System("licence-reverification".into()),
             later,
@@ -376,7 +417,10 @@ mod tests {
             Actor::System("licence-reverification".into()),
             later,
         );
-        assert_eq!((l.status, l.expires_on, l.last_verified_at), (LicenceStatus::Valid, date!(2035 - 05 - 31), later));
+        assert_eq!(
+            (l.status, l.expires_on, l.last_verified_at),
+            (LicenceStatus::Valid, date!(2035 - 05 - 31), later)
+        );
         assert_eq!((check.status, event), (LicenceStatus::Valid, None));
         let (check, _) = l.reverify(
             Verdict::Valid {
@@ -386,6 +430,9 @@ mod tests {
             Actor::System("licence-reverification".into()),
             datetime!(2027-01-02 00:00 UTC),
         );
-        assert_eq!((l.status, check.status), (LicenceStatus::Expired, LicenceStatus::Expired));
+        assert_eq!(
+            (l.status, check.status),
+            (LicenceStatus::Expired, LicenceStatus::Expired)
+        );
     }
 }

@@ -30,6 +30,22 @@ pub trait MemberReads: Send + Sync {
     /// Members matching `query`, by e-mail, after `query.after_email`, at most
     /// `query.limit`.
     async fn search_members(&self, query: &MemberQuery, consistency: Consistency) -> Result<Vec<Member>, StoreError>;
+    /// Members withdrawn at or before `withdrawn_before` and not yet anonymised, after
+    /// `after`, by id, at most `limit` (the anonymisation batch's work list).
+    async fn members_to_anonymise(
+        &self,
+        withdrawn_before: OffsetDateTime,
+        after: Option<MemberId>,
+        limit: i64,
+        consistency: Consistency,
+    ) -> Result<Vec<MemberId>, StoreError>;
+    /// How many [`members_to_anonymise`](Self::members_to_anonymise) there are after `after`.
+    async fn count_members_to_anonymise(
+        &self,
+        withdrawn_before: OffsetDateTime,
+        after: Option<MemberId>,
+        consistency: Consistency,
+    ) -> Result<i64, StoreError>;
 }
 
 /// A staff search over members, one page of it.
@@ -166,6 +182,22 @@ pub trait CouponReads: Send + Sync {
 pub trait OrderReads: Send + Sync {
     /// An order with its lines.
     async fn order(&self, id: OrderId, consistency: Consistency) -> Result<Option<Order>, StoreError>;
+    /// Pending orders created at or before `created_before`, after `after`, by id, at most
+    /// `limit` (the stale-order batch's work list).
+    async fn stale_order_ids(
+        &self,
+        created_before: OffsetDateTime,
+        after: Option<OrderId>,
+        limit: i64,
+        consistency: Consistency,
+    ) -> Result<Vec<OrderId>, StoreError>;
+    /// How many [`stale_order_ids`](Self::stale_order_ids) there are after `after`.
+    async fn count_stale_orders(
+        &self,
+        created_before: OffsetDateTime,
+        after: Option<OrderId>,
+        consistency: Consistency,
+    ) -> Result<i64, StoreError>;
     /// The member's orders with their lines, newest first, at most `limit`.
     async fn orders_of_member(
         &self,

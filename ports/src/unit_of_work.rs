@@ -134,12 +134,16 @@ pub trait MemberWrites: Send {
     /// MUST return [`StoreError::Conflict`]`(`[`Unique::MemberEmail`](crate::Unique::MemberEmail)`)`
     /// if the new e-mail is taken, [`StoreError::Other`] if the member does not exist.
     async fn update(&mut self, member: &Member) -> Result<(), StoreError>;
-    /// Withdrawn, not yet anonymised, withdrawn at or before `withdrawn_before`; oldest
-    /// first, locked, skipping members another transaction holds.
+    /// Of the members `ids`, those withdrawn at or before `withdrawn_before` and not yet
+    /// anonymised, locked, by id (a batch's chunk re-checking its work list).
     ///
     /// # Errors
     /// Only those of every method.
-    async fn to_anonymise(&mut self, withdrawn_before: OffsetDateTime, limit: i64) -> Result<Vec<Member>, StoreError>;
+    async fn to_anonymise(
+        &mut self,
+        ids: &[MemberId],
+        withdrawn_before: OffsetDateTime,
+    ) -> Result<Vec<Member>, StoreError>;
 }
 
 /// Policies, their audit trail and driving sessions inside a unit of work.
@@ -342,12 +346,13 @@ pub trait OrderWrites: Send {
     /// # Errors
     /// MUST return [`StoreError::Other`] if the order does not exist.
     async fn update_order(&mut self, order: &Order) -> Result<(), StoreError>;
-    /// Pending orders created at or before `created_before`, oldest first, skipping rows
-    /// locked by other transactions where the database can.
+    /// Of the orders `ids`, those still pending and created at or before `created_before`,
+    /// with their lines, locked, by id (a batch's chunk re-checking its work list).
     ///
     /// # Errors
     /// Only those of every method.
-    async fn stale_orders(&mut self, created_before: OffsetDateTime, limit: i64) -> Result<Vec<Order>, StoreError>;
+    async fn stale_orders(&mut self, ids: &[OrderId], created_before: OffsetDateTime)
+    -> Result<Vec<Order>, StoreError>;
     /// Stores the payment of an order (one per order).
     ///
     /// # Errors

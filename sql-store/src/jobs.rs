@@ -39,21 +39,21 @@ impl<B: Backend> JobLeases for SqlStore<B> {
         until: OffsetDateTime,
     ) -> Result<Option<JobLease>, StoreError> {
         let mut conn = self.primary().await?;
-        sql("insert into jobs (name, rows_done, rows_failed, created_at, updated_at) values (?, 0, 0, ?, ?) \
-             {skip_duplicate}")
+        sql(
+            "insert into jobs (name, rows_done, rows_failed, created_at, updated_at) values (?, 0, 0, ?, ?) \
+             {skip_duplicate}",
+        )
         .text(job)
         .time(now)
         .time(now)
         .insert_unless_duplicate(&mut conn)
         .await?;
         // A new run (no cursor) starts its counts and clock; a resumed one keeps them.
-        let taken = sql(
-            "update jobs set holder = ?, lease_until = ?, updated_at = ?, \
+        let taken = sql("update jobs set holder = ?, lease_until = ?, updated_at = ?, \
              run_started_at = case when resume_after is null then ? else run_started_at end, \
              rows_done = case when resume_after is null then 0 else rows_done end, \
              rows_failed = case when resume_after is null then 0 else rows_failed end \
-             where name = ? and (holder is null or holder = ? or lease_until <= ?)",
-        )
+             where name = ? and (holder is null or holder = ? or lease_until <= ?)")
         .text(holder)
         .time(until)
         .time(now)

@@ -52,14 +52,18 @@ pub fn licence_check(row: &impl Columns) -> Result<LicenceCheck, StoreError> {
 }
 
 fn by_member<'a>(member_id: MemberId, lock: Lock) -> Statement<'a> {
-    sql("select * from licences where member_id = ? {lock}").id(member_id).lock(lock)
+    sql("select * from licences where member_id = ? {lock}")
+        .id(member_id)
+        .lock(lock)
 }
 
 /// Due licences ([`Licence::is_due`]) after `after` in member-id order: the keyset the
 /// re-verification batch walks.
 pub(crate) fn due_statement<'a>(cutoffs: &DueCutoffs, after: Option<MemberId>, limit: i64) -> Statement<'a> {
-    sql("select * from licences where status = 'valid' and (expires_on <= ? or last_verified_at <= ?) \
-         and member_id > ? order by member_id limit ?")
+    sql(
+        "select * from licences where status = 'valid' and (expires_on <= ? or last_verified_at <= ?) \
+         and member_id > ? order by member_id limit ?",
+    )
     .time(day(cutoffs.expires_by))
     .time(cutoffs.verified_before)
     .id(after.map_or(Uuid::nil(), |id| id.0))
@@ -182,9 +186,11 @@ impl<B: Backend> LicenceReads for SqlStore<B> {
         limit: i64,
         consistency: Consistency,
     ) -> Result<Vec<Licence>, StoreError> {
-        self.read(&consistency, (*cutoffs, after, limit), |conn, &(cutoffs, after, limit)| {
-            Box::pin(due_statement(&cutoffs, after, limit).fetch_all(conn, licence))
-        })
+        self.read(
+            &consistency,
+            (*cutoffs, after, limit),
+            |conn, &(cutoffs, after, limit)| Box::pin(due_statement(&cutoffs, after, limit).fetch_all(conn, licence)),
+        )
         .await
     }
 

@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use core_domain::MemberId;
 use core_domain::member::Member;
@@ -146,20 +147,23 @@ pub(crate) async fn update(conn: &mut impl SqlConn, m: &Member) -> Result<(), St
     require_row(changed, "member", m.id)
 }
 
-/// Withdrawn, not yet anonymised, withdrawn at or before `withdrawn_before`; oldest first.
-/// Locked, skipping rows another job instance is anonymising.
+/// Of the members `ids`, those withdrawn at or before `withdrawn_before` and not yet
+/// anonymised, locked, by id.
 pub(crate) async fn to_anonymise(
     conn: &mut impl SqlConn,
+    ids: &[MemberId],
     withdrawn_before: OffsetDateTime,
-    limit: i64,
 ) -> Result<Vec<Member>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     sql(
-        "select * from members where status = 'withdrawn' and anonymised_at is null \
-         and withdrawn_at <= ? order by withdrawn_at, id limit ? {lock}",
+        "select * from members where id in (?) and status = 'withdrawn' and anonymised_at is null \
+         and withdrawn_at <= ? order by id {lock}",
     )
+    .ids(ids)
     .time(withdrawn_before)
-    .limit(limit)
-    .lock(Lock::SkipLocked)
+    .lock(Lock::ForUpdate)
     .fetch_all(conn, member)
     .await
 }
@@ -186,14 +190,64 @@ impl<B: Backend> MemberWrites for SqlUnitOfWork<B> {
         self.track(result)
     }
 
-    async fn to_anonymise(&mut self, withdrawn_before: OffsetDateTime, limit: i64) -> Result<Vec<Member>, StoreError> {
-        let result = to_anonymise(&mut self.conn()?, withdrawn_before, limit).await;
+    async fn to_anonymise(
+        &mut self,
+        ids: &[MemberId],
+        withdrawn_before: OffsetDateTime,
+    ) -> Result<Vec<Member>, StoreError> {
+        let result = to_anonymise(&mut self.conn()?, ids, withdrawn_before).await;
         self.track(result)
     }
 }
 
 #[async_trait]
 impl<B: Backend> MemberReads for SqlStore<B> {
+    async fn members_to_anonymise(
+        &self,
+        withdrawn_before: OffsetDateTime,
+        after: Option<MemberId>,
+        limit: i64,
+        consistency: Consistency,
+    ) -> Result<Vec<MemberId>, StoreError> {
+        self.read(
+            &consistency,
+            (withdrawn_before, after, limit),
+            |conn, &(before, after, limit)| {
+                Box::pin(
+                    sql(
+                        "select id from members where status = 'withdrawn' and anonymised_at is null \
+                     and withdrawn_at <= ? and id > ? order by id limit ?",
+                    )
+                    .time(before)
+                    .id(after.map_or(Uuid::nil(), |id| id.0))
+                    .limit(limit)
+                    .fetch_all(conn, |row| row.id("id")),
+                )
+            },
+        )
+        .await
+    }
+
+    async fn count_members_to_anonymise(
+        &self,
+        withdrawn_before: OffsetDateTime,
+        after: Option<MemberId>,
+        consistency: Consistency,
+    ) -> Result<i64, StoreError> {
+        self.read(&consistency, (withdrawn_before, after), |conn, &(before, after)| {
+            Box::pin(
+                sql(
+                    "select count(*) as n from members where status = 'withdrawn' and anonymised_at is null \
+                     and withdrawn_at <= ? and id > ?",
+                )
+                .time(before)
+                .id(after.map_or(Uuid::nil(), |id| id.0))
+                .fetch_one(conn, |row| row.int("n")),
+            )
+        })
+        .await
+    }
+
     async fn member(&self, id: MemberId, consistency: Consistency) -> Result<Option<Member>, StoreError> {
         self.read(&consistency, id, |conn, &id| Box::pin(by_id(conn, id, Lock::None)))
             .await

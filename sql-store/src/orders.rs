@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
+use uuid::Uuid;
 
 use core_domain::order::{Order, OrderLine, Payment, PaymentStatus};
 use core_domain::{MemberId, OrderId};
@@ -174,18 +175,23 @@ pub(crate) async fn orders_of_member(
     with_lines(conn, heads).await
 }
 
-/// Pending orders created at or before `created_before`, oldest first, locked, skipping
-/// those another job instance holds.
+/// Of the orders `ids`, those still pending and created at or before `created_before`,
+/// locked, by id.
 pub(crate) async fn stale_orders(
     conn: &mut impl SqlConn,
+    ids: &[OrderId],
     created_before: OffsetDateTime,
-    limit: i64,
 ) -> Result<Vec<Order>, StoreError> {
-    let heads = sql("select * from orders where status = 'pending' and created_at <= ? \
-                     order by created_at, id limit ? {lock}")
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let heads = sql(
+        "select * from orders where id in (?) and status = 'pending' and created_at <= ? \
+                     order by id {lock}",
+    )
+    .ids(ids)
     .time(created_before)
-    .limit(limit)
-    .lock(Lock::SkipLocked);
+    .lock(Lock::ForUpdate);
     with_lines(conn, heads).await
 }
 
@@ -232,8 +238,12 @@ impl<B: Backend> OrderWrites for SqlUnitOfWork<B> {
         self.track(result)
     }
 
-    async fn stale_orders(&mut self, created_before: OffsetDateTime, limit: i64) -> Result<Vec<Order>, StoreError> {
-        let result = stale_orders(&mut self.conn()?, created_before, limit).await;
+    async fn stale_orders(
+        &mut self,
+        ids: &[OrderId],
+        created_before: OffsetDateTime,
+    ) -> Result<Vec<Order>, StoreError> {
+        let result = stale_orders(&mut self.conn()?, ids, created_before).await;
         self.track(result)
     }
 
@@ -245,6 +255,49 @@ impl<B: Backend> OrderWrites for SqlUnitOfWork<B> {
 
 #[async_trait]
 impl<B: Backend> OrderReads for SqlStore<B> {
+    async fn stale_order_ids(
+        &self,
+        created_before: OffsetDateTime,
+        after: Option<OrderId>,
+        limit: i64,
+        consistency: Consistency,
+    ) -> Result<Vec<OrderId>, StoreError> {
+        self.read(
+            &consistency,
+            (created_before, after, limit),
+            |conn, &(before, after, limit)| {
+                Box::pin(
+                    sql(
+                        "select id from orders where status = 'pending' and created_at <= ? and id > ? \
+                     order by id limit ?",
+                    )
+                    .time(before)
+                    .id(after.map_or(Uuid::nil(), |id| id.0))
+                    .limit(limit)
+                    .fetch_all(conn, |row| row.id("id")),
+                )
+            },
+        )
+        .await
+    }
+
+    async fn count_stale_orders(
+        &self,
+        created_before: OffsetDateTime,
+        after: Option<OrderId>,
+        consistency: Consistency,
+    ) -> Result<i64, StoreError> {
+        self.read(&consistency, (created_before, after), |conn, &(before, after)| {
+            Box::pin(
+                sql("select count(*) as n from orders where status = 'pending' and created_at <= ? and id > ?")
+                    .time(before)
+                    .id(after.map_or(Uuid::nil(), |id| id.0))
+                    .fetch_one(conn, |row| row.int("n")),
+            )
+        })
+        .await
+    }
+
     async fn order(&self, id: OrderId, consistency: Consistency) -> Result<Option<Order>, StoreError> {
         self.read(&consistency, id, |conn, &id| {
             Box::pin(order_by_id(conn, id, Lock::None))

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 
 use core_domain::MemberId;
 use ports::{
-    CatalogWrites, Claim, CommitToken, CouponWrites, EventWrites, IdempotencyWrites, InsuranceWrites, JobWrites, KeyClaim, LicenceWrites,
-    MemberWrites, OrderWrites, StoreError, UnitOfWork, WalletWrites,
+    CatalogWrites, Claim, CommitToken, CouponWrites, EventWrites, IdempotencyWrites, InsuranceWrites, JobWrites,
+    KeyClaim, LicenceWrites, MemberWrites, OrderWrites, StoreError, UnitOfWork, WalletWrites,
 };
 
 use crate::backend::{Backend, Transaction};

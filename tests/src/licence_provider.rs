@@ -85,9 +85,13 @@ async fn verify(State(book): State<Arc<Mutex<Book>>>, axum::Json(body): axum::Js
 async fn respond(mut answer: Answer) -> Response {
     loop {
         return match answer {
-            Answer::Valid(expires_on) => axum::Json(json!({"status": "valid", "expires_on": expires_on})).into_response(),
+            Answer::Valid(expires_on) => {
+                axum::Json(json!({"status": "valid", "expires_on": expires_on})).into_response()
+            }
             Answer::Rejected(reason) => axum::Json(json!({"status": "rejected", "reason": reason})).into_response(),
-            Answer::Status(code) => StatusCode::from_u16(code).unwrap_or(StatusCode::IM_A_TEAPOT).into_response(),
+            Answer::Status(code) => StatusCode::from_u16(code)
+                .unwrap_or(StatusCode::IM_A_TEAPOT)
+                .into_response(),
             Answer::Garbled => axum::Json(json!({"status": "perhaps"})).into_response(),
             Answer::Slow(pause, then) => {
                 tokio::time::sleep(pause).await;

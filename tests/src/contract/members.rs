@@ -201,8 +201,33 @@ pub async fn members_to_anonymise_are_withdrawn_by_the_cutoff_and_not_anonymised
     for m in [&long_gone, &at_cutoff, &recent, &done, &active] {
         uow.members().insert(m).await.unwrap();
     }
-    let due = uow.members().to_anonymise(cutoff, 10).await.unwrap();
-    assert_eq!(due, vec![long_gone.clone(), at_cutoff]);
-    let due = uow.members().to_anonymise(cutoff, 1).await.unwrap();
-    assert_eq!(due, vec![long_gone]);
+    uow.commit().await.unwrap();
+
+    // The work list (a read): withdrawn by the cutoff, not anonymised, by id, after a key.
+    let mut due = vec![long_gone.clone(), at_cutoff.clone()];
+    due.sort_by_key(|m| m.id);
+    let ids: Vec<MemberId> = due.iter().map(|m| m.id).collect();
+    let list = |after, limit| {
+        stores
+            .members
+            .members_to_anonymise(cutoff, after, limit, Consistency::Strong)
+    };
+    assert_eq!(list(None, 10).await.unwrap(), ids);
+    assert_eq!(list(None, 1).await.unwrap(), ids[..1]);
+    assert_eq!(list(Some(ids[0]), 10).await.unwrap(), ids[1..]);
+    let count = |after| {
+        stores
+            .members
+            .count_members_to_anonymise(cutoff, after, Consistency::Strong)
+    };
+    assert_eq!((count(None).await.unwrap(), count(Some(ids[0])).await.unwrap()), (2, 1));
+
+    // The chunk's re-check (locked): of the ids given, only those still due.
+    let mut uow = stores.db.begin().await.unwrap();
+    let all = [long_gone.id, at_cutoff.id, recent.id, done.id, active.id];
+    assert_eq!(uow.members().to_anonymise(&all, cutoff).await.unwrap(), due);
+    assert_eq!(
+        uow.members().to_anonymise(&[long_gone.id], cutoff).await.unwrap(),
+        vec![long_gone]
+    );
 }

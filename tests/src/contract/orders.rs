@@ -129,10 +129,24 @@ pub async fn stale_orders_are_pending_orders_created_by_the_cutoff(stores: Store
     cancelled.cancel(t - Duration::minutes(20)).unwrap();
     insert_orders(&stores, &[&fresh, &at_cutoff, &paid, &oldest, &cancelled]).await;
 
+    // The work list (a read): pending orders created by the cutoff, by id, after a key.
+    let mut stale = vec![oldest.clone(), at_cutoff.clone()];
+    stale.sort_by_key(|o| o.id);
+    let ids: Vec<OrderId> = stale.iter().map(|o| o.id).collect();
+    let list = |after, limit| stores.orders.stale_order_ids(cutoff, after, limit, Consistency::Strong);
+    assert_eq!(list(None, 10).await.unwrap(), ids);
+    assert_eq!(list(None, 1).await.unwrap(), ids[..1]);
+    assert_eq!(list(Some(ids[0]), 10).await.unwrap(), ids[1..]);
+    let count = |after| stores.orders.count_stale_orders(cutoff, after, Consistency::Strong);
+    assert_eq!((count(None).await.unwrap(), count(Some(ids[0])).await.unwrap()), (2, 1));
+
+    // The chunk's re-check (locked): of the ids given, only those still stale, with lines.
     let mut uow = stores.db.begin().await.unwrap();
+    let all = [fresh.id, at_cutoff.id, paid.id, oldest.id, cancelled.id];
+    assert_eq!(uow.orders().stale_orders(&all, cutoff).await.unwrap(), stale);
     assert_eq!(
-        uow.orders().stale_orders(cutoff, 10).await.unwrap(),
-        vec![oldest.clone(), at_cutoff]
+        uow.orders().stale_orders(&[oldest.id], cutoff).await.unwrap(),
+        vec![oldest]
     );
-    assert_eq!(uow.orders().stale_orders(cutoff, 1).await.unwrap(), vec![oldest]);
+    assert!(uow.orders().stale_orders(&[], cutoff).await.unwrap().is_empty());
 }

@@ -49,18 +49,34 @@ async fn a_rider_registers_a_licence_the_provider_verified_and_drives_with_it() 
     let member_id = member["id"].as_str().unwrap();
     let cx = app.staff(Role::Cx).await;
 
-    assert_problem(app.get("/members/me/licence", Some(&token)).await, 404, "licence.not_found").await;
+    assert_problem(
+        app.get("/members/me/licence", Some(&token)).await,
+        404,
+        "licence.not_found",
+    )
+    .await;
     for (body, field) in [
         (json!({ "number": "x", "expires_on": "2033-03-31" }), "number"),
-        (json!({ "number": "11-22-333333-44", "expires_on": "2020-01-01" }), "expires_on"),
-        (json!({ "number": "11-22-333333-44", "expires_on": "31/03/2033" }), "expires_on"),
+        (
+            json!({ "number": "11-22-333333-44", "expires_on": "2020-01-01" }),
+            "expires_on",
+        ),
+        (
+            json!({ "number": "11-22-333333-44", "expires_on": "31/03/2033" }),
+            "expires_on",
+        ),
     ] {
         let refused = app.put("/members/me/licence", Some(&token), &body).await;
-        assert_eq!(error_fields(&assert_problem(refused, 422, "validation.failed").await), [field]);
+        assert_eq!(
+            error_fields(&assert_problem(refused, 422, "validation.failed").await),
+            [field]
+        );
     }
     assert_eq!(provider.requests(), 0, "bad input never reaches the provider");
 
-    let rejected = app.put("/members/me/licence", Some(&token), &licence("99-99-999999-99")).await;
+    let rejected = app
+        .put("/members/me/licence", Some(&token), &licence("99-99-999999-99"))
+        .await;
     assert_problem(rejected, 409, "licence.rejected").await;
     let down = app
         .request(Method::PUT, "/members/me/licence", Some(&token))
@@ -72,7 +88,8 @@ async fn a_rider_registers_a_licence_the_provider_verified_and_drives_with_it() 
     assert_eq!(provider.asked("55-55-555555-55"), 2, "retried once");
 
     let registered = json_body(
-        app.put("/members/me/licence", Some(&token), &licence(" 11-22-333333-44 ")).await,
+        app.put("/members/me/licence", Some(&token), &licence(" 11-22-333333-44 "))
+            .await,
         200,
     )
     .await;
@@ -81,22 +98,42 @@ async fn a_rider_registers_a_licence_the_provider_verified_and_drives_with_it() 
         (&json!("11-22-333333-44"), &json!("2034-12-31"), &json!("valid")),
         "trimmed, with the provider's expiry"
     );
-    assert_eq!(json_body(app.get("/members/me/licence", Some(&token)).await, 200).await, registered);
+    assert_eq!(
+        json_body(app.get("/members/me/licence", Some(&token)).await, 200).await,
+        registered
+    );
 
-    let record = json_body(app.get(&format!("/admin/members/{member_id}/licence"), Some(&cx)).await, 200).await;
+    let record = json_body(
+        app.get(&format!("/admin/members/{member_id}/licence"), Some(&cx)).await,
+        200,
+    )
+    .await;
     assert_eq!(record["licence"], registered);
     let checks = record["checks"].as_array().unwrap();
-    let seen: Vec<_> = checks.iter().map(|c| (c["number"].as_str(), c["status"].as_str(), c["reason"].as_str())).collect();
+    let seen: Vec<_> = checks
+        .iter()
+        .map(|c| (c["number"].as_str(), c["status"].as_str(), c["reason"].as_str()))
+        .collect();
     assert_eq!(
         seen,
         [
             (Some("11-22-333333-44"), Some("valid"), None),
-            (Some("99-99-999999-99"), Some("suspended"), Some("revoked by the issuer")),
+            (
+                Some("99-99-999999-99"),
+                Some("suspended"),
+                Some("revoked by the issuer")
+            ),
         ],
         "newest first, the rejected attempt kept"
     );
     assert!(checks.iter().all(|c| c["actor"] == format!("member:{member_id}")));
-    assert_problem(app.get(&format!("/admin/members/{member_id}/licence"), Some(&token)).await, 403, "auth.forbidden").await;
+    assert_problem(
+        app.get(&format!("/admin/members/{member_id}/licence"), Some(&token))
+            .await,
+        403,
+        "auth.forbidden",
+    )
+    .await;
 
     app.enrol(&token, 6000).await;
     json_body(app.post_empty("/driving/sessions", Some(&token)).await, 201).await;
@@ -118,7 +155,11 @@ fn runner(app: &TestApp, holder: &str, settings: JobSettings) -> JobRunner {
 /// A rider with a licence numbered `number`: their id and token.
 async fn licensed(app: &TestApp, number: &str) -> (String, String) {
     let (member, token) = app.rider().await;
-    json_body(app.put("/members/me/licence", Some(&token), &licence(number)).await, 200).await;
+    json_body(
+        app.put("/members/me/licence", Some(&token), &licence(number)).await,
+        200,
+    )
+    .await;
     (member["id"].as_str().unwrap().to_owned(), token)
 }
 
@@ -161,7 +202,10 @@ async fn the_batch_suspends_the_licences_the_provider_rejects_and_leaves_unanswe
         (&json!("suspended"), &json!("revoked"))
     );
     assert_eq!(suspended["checks"][0]["actor"], "system:licence-reverification");
-    assert_eq!(json_body(app.get("/members/me/licence", Some(&revoked_token)).await, 200).await["status"], "suspended");
+    assert_eq!(
+        json_body(app.get("/members/me/licence", Some(&revoked_token)).await, 200).await["status"],
+        "suspended"
+    );
     app.enrol(&revoked_token, 6000).await;
     assert_problem(
         app.post_empty("/driving/sessions", Some(&revoked_token)).await,
@@ -176,7 +220,10 @@ async fn the_batch_suspends_the_licences_the_provider_rejects_and_leaves_unanswe
         .events_of(&[revoked.parse().unwrap()], 10, Consistency::Strong)
         .await
         .unwrap();
-    let suspensions: Vec<_> = events.iter().filter(|e| e.event_type == "member.licence_suspended").collect();
+    let suspensions: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == "member.licence_suspended")
+        .collect();
     assert_eq!(suspensions.len(), 1, "{events:?}");
 
     let renewed = record(renewed).await;
@@ -189,19 +236,41 @@ async fn the_batch_suspends_the_licences_the_provider_rejects_and_leaves_unanswe
     assert_eq!(before(&failing).await, failing_before);
     assert_eq!(before(&garbled).await, garbled_before);
     assert_eq!(record(failing).await["checks"].as_array().unwrap().len(), 1);
-    assert_eq!(provider.asked("10-00-000000-03"), 1 + 2, "registration, then two attempts");
+    assert_eq!(
+        provider.asked("10-00-000000-03"),
+        1 + 2,
+        "registration, then two attempts"
+    );
 
     // The next run asks about the two again, and finds the provider answering.
     provider.answer("10-00-000000-03", Answer::Valid("2033-03-31".into()));
     provider.answer("10-00-000000-04", Answer::Valid("2033-03-31".into()));
-    let outcome = runner(&app, "instance-a", JobSettings { chunk_size: 3, max_rows_per_second: 0, ..JobSettings::default() })
-        .run(&job)
-        .await
-        .unwrap();
-    assert_eq!(outcome, RunOutcome::Finished { done: 3, failed: 0 }, "the suspended licence is no longer due");
+    let outcome = runner(
+        &app,
+        "instance-a",
+        JobSettings {
+            chunk_size: 3,
+            max_rows_per_second: 0,
+            ..JobSettings::default()
+        },
+    )
+    .run(&job)
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome,
+        RunOutcome::Finished { done: 3, failed: 0 },
+        "the suspended licence is no longer due"
+    );
     let metrics = app.metrics().await;
-    assert!(metrics.contains("job_last_finished_timestamp_seconds{job=\"licence-reverification\"}"), "{metrics}");
-    assert!(metrics.contains("job_rows_total{job=\"licence-reverification\",outcome=\"failed\"}"), "{metrics}");
+    assert!(
+        metrics.contains("job_last_finished_timestamp_seconds{job=\"licence-reverification\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("job_rows_total{job=\"licence-reverification\",outcome=\"failed\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
@@ -228,11 +297,19 @@ async fn a_run_stopped_mid_way_is_resumed_after_its_last_chunk_by_another_instan
         .runtime
         .ports
         .licences
-        .due_licences(&all_due().cutoffs(time::OffsetDateTime::now_utc()), None, 7, Consistency::Strong)
+        .due_licences(
+            &all_due().cutoffs(time::OffsetDateTime::now_utc()),
+            None,
+            7,
+            Consistency::Strong,
+        )
         .await
         .unwrap();
     let stall_from = &first[2].number;
-    provider.answer(stall_from, Answer::Slow(Duration::from_secs(30), Box::new(Answer::Valid("2033-03-31".into()))));
+    provider.answer(
+        stall_from,
+        Answer::Slow(Duration::from_secs(30), Box::new(Answer::Valid("2033-03-31".into()))),
+    );
     let a = tokio::spawn({
         let (runner, job) = (runner(&app, "instance-a", settings.clone()), job.clone());
         async move { runner.run(&job).await }
@@ -247,14 +324,21 @@ async fn a_run_stopped_mid_way_is_resumed_after_its_last_chunk_by_another_instan
     };
     let waited = std::time::Instant::now();
     while !progressed().await {
-        assert!(waited.elapsed() < Duration::from_secs(20), "instance A never reached its second chunk");
+        assert!(
+            waited.elapsed() < Duration::from_secs(20),
+            "instance A never reached its second chunk"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     a.abort();
     assert!(a.await.unwrap_err().is_cancelled());
 
     let b = runner(&app, "instance-b", settings);
-    assert_eq!(b.run(&job).await.unwrap(), RunOutcome::HeldElsewhere, "A's lease still holds");
+    assert_eq!(
+        b.run(&job).await.unwrap(),
+        RunOutcome::HeldElsewhere,
+        "A's lease still holds"
+    );
     provider.answer(stall_from, Answer::Valid("2033-03-31".into()));
     tokio::time::sleep(Duration::from_millis(2100)).await;
     // B resumes after A's committed chunk: the run's counts include A's two.
@@ -262,11 +346,18 @@ async fn a_run_stopped_mid_way_is_resumed_after_its_last_chunk_by_another_instan
 
     let states = app.runtime.ports.jobs.job_states().await.unwrap();
     let state = states.iter().find(|s| s.name == "licence-reverification").unwrap();
-    assert_eq!((state.rows_done, state.rows_failed, state.holder.as_deref()), (7, 0, None));
+    assert_eq!(
+        (state.rows_done, state.rows_failed, state.holder.as_deref()),
+        (7, 0, None)
+    );
     for (i, number) in numbers.iter().enumerate() {
         let asked = provider.asked(number);
         // Registration, the batch; A's stalled chunk (its 3rd and 4th) asked twice.
-        let expected = if first[2..4].iter().any(|l| &l.number == number) { 3 } else { 2 };
+        let expected = if first[2..4].iter().any(|l| &l.number == number) {
+            3
+        } else {
+            2
+        };
         assert_eq!(asked, expected, "licence {i} ({number})");
     }
     // Every licence re-verified exactly once in what was committed.
