@@ -369,12 +369,13 @@ impl Runtime {
         Ok(())
     }
 
-    /// The runner of this instance's scheduled jobs (a new lease holder name each time).
+    /// The runner of this instance's scheduled jobs. Its name in leases, new each time,
+    /// carries the process id, so an operator (or a test) can tell which process holds a job.
     pub fn job_runner(&self) -> JobRunner {
         JobRunner::new(
             self.ports.jobs.clone(),
             self.ports.clock.clone(),
-            format!("jobs-{}", uuid::Uuid::now_v7()),
+            format!("jobs-{}-{}", std::process::id(), uuid::Uuid::now_v7()),
             self.config.jobs.settings(),
         )
     }

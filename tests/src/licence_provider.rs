@@ -32,10 +32,12 @@ pub enum Answer {
 #[derive(Default)]
 struct Book {
     answers: HashMap<String, Answer>,
+    otherwise: Option<Answer>,
     asked: HashMap<String, usize>,
 }
 
-/// The running provider. Numbers without an answer set are valid until 2036-12-31.
+/// The running provider. Numbers without an answer set ([`Self::answer`],
+/// [`Self::answer_others`]) are valid until 2036-12-31.
 #[derive(Clone)]
 pub struct FakeProvider {
     book: Arc<Mutex<Book>>,
@@ -61,6 +63,11 @@ impl FakeProvider {
         self.book.lock().unwrap().answers.insert(number.to_owned(), answer);
     }
 
+    /// From now on, numbers without their own answer are answered with `answer`.
+    pub fn answer_others(&self, answer: Answer) {
+        self.book.lock().unwrap().otherwise = Some(answer);
+    }
+
     /// How many times `number` was asked about.
     pub fn asked(&self, number: &str) -> usize {
         self.book.lock().unwrap().asked.get(number).copied().unwrap_or(0)
@@ -77,7 +84,7 @@ async fn verify(State(book): State<Arc<Mutex<Book>>>, axum::Json(body): axum::Js
     let answer = {
         let mut book = book.lock().unwrap();
         *book.asked.entry(number.clone()).or_default() += 1;
-        book.answers.get(&number).cloned()
+        book.answers.get(&number).or(book.otherwise.as_ref()).cloned()
     };
     respond(answer.unwrap_or_else(|| Answer::Valid("2036-12-31".into()))).await
 }
@@ -100,4 +107,45 @@ async fn respond(mut answer: Answer) -> Response {
             }
         };
     }
+}
+
+/// Writes `n` active riders, `rider<i>@<domain>` with `password_hash`, each with a valid
+/// licence (`BL-<i>`, to 2035-05-31) last verified `verified_days_ago` days ago, on a
+/// PostgreSQL database of hexride's schema: server-side, in one statement each.
+pub async fn seed_licensed_riders(
+    pool: &sqlx::PgPool,
+    n: u64,
+    domain: &str,
+    password_hash: &str,
+    verified_days_ago: i32,
+) {
+    sqlx::query(
+        "insert into members (id, email, name, phone, password_hash, role, status, created_at, updated_at) \
+         select md5($3 || i)::uuid, 'rider' || i || '@' || $3, 'Rider ' || i, \
+                '010' || lpad(i::text, 8, '0'), $1, 'rider', 'active', now(), now() \
+         from generate_series(1, $2) i",
+    )
+    .bind(password_hash)
+    .bind(i64::try_from(n).expect("a count"))
+    .bind(domain)
+    .execute(pool)
+    .await
+    .expect("riders");
+    sqlx::query(
+        "insert into licences (member_id, number, expires_on, status, last_verified_at, registered_at, \
+                               created_at, updated_at) \
+         select md5($2 || i)::uuid, 'BL-' || lpad(i::text, 8, '0'), '2035-05-31', 'valid', \
+                now() - make_interval(days => $3), now() - make_interval(days => $3), now(), now() \
+         from generate_series(1, $1) i",
+    )
+    .bind(i64::try_from(n).expect("a count"))
+    .bind(domain)
+    .bind(verified_days_ago)
+    .execute(pool)
+    .await
+    .expect("licences");
+    sqlx::query("analyze members, licences")
+        .execute(pool)
+        .await
+        .expect("analyze");
 }

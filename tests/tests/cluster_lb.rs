@@ -453,3 +453,112 @@ impl Drop for RestartPrimary {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_running_the_licence_batch_sigkilled_leaves_the_run_to_the_other_which_resumes_it() {
+    // Riders whose licences are all due, a provider that answers in 20 ms, and a paced batch
+    // (40 licences/s in chunks of 10) on two workers, one of which holds the job's lease.
+    const RIDERS: i64 = 300;
+    let provider = tests::licence_provider::FakeProvider::start().await;
+    provider.answer_others(tests::licence_provider::Answer::Slow(
+        Duration::from_millis(20),
+        Box::new(tests::licence_provider::Answer::Valid("2036-12-31".into())),
+    ));
+    let Some((_serial, cluster)) = ClusterSh::for_case(
+        18360,
+        "hexride_cluster_licences",
+        &[
+            ("CLUSTER_WORKERS", "2"),
+            ("APP__LICENCE_PROVIDER__URL", provider.url.as_str()),
+            ("APP__JOBS__INTERVAL_SECS", "1"),
+            ("APP__JOBS__BATCH_SIZE", "10"),
+            ("APP__JOBS__MAX_ROWS_PER_SECOND", "40"),
+            ("APP__JOBS__LEASE_SECS", "3"),
+        ],
+    )
+    .await
+    else {
+        return;
+    };
+    let db = cluster.database().await;
+    tests::licence_provider::seed_licensed_riders(&db, RIDERS as u64, "cluster.example", "not a hash", 100).await;
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(&db).await.unwrap() }
+    };
+    let job = || {
+        let db = db.clone();
+        async move {
+            sqlx::query_as::<_, (Option<String>, i64, Option<time::OffsetDateTime>)>(
+                "select holder, rows_done, run_started_at from jobs where name = 'licence-reverification'",
+            )
+            .fetch_optional(&db)
+            .await
+            .unwrap()
+        }
+    };
+
+    // A third of the way in, the holder's process is SIGKILLed mid-run.
+    let waited = std::time::Instant::now();
+    let (holder, run_started_at) = loop {
+        if let Some((Some(holder), done, Some(started))) = job().await
+            && done >= RIDERS / 3
+        {
+            break (holder, started);
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "the batch never got a third of the way"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let pid = holder.split('-').nth(1).expect("jobs-<pid>-<id>").to_owned();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let node = ["worker-1", "worker-2"]
+        .into_iter()
+        .find(|node| {
+            let file = root.join(format!("target/cluster-test-18360/{node}/pid"));
+            std::fs::read_to_string(file).is_ok_and(|p| p.trim() == pid)
+        })
+        .expect("the holder is a worker of this cluster");
+    cluster.call(&["kill", node]).await;
+
+    // The other worker takes the job over once the lease runs out, and goes on with the
+    // same run (its start is kept) from the last committed chunk.
+    let waited = std::time::Instant::now();
+    loop {
+        if let Some((Some(next), _, started)) = job().await
+            && next != holder
+        {
+            assert_eq!(started, Some(run_started_at), "the run was resumed, not started again");
+            break;
+        }
+        assert!(
+            waited.elapsed() < Duration::from_secs(60),
+            "no worker took the job over"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    wait_for_zero(
+        || count("select count(*) from licences where last_verified_at < now() - interval '1 day'"),
+        "licences not re-verified after the kill",
+    )
+    .await;
+
+    // Each licence was re-verified exactly once in what was committed; at most the killed
+    // worker's chunk in flight was asked about twice.
+    assert_eq!(
+        count("select count(*) from licence_checks").await,
+        RIDERS,
+        "one check per licence"
+    );
+    assert_eq!(
+        count("select count(distinct member_id) from licence_checks").await,
+        RIDERS
+    );
+    let asked = provider.requests() as i64;
+    assert!(
+        (RIDERS..=RIDERS + 10).contains(&asked),
+        "the provider was asked {asked} times"
+    );
+}
