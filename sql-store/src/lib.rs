@@ -37,6 +37,7 @@ pub mod idempotency;
 pub mod insurance;
 pub mod members;
 pub mod orders;
+pub mod plans;
 pub mod pool;
 pub mod routing;
 pub mod sql;

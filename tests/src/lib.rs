@@ -7,4 +7,5 @@ pub mod kafka;
 pub mod load;
 pub mod redis;
 pub mod routing;
+pub mod scale;
 pub mod services;
