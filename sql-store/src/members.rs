@@ -124,7 +124,9 @@ pub(crate) async fn by_id(conn: &mut impl SqlConn, id: MemberId, lock: Lock) -> 
 
 /// The member by e-mail (login), for [`member`].
 pub(crate) fn by_email_statement(email: &str, lock: Lock) -> Statement<'_> {
-    sql("select * from members where email = ? {lock}").text(email).lock(lock)
+    sql("select * from members where email = ? {lock}")
+        .text(email)
+        .lock(lock)
 }
 
 pub(crate) async fn by_email(conn: &mut impl SqlConn, email: &str, lock: Lock) -> Result<Option<Member>, StoreError> {
@@ -265,11 +267,7 @@ fn three_trigrams(text: &str) -> [String; 3] {
     }
     match trigrams.as_slice() {
         [] => Default::default(),
-        all => [
-            all[0].clone(),
-            all[all.len() / 2].clone(),
-            all[all.len() - 1].clone(),
-        ],
+        all => [all[0].clone(), all[all.len() / 2].clone(), all[all.len() - 1].clone()],
     }
 }
 

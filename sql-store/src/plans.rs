@@ -51,7 +51,10 @@ pub fn online_queries(dialect: &Dialect, samples: &Samples) -> Vec<OnlineQuery> 
         statement: statement.into_owned(),
     };
     let mut queries = vec![
-        query("login by e-mail", members::by_email_statement(&samples.email, Lock::None)),
+        query(
+            "login by e-mail",
+            members::by_email_statement(&samples.email, Lock::None),
+        ),
         query("member by id", members::by_id_statement(samples.member_id, Lock::None)),
         query(
             "policies of a member",
@@ -61,7 +64,10 @@ pub fn online_queries(dialect: &Dialect, samples: &Samples) -> Vec<OnlineQuery> 
             "a statement's sessions",
             insurance::sessions_of_policy_statement(samples.policy_id, samples.from, samples.to),
         ),
-        query("orders of a member", orders::orders_of_member_statement(samples.member_id, 20)),
+        query(
+            "orders of a member",
+            orders::orders_of_member_statement(samples.member_id, 20),
+        ),
         query("lines of orders", orders::lines_statement(&samples.order_ids)),
         query("outbox claim", events::claim_statement(samples.now, 100)),
     ];
@@ -93,7 +99,11 @@ impl<B: Backend> SqlStore<B> {
         let mut conn = self.primary().await?;
         let dialect = conn.dialect();
         let rendered = statement.render(dialect)?;
-        let prefix = if dialect.name == "sqlite" { "explain query plan " } else { "explain " };
+        let prefix = if dialect.name == "sqlite" {
+            "explain query plan "
+        } else {
+            "explain "
+        };
         let query = Query {
             sql: format!("{prefix}{}", rendered.sql),
             values: rendered.values,
@@ -107,7 +117,10 @@ impl<B: Backend> SqlStore<B> {
             match dialect.name {
                 "postgres" => {
                     let line = row.text("QUERY PLAN")?;
-                    if let Some(table) = line.split("Seq Scan on ").nth(1).and_then(|rest| rest.split(' ').next())
+                    if let Some(table) = line
+                        .split("Seq Scan on ")
+                        .nth(1)
+                        .and_then(|rest| rest.split(' ').next())
                     {
                         plan.full_scans.push(table.to_owned());
                     }

@@ -240,14 +240,13 @@ pub fn samples() -> Samples {
 const MARK: &str = "select version from scale_fill";
 const APPLIED: &str = "select version, checksum from _sqlx_migrations where success order by version";
 
-/// Whether a database was filled by this generator under exactly `migrator`'s migrations:
-/// the fill's `version`, and the same migrations `applied` (versions and checksums).
+/// Whether a database was filled by this generator under `migrator`'s migrations: the
+/// fill's `version`, and the migrations `applied` are the first of `migrator`'s, unchanged
+/// (versions and checksums). Newer ones are then applied to the filled data, as in a
+/// deployment.
 fn is_current(version: Option<i64>, applied: &[(i64, Vec<u8>)], migrator: &Migrator) -> bool {
-    let wanted: Vec<(i64, Vec<u8>)> = migrator
-        .iter()
-        .map(|m| (m.version, m.checksum.to_vec()))
-        .collect();
-    version == Some(FILL_VERSION) && applied == wanted.as_slice()
+    let wanted: Vec<(i64, Vec<u8>)> = migrator.iter().map(|m| (m.version, m.checksum.to_vec())).collect();
+    version == Some(FILL_VERSION) && !applied.is_empty() && wanted.starts_with(applied)
 }
 
 async fn run<'c, E: Executor<'c>>(conn: E, sql: &str) {
@@ -285,7 +284,9 @@ pub async fn postgres() -> Option<(PgStore, Fill)> {
         let store = pg_store(&url).await;
         store.migrate().await.expect("migrate the scale database");
         store.close().await;
-        let mut conn = PgConnection::connect(&url).await.expect("connect to the scale database");
+        let mut conn = PgConnection::connect(&url)
+            .await
+            .expect("connect to the scale database");
         fill_postgres(&mut conn).await;
         conn.close().await.ok();
         wait_for_pg_replicas(&mut admin).await;
@@ -293,6 +294,7 @@ pub async fn postgres() -> Option<(PgStore, Fill)> {
     };
     admin.close().await.ok();
     let store = pg_store(&url).await;
+    store.migrate().await.expect("migrate the scale database");
     Some((store, fill))
 }
 
@@ -403,7 +405,11 @@ async fn fill_postgres(conn: &mut PgConnection) {
     for statement in &statements {
         let started = Instant::now();
         run(&mut *conn, statement).await;
-        eprintln!("  {:>6.1} s  {}", started.elapsed().as_secs_f64(), first_words(statement));
+        eprintln!(
+            "  {:>6.1} s  {}",
+            started.elapsed().as_secs_f64(),
+            first_words(statement)
+        );
     }
     for (index, definition) in &indexes {
         let started = Instant::now();
@@ -489,6 +495,7 @@ pub async fn mariadb() -> Option<(MysqlStore, Fill)> {
     let store = MysqlStore::connect(&MysqlConfig::primary(url))
         .await
         .expect("connect a store to the scale database");
+    store.migrate().await.expect("migrate the scale database");
     Some((store, fill))
 }
 
@@ -622,7 +629,11 @@ async fn fill_mariadb(conn: &mut MySqlConnection) {
     for statement in &statements {
         let started = Instant::now();
         run(&mut *conn, statement).await;
-        eprintln!("  {:>6.1} s  {}", started.elapsed().as_secs_f64(), first_words(statement));
+        eprintln!(
+            "  {:>6.1} s  {}",
+            started.elapsed().as_secs_f64(),
+            first_words(statement)
+        );
     }
     for (table, table_keys) in &keys {
         let started = Instant::now();

@@ -16,7 +16,11 @@ const GOAL_MS: f64 = 5.0;
 async fn check_plans<B: Backend>(database: &str, store: &SqlStore<B>, fill: Fill, queries: &[OnlineQuery]) {
     match fill {
         Fill::Reused => eprintln!("{database}: reusing the filled `{}` database", scale::DATABASE),
-        Fill::Filled(took) => eprintln!("{database}: filled `{}` in {:.0} s", scale::DATABASE, took.as_secs_f64()),
+        Fill::Filled(took) => eprintln!(
+            "{database}: filled `{}` in {:.0} s",
+            scale::DATABASE,
+            took.as_secs_f64()
+        ),
     }
     assert!(queries.len() >= 11, "every online query is listed: {}", queries.len());
     let mut full_scans = Vec::new();
@@ -27,7 +31,11 @@ async fn check_plans<B: Backend>(database: &str, store: &SqlStore<B>, fill: Fill
         let mut times = store.time(&query.statement, 7).await.expect("run");
         times.sort();
         let median_ms = times[times.len() / 2].as_secs_f64() * 1000.0;
-        let goal = if median_ms <= GOAL_MS { "" } else { "  (over the 5 ms goal)" };
+        let goal = if median_ms <= GOAL_MS {
+            ""
+        } else {
+            "  (over the 5 ms goal)"
+        };
         eprintln!("{database} · {} · {median_ms:.2} ms{goal}", query.name);
         for line in &plan.lines {
             eprintln!("    {line}");
