@@ -41,6 +41,7 @@ impl SqlxDialect for MysqlDialect {
         update_returning: false,
         batch: Batch::OneByOne,
         row_guard: "",
+        member_trigrams: true,
     };
 
     fn bind_uuid<'q>(query: SqlxQuery<'q, MySql>, value: Option<Uuid>) -> SqlxQuery<'q, MySql> {

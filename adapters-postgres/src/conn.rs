@@ -39,6 +39,7 @@ impl SqlxDialect for PgDialect {
         update_returning: true,
         batch: Batch::WriteCtes,
         row_guard: "",
+        member_trigrams: false,
     };
 
     fn bind_uuid<'q>(query: SqlxQuery<'q, Postgres>, value: Option<Uuid>) -> SqlxQuery<'q, Postgres> {

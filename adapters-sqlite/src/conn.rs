@@ -62,6 +62,7 @@ impl SqlxDialect for SqliteDialect {
         update_returning: true,
         batch: Batch::Script,
         row_guard: ROW_GUARD,
+        member_trigrams: false,
     };
 
     fn bind_uuid<'q>(query: SqlxQuery<'q, Sqlite>, value: Option<Uuid>) -> SqlxQuery<'q, Sqlite> {

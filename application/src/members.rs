@@ -100,6 +100,9 @@ pub(crate) async fn is_active(members: &mut dyn ports::MemberWrites, member_id: 
     Ok(members.by_id(member_id).await?.is_some_and(|m| m.is_active()))
 }
 
+/// The fewest characters a staff search for text anywhere takes ([`MemberService::find`]).
+pub const FIND_MIN_CHARS: usize = 3;
+
 /// A sign-up (or staff) request as the client sent it.
 #[derive(Debug, Clone)]
 pub struct SignUp {
@@ -522,19 +525,26 @@ impl MemberService {
     /// Staff search by part of the e-mail, name or phone number, without regard to case,
     /// one page of `limit` (1–100) by e-mail, after `after_email`. Text that looks like a
     /// phone number (digits with spaces, `-`, `+`, brackets) also matches phones by its digits.
+    ///
+    /// The text needs [`FIND_MIN_CHARS`] characters, and phone-like text as many digits when
+    /// it has any: a part that short matches a large share of all members, and no index
+    /// finds it (trigram indexes start at three characters), so every member would be read.
     pub async fn find(&self, text: &str, after_email: Option<&str>, limit: i64) -> Result<Vec<Member>, MemberError> {
         let text = text.trim().to_lowercase();
-        if text.is_empty() || text.chars().count() > 100 {
-            return Err(ValidationErrors::field("q", "must be 1 to 100 characters").into());
+        if !(FIND_MIN_CHARS..=100).contains(&text.chars().count()) {
+            return Err(ValidationErrors::field("q", "must be 3 to 100 characters").into());
         }
         let phone_like = text
             .chars()
             .all(|c| c.is_ascii_digit() || matches!(c, ' ' | '-' | '+' | '(' | ')'));
-        let digits = if phone_like {
+        let digits: String = if phone_like {
             text.chars().filter(char::is_ascii_digit).collect()
         } else {
             String::new()
         };
+        if (1..FIND_MIN_CHARS).contains(&digits.len()) {
+            return Err(ValidationErrors::field("q", "a phone number needs at least 3 digits").into());
+        }
         let query = MemberQuery {
             pattern: MemberPattern::Anywhere { text, digits },
             after_email: after_email.map(str::to_owned),
@@ -928,6 +938,11 @@ mod tests {
         service.find(" 1234-5678 ", None, 500).await.expect("phone");
         service.find("Kim 2", Some("a@example.com"), 0).await.expect("name");
         let err = service.find("   ", None, 20).await.expect_err("empty");
+        assert_eq!(err.code(), "validation.failed");
+        // Shorter than a trigram: no index could find it, so it is refused, not scanned for.
+        let err = service.find(" 민수 ", None, 20).await.expect_err("two characters");
+        assert_eq!(err.code(), "validation.failed");
+        let err = service.find("(1) 2", None, 20).await.expect_err("two digits");
         assert_eq!(err.code(), "validation.failed");
         let seen = seen.lock().expect("lock").clone();
         assert_eq!(

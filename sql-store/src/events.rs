@@ -22,7 +22,7 @@ use ports::{
 
 use crate::SqlUnitOfWork;
 use crate::backend::{Backend, Transaction};
-use crate::sql::{Lock, SqlConn, sql};
+use crate::sql::{Lock, SqlConn, Statement, sql};
 use crate::{Columns, SqlStore};
 
 /// An `outbox` row (the aggregate id is the record's key).
@@ -238,6 +238,25 @@ impl<B: Backend> EventWrites for SqlUnitOfWork<B> {
     }
 }
 
+/// The relay's claim: at most `limit` pending rows due at `now` and not leased, whose
+/// aggregate has no earlier pending row, in append order, locked, skipping rows another
+/// relay is claiming; for [`record`].
+pub(crate) fn claim_statement<'a>(now: OffsetDateTime, limit: i64) -> Statement<'a> {
+    sql(
+        "select o.seq, o.id, o.topic, o.event_type, o.aggregate_id, o.payload, o.attempts, o.created_at \
+         from outbox o \
+         where o.status = 'pending' and o.available_at <= ? \
+           and (o.claimed_until is null or o.claimed_until < ?) \
+           and not exists (select 1 from outbox o2 where o2.aggregate_id = o.aggregate_id \
+                           and o2.seq < o.seq and o2.status = 'pending') \
+         order by o.seq limit ? {lock}",
+    )
+    .time(now)
+    .time(now)
+    .limit(limit)
+    .lock(Lock::SkipLocked)
+}
+
 #[async_trait]
 impl<B: Backend> OutboxStore for SqlStore<B> {
     /// One short transaction: the select locks the rows it picks and skips rows another
@@ -252,21 +271,7 @@ impl<B: Backend> OutboxStore for SqlStore<B> {
         let now = OffsetDateTime::now_utc();
         let until = now.saturating_add(time::Duration::try_from(lease).unwrap_or(time::Duration::MAX));
         let mut tx = Transaction::new(self.backend().begin().await?);
-        let rows = sql(
-            "select o.seq, o.id, o.topic, o.event_type, o.aggregate_id, o.payload, o.attempts, o.created_at \
-             from outbox o \
-             where o.status = 'pending' and o.available_at <= ? \
-               and (o.claimed_until is null or o.claimed_until < ?) \
-               and not exists (select 1 from outbox o2 where o2.aggregate_id = o.aggregate_id \
-                               and o2.seq < o.seq and o2.status = 'pending') \
-             order by o.seq limit ? {lock}",
-        )
-        .time(now)
-        .time(now)
-        .limit(limit)
-        .lock(Lock::SkipLocked)
-        .fetch_all(tx.conn()?, record)
-        .await?;
+        let rows = claim_statement(now, limit).fetch_all(tx.conn()?, record).await?;
         if rows.is_empty() {
             tx.rollback().await?;
             return Ok(rows);

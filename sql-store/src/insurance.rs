@@ -163,15 +163,20 @@ pub(crate) async fn policy_by_number(
         .await
 }
 
+/// The member's policies, newest first, for [`policy`].
+pub(crate) fn policies_of_member_statement<'a>(member_id: MemberId, lock: Lock) -> Statement<'a> {
+    sql("select * from policies where member_id = ? order by created_at desc, id desc {lock}")
+        .id(member_id)
+        .lock(lock)
+}
+
 /// Newest first.
 pub(crate) async fn policies_of_member(
     conn: &mut impl SqlConn,
     member_id: MemberId,
     lock: Lock,
 ) -> Result<Vec<Policy>, StoreError> {
-    sql("select * from policies where member_id = ? order by created_at desc, id desc {lock}")
-        .id(member_id)
-        .lock(lock)
+    policies_of_member_statement(member_id, lock)
         .fetch_all(conn, policy)
         .await
 }
@@ -353,21 +358,30 @@ pub(crate) async fn update_session(conn: &mut impl SqlConn, s: &DrivingSession) 
     require_row(changed, "driving session", s.id)
 }
 
-/// Sessions overlapping `[from, to)`: started before `to` and not ended by `from` (an open
-/// session has no end). Oldest first.
+/// The policy's sessions overlapping `[from, to)` (a premium statement's), for [`session`]:
+/// started before `to` and not ended by `from` (an open session has no end). Oldest first.
+pub(crate) fn sessions_of_policy_statement<'a>(
+    policy_id: PolicyId,
+    from: OffsetDateTime,
+    to: OffsetDateTime,
+) -> Statement<'a> {
+    sql("select * from driving_sessions where policy_id = ? and started_at < ? \
+         and (ended_at is null or ended_at > ?) order by started_at, id")
+    .id(policy_id)
+    .time(to)
+    .time(from)
+}
+
+/// See [`sessions_of_policy_statement`].
 pub(crate) async fn sessions_of_policy(
     conn: &mut impl SqlConn,
     policy_id: PolicyId,
     from: OffsetDateTime,
     to: OffsetDateTime,
 ) -> Result<Vec<DrivingSession>, StoreError> {
-    sql("select * from driving_sessions where policy_id = ? and started_at < ? \
-         and (ended_at is null or ended_at > ?) order by started_at, id")
-    .id(policy_id)
-    .time(to)
-    .time(from)
-    .fetch_all(conn, session)
-    .await
+    sessions_of_policy_statement(policy_id, from, to)
+        .fetch_all(conn, session)
+        .await
 }
 
 #[async_trait]

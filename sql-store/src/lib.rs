@@ -39,6 +39,7 @@ pub mod jobs;
 pub mod licences;
 pub mod members;
 pub mod orders;
+pub mod plans;
 pub mod pool;
 pub mod routing;
 pub mod sql;

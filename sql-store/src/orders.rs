@@ -76,12 +76,16 @@ async fn with_lines(conn: &mut impl SqlConn, heads: Statement<'_>) -> Result<Vec
         return Ok(orders);
     }
     let ids: Vec<OrderId> = orders.iter().map(|o| o.id).collect();
-    let lines = sql("select * from order_items where order_id in (?) order by order_id, line_no")
-        .ids(&ids)
+    let lines = lines_statement(&ids)
         .fetch_all(conn, |row| Ok((row.id::<OrderId>("order_id")?, order_line(row)?)))
         .await?;
     attach_lines(&mut orders, lines);
     Ok(orders)
+}
+
+/// The lines of the orders `ids` (not empty), for [`order_line`].
+pub(crate) fn lines_statement(ids: &[OrderId]) -> Statement<'_> {
+    sql("select * from order_items where order_id in (?) order by order_id, line_no").ids(ids)
 }
 
 /// Gives each of `orders` its `lines` (of any of the orders, in line order within each
@@ -163,16 +167,20 @@ pub(crate) async fn update_order(conn: &mut impl SqlConn, o: &Order) -> Result<(
         .await
 }
 
+/// The member's orders without their lines, newest first, for [`order_head`].
+pub(crate) fn orders_of_member_statement<'a>(member_id: MemberId, limit: i64) -> Statement<'a> {
+    sql("select * from orders where member_id = ? order by created_at desc, id desc limit ?")
+        .id(member_id)
+        .limit(limit)
+}
+
 /// Newest first.
 pub(crate) async fn orders_of_member(
     conn: &mut impl SqlConn,
     member_id: MemberId,
     limit: i64,
 ) -> Result<Vec<Order>, StoreError> {
-    let heads = sql("select * from orders where member_id = ? order by created_at desc, id desc limit ?")
-        .id(member_id)
-        .limit(limit);
-    with_lines(conn, heads).await
+    with_lines(conn, orders_of_member_statement(member_id, limit)).await
 }
 
 /// Of the orders `ids`, those still pending and created at or before `created_before`,

@@ -63,6 +63,12 @@ pub struct Dialect {
     /// the `commit` (SQLite: an insert into a temporary view whose trigger raises). Empty
     /// where there is none: the queue is then sent before the `commit`.
     pub row_guard: &'static str,
+    /// Whether the staff search for text anywhere finds its candidates in `member_trigrams`,
+    /// a table of the three-character substrings of each member's lower-cased e-mail, name
+    /// and phone that the store rewrites with the member (MariaDB, which has no index for
+    /// `like '%text%'`). Elsewhere the search is the `like` alone: PostgreSQL answers it from
+    /// its `pg_trgm` indexes, SQLite (embedded, small) scans.
+    pub member_trigrams: bool,
 }
 
 /// How writes whose results nobody reads yet (queued with [`Statement::defer`] in a unit of
@@ -639,6 +645,7 @@ pub(crate) mod tests {
         update_returning: true,
         batch: Batch::WriteCtes,
         row_guard: "",
+        member_trigrams: false,
     };
     const QUESTION: Dialect = Dialect {
         name: "question",
@@ -652,6 +659,7 @@ pub(crate) mod tests {
         update_returning: false,
         batch: Batch::Script,
         row_guard: "",
+        member_trigrams: false,
     };
 
     #[test]

@@ -8,4 +8,5 @@ pub mod licence_provider;
 pub mod load;
 pub mod redis;
 pub mod routing;
+pub mod scale;
 pub mod services;

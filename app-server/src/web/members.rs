@@ -46,7 +46,7 @@ pub async fn search(State(state): State<AppState>, page: Page, Query(query): Que
         h1 { (lang.t(Msg::Riders)) }
         form.search method="get" action="/admin/members" role="search" {
             label for="q" { (lang.t(Msg::SearchLabel)) }
-            input #q type="search" name="q" value=(text) required autofocus;
+            input #q type="search" name="q" value=(text) required minlength=(application::members::FIND_MIN_CHARS) autofocus;
             button type="submit" { (lang.t(Msg::Search)) }
         }
         @if let Some(members) = &found {
