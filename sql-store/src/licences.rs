@@ -115,41 +115,42 @@ impl<B: Backend> LicenceWrites for SqlUnitOfWork<B> {
     }
 }
 
+/// Binds the columns update and insert both write, `number` to `registered_at`.
+fn bind_licence<'a>(statement: Statement<'a>, l: &'a Licence) -> Statement<'a> {
+    statement
+        .text(&l.number)
+        .time(day(l.expires_on))
+        .text(l.status.as_str())
+        .opt_text(l.status_reason.as_deref())
+        .time(l.last_verified_at)
+        .time(l.registered_at)
+}
+
 /// Replaces the member's licence, or inserts it when there is none (the caller holds the
 /// member's lock, so no one else inserts it meanwhile).
 async fn save(conn: &mut impl SqlConn, l: &Licence) -> Result<(), StoreError> {
-    let updated = sql(
+    let update = sql(
         "update licences set number = ?, expires_on = ?, status = ?, status_reason = ?, last_verified_at = ?, \
          registered_at = ?, updated_at = ? where member_id = ?",
-    )
-    .text(&l.number)
-    .time(day(l.expires_on))
-    .text(l.status.as_str())
-    .opt_text(l.status_reason.as_deref())
-    .time(l.last_verified_at)
-    .time(l.registered_at)
-    .time(l.updated_at)
-    .id(l.member_id)
-    .execute(&mut *conn)
-    .await?;
+    );
+    let updated = bind_licence(update, l)
+        .time(l.updated_at)
+        .id(l.member_id)
+        .execute(&mut *conn)
+        .await?;
     if updated > 0 {
         return Ok(());
     }
-    let inserted = sql(
-        "insert into licences (member_id, number, expires_on, status, status_reason, last_verified_at, \
-         registered_at, created_at, updated_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .id(l.member_id)
-    .text(&l.number)
-    .time(day(l.expires_on))
-    .text(l.status.as_str())
-    .opt_text(l.status_reason.as_deref())
-    .time(l.last_verified_at)
-    .time(l.registered_at)
-    .time(l.registered_at)
-    .time(l.updated_at)
-    .execute(conn)
-    .await?;
+    let insert = sql(
+        "insert into licences (number, expires_on, status, status_reason, last_verified_at, registered_at, \
+         member_id, created_at, updated_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    );
+    let inserted = bind_licence(insert, l)
+        .id(l.member_id)
+        .time(l.registered_at)
+        .time(l.updated_at)
+        .execute(conn)
+        .await?;
     require_row(inserted, "licence", l.member_id)
 }
 
