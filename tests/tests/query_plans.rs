@@ -1,17 +1,34 @@
 //! Every online query reads through an index at scale: on a database of 1,000,000 members,
 //! 1,000,000 policies and 10,000,000 driving sessions (`tests::scale`), the plan of each
 //! statement the store runs for a request (`sql_store::plans`) reads no big table in full.
-//! The plans, and each query's time on that data, are printed (`--nocapture`).
+//! The plans, and each query's time on that data, are printed (`--nocapture`). Each staff
+//! search also finds the sample member (the data behind a plan is checked too: MariaDB's
+//! search reads `member_trigrams`, which the fill writes).
 
 use adapters_mysql::MysqlDialect;
 use adapters_postgres::PgDialect;
+use ports::{Consistency, MemberReads};
 use sql_store::backend::Backend;
-use sql_store::plans::{self, OnlineQuery};
+use sql_store::plans::{self, OnlineQuery, Samples};
 use sql_store::{SqlStore, SqlxDialect};
 use tests::scale::{self, BIG_TABLES, Fill};
 
 /// The time goal of an online query on this data.
 const GOAL_MS: f64 = 5.0;
+
+/// Each staff search finds the sample member, which matches every one of them: among a
+/// page that is not full (every match), or else a full page of matches.
+async fn check_searches<B: Backend>(database: &str, store: &SqlStore<B>, samples: &Samples) {
+    for (name, query) in &samples.searches {
+        let found = store.search_members(query, Consistency::Strong).await.expect("search");
+        let limit = usize::try_from(query.limit).expect("a limit");
+        assert!(
+            found.len() == limit || found.iter().any(|m| m.id == samples.member_id),
+            "{database} · staff search: {name} finds {} members, not the sample",
+            found.len()
+        );
+    }
+}
 
 async fn check_plans<B: Backend>(database: &str, store: &SqlStore<B>, fill: Fill, queries: &[OnlineQuery]) {
     match fill {
@@ -56,8 +73,10 @@ async fn every_online_query_uses_an_index_on_postgres_at_scale() {
     let Some((store, fill)) = scale::postgres().await else {
         return;
     };
-    let queries = plans::online_queries(&<PgDialect as SqlxDialect>::DIALECT, &scale::samples());
+    let samples = scale::samples();
+    let queries = plans::online_queries(&<PgDialect as SqlxDialect>::DIALECT, &samples);
     check_plans("PostgreSQL", &store, fill, &queries).await;
+    check_searches("PostgreSQL", &store, &samples).await;
     store.close().await;
 }
 
@@ -66,7 +85,9 @@ async fn every_online_query_uses_an_index_on_mariadb_at_scale() {
     let Some((store, fill)) = scale::mariadb().await else {
         return;
     };
-    let queries = plans::online_queries(&<MysqlDialect as SqlxDialect>::DIALECT, &scale::samples());
+    let samples = scale::samples();
+    let queries = plans::online_queries(&<MysqlDialect as SqlxDialect>::DIALECT, &samples);
     check_plans("MariaDB", &store, fill, &queries).await;
+    check_searches("MariaDB", &store, &samples).await;
     store.close().await;
 }

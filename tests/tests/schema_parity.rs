@@ -58,9 +58,10 @@ const EXPRESSION: &str = "<expression>";
 const DIALECT_SHAPED_INDEXES: &[(&str, &str, &str)] = &[(
     "outbox",
     "outbox_pending_idx",
-    "PostgreSQL's is partial, (seq) where status = 'pending'; SQLite, which has \
-     no table statistics, plans the relay's claim (`order by seq limit n`) as a scan of the \
-     whole outbox instead of using that index, so it keeps (status, available_at)",
+    "PostgreSQL's is partial, (seq) where status = 'pending'; MariaDB, without partial \
+     indexes, has (status, seq); SQLite, which has no table statistics, plans the relay's \
+     claim (`order by seq limit n`) as a scan of the whole outbox instead of using that \
+     index, so it keeps (status, available_at)",
 )];
 const DIALECT_SHAPED: &str = "<shaped by the dialect>";
 
