@@ -104,7 +104,8 @@ impl LicenceService {
         let number = LicenceNumber::parse(number).map_err(|e| ValidationErrors::field("number", e.to_string()))?;
         let now = self.ports.clock.now();
         if expires_on < now.date() {
-            return Err(ValidationErrors::field("expires_on", "must not be in the past").into());
+            // Well-formed, but a licence in force cannot have expired: no need to ask.
+            return Err(LicenceServiceError::Expired);
         }
         let query = LicenceQuery {
             number: number.as_str().to_owned(),

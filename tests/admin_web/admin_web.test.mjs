@@ -370,7 +370,8 @@ test("a withdrawn rider's policy shows member_withdrawn with the event trail", a
 
   const page = await newPage();
   await staffLogin(page, CX);
-  await page.getByLabel('이메일, 전화번호 또는 이름 (일부)').fill('서연');
+  // A search needs at least 3 characters (a trigram): the whole of this 3-syllable name.
+  await page.getByLabel('이메일, 전화번호 또는 이름 (일부)').fill('이서연');
   await page.getByRole('button', { name: '찾기' }).click();
   await page.getByRole('link', { name: '이서연' }).click();
   assert.match(await page.getByTestId('member-status').innerText(), /탈퇴/);

@@ -29,11 +29,12 @@ time::serde::format_description!(iso_date, Date, "[year]-[month]-[day]");
 /// A licence to register.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LicenceRegisterBody {
-    /// 8 to 20 letters or digits, optionally separated by single hyphens
+    /// 8 to 24 characters: letters or digits, optionally separated by single hyphens
     /// (`11-22-333333-44`).
-    #[schema(min_length = 8, max_length = 40)]
+    #[schema(min_length = 8, max_length = 24, pattern = "^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$")]
     pub number: String,
-    /// The last day the licence is in force, `YYYY-MM-DD`, not in the past.
+    /// The last day the licence is in force, `YYYY-MM-DD` (a date already past answers 409
+    /// `licence.expired`).
     #[schema(format = Date)]
     pub expires_on: String,
 }
