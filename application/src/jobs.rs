@@ -60,6 +60,16 @@ pub enum JobError {
     Failed(String),
 }
 
+/// The key a work list resumes after, parsed from the job's cursor (`None`: from the start).
+///
+/// # Errors
+/// [`JobError::Failed`] for a cursor that is no key of this job.
+pub fn resume_after<K: std::str::FromStr>(cursor: Option<&str>) -> Result<Option<K>, JobError> {
+    cursor
+        .map(|key| key.parse().map_err(|_| JobError::Failed(format!("bad cursor {key:?}"))))
+        .transpose()
+}
+
 /// What a chunk did, as recorded with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "a chunk's progress goes back to the runner"]

@@ -187,12 +187,6 @@ impl ReverifyLicences {
     }
 }
 
-fn after_member(after: Option<&str>) -> Result<Option<MemberId>, JobError> {
-    after
-        .map(|key| key.parse().map_err(|_| JobError::Failed(format!("bad cursor {key:?}"))))
-        .transpose()
-}
-
 #[async_trait]
 impl BatchJob for ReverifyLicences {
     type Item = Licence;
@@ -210,7 +204,12 @@ impl BatchJob for ReverifyLicences {
         Ok(self
             .ports
             .licences
-            .due_licences(&cutoffs, after_member(after)?, limit, Consistency::Eventual)
+            .due_licences(
+                &cutoffs,
+                crate::jobs::resume_after(after)?,
+                limit,
+                Consistency::Eventual,
+            )
             .await?)
     }
 
@@ -219,7 +218,7 @@ impl BatchJob for ReverifyLicences {
         Ok(self
             .ports
             .licences
-            .count_due_licences(&cutoffs, after_member(after)?, Consistency::Eventual)
+            .count_due_licences(&cutoffs, crate::jobs::resume_after(after)?, Consistency::Eventual)
             .await?)
     }
 

@@ -570,12 +570,6 @@ impl AnonymiseWithdrawn {
     }
 }
 
-fn after_member(after: Option<&str>) -> Result<Option<MemberId>, JobError> {
-    after
-        .map(|key| key.parse().map_err(|_| JobError::Failed(format!("bad cursor {key:?}"))))
-        .transpose()
-}
-
 #[async_trait::async_trait]
 impl BatchJob for AnonymiseWithdrawn {
     type Item = MemberId;
@@ -599,7 +593,7 @@ impl BatchJob for AnonymiseWithdrawn {
             .members
             .members_to_anonymise(
                 now - ANONYMISE_AFTER,
-                after_member(after)?,
+                crate::jobs::resume_after(after)?,
                 limit,
                 Consistency::Eventual,
             )
@@ -611,7 +605,11 @@ impl BatchJob for AnonymiseWithdrawn {
         let count = self
             .ports
             .members
-            .count_members_to_anonymise(now - ANONYMISE_AFTER, after_member(after)?, Consistency::Eventual)
+            .count_members_to_anonymise(
+                now - ANONYMISE_AFTER,
+                crate::jobs::resume_after(after)?,
+                Consistency::Eventual,
+            )
             .await?;
         Ok(count)
     }

@@ -248,12 +248,6 @@ impl CancelStaleOrders {
     }
 }
 
-fn after_order(after: Option<&str>) -> Result<Option<OrderId>, JobError> {
-    after
-        .map(|key| key.parse().map_err(|_| JobError::Failed(format!("bad cursor {key:?}"))))
-        .transpose()
-}
-
 #[async_trait]
 impl BatchJob for CancelStaleOrders {
     type Item = OrderId;
@@ -272,7 +266,7 @@ impl BatchJob for CancelStaleOrders {
             .orders
             .stale_order_ids(
                 now - PENDING_ORDER_TTL,
-                after_order(after)?,
+                crate::jobs::resume_after(after)?,
                 limit,
                 Consistency::Eventual,
             )
@@ -284,7 +278,11 @@ impl BatchJob for CancelStaleOrders {
         let count = self
             .ports
             .orders
-            .count_stale_orders(now - PENDING_ORDER_TTL, after_order(after)?, Consistency::Eventual)
+            .count_stale_orders(
+                now - PENDING_ORDER_TTL,
+                crate::jobs::resume_after(after)?,
+                Consistency::Eventual,
+            )
             .await?;
         Ok(count)
     }

@@ -3,7 +3,6 @@
 
 use async_trait::async_trait;
 use time::{Date, OffsetDateTime};
-use uuid::Uuid;
 
 use core_domain::MemberId;
 use core_domain::licence::{DueCutoffs, Licence, LicenceCheck};
@@ -66,7 +65,7 @@ pub(crate) fn due_statement<'a>(cutoffs: &DueCutoffs, after: Option<MemberId>, l
     )
     .time(day(cutoffs.expires_by))
     .time(cutoffs.verified_before)
-    .id(after.map_or(Uuid::nil(), |id| id.0))
+    .after_id(after)
     .limit(limit)
 }
 
@@ -207,7 +206,7 @@ impl<B: Backend> LicenceReads for SqlStore<B> {
                      and (expires_on <= ? or last_verified_at <= ?) and member_id > ?")
                 .time(day(cutoffs.expires_by))
                 .time(cutoffs.verified_before)
-                .id(after.map_or(Uuid::nil(), |id| id.0))
+                .after_id(after)
                 .fetch_one(conn, |row| row.int("n")),
             )
         })

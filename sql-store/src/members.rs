@@ -4,7 +4,6 @@
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use core_domain::MemberId;
 use core_domain::member::Member;
@@ -376,7 +375,7 @@ impl<B: Backend> MemberReads for SqlStore<B> {
                      and withdrawn_at <= ? and id > ? order by id limit ?",
                     )
                     .time(before)
-                    .id(after.map_or(Uuid::nil(), |id| id.0))
+                    .after_id(after)
                     .limit(limit)
                     .fetch_all(conn, |row| row.id("id")),
                 )
@@ -398,7 +397,7 @@ impl<B: Backend> MemberReads for SqlStore<B> {
                      and withdrawn_at <= ? and id > ?",
                 )
                 .time(before)
-                .id(after.map_or(Uuid::nil(), |id| id.0))
+                .after_id(after)
                 .fetch_one(conn, |row| row.int("n")),
             )
         })

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use core_domain::order::{Order, OrderLine, Payment, PaymentStatus};
 use core_domain::{MemberId, OrderId};
@@ -280,7 +279,7 @@ impl<B: Backend> OrderReads for SqlStore<B> {
                      order by id limit ?",
                     )
                     .time(before)
-                    .id(after.map_or(Uuid::nil(), |id| id.0))
+                    .after_id(after)
                     .limit(limit)
                     .fetch_all(conn, |row| row.id("id")),
                 )
@@ -299,7 +298,7 @@ impl<B: Backend> OrderReads for SqlStore<B> {
             Box::pin(
                 sql("select count(*) as n from orders where status = 'pending' and created_at <= ? and id > ?")
                     .time(before)
-                    .id(after.map_or(Uuid::nil(), |id| id.0))
+                    .after_id(after)
                     .fetch_one(conn, |row| row.int("n")),
             )
         })

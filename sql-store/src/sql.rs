@@ -197,6 +197,12 @@ impl<'a> Statement<'a> {
         self.arg(Value::Uuid(value.map(Into::into)))
     }
 
+    /// Binds the id a keyset page starts after: the nil id, which sorts before every id,
+    /// when it starts from the beginning.
+    pub fn after_id(self, after: Option<impl Into<Uuid>>) -> Self {
+        self.id(after.map_or(Uuid::nil(), Into::into))
+    }
+
     /// Binds a time.
     pub fn time(self, value: OffsetDateTime) -> Self {
         self.arg(Value::Time(Some(value)))
