@@ -10,8 +10,8 @@
 //! - resumes a run after the last committed chunk (the progress row's cursor), whoever
 //!   runs it next;
 //! - paces itself to `max_rows_per_second`;
-//! - exports progress: `job_rows_total{job,outcome}`, `job_rows_left{job}`,
-//!   `job_runs_total{job,outcome}`, `job_last_finished_timestamp_seconds{job}`.
+//! - exports progress: `job_rows_total{batch,outcome}`, `job_rows_left{batch}`,
+//!   `job_runs_total{batch,outcome}`, `job_last_finished_timestamp_seconds{batch}`.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -117,7 +117,7 @@ pub trait BatchJob: Send + Sync {
     /// An item of the work list, as read from a replica.
     type Item: Send + Sync;
 
-    /// The job's name (its lease, its metrics' `job` label).
+    /// The job's name (its lease, its metrics' `batch` label).
     fn name(&self) -> &'static str;
 
     /// The item's key: the work list is in key order, and a run resumes after a key.
@@ -204,8 +204,8 @@ impl JobRunner {
                     return Err(JobError::LeaseLost);
                 }
                 let finished = self.clock.now().unix_timestamp() as f64;
-                metrics::gauge!("job_last_finished_timestamp_seconds", "job" => name).set(finished);
-                metrics::gauge!("job_rows_left", "job" => name).set(0.0);
+                metrics::gauge!("job_last_finished_timestamp_seconds", "batch" => name).set(finished);
+                metrics::gauge!("job_rows_left", "batch" => name).set(0.0);
                 Ok(RunOutcome::Finished { done, failed })
             }
             Err(JobError::LeaseLost) => Err(JobError::LeaseLost),
@@ -221,7 +221,7 @@ impl JobRunner {
             Err(JobError::LeaseLost) => "lease_lost",
             Err(_) => "failed",
         };
-        metrics::counter!("job_runs_total", "job" => name, "outcome" => label).increment(1);
+        metrics::counter!("job_runs_total", "batch" => name, "outcome" => label).increment(1);
         outcome
     }
 
@@ -236,7 +236,7 @@ impl JobRunner {
         });
         let (mut done, mut failed) = (0, 0);
         let left = job.remaining(cursor.as_deref(), self.clock.now()).await?;
-        metrics::gauge!("job_rows_left", "job" => name).set(left as f64);
+        metrics::gauge!("job_rows_left", "batch" => name).set(left as f64);
         loop {
             let items = job.work_list(cursor.as_deref(), chunk_size, self.clock.now()).await?;
             let Some(last) = items.last() else {
@@ -257,9 +257,9 @@ impl JobRunner {
             let recorded = job.chunk(items, progress).await?;
             done += recorded.done;
             failed += recorded.failed;
-            metrics::counter!("job_rows_total", "job" => name, "outcome" => "done").increment(recorded.done as u64);
-            metrics::counter!("job_rows_total", "job" => name, "outcome" => "failed").increment(recorded.failed as u64);
-            metrics::gauge!("job_rows_left", "job" => name).decrement(count as f64);
+            metrics::counter!("job_rows_total", "batch" => name, "outcome" => "done").increment(recorded.done as u64);
+            metrics::counter!("job_rows_total", "batch" => name, "outcome" => "failed").increment(recorded.failed as u64);
+            metrics::gauge!("job_rows_left", "batch" => name).decrement(count as f64);
             cursor = Some(last);
         }
     }

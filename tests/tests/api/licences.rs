@@ -267,11 +267,11 @@ async fn the_batch_suspends_the_licences_the_provider_rejects_and_leaves_unanswe
     );
     let metrics = app.metrics().await;
     assert!(
-        metrics.contains("job_last_finished_timestamp_seconds{job=\"licence-reverification\"}"),
+        metrics.contains("job_last_finished_timestamp_seconds{batch=\"licence-reverification\"}"),
         "{metrics}"
     );
     assert!(
-        metrics.contains("job_rows_total{job=\"licence-reverification\",outcome=\"failed\"}"),
+        metrics.contains("job_rows_total{batch=\"licence-reverification\",outcome=\"failed\"}"),
         "{metrics}"
     );
 }
