@@ -3,7 +3,7 @@
 # data under $INFRA_DIR. It never touches the system servers on the default ports.
 #
 #   eval "$(scripts/infra.sh up)"     # start what is not running, export the TEST_* URLs
-#   scripts/infra.sh status
+#   scripts/infra.sh status [SERVICE...]
 #   scripts/infra.sh down [--purge]
 #
 # Run `scripts/infra.sh help` for every command. Idempotent: `up` on a running set is a
@@ -46,7 +46,8 @@ Commands:
                     (replicas streaming), then print the env lines: eval "\$(scripts/infra.sh up)"
   down [--purge]    stop every component, keep the data (--purge: delete it too)
   purge             the same as down --purge
-  status            one line per component; exit status 0 only when every one is up
+  status [SVC...]   one line per component (of SVC only: pg, mariadb, redis,
+                    rediscluster, kafka); exit status 0 only when every one is up
   env               print the export lines (TEST_PG_PRIMARY_URL, TEST_PG_REPLICA_URL,
                     TEST_PG_REPLICA2_URL,
                     TEST_MARIADB_PRIMARY_URL, TEST_MARIADB_REPLICA_URL, TEST_MARIADB_*_ADMIN_URL,
@@ -140,9 +141,14 @@ cmd_down() {
     fi
 }
 
+# cmd_status [SERVICE...]: every service's components, or only those of SERVICE...
 cmd_status() {
-    local svc rc=0
-    for svc in "${SERVICES[@]}"; do "${svc}_status" || rc=3; done
+    local svc rc=0 services=("$@")
+    [ $# -gt 0 ] || services=("${SERVICES[@]}")
+    for svc in "${services[@]}"; do
+        declare -F "${svc}_status" >/dev/null || die "no service $svc (services: ${SERVICES[*]})"
+        "${svc}_status" || rc=3
+    done
     return $rc
 }
 
@@ -206,7 +212,7 @@ main() {
         up) [ $# -eq 0 ] || die "up takes no arguments"; cmd_up ;;
         down) cmd_down "$@" ;;
         purge) cmd_down --purge ;;
-        status) cmd_status ;;
+        status) cmd_status "$@" ;;
         env) cmd_env ;;
         start | stop | kill) cmd_component "$cmd" "$@" ;;
         lag) cmd_lag "$@" ;;
