@@ -22,7 +22,8 @@ infra_out=$(mktemp)
 infra_log=$(mktemp)
 scripts/infra.sh up >"$infra_out" 2>"$infra_log" &
 infra_pid=$!
-trap 'kill "$infra_pid" 2>/dev/null || true' EXIT
+plans_pid=
+trap 'kill "$infra_pid" $plans_pid 2>/dev/null || true' EXIT
 echo "  started (pid $infra_pid)"
 
 step "cargo fmt --check"
@@ -37,6 +38,26 @@ scripts/check-deploy.sh
 step "compile the tests and the server (cluster_lb runs the app-server binary as processes)"
 cargo build --locked -q -p app-server
 cargo test --workspace --locked --no-run -q
+plans_bin=$(cargo test --locked -p tests --test query_plans --no-run 2>&1 |
+    sed -n 's/^ *Executable .*(\(.*\))$/\1/p')
+[ -x "$plans_bin" ] || { echo "the query_plans test binary was not found" >&2; exit 1; }
+
+step "query plans at a million riders: in the background, once PostgreSQL and MariaDB are up"
+# tests/tests/query_plans.rs fills its own database, hexride_scale, on both primaries (minutes,
+# on a new machine) and reads nothing else, so it runs beside the rest of the suite, which
+# skips it below. PostgreSQL and MariaDB come up before the broker is built.
+plans_log=$(mktemp)
+(
+    until scripts/infra.sh status pg mariadb >/dev/null 2>&1; do
+        kill -0 "$infra_pid" 2>/dev/null || exit 1
+        sleep 5
+    done
+    eval "$(scripts/infra.sh env)"
+    unset HEXRIDE_SKIP_INTEGRATION
+    cd tests && exec "$plans_bin" --nocapture
+) >"$plans_log" 2>&1 &
+plans_pid=$!
+echo "  started (pid $plans_pid, log $plans_log)"
 
 step "wait for the test infrastructure"
 if ! wait "$infra_pid"; then
@@ -44,7 +65,7 @@ if ! wait "$infra_pid"; then
     echo "scripts/infra.sh up failed" >&2
     exit 1
 fi
-trap - EXIT
+trap 'kill $plans_pid 2>/dev/null || true' EXIT
 tail -n 3 "$infra_log"
 # Integration tests fail rather than skip when a service is missing: skipping is never allowed
 # here.
@@ -52,8 +73,18 @@ eval "$(cat "$infra_out")"
 rm -f "$infra_out" "$infra_log"
 unset HEXRIDE_SKIP_INTEGRATION
 
-step "cargo test --workspace"
-cargo test --workspace --locked
+step "cargo test --workspace (but the query plans, running since the databases came up)"
+cargo test --workspace --locked -- --skip _at_scale
+
+step "query plans at a million riders (started above)"
+if ! wait "$plans_pid"; then
+    cat "$plans_log" >&2
+    echo "tests/tests/query_plans.rs failed" >&2
+    exit 1
+fi
+trap - EXIT
+grep -E '^(PostgreSQL|MariaDB)(: | · )|^test result' "$plans_log"
+rm -f "$plans_log"
 
 step "the library examples: hexride embedded without HTTP, and its router inside another axum app"
 cargo run --locked -q -p tests --example embed_use_cases
