@@ -280,6 +280,12 @@ test('CX finds a rider by part of the phone, expires the policy with a note, see
   await shot(page, 'search-results');
   await rows.getByRole('link', { name: '김민수' }).click();
   assert.match(await page.getByTestId('member-status').innerText(), /활성/);
+  // The licence the rider registered, valid, and its one check: the rider's own, at
+  // registration (the provider accepted it).
+  assert.match(await page.getByTestId('licence-status').innerText(), /^유효$/);
+  const checks = page.getByTestId('licence-checks').locator('tbody tr');
+  assert.equal(await checks.count(), 1);
+  assert.match(await checks.first().innerText(), /11-22-333333-44\s+유효\s+member:[0-9a-f-]{36}$/);
   // Times in Korea time, with UTC beside.
   assert.match(await page.locator('main').innerText(), /\d{4}-\d\d-\d\d \d\d:\d\d:\d\d KST \(\d\d-\d\d \d\d:\d\d:\d\d UTC\)/);
   await shot(page, 'rider');

@@ -191,4 +191,17 @@ messages! {
     ReasonAdminRequest => "CX/관리자 요청", "CX/admin request";
     ReasonInsurerCancellation => "보험사 해지", "Insurer cancellation";
     ReasonMemberWithdrawn => "회원 탈퇴", "Member withdrawn";
+    Licence => "운전면허", "Driving licence";
+    NoLicence => "등록된 운전면허가 없습니다.", "No driving licence registered.";
+    LicenceNumber => "면허 번호", "Licence number";
+    ExpiresOn => "유효기간", "Expires on";
+    LastVerified => "마지막 확인", "Last verified";
+    RegisteredAt => "등록", "Registered";
+    LicenceValid => "유효", "Valid";
+    LicenceSuspended => "정지", "Suspended";
+    LicenceExpired => "만료", "Expired";
+    LicenceChecks => "면허 확인 기록", "Licence checks";
+    NoLicenceChecks => "확인 기록이 없습니다.", "No checks yet.";
+    CheckedAt => "확인 시각", "Checked at";
+    CheckedBy => "확인 주체", "Checked by";
 }

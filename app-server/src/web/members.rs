@@ -1,4 +1,5 @@
-//! Finding a rider, and the rider's page: profile, status, policies, event trail.
+//! Finding a rider, and the rider's page: profile, status, driving licence and its checks,
+//! policies, event trail.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -7,10 +8,11 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use core_domain::MemberId;
+use application::licences::LicenceRecord;
 use ports::TrailEvent;
 
 use super::i18n::Msg;
-use super::view::{maybe_when, member_status, reason, when};
+use super::view::{licence_status, maybe_when, member_status, reason, when};
 use super::{Lang, Page, PageResult};
 use crate::http::AppState;
 
@@ -92,8 +94,8 @@ pub async fn search(State(state): State<AppState>, page: Page, Query(query): Que
     Ok(page.render(lang.t(Msg::Riders), body))
 }
 
-/// A rider: profile and status, policies, and the events written about them with the
-/// consumers that applied each.
+/// A rider: profile and status, driving licence with its checks, policies, and the events
+/// written about them with the consumers that applied each.
 pub async fn show(State(state): State<AppState>, page: Page, Path(id): Path<String>) -> PageResult {
     let lang = page.lang;
     let Ok(id) = id.parse::<Uuid>().map(MemberId) else {
@@ -109,6 +111,12 @@ pub async fn show(State(state): State<AppState>, page: Page, Path(id): Path<Stri
         .services
         .insurance
         .member_policies(id)
+        .await
+        .map_err(|e| page.failed(e))?;
+    let licence = state
+        .services
+        .licences
+        .record(id)
         .await
         .map_err(|e| page.failed(e))?;
     let trail = state
@@ -130,6 +138,7 @@ pub async fn show(State(state): State<AppState>, page: Page, Path(id): Path<Stri
                 dt { (lang.t(Msg::LastLogin)) } dd { (maybe_when(member.last_login_at)) }
             }
         }
+        (licence_section(lang, &licence))
         section aria-labelledby="policies" {
             h2 #policies { (lang.t(Msg::Policies)) }
             @if policies.is_empty() {
@@ -162,6 +171,50 @@ pub async fn show(State(state): State<AppState>, page: Page, Path(id): Path<Stri
         (trail_section(lang, &trail))
     };
     Ok(page.render(&member.name, body))
+}
+
+/// The driving licence (status, number, expiry, last verification) and its checks, newest
+/// first: who checked it (the rider registering, the re-verification batch) and the verdict.
+fn licence_section(lang: Lang, record: &LicenceRecord) -> maud::Markup {
+    html! {
+        section aria-labelledby="licence" {
+            h2 #licence { (lang.t(Msg::Licence)) }
+            @match &record.licence {
+                None => p data-testid="licence-status" { (lang.t(Msg::NoLicence)) },
+                Some(l) => dl {
+                    dt { (lang.t(Msg::Status)) }
+                    dd data-testid="licence-status" { (licence_status(lang, l.status, l.status_reason.as_deref())) }
+                    dt { (lang.t(Msg::LicenceNumber)) } dd { code { (l.number) } }
+                    dt { (lang.t(Msg::ExpiresOn)) } dd { (l.expires_on) }
+                    dt { (lang.t(Msg::LastVerified)) } dd { (when(l.last_verified_at)) }
+                    dt { (lang.t(Msg::RegisteredAt)) } dd { (when(l.registered_at)) }
+                },
+            }
+            h3 { (lang.t(Msg::LicenceChecks)) }
+            @if record.checks.is_empty() {
+                p { (lang.t(Msg::NoLicenceChecks)) }
+            } @else {
+                table data-testid="licence-checks" {
+                    thead { tr {
+                        th scope="col" { (lang.t(Msg::CheckedAt)) }
+                        th scope="col" { (lang.t(Msg::LicenceNumber)) }
+                        th scope="col" { (lang.t(Msg::Status)) }
+                        th scope="col" { (lang.t(Msg::CheckedBy)) }
+                    } }
+                    tbody {
+                        @for c in &record.checks {
+                            tr {
+                                td { (when(c.checked_at)) }
+                                td { code { (c.number) } }
+                                td { (licence_status(lang, c.status, c.reason.as_deref())) }
+                                td { code { (c.actor.to_string()) } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The event trail: each event written, whether the relay delivered it, who applied it.

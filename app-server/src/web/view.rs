@@ -7,6 +7,7 @@ use time::{OffsetDateTime, PrimitiveDateTime, UtcOffset};
 use application::members::StaffContext;
 use core_domain::Krw;
 use core_domain::insurance::{ExpiryReason, Statement};
+use core_domain::licence::LicenceStatus;
 use core_domain::member::{Member, Role};
 
 use super::i18n::{Lang, Msg};
@@ -104,6 +105,19 @@ pub fn member_status(lang: Lang, member: &Member) -> Markup {
             span.badge.off { (lang.t(Msg::Withdrawn)) }
             " " (maybe_when(member.withdrawn_at))
         }
+    }
+}
+
+/// A licence's status as a badge, with its reason (the provider's words) when it has one.
+pub fn licence_status(lang: Lang, status: LicenceStatus, reason: Option<&str>) -> Markup {
+    let (text, class) = match status {
+        LicenceStatus::Valid => (Msg::LicenceValid, "badge ok"),
+        LicenceStatus::Suspended => (Msg::LicenceSuspended, "badge off"),
+        LicenceStatus::Expired => (Msg::LicenceExpired, "badge off"),
+    };
+    html! {
+        span class=(class) { (lang.t(text)) }
+        @if let Some(reason) = reason { " " small.muted { (reason) } }
     }
 }
 
