@@ -258,7 +258,8 @@ impl JobRunner {
             done += recorded.done;
             failed += recorded.failed;
             metrics::counter!("job_rows_total", "batch" => name, "outcome" => "done").increment(recorded.done as u64);
-            metrics::counter!("job_rows_total", "batch" => name, "outcome" => "failed").increment(recorded.failed as u64);
+            metrics::counter!("job_rows_total", "batch" => name, "outcome" => "failed")
+                .increment(recorded.failed as u64);
             metrics::gauge!("job_rows_left", "batch" => name).decrement(count as f64);
             cursor = Some(last);
         }

@@ -7,8 +7,8 @@ use maud::html;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use core_domain::MemberId;
 use application::licences::LicenceRecord;
+use core_domain::MemberId;
 use ports::TrailEvent;
 
 use super::i18n::Msg;
@@ -113,12 +113,7 @@ pub async fn show(State(state): State<AppState>, page: Page, Path(id): Path<Stri
         .member_policies(id)
         .await
         .map_err(|e| page.failed(e))?;
-    let licence = state
-        .services
-        .licences
-        .record(id)
-        .await
-        .map_err(|e| page.failed(e))?;
+    let licence = state.services.licences.record(id).await.map_err(|e| page.failed(e))?;
     let trail = state
         .services
         .insurance
