@@ -40,6 +40,15 @@ impl Flavour {
         }
     }
 
+    /// The statement that lifts [`Self::session_sql`]'s statement timeout from a session
+    /// (migrations).
+    pub fn no_statement_timeout_sql(self) -> &'static str {
+        match self {
+            Flavour::MariaDb => "set session max_statement_time = 0",
+            Flavour::MySql => "set session max_execution_time = 0",
+        }
+    }
+
     /// The statement a session runs when it connects: `read committed` (see the dialect),
     /// the server-side statement timeout in `timeout_ms` (MariaDB: `max_statement_time` in
     /// seconds, for every statement; MySQL: `max_execution_time` in milliseconds, for

@@ -198,15 +198,23 @@ impl Backend for MysqlBackend {
 
     /// Runs the embedded migrations (`adapters-mysql/migrations`) not yet applied, on the
     /// primary (sqlx serialises concurrent runs with a named lock), then waits (up to 30 s)
-    /// until every healthy replica has applied them.
+    /// until every healthy replica has applied them. They run on a connection of their own
+    /// without the statement timeout, which is for requests: a migration may rewrite a big
+    /// table (lock waits keep their bound).
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations")
-            .run(self.primary.pool())
+        let mut conn = self.primary.pool().acquire().await.map_err(translate)?.detach();
+        sqlx::raw_sql(self.flavour.no_statement_timeout_sql())
+            .execute(&mut conn)
             .await
-            .map_err(|e| match e {
-                sqlx::migrate::MigrateError::Execute(e) => translate(e),
-                other => StoreError::other(format!("migration failed: {other}")),
-            })?;
+            .map_err(translate)?;
+        // `run_direct` is `run` on a connection (`run` takes an `Acquire`, whose lifetime the
+        // boxed future of this async trait cannot name).
+        let migrated = sqlx::migrate!("./migrations").run_direct(None, &mut conn, false).await;
+        sqlx::Connection::close(conn).await.ok();
+        migrated.map_err(|e| match e {
+            sqlx::migrate::MigrateError::Execute(e) => translate(e),
+            other => StoreError::other(format!("migration failed: {other}")),
+        })?;
         if self.router.replica_count() > 0 {
             sqlx::query(replication::HEARTBEAT_SQL)
                 .execute(self.primary.pool())
