@@ -67,9 +67,23 @@ pub(crate) async fn insert(conn: &mut impl SqlConn, m: &Member) -> Result<(), St
     Ok(())
 }
 
+/// The distinct 4-digit substrings (`gram`) of member `?`'s e-mail, name and phone (`?` the
+/// member's id three times), with its id.
+macro_rules! digit_grams {
+    () => {
+        "with recursive n (i) as (select 1 union all select i + 1 from n where i < 318) \
+         select distinct substring(f.v, n.i, 4) as gram, f.id \
+         from (select id, email as v from members where id = ? \
+               union all select id, name from members where id = ? \
+               union all select id, phone from members where id = ?) f \
+         join n on n.i <= char_length(f.v) - 3 \
+         where substring(f.v, n.i, 4) regexp '^[0-9]{4}$'"
+    };
+}
 /// The three-character substrings (trigrams) of the member's lower-cased e-mail, name and
-/// phone, each once, as the rows of `member_trigrams` (see [`Dialect::member_trigrams`]),
-/// computed from the stored row by the database, whose `lower` the search's `like` uses.
+/// phone, each once, as the rows of `member_trigrams`, and their four-digit ones as the rows
+/// of `member_digit_grams` (see [`Dialect::member_trigrams`]), computed from the stored row
+/// by the database, whose `lower` the search's `like` uses.
 ///
 /// [`Dialect::member_trigrams`]: crate::Dialect::member_trigrams
 async fn insert_trigrams(conn: &mut impl SqlConn, id: MemberId) -> Result<(), StoreError> {
@@ -83,6 +97,31 @@ async fn insert_trigrams(conn: &mut impl SqlConn, id: MemberId) -> Result<(), St
     .id(id)
     .id(id)
     .id(id)
+    .execute(&mut *conn)
+    .await?;
+    sql(concat!(
+        "insert into member_digit_grams (gram, member_id) ",
+        digit_grams!()
+    ))
+    .id(id)
+    .id(id)
+    .id(id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Before `m` is saved with a changed e-mail, name or phone: deletes the
+/// `member_digit_grams` rows of the stored ones, by their primary key.
+async fn delete_digit_grams(conn: &mut impl SqlConn, m: &Member) -> Result<(), StoreError> {
+    sql(concat!(
+        "delete g from member_digit_grams g join (",
+        digit_grams!(),
+        ") stored on g.gram = stored.gram and g.member_id = stored.id"
+    ))
+    .id(m.id)
+    .id(m.id)
+    .id(m.id)
     .execute(conn)
     .await?;
     Ok(())
@@ -137,11 +176,65 @@ pub(crate) async fn by_email(conn: &mut impl SqlConn, email: &str, lock: Lock) -
 /// trigram); shorter text, or fewer digits, is searched by the `like` alone.
 pub(crate) const TRIGRAM: usize = 3;
 
+/// The length of a `member_digit_grams` row: digits this many or more are narrowed by two of
+/// them (the first and the last), a few hundred members each at a million, where a trigram of
+/// digits has some ten thousand.
+pub(crate) const DIGIT_GRAM: usize = 4;
+
 /// Members matching `query`, by e-mail, after `query.after_email` (`""`: from the start).
 pub(crate) async fn search(conn: &mut impl SqlConn, query: &MemberQuery) -> Result<Vec<Member>, StoreError> {
     let search = Search::new(query);
     search.statement(conn.dialect()).fetch_all(conn, member).await
 }
+
+/// The members whose id `found` lists (`select … member_id …`), that match the `like` of
+/// text anywhere: the `?`s after `found`'s are the text's pattern twice, the digits, the
+/// digits' pattern, the e-mail to start after, and the limit.
+macro_rules! found_members {
+    ($found:expr) => {
+        concat!(
+            "select m.* from members m join (",
+            $found,
+            ") found on found.member_id = m.id \
+             where (lower(m.email) like ? escape '!' or lower(m.name) like ? escape '!' \
+             or (? <> '' and m.phone like ? escape '!')) and m.email > ? order by m.email limit ?"
+        )
+    };
+}
+
+/// The members having three trigrams (`?` b, c, then a). `distinct` keeps it a derived table
+/// of its own, which MariaDB builds before reading any member (merged into the outer query,
+/// its plan read members between the trigrams).
+macro_rules! three_trigrams {
+    () => {
+        "select distinct a.member_id from member_trigrams a \
+         join member_trigrams b on b.member_id = a.member_id and b.trigram = ? \
+         join member_trigrams c on c.member_id = a.member_id and c.trigram = ? \
+         where a.trigram = ?"
+    };
+}
+
+/// Text of one distinct trigram (`?` a): its members, without joining the trigram to itself.
+const BY_ONE_TRIGRAM: &str = found_members!("select member_id from member_trigrams where trigram = ?");
+/// Text alone.
+const BY_TRIGRAMS: &str = found_members!(three_trigrams!());
+/// Text, or three digits (`?` the text's b, c, a, then the digits' b, c, a).
+const BY_TRIGRAMS_OR_DIGITS: &str = found_members!(concat!(three_trigrams!(), " union ", three_trigrams!()));
+/// The members having two 4-digit grams (`?` b, then a), a derived table of its own like
+/// [`three_trigrams`]'s.
+macro_rules! two_digit_grams {
+    () => {
+        "select distinct a.member_id from member_digit_grams a \
+         join member_digit_grams b on b.member_id = a.member_id and b.gram = ? \
+         where a.gram = ?"
+    };
+}
+/// Text, or four digits or more (`?` the text's b, c, a, then the digits' last and first
+/// 4-digit gram).
+const BY_TRIGRAMS_OR_DIGIT_GRAMS: &str = found_members!(concat!(three_trigrams!(), " union ", two_digit_grams!()));
+/// Text of four digits or more and nothing else (`?` its last and first 4-digit gram): every
+/// e-mail, name or phone containing it has both.
+const BY_DIGIT_GRAMS: &str = found_members!(two_digit_grams!());
 
 /// A [`MemberQuery`] with the texts its statement binds, which the statement borrows.
 ///
@@ -151,8 +244,10 @@ pub(crate) async fn search(conn: &mut impl SqlConn, query: &MemberQuery) -> Resu
 /// folds ASCII only) and, for digits, over the phone; `!` escapes the user's `%`, `_` and `!`.
 /// Where the dialect keeps `member_trigrams`, the members it reads are first narrowed to
 /// those having three of the text's trigrams (the first, the middle and the last: the
-/// database starts from the rarest), or three of the digits' for phones; the `like` then
-/// decides, so the result is the same.
+/// database starts from the rarest; one when the text has only one), or, for phones, two of
+/// the digits' 4-digit grams (`member_digit_grams`: the first and the last), or three of
+/// their trigrams when there are only three digits; text of digits alone needs only the
+/// grams. The `like` then decides, so the result is the same.
 #[derive(Debug)]
 pub(crate) struct Search<'q> {
     query: &'q MemberQuery,
@@ -164,20 +259,29 @@ pub(crate) struct Search<'q> {
     /// Three trigrams of the text, then three of the digits (`""`, which no row has, for
     /// none).
     trigrams: [String; 6],
+    /// The first and the last 4-digit gram of the digits (`""` when there are fewer).
+    digit_grams: [String; 2],
 }
 
 impl<'q> Search<'q> {
     pub(crate) fn new(query: &'q MemberQuery) -> Self {
         let after = query.after_email.as_deref().unwrap_or("");
-        let (pattern, phone, trigrams) = match &query.pattern {
-            MemberPattern::EmailPrefix(prefix) => (format!("{prefix}\u{10FFFF}"), String::new(), Default::default()),
+        let (pattern, phone, trigrams, digit_grams) = match &query.pattern {
+            MemberPattern::EmailPrefix(prefix) => (
+                format!("{prefix}\u{10FFFF}"),
+                String::new(),
+                Default::default(),
+                Default::default(),
+            ),
             MemberPattern::Anywhere { text, digits } => {
-                let [a, b, c] = three_trigrams(text);
-                let [d, e, f] = three_trigrams(digits);
+                let [a, b, c] = three_grams(text, TRIGRAM);
+                let [d, e, f] = three_grams(digits, TRIGRAM);
+                let [first, _, last] = three_grams(digits, DIGIT_GRAM);
                 (
                     format!("%{}%", like_literal(text)),
                     format!("%{}%", like_literal(digits)),
                     [a, b, c, d, e, f],
+                    [first, last],
                 )
             }
         };
@@ -187,6 +291,7 @@ impl<'q> Search<'q> {
             pattern,
             phone,
             trigrams,
+            digit_grams,
         }
     }
 
@@ -204,68 +309,71 @@ impl<'q> Search<'q> {
     /// The statement the search runs on `dialect`.
     pub(crate) fn statement(&self, dialect: &Dialect) -> Statement<'_> {
         let query = self.query;
-        match &query.pattern {
+        let (text, digits) = match &query.pattern {
             MemberPattern::EmailPrefix(prefix) => {
-                sql("select * from members where email >= ? and email < ? and email > ? order by email limit ?")
-                    .text(prefix)
-                    .text(&self.pattern)
-                    .text(self.after)
-                    .limit(query.limit)
-            }
-            MemberPattern::Anywhere { digits, .. } if dialect.member_trigrams && self.by_trigrams() => {
-                let [a, b, c, d, e, f] = &self.trigrams;
-                sql("select m.* from members m join ( \
-                         select a.member_id from member_trigrams a \
-                         join member_trigrams b on b.member_id = a.member_id and b.trigram = ? \
-                         join member_trigrams c on c.member_id = a.member_id and c.trigram = ? \
-                         where a.trigram = ? \
-                         union \
-                         select a.member_id from member_trigrams a \
-                         join member_trigrams b on b.member_id = a.member_id and b.trigram = ? \
-                         join member_trigrams c on c.member_id = a.member_id and c.trigram = ? \
-                         where a.trigram = ? \
-                     ) found on found.member_id = m.id \
-                     where (lower(m.email) like ? escape '!' or lower(m.name) like ? escape '!' \
-                     or (? <> '' and m.phone like ? escape '!')) and m.email > ? order by m.email limit ?")
-                .text(b)
-                .text(c)
-                .text(a)
-                .text(e)
-                .text(f)
-                .text(d)
+                return sql(
+                    "select * from members where email >= ? and email < ? and email > ? order by email limit ?",
+                )
+                .text(prefix)
                 .text(&self.pattern)
-                .text(&self.pattern)
-                .text(digits)
-                .text(&self.phone)
                 .text(self.after)
-                .limit(query.limit)
+                .limit(query.limit);
             }
-            MemberPattern::Anywhere { digits, .. } => sql(
+            MemberPattern::Anywhere { text, digits } => (text, digits),
+        };
+        let statement = if dialect.member_trigrams && self.by_trigrams() {
+            let [a, b, c, d, e, f] = &self.trigrams;
+            let [first, last] = &self.digit_grams;
+            if digits.len() >= DIGIT_GRAM && text == digits {
+                sql(BY_DIGIT_GRAMS).text(last).text(first)
+            } else if digits.len() >= DIGIT_GRAM {
+                sql(BY_TRIGRAMS_OR_DIGIT_GRAMS)
+                    .text(b)
+                    .text(c)
+                    .text(a)
+                    .text(last)
+                    .text(first)
+            } else if !digits.is_empty() {
+                sql(BY_TRIGRAMS_OR_DIGITS)
+                    .text(b)
+                    .text(c)
+                    .text(a)
+                    .text(e)
+                    .text(f)
+                    .text(d)
+            } else if a == b && b == c {
+                sql(BY_ONE_TRIGRAM).text(a)
+            } else {
+                sql(BY_TRIGRAMS).text(b).text(c).text(a)
+            }
+        } else {
+            sql(
                 "select * from members where (lower(email) like ? escape '!' or lower(name) like ? escape '!' \
                  or (? <> '' and phone like ? escape '!')) and email > ? order by email limit ?",
             )
+        };
+        statement
             .text(&self.pattern)
             .text(&self.pattern)
             .text(digits)
             .text(&self.phone)
             .text(self.after)
-            .limit(query.limit),
-        }
+            .limit(query.limit)
     }
 }
 
-/// The first, middle and last of the distinct trigrams of `text`; `""` for each when it is
-/// shorter than a trigram.
-fn three_trigrams(text: &str) -> [String; 3] {
+/// The first, middle and last of the distinct `n`-character substrings of `text`; `""` for
+/// each when it is shorter than `n`.
+fn three_grams(text: &str, n: usize) -> [String; 3] {
     let chars: Vec<char> = text.chars().collect();
-    let mut trigrams: Vec<String> = Vec::new();
-    for window in chars.windows(TRIGRAM) {
-        let trigram: String = window.iter().collect();
-        if !trigrams.contains(&trigram) {
-            trigrams.push(trigram);
+    let mut grams: Vec<String> = Vec::new();
+    for window in chars.windows(n) {
+        let gram: String = window.iter().collect();
+        if !grams.contains(&gram) {
+            grams.push(gram);
         }
     }
-    match trigrams.as_slice() {
+    match grams.as_slice() {
         [] => Default::default(),
         all => [all[0].clone(), all[all.len() / 2].clone(), all[all.len() - 1].clone()],
     }
@@ -291,6 +399,9 @@ pub(crate) async fn update(conn: &mut impl SqlConn, m: &Member) -> Result<(), St
          where id = ?",
     );
     let trigrams = conn.dialect().member_trigrams && delete_changed_trigrams(conn, m).await?;
+    if trigrams {
+        delete_digit_grams(conn, m).await?;
+    }
     let changed = bind_member(statement, m)
         .time(OffsetDateTime::now_utc())
         .id(m.id)
@@ -424,14 +535,16 @@ impl<B: Backend> MemberReads for SqlStore<B> {
 
 #[cfg(test)]
 mod like_tests {
-    use super::{like_literal, three_trigrams};
+    use super::{DIGIT_GRAM, TRIGRAM, like_literal, three_grams};
 
     #[test]
-    fn the_first_middle_and_last_distinct_trigrams_stand_for_the_text() {
-        assert_eq!(three_trigrams("kim0123"), ["kim", "m01", "123"]);
-        assert_eq!(three_trigrams("김민수"), ["김민수", "김민수", "김민수"]);
-        assert_eq!(three_trigrams("aaaa"), ["aaa", "aaa", "aaa"]);
-        assert_eq!(three_trigrams("민수"), ["", "", ""]);
+    fn the_first_middle_and_last_distinct_grams_stand_for_the_text() {
+        assert_eq!(three_grams("kim0123", TRIGRAM), ["kim", "m01", "123"]);
+        assert_eq!(three_grams("김민수", TRIGRAM), ["김민수", "김민수", "김민수"]);
+        assert_eq!(three_grams("aaaa", TRIGRAM), ["aaa", "aaa", "aaa"]);
+        assert_eq!(three_grams("민수", TRIGRAM), ["", "", ""]);
+        assert_eq!(three_grams("595723", DIGIT_GRAM), ["5957", "9572", "5723"]);
+        assert_eq!(three_grams("777", DIGIT_GRAM), ["", "", ""]);
     }
 
     #[test]

@@ -50,6 +50,7 @@ const PRODUCTS: i64 = 100;
 pub const BIG_TABLES: &[&str] = &[
     "members",
     "member_trigrams",
+    "member_digit_grams",
     "policies",
     "driving_sessions",
     "orders",
@@ -640,7 +641,11 @@ async fn fill_mariadb(conn: &mut MySqlConnection, admin_url: &str) {
             add_keys(&mut *conn, table, table_keys).await;
         }
     };
-    tokio::join!(rest, fill_member_trigrams(admin_url));
+    tokio::join!(
+        rest,
+        fill_member_grams(admin_url, &TRIGRAMS),
+        fill_member_grams(admin_url, &DIGIT_GRAMS)
+    );
     let started = Instant::now();
     for table in BIG_TABLES {
         run(&mut *conn, &format!("analyze table {table}")).await;
@@ -668,16 +673,46 @@ async fn timed(conn: &mut MySqlConnection, statement: &str) {
     );
 }
 
-/// Fills `member_trigrams` with the rows the store writes for each member (sql-store
-/// members.rs `insert_trigrams`), on a connection of its own, and checks their number
-/// against [`trigram_rows`].
-async fn fill_member_trigrams(admin_url: &str) {
+/// A table of substrings the store keeps for the staff search on MariaDB (sql-store
+/// members.rs `insert_trigrams`): the distinct `len`-character substrings of each member's
+/// e-mail, name and phone (lower-cased or not), those `keep` accepts (`only`, in SQL).
+struct Grams {
+    table: &'static str,
+    column: &'static str,
+    len: usize,
+    lower: bool,
+    /// An SQL condition on the substring `{}`, or `""`.
+    only: &'static str,
+    keep: fn(&str) -> bool,
+}
+
+const TRIGRAMS: Grams = Grams {
+    table: "member_trigrams",
+    column: "trigram",
+    len: 3,
+    lower: true,
+    only: "",
+    keep: |_| true,
+};
+
+const DIGIT_GRAMS: Grams = Grams {
+    table: "member_digit_grams",
+    column: "gram",
+    len: 4,
+    lower: false,
+    only: "regexp '^[0-9]{4}$'",
+    keep: |gram| gram.bytes().all(|b| b.is_ascii_digit()),
+};
+
+/// Fills `grams.table` with the rows the store writes for each member, on a connection of
+/// its own, and checks their number against [`gram_rows`].
+async fn fill_member_grams(admin_url: &str, grams: &'static Grams) {
     let mut conn = MySqlConnection::connect(admin_url)
         .await
         .expect("connect to MariaDB as its administrator");
     run(&mut conn, &format!("use {DATABASE}")).await;
     mariadb_load_session(&mut conn).await;
-    let expected = tokio::task::spawn_blocking(trigram_rows);
+    let expected = tokio::task::spawn_blocking(|| gram_rows(grams));
     let longest: i64 = sqlx::query_scalar(
         "select max(greatest(char_length(email), char_length(name), char_length(phone))) from members",
     )
@@ -686,78 +721,96 @@ async fn fill_member_trigrams(admin_url: &str) {
     .expect("the longest member text");
     let started = Instant::now();
     let inserted = conn
-        .execute(sqlx::AssertSqlSafe(member_trigrams_fill(longest)))
+        .execute(sqlx::AssertSqlSafe(member_grams_fill(grams, longest)))
         .await
-        .expect("fill member_trigrams")
+        .unwrap_or_else(|e| panic!("fill {}: {e}", grams.table))
         .rows_affected();
     eprintln!(
-        "  {:>6.1} s  insert into member_trigrams",
-        started.elapsed().as_secs_f64()
+        "  {:>6.1} s  insert into {}",
+        started.elapsed().as_secs_f64(),
+        grams.table
     );
     // A duplicate in a bulk load loses rows without an error: count what is there.
-    let stored: i64 = sqlx::query_scalar("select count(*) from member_trigrams")
+    let stored: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select count(*) from {}", grams.table)))
         .fetch_one(&mut conn)
         .await
-        .expect("count member_trigrams");
-    let expected = expected.await.expect("count the trigrams");
+        .expect("count the grams");
+    let expected = expected.await.expect("count the grams");
     assert_eq!(
         (inserted, stored),
         (u64::try_from(expected).expect("a count"), expected),
-        "member_trigrams (inserted, stored) against the store's rows for every member"
+        "{} (inserted, stored) against the store's rows for every member",
+        grams.table
     );
     conn.close().await.ok();
 }
 
-/// The `insert … select` of every member's trigrams: the rows of the store's statement
-/// (the distinct 3-character substrings of the lower-cased e-mail, name and phone, with the
-/// member's id), computed for all members at once without a `distinct` over ~39 million
-/// rows (a sort that took minutes): a trigram is kept at its first position in its text
-/// (`locate`), and in the name or phone only when an earlier text of the member lacks it.
-/// The numbers run to the longest text's last trigram (`longest`, from the data) rather
-/// than the 318 of the store's statement, whose join with every text was the cost. No
-/// `order by`: the bulk load sorts.
-fn member_trigrams_fill(longest: i64) -> String {
-    let texts = ["lower(m.email)", "lower(m.name)", "lower(m.phone)"];
+/// The `insert … select` of every member's grams: the rows of the store's statement (the
+/// distinct substrings of the e-mail, name and phone, with the member's id), computed for all
+/// members at once without a `distinct` over tens of millions of rows (a sort that took
+/// minutes): a gram is kept at its first position in its text (`locate`), and in the name or
+/// phone only when an earlier text of the member lacks it. The numbers run to the longest
+/// text's last gram (`longest`, from the data) rather than the 318 of the store's statement,
+/// whose join with every text was the cost. No `order by`: the bulk load sorts.
+fn member_grams_fill(grams: &Grams, longest: i64) -> String {
+    let texts = if grams.lower {
+        ["lower(m.email)", "lower(m.name)", "lower(m.phone)"]
+    } else {
+        ["m.email", "m.name", "m.phone"]
+    };
+    let len = i64::try_from(grams.len).expect("a length");
     let branches: Vec<String> = texts
         .iter()
         .enumerate()
         .map(|(i, text)| {
-            let trigram = format!("substring({text}, n.seq, 3)");
-            let mut first = vec![format!("locate({trigram}, {text}) = n.seq")];
+            let gram = format!("substring({text}, n.seq, {len})");
+            let mut first = vec![format!("locate({gram}, {text}) = n.seq")];
+            if !grams.only.is_empty() {
+                first.push(format!("{gram} {}", grams.only));
+            }
             first.extend(
                 texts[..i]
                     .iter()
-                    .map(|earlier| format!("locate({trigram}, {earlier}) = 0")),
+                    .map(|earlier| format!("locate({gram}, {earlier}) = 0")),
             );
             format!(
-                "select {trigram}, m.id from members m \
-                 straight_join seq_1_to_{last} n on n.seq <= char_length({text}) - 2 \
+                "select {gram}, m.id from members m \
+                 straight_join seq_1_to_{last} n on n.seq <= char_length({text}) - {before} \
                  where {first}",
-                last = (longest - 2).max(1),
+                last = (longest - len + 1).max(1),
+                before = len - 1,
                 first = first.join(" and "),
             )
         })
         .collect();
     format!(
-        "insert into member_trigrams (trigram, member_id) {}",
+        "insert into {} ({}, member_id) {}",
+        grams.table,
+        grams.column,
         branches.join(" union all ")
     )
 }
 
-/// How many `member_trigrams` rows the store writes for the generated members: for each,
-/// the distinct trigrams of its lower-cased e-mail, name and phone.
-fn trigram_rows() -> i64 {
+/// How many rows of `grams.table` the store writes for the generated members: for each,
+/// the distinct grams of its e-mail, name and phone.
+fn gram_rows(grams: &Grams) -> i64 {
     let mut total = 0;
-    let mut trigrams: Vec<String> = Vec::new();
+    let mut found: Vec<String> = Vec::new();
     for n in 1..=MEMBERS {
-        trigrams.clear();
-        for text in [email(n).to_lowercase(), name(n).to_lowercase(), phone(n)] {
+        found.clear();
+        for text in [email(n), name(n), phone(n)] {
+            let text = if grams.lower { text.to_lowercase() } else { text };
             let chars: Vec<char> = text.chars().collect();
-            trigrams.extend(chars.windows(3).map(|w| w.iter().collect::<String>()));
+            found.extend(
+                chars
+                    .windows(grams.len)
+                    .map(|w| w.iter().collect::<String>())
+                    .filter(|gram| (grams.keep)(gram)),
+            );
         }
-        trigrams.sort_unstable();
-        trigrams.dedup();
-        total += i64::try_from(trigrams.len()).expect("a count");
+        found.sort_unstable();
+        found.dedup();
+        total += i64::try_from(found.len()).expect("a count");
     }
     total
 }

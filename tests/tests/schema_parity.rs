@@ -83,6 +83,13 @@ const DIALECT_ONLY: &[(&str, &str, Option<&str>, &str)] = &[
         "the trigrams of each member's e-mail, name and phone that the store keeps for the \
          staff search, MariaDB having no trigram index",
     ),
+    (
+        "MariaDB",
+        "member_digit_grams",
+        None,
+        "the 4-digit substrings of each member's e-mail, name and phone that the store keeps \
+         beside member_trigrams, for the staff search by part of a phone number",
+    ),
 ];
 
 impl Table {

@@ -184,6 +184,66 @@ pub async fn members_are_found_by_any_part_of_email_name_or_phone(stores: Stores
     assert_eq!(rest, ["plain@example.com", "under@example.com"]);
 }
 
+pub async fn members_are_found_by_digits_in_any_field_and_by_a_changed_phone(stores: Stores) {
+    stored_person(&stores, "minsu@example.com", "김민수", "010-4821-7788").await;
+    stored_person(&stores, "kim7788@example.com", "김철수", "010-9999-0000").await;
+    stored_person(&stores, "lee@example.com", "이영희", "010-1234-5678").await;
+    let anywhere = |text: &str, digits: &str| MemberPattern::Anywhere {
+        text: text.to_owned(),
+        digits: digits.to_owned(),
+    };
+    // Digits alone match the phone and the e-mail alike, whatever their number (three,
+    // four, a whole phone).
+    assert_eq!(
+        search(&stores, anywhere("7788", "7788"), None, 10).await,
+        ["kim7788@example.com", "minsu@example.com"]
+    );
+    assert_eq!(
+        search(&stores, anywhere("788", "788"), None, 10).await,
+        ["kim7788@example.com", "minsu@example.com"]
+    );
+    assert_eq!(
+        search(&stores, anywhere("01048217788", "01048217788"), None, 10).await,
+        ["minsu@example.com"]
+    );
+    // Typed with a dash: the digits match the phone, the text as typed nothing else.
+    assert_eq!(
+        search(&stores, anywhere("1234-56", "123456"), None, 10).await,
+        ["lee@example.com"]
+    );
+    // Digits that are in no field in a row match nobody, though each part is somewhere.
+    assert!(
+        search(&stores, anywhere("77889999", "77889999"), None, 10)
+            .await
+            .is_empty()
+    );
+
+    // A changed phone is found by its new digits only.
+    let mut minsu = stores
+        .members
+        .member_by_email("minsu@example.com", Consistency::Strong)
+        .await
+        .unwrap()
+        .unwrap();
+    minsu.phone = "01055554444".to_owned();
+    let mut uow = stores.db.begin().await.unwrap();
+    uow.members().update(&minsu).await.unwrap();
+    uow.commit().await.unwrap();
+    assert!(
+        search(&stores, anywhere("48217788", "48217788"), None, 10)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        search(&stores, anywhere("7788", "7788"), None, 10).await,
+        ["kim7788@example.com"]
+    );
+    assert_eq!(
+        search(&stores, anywhere("5555-44", "555544"), None, 10).await,
+        ["minsu@example.com"]
+    );
+}
+
 pub async fn members_to_anonymise_are_withdrawn_by_the_cutoff_and_not_anonymised(stores: Stores) {
     let cutoff = now() - Duration::days(60);
     let mut long_gone = rider("long.gone@example.com", cutoff - Duration::days(10));

@@ -63,6 +63,7 @@ macro_rules! contract_tests {
             a_duplicate_email_is_a_member_email_conflict,
             members_are_searched_by_email_prefix,
             members_are_found_by_any_part_of_email_name_or_phone,
+            members_are_found_by_digits_in_any_field_and_by_a_changed_phone,
             staff_sessions_live_until_idle_and_end_on_logout_or_for_the_member,
             insurer_callbacks_round_trip_oldest_first_per_policy,
             the_trail_shows_an_aggregates_events_newest_first_with_their_consumers,
