@@ -97,9 +97,9 @@ mariadb_prepare_dirs() {
 # mariadb_write_cnf ROLE: the server's whole configuration. Rewritten on every start so that
 # a changed port applies to an existing data directory.
 mariadb_write_cnf() {
-    local role=$1 id=1 replica=
+    local role=$1 id=1 replica= pool=2G redo=1G
     if [ "$role" = replica ]; then
-        id=2
+        id=2 pool=256M redo=256M
         replica="read-only = ON
 # Writes made on the replica itself would get GTIDs of server 2 and break gtid_strict_mode;
 # only the SQL thread and READ_ONLY ADMIN holders (root, hexride_admin) can write here.
@@ -133,7 +133,12 @@ default-time-zone = '+00:00'
 # holds its writes); only a machine crash would.
 innodb-flush-log-at-trx-commit = 2
 sync-binlog = 0
-innodb-log-file-size = 48M
+# The primary holds the query-plan suite's million riders (tests/tests/query_plans.rs): their
+# working set fits in the buffer pool, and a redo log this size keeps the bulk fill from
+# stalling on checkpoints. Index builds sort in memory. The replica only replays.
+innodb-buffer-pool-size = $pool
+innodb-log-file-size = $redo
+innodb-sort-buffer-size = 64M
 $replica
 CNF
 }
