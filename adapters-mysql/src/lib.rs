@@ -202,19 +202,13 @@ impl Backend for MysqlBackend {
     /// without the statement timeout, which is for requests: a migration may rewrite a big
     /// table (lock waits keep their bound).
     async fn migrate(&self) -> Result<(), StoreError> {
-        let mut conn = self.primary.pool().acquire().await.map_err(translate)?.detach();
-        sqlx::raw_sql(self.flavour.no_statement_timeout_sql())
-            .execute(&mut conn)
-            .await
-            .map_err(translate)?;
-        // `run_direct` is `run` on a connection (`run` takes an `Acquire`, whose lifetime the
-        // boxed future of this async trait cannot name).
-        let migrated = sqlx::migrate!("./migrations").run_direct(None, &mut conn, false).await;
-        sqlx::Connection::close(conn).await.ok();
-        migrated.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => translate(e),
-            other => StoreError::other(format!("migration failed: {other}")),
-        })?;
+        sql_store::driver::migrate(
+            self.primary.pool(),
+            &sqlx::migrate!("./migrations"),
+            self.flavour.no_statement_timeout_sql(),
+            translate,
+        )
+        .await?;
         if self.router.replica_count() > 0 {
             sqlx::query(replication::HEARTBEAT_SQL)
                 .execute(self.primary.pool())

@@ -168,21 +168,15 @@ impl Backend for PgBackend {
     /// lock. Then waits (up to 30 s) until every healthy replica has
     /// replayed the migrations, so eventual reads do not meet a schema the replica lacks.
     async fn migrate(&self) -> Result<(), StoreError> {
-        // On a connection of its own without the statement timeout, which is for requests:
-        // a migration may rewrite a big table.
-        let mut conn = self.primary.pool().acquire().await.map_err(translate)?.detach();
-        sqlx::raw_sql("set statement_timeout = 0")
-            .execute(&mut conn)
-            .await
-            .map_err(translate)?;
-        // `run_direct` is `run` on a connection (`run` takes an `Acquire`, whose lifetime the
-        // boxed future of this async trait cannot name).
-        let migrated = sqlx::migrate!("./migrations").run_direct(None, &mut conn, false).await;
-        sqlx::Connection::close(conn).await.ok();
-        migrated.map_err(|e| match e {
-            sqlx::migrate::MigrateError::Execute(e) => translate(e),
-            other => StoreError::other(format!("migration failed: {other}")),
-        })?;
+        // Without the statement timeout, which is for requests: a migration may rewrite a
+        // big table.
+        sql_store::driver::migrate(
+            self.primary.pool(),
+            &sqlx::migrate!("./migrations"),
+            "set statement_timeout = 0",
+            translate,
+        )
+        .await?;
         let lsn: String = sqlx::query_scalar("select pg_current_wal_lsn()::text")
             .fetch_one(self.primary.pool())
             .await

@@ -24,6 +24,37 @@ use crate::pool::Leased;
 use crate::sql::{Dialect, Outcome, Query, SqlConn, Value};
 use crate::{Columns, corrupt};
 
+/// Runs `migrator`'s migrations not yet applied (sqlx serialises concurrent runs with a
+/// lock) on a connection of their own from `pool`, closed afterwards, after `session_sql`,
+/// which lifts the statement timeout the pool's sessions have: that is for requests, and a
+/// migration may rewrite a big table. `translate` says what a database error means.
+///
+/// # Errors
+/// The translated error of the statement that failed, or [`StoreError::Other`] for a
+/// migration sqlx refuses (changed, or partly applied).
+pub async fn migrate<DB>(
+    pool: &sqlx::Pool<DB>,
+    migrator: &sqlx::migrate::Migrator,
+    session_sql: &'static str,
+    translate: fn(sqlx::Error) -> StoreError,
+) -> Result<(), StoreError>
+where
+    DB: Database,
+    DB::Connection: sqlx::migrate::Migrate,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let mut conn = pool.acquire().await.map_err(translate)?.detach();
+    sqlx::raw_sql(session_sql).execute(&mut conn).await.map_err(translate)?;
+    // `run_direct` is `run` on a connection (`run` takes an `Acquire`, whose lifetime an
+    // async trait's boxed future cannot name).
+    let migrated = migrator.run_direct(None, &mut conn, false).await;
+    conn.close().await.ok();
+    migrated.map_err(|e| match e {
+        sqlx::migrate::MigrateError::Execute(e) => translate(e),
+        other => StoreError::other(format!("migration failed: {other}")),
+    })
+}
+
 /// A statement of driver `DB` being bound.
 pub type SqlxQuery<'q, DB> = sqlx::query::Query<'q, DB, <DB as Database>::Arguments>;
 
