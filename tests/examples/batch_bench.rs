@@ -14,6 +14,10 @@
 //! login (a random rider), profile, balance, history, keyed point charge (one in five each);
 //! the profile, balance, history and charge go to 100 riders logged in beforehand.
 //!
+//! Then it prints each online query's time on the scale database (a million riders:
+//! `tests::scale::print_query_times`, as `examples/query_times.rs`), filling it first when
+//! it is missing (minutes); `BATCH_BENCH_QUERY_TIMES=0` leaves that out.
+//!
 //! ```sh
 //! eval "$(scripts/infra.sh up)"
 //! cargo run --release -p tests --example batch_bench -- [RIDERS] [RATE] [SECONDS]
@@ -251,4 +255,11 @@ async fn main() {
     }
     running.shutdown().await;
     drop(db);
+
+    // The online queries' times on a million riders (issue 14), unless told not to.
+    if std::env::var("BATCH_BENCH_QUERY_TIMES").as_deref() != Ok("0") {
+        println!();
+        println!("online queries on a million riders (tests::scale; filled first when missing: minutes)");
+        tests::scale::print_query_times(200).await;
+    }
 }

@@ -23,11 +23,13 @@ use time::OffsetDateTime;
 use time::macros::datetime;
 use uuid::Uuid;
 
-use adapters_mysql::{MysqlConfig, MysqlStore};
-use adapters_postgres::{PgConfig, PgStore};
+use adapters_mysql::{MysqlConfig, MysqlDialect, MysqlStore};
+use adapters_postgres::{PgConfig, PgDialect, PgStore};
 use core_domain::{MemberId, OrderId, PolicyId};
 use ports::{MemberPattern, MemberQuery};
-use sql_store::plans::Samples;
+use sql_store::backend::Backend;
+use sql_store::plans::{self, OnlineQuery, Samples};
+use sql_store::{SqlStore, SqlxDialect};
 
 use crate::services;
 
@@ -813,6 +815,57 @@ fn gram_rows(grams: &Grams) -> i64 {
         total += i64::try_from(found.len()).expect("a count");
     }
     total
+}
+
+/// The time goal of an online query on this data.
+pub const QUERY_GOAL: Duration = Duration::from_millis(5);
+const WARM_UP: usize = 20;
+
+/// Prints, as a Markdown table, the time of each online query on this data, on PostgreSQL
+/// and on MariaDB (filling either first when it is missing: minutes), against
+/// [`QUERY_GOAL`]. Each query runs `runs` times after 20 warm-up runs, one after the other
+/// on one connection to the primary; a time is the wall time from sending the statement to
+/// having read all its rows, as the store runs it (prepared statements, arguments bound),
+/// over the loopback. For `examples/query_times.rs` and `examples/batch_bench.rs`.
+pub async fn print_query_times(runs: usize) {
+    let samples = samples();
+    println!("{runs} runs per query after {WARM_UP} warm-up runs; wall time on one connection to the primary\n");
+    println!("| database | query | median ms | p99 ms | under 5 ms |");
+    println!("|---|---|---:|---:|---|");
+    if let Some((store, _)) = postgres().await {
+        let queries = plans::online_queries(&<PgDialect as SqlxDialect>::DIALECT, &samples);
+        time_all("PostgreSQL", &store, &queries, runs).await;
+        store.close().await;
+    }
+    if let Some((store, _)) = mariadb().await {
+        let queries = plans::online_queries(&<MysqlDialect as SqlxDialect>::DIALECT, &samples);
+        time_all("MariaDB", &store, &queries, runs).await;
+        store.close().await;
+    }
+}
+
+async fn time_all<B: Backend>(database: &str, store: &SqlStore<B>, queries: &[OnlineQuery], runs: usize) {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    for query in queries {
+        store.time(&query.statement, WARM_UP).await.expect("warm up");
+        let mut times = store.time(&query.statement, runs).await.expect("run");
+        times.sort();
+        let median = times[times.len() / 2];
+        let p99 = times[(times.len() * 99).div_ceil(100) - 1];
+        let verdict = if p99 <= QUERY_GOAL {
+            "yes"
+        } else if median <= QUERY_GOAL {
+            "median only"
+        } else {
+            "no"
+        };
+        println!(
+            "| {database} | {} | {:.2} | {:.2} | {verdict} |",
+            query.name,
+            ms(median),
+            ms(p99)
+        );
+    }
 }
 
 #[cfg(test)]
