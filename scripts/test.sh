@@ -41,6 +41,7 @@ cargo test --workspace --locked --no-run -q
 plans_bin=$(cargo test --locked -p tests --test query_plans --no-run 2>&1 |
     sed -n 's/^ *Executable .*(\(.*\))$/\1/p')
 [ -x "$plans_bin" ] || { echo "the query_plans test binary was not found" >&2; exit 1; }
+plans_bin=$(realpath "$plans_bin") # it runs from tests/, as cargo runs it
 
 step "query plans at a million riders: in the background, once PostgreSQL and MariaDB are up"
 # tests/tests/query_plans.rs fills its own database, hexride_scale, on both primaries (minutes,
