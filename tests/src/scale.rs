@@ -252,6 +252,24 @@ fn is_current(version: Option<i64>, applied: &[(i64, Vec<u8>)], migrator: &Migra
     version == Some(FILL_VERSION) && !applied.is_empty() && wanted.starts_with(applied)
 }
 
+/// Whether the database at `url` exists and [`is_current`].
+async fn is_filled<C>(url: &str, migrator: &Migrator) -> bool
+where
+    C: Connection,
+    for<'c> &'c mut C: Executor<'c, Database = C::Database>,
+    for<'r> (i64,): sqlx::FromRow<'r, <C::Database as sqlx::Database>::Row>,
+    for<'r> (i64, Vec<u8>): sqlx::FromRow<'r, <C::Database as sqlx::Database>::Row>,
+    <C::Database as sqlx::Database>::Arguments: sqlx::IntoArguments<C::Database>,
+{
+    let Ok(mut conn) = C::connect(url).await else {
+        return false;
+    };
+    let version: Option<(i64,)> = sqlx::query_as(MARK).fetch_optional(&mut conn).await.ok().flatten();
+    let applied: Vec<(i64, Vec<u8>)> = sqlx::query_as(APPLIED).fetch_all(&mut conn).await.unwrap_or_default();
+    conn.close().await.ok();
+    is_current(version.map(|(v,)| v), &applied, migrator)
+}
+
 async fn run<'c, E: Executor<'c>>(conn: E, sql: &str) {
     conn.execute(sqlx::AssertSqlSafe(sql.to_owned()))
         .await
@@ -269,15 +287,7 @@ pub async fn postgres() -> Option<(PgStore, Fill)> {
     let pg = services::postgres().await?;
     let url = services::with_database(&pg.primary, DATABASE);
     let mut admin = PgConnection::connect(&pg.primary).await.expect("connect to PostgreSQL");
-    let current = match PgConnection::connect(&url).await {
-        Ok(mut conn) => {
-            let version = sqlx::query_scalar(MARK).fetch_optional(&mut conn).await.ok().flatten();
-            let applied = sqlx::query_as(APPLIED).fetch_all(&mut conn).await.unwrap_or_default();
-            conn.close().await.ok();
-            is_current(version, &applied, &PG_MIGRATOR)
-        }
-        Err(_) => false,
-    };
+    let current = is_filled::<PgConnection>(&url, &PG_MIGRATOR).await;
     let fill = if current {
         Fill::Reused
     } else {
@@ -470,15 +480,7 @@ pub async fn mariadb() -> Option<(MysqlStore, Fill)> {
     let mut admin = MySqlConnection::connect(&admin_url)
         .await
         .expect("connect to MariaDB as its administrator");
-    let current = match MySqlConnection::connect(&url).await {
-        Ok(mut conn) => {
-            let version = sqlx::query_scalar(MARK).fetch_optional(&mut conn).await.ok().flatten();
-            let applied = sqlx::query_as(APPLIED).fetch_all(&mut conn).await.unwrap_or_default();
-            conn.close().await.ok();
-            is_current(version, &applied, &MYSQL_MIGRATOR)
-        }
-        Err(_) => false,
-    };
+    let current = is_filled::<MySqlConnection>(&url, &MYSQL_MIGRATOR).await;
     let fill = if current {
         Fill::Reused
     } else {
