@@ -579,6 +579,12 @@ async fn fill_mariadb(conn: &mut MySqlConnection, admin_url: &str) {
         let (table, table_keys) = keys.remove(i);
         add_keys(conn, table, &table_keys).await;
     }
+    let longest: i64 = sqlx::query_scalar(
+        "select max(greatest(char_length(email), char_length(name), char_length(phone))) from members",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .expect("the longest member text");
     let mut statements = vec![format!(
         "insert into policies (id, member_id, policy_number, hourly_premium, coverage_start, status, \
                                version, created_at, updated_at) \
@@ -647,8 +653,8 @@ async fn fill_mariadb(conn: &mut MySqlConnection, admin_url: &str) {
     };
     tokio::join!(
         rest,
-        fill_member_grams(admin_url, &TRIGRAMS),
-        fill_member_grams(admin_url, &DIGIT_GRAMS)
+        fill_member_grams(admin_url, &TRIGRAMS, longest),
+        fill_member_grams(admin_url, &DIGIT_GRAMS, longest)
     );
     let started = Instant::now();
     for table in BIG_TABLES {
@@ -685,7 +691,8 @@ struct Grams {
     column: &'static str,
     len: usize,
     lower: bool,
-    /// An SQL condition on the substring `{}`, or `""`.
+    /// What follows the substring's SQL expression to make it a condition (`regexp …`), or
+    /// `""` for none.
     only: &'static str,
     keep: fn(&str) -> bool,
 }
@@ -708,21 +715,16 @@ const DIGIT_GRAMS: Grams = Grams {
     keep: |gram| gram.bytes().all(|b| b.is_ascii_digit()),
 };
 
-/// Fills `grams.table` with the rows the store writes for each member, on a connection of
-/// its own, and checks their number against [`gram_rows`].
-async fn fill_member_grams(admin_url: &str, grams: &'static Grams) {
+/// Fills `grams.table` with the rows the store writes for each member (whose longest text
+/// has `longest` characters), on a connection of its own, and checks their number against
+/// [`gram_rows`].
+async fn fill_member_grams(admin_url: &str, grams: &'static Grams, longest: i64) {
     let mut conn = MySqlConnection::connect(admin_url)
         .await
         .expect("connect to MariaDB as its administrator");
     run(&mut conn, &format!("use {DATABASE}")).await;
     mariadb_load_session(&mut conn).await;
     let expected = tokio::task::spawn_blocking(|| gram_rows(grams));
-    let longest: i64 = sqlx::query_scalar(
-        "select max(greatest(char_length(email), char_length(name), char_length(phone))) from members",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .expect("the longest member text");
     let started = Instant::now();
     let inserted = conn
         .execute(sqlx::AssertSqlSafe(member_grams_fill(grams, longest)))
