@@ -34,10 +34,9 @@ problem!(CatalogError {
     NotFound => NotFound, "product.not_found";
 });
 
-/// The first page of the list uses this size (and is the only page cached).
-pub const DEFAULT_PAGE: i64 = 20;
-/// The most products one page may hold.
-pub const MAX_PAGE: i64 = 100;
+/// The first page of the list uses this size (and is the only page cached); the most
+/// products one page may hold.
+pub use crate::paging::{DEFAULT_PAGE, MAX_PAGE};
 
 fn product_key(id: ProductId) -> String {
     format!("product:{id}")
@@ -174,10 +173,7 @@ impl CatalogService {
 
     /// A page of products; the default first page is cached.
     pub async fn list(&self, after: Option<ProductId>, limit: Option<i64>) -> Result<Vec<Product>, CatalogError> {
-        let limit = limit.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(ValidationErrors::field("limit", format!("must be between 1 and {MAX_PAGE}")).into());
-        }
+        let limit = crate::paging::limit(limit)?;
         if after.is_some() || limit != DEFAULT_PAGE {
             let consistency = self.freshness.for_member(CATALOG).await;
             return Ok(self.ports.catalog.products(after, limit, consistency).await?);

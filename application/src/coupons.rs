@@ -9,13 +9,13 @@ use time::OffsetDateTime;
 
 use core_domain::coupon::{Coupon, CouponCampaign, CouponError, Discount, NewCampaign};
 use core_domain::{CampaignId, CouponId, MemberId, ValidationErrors};
-use ports::{CacheError, Consistency, GateDecision, Loader, StoreError, Unique};
+use ports::{CacheError, Consistency, CouponKey, GateDecision, Loader, Page, StoreError, Unique};
 
 use crate::Ports;
-use crate::catalog::MAX_PAGE;
 use crate::error::problem;
 use crate::freshness::Freshness;
 use crate::idempotency::{IdempotencyError, IdempotencyKey, Keyed, Start};
+use crate::paging;
 
 /// Why a coupon use case failed.
 #[derive(Debug, thiserror::Error)]
@@ -125,9 +125,7 @@ impl CouponService {
     /// Staff: a page of campaigns in creation order, with their issued counts, from the
     /// primary (like every staff read: what an admin just made is there).
     pub async fn campaigns(&self, after: Option<CampaignId>, limit: i64) -> Result<Vec<CouponCampaign>, CouponsError> {
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(ValidationErrors::field("limit", format!("must be between 1 and {MAX_PAGE}")).into());
-        }
+        let limit = paging::limit(Some(limit))?;
         Ok(self.ports.coupons.campaigns(after, limit, Consistency::Strong).await?)
     }
 
@@ -269,10 +267,20 @@ impl CouponService {
         Ok(coupon)
     }
 
-    /// The member's coupons, newest first.
-    pub async fn my_coupons(&self, member_id: MemberId) -> Result<Vec<Coupon>, CouponsError> {
+    /// One page of the member's coupons, newest first.
+    pub async fn my_coupons(
+        &self,
+        member_id: MemberId,
+        after: Option<CouponKey>,
+        limit: Option<i64>,
+    ) -> Result<Page<Coupon, CouponKey>, CouponsError> {
+        let page = paging::page(after, limit)?;
         let consistency = self.freshness.for_member(member_id).await;
-        Ok(self.ports.coupons.coupons_of_member(member_id, consistency).await?)
+        Ok(self
+            .ports
+            .coupons
+            .coupons_of_member(member_id, &page, consistency)
+            .await?)
     }
 }
 

@@ -11,12 +11,19 @@ use uuid::Uuid;
 use core_domain::event::{DomainEvent, EventPayload, MEMBER_EVENTS};
 use core_domain::insurance::{
     Actor, CallbackOutcome, DrivingError, DrivingSession, ExpireError, ExpiryChange, ExpiryReason, InsurancePlan,
-    InsurerCallback, NewPlan, NewPolicy, PlanPatch, Policy, PolicyAudit, Statement, parse_note,
+    InsurerCallback, NewPlan, NewPolicy, PlanPatch, Policy, PolicyAudit, Statement, StatementLine, parse_note,
 };
 use core_domain::licence::{LicenceError, LicenceStatus};
 use core_domain::member::Role;
 use core_domain::{AuditId, EventId, Krw, MemberId, PlanId, PolicyId, SessionId, ValidationErrors};
-use ports::{Consistency, EventHandler, HandlerError, StoreError, TrailEvent, Unique, UnitOfWork};
+use ports::{
+    Consistency, EventHandler, HandlerError, Page, PolicyKey, StoreError, TimeKey, TrailEvent, Unique, UnitOfWork,
+};
+
+use crate::paging;
+
+/// The sort key of a statement's lines: the session's start, its id.
+pub type SessionKey = TimeKey<SessionId>;
 
 use crate::Ports;
 use crate::error::problem;
@@ -254,19 +261,50 @@ impl InsuranceService {
         Ok(policy)
     }
 
-    /// The caller's own policies, newest first.
-    pub async fn my_policies(&self, member_id: MemberId) -> Result<Vec<Policy>, InsuranceError> {
+    /// One page of the caller's own policies, newest first.
+    pub async fn my_policies(
+        &self,
+        member_id: MemberId,
+        after: Option<PolicyKey>,
+        limit: Option<i64>,
+    ) -> Result<Page<Policy, PolicyKey>, InsuranceError> {
+        let page = paging::page(after, limit)?;
         let consistency = self.freshness.for_member(member_id).await;
-        Ok(self.ports.insurance.policies_of_member(member_id, consistency).await?)
-    }
-
-    /// Any member's policies, for CX. Staff act on what they see: read from the primary.
-    pub async fn member_policies(&self, member_id: MemberId) -> Result<Vec<Policy>, InsuranceError> {
         Ok(self
             .ports
             .insurance
-            .policies_of_member(member_id, Consistency::Strong)
+            .policies_of_member(member_id, &page, consistency)
             .await?)
+    }
+
+    /// One page of any member's policies, newest first, for CX. Staff act on what they see:
+    /// read from the primary.
+    pub async fn member_policies(
+        &self,
+        member_id: MemberId,
+        after: Option<PolicyKey>,
+        limit: Option<i64>,
+    ) -> Result<Page<Policy, PolicyKey>, InsuranceError> {
+        let page = paging::page(after, limit)?;
+        Ok(self
+            .ports
+            .insurance
+            .policies_of_member(member_id, &page, Consistency::Strong)
+            .await?)
+    }
+
+    /// Every policy of the member, newest first, page after page, from the primary (the
+    /// admin web's rider page).
+    pub async fn every_policy(&self, member_id: MemberId) -> Result<Vec<Policy>, InsuranceError> {
+        let (mut after, mut policies) = (None, Vec::new());
+        loop {
+            let found = self.member_policies(member_id, after, Some(paging::MAX_PAGE)).await?;
+            policies.extend(found.items);
+            match found.next {
+                Some(next) => after = Some(next),
+                None => return Ok(policies),
+            }
+        }
     }
 
     async fn readable_policy(&self, caller: Caller, policy_id: PolicyId) -> Result<Policy, InsuranceError> {
@@ -285,17 +323,42 @@ impl InsuranceService {
 
     /// The premium statement of a policy for `[from, to)`, from the sessions and the
     /// policy's current expiry.
+    ///
+    /// Its lines come a page at a time, oldest first (by start, then session id), after
+    /// `after`, at most `limit`; its totals always cover every session of the period. With
+    /// it, the key of the page's last line when more lines follow.
     pub async fn statement(
         &self,
         caller: Caller,
         policy_id: PolicyId,
         from: OffsetDateTime,
         to: OffsetDateTime,
-    ) -> Result<Statement, InsuranceError> {
-        Ok(self.policy_statement(caller, policy_id, from, to).await?.1)
+        after: Option<SessionKey>,
+        limit: Option<i64>,
+    ) -> Result<(Statement, Option<SessionKey>), InsuranceError> {
+        let page = paging::page(after, limit)?;
+        let mut statement = self.policy_statement(caller, policy_id, from, to).await?.1;
+        let key = |line: &StatementLine| TimeKey {
+            at: line.started_at,
+            tie: line.session_id,
+        };
+        let mut lines = std::mem::take(&mut statement.sessions);
+        lines.sort_by_key(key);
+        let rest: Vec<StatementLine> = lines
+            .into_iter()
+            .filter(|line| page.after.is_none_or(|after| key(line) > after))
+            .take(usize::try_from(page.probe()).unwrap_or(usize::MAX))
+            .collect();
+        let lines = Page::from_probe(rest, &page, |line| {
+            let at = key(&line);
+            (line, at)
+        });
+        statement.sessions = lines.items;
+        Ok((statement, lines.next))
     }
 
-    /// [`Self::statement`] with the policy it was computed from (the admin web shows both).
+    /// [`Self::statement`] with every line, and the policy it was computed from (the admin
+    /// web shows both).
     pub async fn policy_statement(
         &self,
         caller: Caller,
@@ -389,11 +452,7 @@ impl InsuranceService {
     /// The events written about a member and their policies, newest first, at most `limit`,
     /// with the consumers that applied each (staff; on the primary).
     pub async fn member_trail(&self, member_id: MemberId, limit: i64) -> Result<Vec<TrailEvent>, InsuranceError> {
-        let policies = self
-            .ports
-            .insurance
-            .policies_of_member(member_id, Consistency::Strong)
-            .await?;
+        let policies = self.every_policy(member_id).await?;
         let aggregates: Vec<Uuid> = std::iter::once(member_id.0)
             .chain(policies.iter().map(|p| p.id.0))
             .collect();
@@ -1095,6 +1154,59 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_statement_pages_its_lines_oldest_first_and_totals_every_session() {
+        let mut t = TestPorts::new();
+        let now = OffsetDateTime::now_utc();
+        let p = policy(MemberId(Uuid::now_v7()), now - Duration::hours(10));
+        let id = p.id;
+        // Three ended sessions of 30, 60 and 90 minutes; two of them start at the same time.
+        let start = now - Duration::hours(9);
+        let sessions: Vec<DrivingSession> = [(start, 30), (start, 60), (start + Duration::hours(3), 90)]
+            .into_iter()
+            .map(|(at, minutes)| {
+                let mut s = DrivingSession::start(SessionId(Uuid::now_v7()), &p, at).expect("start");
+                s.end(at + Duration::minutes(minutes)).expect("end");
+                s
+            })
+            .collect();
+        let mut expected: Vec<(OffsetDateTime, SessionId)> = sessions.iter().map(|s| (s.started_at, s.id)).collect();
+        expected.sort();
+        t.insurance.expect_policy().returning(move |_, _| Ok(Some(p.clone())));
+        // The store answers newest first here: the page's order is the service's own.
+        t.insurance
+            .expect_sessions_of_policy()
+            .returning(move |_, _, _, _| Ok(sessions.iter().rev().cloned().collect()));
+        let service = InsuranceService::new(t.build());
+        let staff = Caller {
+            member_id: MemberId(Uuid::now_v7()),
+            role: Role::Cx,
+        };
+        let (from, to) = (now - Duration::days(1), now);
+        let (first, next) = service
+            .statement(staff, id, from, to, None, Some(2))
+            .await
+            .expect("first page");
+        let next = next.expect("a second page follows");
+        let (second, last) = service
+            .statement(staff, id, from, to, Some(next), Some(2))
+            .await
+            .expect("second page");
+        assert_eq!(last, None);
+        let seen: Vec<(OffsetDateTime, SessionId)> = first
+            .sessions
+            .iter()
+            .chain(&second.sessions)
+            .map(|l| (l.started_at, l.session_id))
+            .collect();
+        assert_eq!(seen, expected, "every line once, oldest first");
+        assert_eq!((first.sessions.len(), second.sessions.len()), (2, 1));
+        for page in [&first, &second] {
+            assert_eq!(page.insured_minutes, 180, "the totals cover every session");
+        }
+        assert_eq!(first.premium, second.premium);
+    }
+
+    #[tokio::test]
     async fn a_rider_cannot_read_someone_elses_statement() {
         let mut t = TestPorts::new();
         t.no_recent_writes();
@@ -1107,7 +1219,7 @@ mod tests {
         };
         let now = OffsetDateTime::now_utc();
         let err = InsuranceService::new(t.build())
-            .statement(caller, id, now - Duration::days(1), now)
+            .statement(caller, id, now - Duration::days(1), now, None, None)
             .await
             .expect_err("not theirs");
         assert_eq!(err.code(), "insurance.policy_not_found");

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod licences;
 pub mod members;
 pub mod orders;
+pub mod paging;
 mod retry;
 pub mod wallet;
 

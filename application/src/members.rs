@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use core_domain::member::{ANONYMISE_AFTER, Email, Member, MemberError as DomainMemberError, NewMember, Role};
 use core_domain::{MemberId, TokenFamilyId, ValidationErrors};
 use ports::{
-    AccessClaims, AccessTokenError, Consistency, HashError, MemberPattern, MemberQuery, Quota, RateDecision,
+    AccessClaims, AccessTokenError, Consistency, HashError, MemberPattern, MemberQuery, Page, Quota, RateDecision,
     RefreshToken, RotateOutcome, StaffSession, StoreError, Unique,
 };
 
@@ -509,27 +509,38 @@ impl MemberService {
 
     /// Staff search by e-mail prefix. Staff act on what they see (a withdrawal, say), and
     /// their searches are rare: read from the primary, like their other views.
-    pub async fn search(&self, email_prefix: &str) -> Result<Vec<Member>, MemberError> {
+    /// One page of `limit` by e-mail, after `after_email`.
+    pub async fn search(
+        &self,
+        email_prefix: &str,
+        after_email: Option<String>,
+        limit: Option<i64>,
+    ) -> Result<Page<Member, String>, MemberError> {
         let prefix = email_prefix.trim().to_lowercase();
         if prefix.is_empty() {
             return Err(ValidationErrors::field("email", "must not be empty").into());
         }
         let query = MemberQuery {
             pattern: MemberPattern::EmailPrefix(prefix),
-            after_email: None,
-            limit: 50,
+            page: crate::paging::page(after_email, limit)?,
         };
         Ok(self.ports.members.search_members(&query, Consistency::Strong).await?)
     }
 
     /// Staff search by part of the e-mail, name or phone number, without regard to case,
-    /// one page of `limit` (1–100) by e-mail, after `after_email`. Text that looks like a
+    /// one page of `limit` by e-mail, after `after_email`. Text that looks like a
     /// phone number (digits with spaces, `-`, `+`, brackets) also matches phones by its digits.
     ///
     /// The text needs [`FIND_MIN_CHARS`] characters, and phone-like text as many digits when
     /// it has any: a part that short matches a large share of all members, and no index
     /// finds it (trigram indexes start at three characters), so every member would be read.
-    pub async fn find(&self, text: &str, after_email: Option<&str>, limit: i64) -> Result<Vec<Member>, MemberError> {
+    pub async fn find(
+        &self,
+        text: &str,
+        after_email: Option<String>,
+        limit: Option<i64>,
+    ) -> Result<Page<Member, String>, MemberError> {
+        let page = crate::paging::page(after_email, limit)?;
         let text = text.trim().to_lowercase();
         if !(FIND_MIN_CHARS..=100).contains(&text.chars().count()) {
             return Err(ValidationErrors::field("q", "must be 3 to 100 characters").into());
@@ -547,8 +558,7 @@ impl MemberService {
         }
         let query = MemberQuery {
             pattern: MemberPattern::Anywhere { text, digits },
-            after_email: after_email.map(str::to_owned),
-            limit: limit.clamp(1, 100),
+            page,
         };
         Ok(self.ports.members.search_members(&query, Consistency::Strong).await?)
     }
@@ -633,7 +643,7 @@ mod tests {
     use super::*;
     use crate::Problem;
     use crate::testing::{TestPorts, member_fixture};
-    use ports::{CommitToken, MockUnitOfWork};
+    use ports::{CommitToken, MockUnitOfWork, PageRequest};
 
     fn sign_up() -> SignUp {
         SignUp {
@@ -930,17 +940,30 @@ mod tests {
         t.members.expect_search_members().times(2).returning(move |q, c| {
             assert_eq!(c, Consistency::Strong);
             sink.lock().expect("lock").push(q.clone());
-            Ok(vec![])
+            Ok(Page {
+                items: vec![],
+                next: None,
+            })
         });
         let service = MemberService::new(t.build(), Default::default());
-        service.find(" 1234-5678 ", None, 500).await.expect("phone");
-        service.find("Kim 2", Some("a@example.com"), 0).await.expect("name");
-        let err = service.find("   ", None, 20).await.expect_err("empty");
+        service.find(" 1234-5678 ", None, Some(100)).await.expect("phone");
+        service
+            .find("Kim 2", Some("a@example.com".into()), Some(1))
+            .await
+            .expect("name");
+        for limit in [0, 101] {
+            let err = service.find("Kim 2", None, Some(limit)).await.expect_err("limit");
+            assert_eq!(err.code(), "validation.failed");
+        }
+        let err = service.find("   ", None, Some(20)).await.expect_err("empty");
         assert_eq!(err.code(), "validation.failed");
         // Shorter than a trigram: no index could find it, so it is refused, not scanned for.
-        let err = service.find(" 민수 ", None, 20).await.expect_err("two characters");
+        let err = service
+            .find(" 민수 ", None, Some(20))
+            .await
+            .expect_err("two characters");
         assert_eq!(err.code(), "validation.failed");
-        let err = service.find("(1) 2", None, 20).await.expect_err("two digits");
+        let err = service.find("(1) 2", None, Some(20)).await.expect_err("two digits");
         assert_eq!(err.code(), "validation.failed");
         let seen = seen.lock().expect("lock").clone();
         assert_eq!(
@@ -951,16 +974,20 @@ mod tests {
                         text: "1234-5678".into(),
                         digits: "12345678".into()
                     },
-                    after_email: None,
-                    limit: 100,
+                    page: PageRequest {
+                        after: None,
+                        limit: 100
+                    },
                 },
                 MemberQuery {
                     pattern: MemberPattern::Anywhere {
                         text: "kim 2".into(),
                         digits: String::new()
                     },
-                    after_email: Some("a@example.com".into()),
-                    limit: 1,
+                    page: PageRequest {
+                        after: Some("a@example.com".into()),
+                        limit: 1
+                    },
                 },
             ]
         );

@@ -8,7 +8,7 @@ use core_domain::wallet::{LedgerEntry, LedgerKind};
 use core_domain::{CouponId, LedgerId, MemberId, OrderId, PaymentId, ProductId, ValidationErrors};
 
 use async_trait::async_trait;
-use ports::{Consistency, StoreError};
+use ports::{Consistency, OrderKey, Page, StoreError};
 use time::OffsetDateTime;
 
 use crate::Ports;
@@ -162,10 +162,20 @@ impl OrderService {
         Ok(order)
     }
 
-    /// The member's orders, newest first.
-    pub async fn list(&self, member_id: MemberId) -> Result<Vec<Order>, OrdersError> {
+    /// One page of the member's orders, newest first.
+    pub async fn list(
+        &self,
+        member_id: MemberId,
+        after: Option<OrderKey>,
+        limit: Option<i64>,
+    ) -> Result<Page<Order, OrderKey>, OrdersError> {
+        let page = crate::paging::page(after, limit)?;
         let consistency = self.freshness.for_member(member_id).await;
-        Ok(self.ports.orders.orders_of_member(member_id, 100, consistency).await?)
+        Ok(self
+            .ports
+            .orders
+            .orders_of_member(member_id, &page, consistency)
+            .await?)
     }
 
     /// One of the member's orders.

@@ -3,7 +3,7 @@
 
 use core_domain::wallet::{ChargeAmount, LedgerEntry, LedgerKind, MAX_BALANCE};
 use core_domain::{Krw, LedgerId, MemberId, ValidationErrors};
-use ports::StoreError;
+use ports::{LedgerKey, Page, StoreError};
 
 use crate::Ports;
 use crate::error::problem;
@@ -92,14 +92,16 @@ impl WalletService {
         Ok(balance)
     }
 
-    /// The member's ledger, newest first.
-    pub async fn history(&self, member_id: MemberId, limit: i64) -> Result<Vec<LedgerEntry>, PointsError> {
+    /// One page of the member's ledger, newest first.
+    pub async fn history(
+        &self,
+        member_id: MemberId,
+        after: Option<LedgerKey>,
+        limit: Option<i64>,
+    ) -> Result<Page<LedgerEntry, LedgerKey>, PointsError> {
+        let page = crate::paging::page(after, limit)?;
         let consistency = self.freshness.for_member(member_id).await;
-        Ok(self
-            .ports
-            .wallet
-            .ledger(member_id, limit.clamp(1, 500), consistency)
-            .await?)
+        Ok(self.ports.wallet.ledger(member_id, &page, consistency).await?)
     }
 }
 

@@ -11,10 +11,20 @@ use core_domain::insurance::{DrivingSession, InsurancePlan, InsurerCallback, Pol
 use core_domain::member::Member;
 use core_domain::order::{Order, Payment};
 use core_domain::wallet::LedgerEntry;
-use core_domain::{CampaignId, EventId, Krw, MemberId, OrderId, PlanId, PolicyId, ProductId, SessionId};
+use core_domain::{CampaignId, CouponId, EventId, Krw, MemberId, OrderId, PlanId, PolicyId, ProductId, SessionId};
 
+use crate::page::{Page, PageRequest, TimeKey};
 use crate::store::{Consistency, StoreError};
 use crate::unit_of_work::IdempotencyRecord;
+
+/// The sort key of a member's policies: created at, id.
+pub type PolicyKey = TimeKey<PolicyId>;
+/// The sort key of a member's ledger: created at, the entry's insertion sequence.
+pub type LedgerKey = TimeKey<i64>;
+/// The sort key of a member's coupons: issued at, id.
+pub type CouponKey = TimeKey<CouponId>;
+/// The sort key of a member's orders: created at, id.
+pub type OrderKey = TimeKey<OrderId>;
 
 /// Members, as reads see them.
 ///
@@ -27,9 +37,13 @@ pub trait MemberReads: Send + Sync {
     async fn member(&self, id: MemberId, consistency: Consistency) -> Result<Option<Member>, StoreError>;
     /// `email` is matched exactly (it is stored lower-cased).
     async fn member_by_email(&self, email: &str, consistency: Consistency) -> Result<Option<Member>, StoreError>;
-    /// Members matching `query`, by e-mail, after `query.after_email`, at most
-    /// `query.limit`.
-    async fn search_members(&self, query: &MemberQuery, consistency: Consistency) -> Result<Vec<Member>, StoreError>;
+    /// One page of the members matching `query`, by e-mail (each page's key is its last
+    /// member's e-mail).
+    async fn search_members(
+        &self,
+        query: &MemberQuery,
+        consistency: Consistency,
+    ) -> Result<Page<Member, String>, StoreError>;
     /// Members withdrawn at or before `withdrawn_before` and not yet anonymised, after
     /// `after`, by id, at most `limit` (the anonymisation batch's work list).
     async fn members_to_anonymise(
@@ -53,10 +67,9 @@ pub trait MemberReads: Send + Sync {
 pub struct MemberQuery {
     /// What to match.
     pub pattern: MemberPattern,
-    /// Only members whose e-mail sorts after this one (the last of the previous page).
-    pub after_email: Option<String>,
-    /// At most this many.
-    pub limit: i64,
+    /// Which page: members whose e-mail sorts after `page.after` (the last of the previous
+    /// page), at most `page.limit`.
+    pub page: PageRequest<String>,
 }
 
 /// What a [`MemberQuery`] matches. Its strings are taken literally: `%` and `_` are not
@@ -84,12 +97,13 @@ pub enum MemberPattern {
 pub trait InsuranceReads: Send + Sync {
     /// The policy, if there is one.
     async fn policy(&self, id: PolicyId, consistency: Consistency) -> Result<Option<Policy>, StoreError>;
-    /// Newest first.
+    /// One page of the member's policies, newest first (by creation time, then id).
     async fn policies_of_member(
         &self,
         member_id: MemberId,
+        page: &PageRequest<PolicyKey>,
         consistency: Consistency,
-    ) -> Result<Vec<Policy>, StoreError>;
+    ) -> Result<Page<Policy, PolicyKey>, StoreError>;
     /// Audit trail of a policy, oldest first.
     async fn policy_audit(&self, id: PolicyId, consistency: Consistency) -> Result<Vec<PolicyAudit>, StoreError>;
     /// The driving session, if there is one.
@@ -143,13 +157,13 @@ pub trait CatalogReads: Send + Sync {
 pub trait WalletReads: Send + Sync {
     /// The member's balance; 0 for a member without a wallet yet.
     async fn balance(&self, member_id: MemberId, consistency: Consistency) -> Result<Krw, StoreError>;
-    /// The member's ledger, newest first, at most `limit` rows.
+    /// One page of the member's ledger, newest first (by time, then insertion order).
     async fn ledger(
         &self,
         member_id: MemberId,
-        limit: i64,
+        page: &PageRequest<LedgerKey>,
         consistency: Consistency,
-    ) -> Result<Vec<LedgerEntry>, StoreError>;
+    ) -> Result<Page<LedgerEntry, LedgerKey>, StoreError>;
 }
 
 /// Coupon campaigns and the coupons issued from them.
@@ -168,9 +182,13 @@ pub trait CouponReads: Send + Sync {
         limit: i64,
         consistency: Consistency,
     ) -> Result<Vec<CouponCampaign>, StoreError>;
-    /// The member's coupons, newest first.
-    async fn coupons_of_member(&self, member_id: MemberId, consistency: Consistency)
-    -> Result<Vec<Coupon>, StoreError>;
+    /// One page of the member's coupons, newest first (by issue time, then id).
+    async fn coupons_of_member(
+        &self,
+        member_id: MemberId,
+        page: &PageRequest<CouponKey>,
+        consistency: Consistency,
+    ) -> Result<Page<Coupon, CouponKey>, StoreError>;
 }
 
 /// Orders with their lines, and their payments.
@@ -198,13 +216,14 @@ pub trait OrderReads: Send + Sync {
         after: Option<OrderId>,
         consistency: Consistency,
     ) -> Result<i64, StoreError>;
-    /// The member's orders with their lines, newest first, at most `limit`.
+    /// One page of the member's orders with their lines, newest first (by creation time,
+    /// then id).
     async fn orders_of_member(
         &self,
         member_id: MemberId,
-        limit: i64,
+        page: &PageRequest<OrderKey>,
         consistency: Consistency,
-    ) -> Result<Vec<Order>, StoreError>;
+    ) -> Result<Page<Order, OrderKey>, StoreError>;
     /// The payment of an order, if it was paid.
     async fn payment_of_order(
         &self,

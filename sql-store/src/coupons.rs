@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use core_domain::coupon::{Coupon, CouponCampaign, Discount};
 use core_domain::{CampaignId, CouponId, MemberId};
-use ports::{Consistency, CouponReads, CouponWrites, StoreError};
+use ports::{Consistency, CouponKey, CouponReads, CouponWrites, Page, PageRequest, StoreError, TimeKey};
 
 use crate::SqlUnitOfWork;
 use crate::backend::Backend;
@@ -180,12 +180,27 @@ pub(crate) async fn update_coupon(conn: &mut impl SqlConn, c: &Coupon) -> Result
     require_row(changed, "coupon", c.id)
 }
 
-/// Newest first.
-pub(crate) async fn coupons_of_member(conn: &mut impl SqlConn, member_id: MemberId) -> Result<Vec<Coupon>, StoreError> {
-    sql("select * from coupons where member_id = ? order by issued_at desc, id desc")
-        .id(member_id)
-        .fetch_all(conn, coupon)
-        .await
+/// One page, newest first.
+pub(crate) async fn coupons_of_member(
+    conn: &mut impl SqlConn,
+    member_id: MemberId,
+    page: &PageRequest<CouponKey>,
+) -> Result<Page<Coupon, CouponKey>, StoreError> {
+    let coupons = sql("select * from coupons where member_id = ? \
+                       and (issued_at < ? or (issued_at = ? and id < ?)) \
+                       order by issued_at desc, id desc limit ?")
+    .id(member_id)
+    .before_id_key(page.after.as_ref())
+    .limit(page.probe())
+    .fetch_all(conn, coupon)
+    .await?;
+    Ok(Page::from_probe(coupons, page, |c| {
+        let key = TimeKey {
+            at: c.issued_at,
+            tie: c.id,
+        };
+        (c, key)
+    }))
 }
 
 #[async_trait]
@@ -245,10 +260,11 @@ impl<B: Backend> CouponReads for SqlStore<B> {
     async fn coupons_of_member(
         &self,
         member_id: MemberId,
+        page: &PageRequest<CouponKey>,
         consistency: Consistency,
-    ) -> Result<Vec<Coupon>, StoreError> {
-        self.read(&consistency, member_id, |conn, &member_id| {
-            Box::pin(coupons_of_member(conn, member_id))
+    ) -> Result<Page<Coupon, CouponKey>, StoreError> {
+        self.read(&consistency, (member_id, page.clone()), |conn, (member_id, page)| {
+            Box::pin(coupons_of_member(conn, *member_id, page))
         })
         .await
     }

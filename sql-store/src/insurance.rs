@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use core_domain::insurance::{Actor, DrivingSession, InsurancePlan, InsurerCallback, Policy, PolicyAudit};
 use core_domain::{MemberId, PlanId, PolicyId, SessionId};
-use ports::{Consistency, InsuranceReads, InsuranceWrites, StoreError};
+use ports::{Consistency, InsuranceReads, InsuranceWrites, Page, PageRequest, PolicyKey, StoreError, TimeKey};
 
 use crate::SqlUnitOfWork;
 use crate::backend::Backend;
@@ -163,22 +163,41 @@ pub(crate) async fn policy_by_number(
         .await
 }
 
-/// The member's policies, newest first, for [`policy`].
-pub(crate) fn policies_of_member_statement<'a>(member_id: MemberId, lock: Lock) -> Statement<'a> {
+/// Every policy of the member, newest first, locked (a transaction's).
+async fn policies_of_member(conn: &mut impl SqlConn, member_id: MemberId) -> Result<Vec<Policy>, StoreError> {
     sql("select * from policies where member_id = ? order by created_at desc, id desc {lock}")
         .id(member_id)
-        .lock(lock)
-}
-
-/// Newest first.
-pub(crate) async fn policies_of_member(
-    conn: &mut impl SqlConn,
-    member_id: MemberId,
-    lock: Lock,
-) -> Result<Vec<Policy>, StoreError> {
-    policies_of_member_statement(member_id, lock)
+        .lock(Lock::ForUpdate)
         .fetch_all(conn, policy)
         .await
+}
+
+/// One page of the member's policies, newest first, with one row more than the page to
+/// tell whether another follows; for [`policy`].
+pub(crate) fn policies_page_statement<'a>(member_id: MemberId, page: &PageRequest<PolicyKey>) -> Statement<'a> {
+    sql(
+        "select * from policies where member_id = ? and (created_at < ? or (created_at = ? and id < ?)) \
+         order by created_at desc, id desc limit ?",
+    )
+    .id(member_id)
+    .before_id_key(page.after.as_ref())
+    .limit(page.probe())
+}
+
+/// See [`policies_page_statement`].
+async fn policies_page(
+    conn: &mut impl SqlConn,
+    member_id: MemberId,
+    page: &PageRequest<PolicyKey>,
+) -> Result<Page<Policy, PolicyKey>, StoreError> {
+    let policies = policies_page_statement(member_id, page).fetch_all(conn, policy).await?;
+    Ok(Page::from_probe(policies, page, |p| {
+        let key = TimeKey {
+            at: p.created_at,
+            tie: p.id,
+        };
+        (p, key)
+    }))
 }
 
 /// Saves `p` if the stored version is still `expected_version`, in one statement; no row
@@ -402,7 +421,7 @@ impl<B: Backend> InsuranceWrites for SqlUnitOfWork<B> {
     }
 
     async fn policies_of_member(&mut self, member_id: MemberId) -> Result<Vec<Policy>, StoreError> {
-        let result = policies_of_member(&mut self.conn()?, member_id, Lock::ForUpdate).await;
+        let result = policies_of_member(&mut self.conn()?, member_id).await;
         self.track(result)
     }
 
@@ -469,10 +488,11 @@ impl<B: Backend> InsuranceReads for SqlStore<B> {
     async fn policies_of_member(
         &self,
         member_id: MemberId,
+        page: &PageRequest<PolicyKey>,
         consistency: Consistency,
-    ) -> Result<Vec<Policy>, StoreError> {
-        self.read(&consistency, member_id, |conn, &member_id| {
-            Box::pin(policies_of_member(conn, member_id, Lock::None))
+    ) -> Result<Page<Policy, PolicyKey>, StoreError> {
+        self.read(&consistency, (member_id, page.clone()), |conn, (member_id, page)| {
+            Box::pin(policies_page(conn, *member_id, page))
         })
         .await
     }

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 
 use core_domain::MemberId;
 use core_domain::member::Member;
-use ports::{Consistency, MemberPattern, MemberQuery, MemberReads, MemberWrites, StoreError};
+use ports::{Consistency, MemberPattern, MemberQuery, MemberReads, MemberWrites, Page, StoreError};
 
 use crate::SqlUnitOfWork;
 use crate::backend::Backend;
@@ -181,10 +181,15 @@ pub(crate) const TRIGRAM: usize = 3;
 /// digits has some ten thousand.
 pub(crate) const DIGIT_GRAM: usize = 4;
 
-/// Members matching `query`, by e-mail, after `query.after_email` (`""`: from the start).
-pub(crate) async fn search(conn: &mut impl SqlConn, query: &MemberQuery) -> Result<Vec<Member>, StoreError> {
+/// One page of the members matching `query`, by e-mail, after `query.page.after` (from the
+/// start when there is none).
+pub(crate) async fn search(conn: &mut impl SqlConn, query: &MemberQuery) -> Result<Page<Member, String>, StoreError> {
     let search = Search::new(query);
-    search.statement(conn.dialect()).fetch_all(conn, member).await
+    let members = search.statement(conn.dialect()).fetch_all(conn, member).await?;
+    Ok(Page::from_probe(members, &query.page, |m| {
+        let key = m.email.clone();
+        (m, key)
+    }))
 }
 
 /// The members whose id `found` lists (`select … member_id …`), that match the `like` of
@@ -265,7 +270,7 @@ pub(crate) struct Search<'q> {
 
 impl<'q> Search<'q> {
     pub(crate) fn new(query: &'q MemberQuery) -> Self {
-        let after = query.after_email.as_deref().unwrap_or("");
+        let after = query.page.after.as_deref().unwrap_or("");
         let (pattern, phone, trigrams, digit_grams) = match &query.pattern {
             MemberPattern::EmailPrefix(prefix) => (
                 format!("{prefix}\u{10FFFF}"),
@@ -317,7 +322,7 @@ impl<'q> Search<'q> {
                 .text(prefix)
                 .text(&self.pattern)
                 .text(self.after)
-                .limit(query.limit);
+                .limit(query.page.probe());
             }
             MemberPattern::Anywhere { text, digits } => (text, digits),
         };
@@ -358,7 +363,7 @@ impl<'q> Search<'q> {
             .text(digits)
             .text(&self.phone)
             .text(self.after)
-            .limit(query.limit)
+            .limit(query.page.probe())
     }
 }
 
@@ -527,7 +532,11 @@ impl<B: Backend> MemberReads for SqlStore<B> {
         .await
     }
 
-    async fn search_members(&self, query: &MemberQuery, consistency: Consistency) -> Result<Vec<Member>, StoreError> {
+    async fn search_members(
+        &self,
+        query: &MemberQuery,
+        consistency: Consistency,
+    ) -> Result<Page<Member, String>, StoreError> {
         self.read(&consistency, query, |conn, query| Box::pin(search(conn, query)))
             .await
     }

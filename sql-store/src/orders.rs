@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 
 use core_domain::order::{Order, OrderLine, Payment, PaymentStatus};
 use core_domain::{MemberId, OrderId};
-use ports::{Consistency, OrderReads, OrderWrites, StoreError};
+use ports::{Consistency, OrderKey, OrderReads, OrderWrites, Page, PageRequest, StoreError, TimeKey};
 
 use crate::SqlUnitOfWork;
 use crate::backend::Backend;
@@ -167,19 +167,32 @@ pub(crate) async fn update_order(conn: &mut impl SqlConn, o: &Order) -> Result<(
 }
 
 /// The member's orders without their lines, newest first, for [`order_head`].
-pub(crate) fn orders_of_member_statement<'a>(member_id: MemberId, limit: i64) -> Statement<'a> {
-    sql("select * from orders where member_id = ? order by created_at desc, id desc limit ?")
-        .id(member_id)
-        .limit(limit)
+/// The heads of one page of the member's orders, newest first, with one row more than the
+/// page to tell whether another follows.
+pub(crate) fn orders_of_member_statement<'a>(member_id: MemberId, page: &PageRequest<OrderKey>) -> Statement<'a> {
+    sql(
+        "select * from orders where member_id = ? and (created_at < ? or (created_at = ? and id < ?)) \
+         order by created_at desc, id desc limit ?",
+    )
+    .id(member_id)
+    .before_id_key(page.after.as_ref())
+    .limit(page.probe())
 }
 
-/// Newest first.
+/// One page, newest first.
 pub(crate) async fn orders_of_member(
     conn: &mut impl SqlConn,
     member_id: MemberId,
-    limit: i64,
-) -> Result<Vec<Order>, StoreError> {
-    with_lines(conn, orders_of_member_statement(member_id, limit)).await
+    page: &PageRequest<OrderKey>,
+) -> Result<Page<Order, OrderKey>, StoreError> {
+    let orders = with_lines(conn, orders_of_member_statement(member_id, page)).await?;
+    Ok(Page::from_probe(orders, page, |order| {
+        let key = TimeKey {
+            at: order.created_at,
+            tie: order.id,
+        };
+        (order, key)
+    }))
 }
 
 /// Of the orders `ids`, those still pending and created at or before `created_before`,
@@ -315,11 +328,11 @@ impl<B: Backend> OrderReads for SqlStore<B> {
     async fn orders_of_member(
         &self,
         member_id: MemberId,
-        limit: i64,
+        page: &PageRequest<OrderKey>,
         consistency: Consistency,
-    ) -> Result<Vec<Order>, StoreError> {
-        self.read(&consistency, (member_id, limit), |conn, &(member_id, limit)| {
-            Box::pin(orders_of_member(conn, member_id, limit))
+    ) -> Result<Page<Order, OrderKey>, StoreError> {
+        self.read(&consistency, (member_id, page.clone()), |conn, (member_id, page)| {
+            Box::pin(orders_of_member(conn, *member_id, page))
         })
         .await
     }

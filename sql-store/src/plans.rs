@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 
 use core_domain::{MemberId, OrderId, PolicyId};
-use ports::{MemberQuery, StoreError};
+use ports::{MemberQuery, PageRequest, StoreError};
 
 use crate::backend::Backend;
 use crate::sql::{Dialect, Lock, Query, SqlConn, Statement};
@@ -58,7 +58,7 @@ pub fn online_queries(dialect: &Dialect, samples: &Samples) -> Vec<OnlineQuery> 
         query("member by id", members::by_id_statement(samples.member_id, Lock::None)),
         query(
             "policies of a member",
-            insurance::policies_of_member_statement(samples.member_id, Lock::None),
+            insurance::policies_page_statement(samples.member_id, &PageRequest::first(20)),
         ),
         query(
             "a statement's sessions",
@@ -66,7 +66,7 @@ pub fn online_queries(dialect: &Dialect, samples: &Samples) -> Vec<OnlineQuery> 
         ),
         query(
             "orders of a member",
-            orders::orders_of_member_statement(samples.member_id, 20),
+            orders::orders_of_member_statement(samples.member_id, &PageRequest::first(20)),
         ),
         query("lines of orders", orders::lines_statement(&samples.order_ids)),
         query("outbox claim", events::claim_statement(samples.now, 100)),

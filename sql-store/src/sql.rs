@@ -16,9 +16,12 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use ports::StoreError;
+use ports::{StoreError, TimeKey};
 
 use crate::Columns;
+
+/// A time after every row's: where a newest-first page with no key starts.
+const END_OF_TIME: OffsetDateTime = time::macros::datetime!(9999-01-01 0:00 UTC);
 
 /// What differs in the text of a statement between databases. Everything else is written
 /// once in the shared statements.
@@ -201,6 +204,19 @@ impl<'a> Statement<'a> {
     /// when it starts from the beginning.
     pub fn after_id(self, after: Option<impl Into<Uuid>>) -> Self {
         self.id(after.map_or(Uuid::nil(), Into::into))
+    }
+
+    /// Binds where a newest-first keyset page starts, for `(t < ? or (t = ? and id < ?))`:
+    /// the previous page's last key, or on the first page a time after every row's.
+    pub fn before_id_key<I: Into<Uuid> + Copy>(self, key: Option<&TimeKey<I>>) -> Self {
+        let (at, tie) = key.map_or((END_OF_TIME, Uuid::nil()), |k| (k.at, k.tie.into()));
+        self.time(at).time(at).id(tie)
+    }
+
+    /// [`Self::before_id_key`] for a key whose tie-breaker is an insertion sequence.
+    pub fn before_seq_key(self, key: Option<&TimeKey<i64>>) -> Self {
+        let (at, tie) = key.map_or((END_OF_TIME, 0), |k| (k.at, k.tie));
+        self.time(at).time(at).int(tie)
     }
 
     /// Binds a time.

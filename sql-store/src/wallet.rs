@@ -6,7 +6,7 @@ use time::OffsetDateTime;
 
 use core_domain::wallet::LedgerEntry;
 use core_domain::{Krw, MemberId};
-use ports::{Consistency, StoreError, WalletReads, WalletWrites};
+use ports::{Consistency, LedgerKey, Page, PageRequest, StoreError, TimeKey, WalletReads, WalletWrites};
 
 use crate::SqlUnitOfWork;
 use crate::backend::Backend;
@@ -126,17 +126,27 @@ pub(crate) async fn insert_ledger(conn: &mut impl SqlConn, e: &LedgerEntry) -> R
     .await
 }
 
-/// Newest first (rows of the same instant: last inserted first).
+/// One page, newest first (rows of the same instant: last inserted first).
 pub(crate) async fn ledger(
     conn: &mut impl SqlConn,
     member_id: MemberId,
-    limit: i64,
-) -> Result<Vec<LedgerEntry>, StoreError> {
-    sql("select * from wallet_ledger where member_id = ? order by created_at desc, seq desc limit ?")
-        .id(member_id)
-        .limit(limit)
-        .fetch_all(conn, ledger_entry)
-        .await
+    page: &PageRequest<LedgerKey>,
+) -> Result<Page<LedgerEntry, LedgerKey>, StoreError> {
+    let rows = sql("select * from wallet_ledger where member_id = ? \
+                    and (created_at < ? or (created_at = ? and seq < ?)) \
+                    order by created_at desc, seq desc limit ?")
+    .id(member_id)
+    .before_seq_key(page.after.as_ref())
+    .limit(page.probe())
+    .fetch_all(conn, |row| Ok((ledger_entry(row)?, row.int("seq")?)))
+    .await?;
+    Ok(Page::from_probe(rows, page, |(entry, seq)| {
+        let key = TimeKey {
+            at: entry.created_at,
+            tie: seq,
+        };
+        (entry, key)
+    }))
 }
 
 #[async_trait]
@@ -174,11 +184,11 @@ impl<B: Backend> WalletReads for SqlStore<B> {
     async fn ledger(
         &self,
         member_id: MemberId,
-        limit: i64,
+        page: &PageRequest<LedgerKey>,
         consistency: Consistency,
-    ) -> Result<Vec<LedgerEntry>, StoreError> {
-        self.read(&consistency, (member_id, limit), |conn, &(member_id, limit)| {
-            Box::pin(ledger(conn, member_id, limit))
+    ) -> Result<Page<LedgerEntry, LedgerKey>, StoreError> {
+        self.read(&consistency, (member_id, page.clone()), |conn, (member_id, page)| {
+            Box::pin(ledger(conn, *member_id, page))
         })
         .await
     }

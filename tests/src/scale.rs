@@ -26,7 +26,7 @@ use uuid::Uuid;
 use adapters_mysql::{MysqlConfig, MysqlDialect, MysqlStore};
 use adapters_postgres::{PgConfig, PgDialect, PgStore};
 use core_domain::{MemberId, OrderId, PolicyId};
-use ports::{MemberPattern, MemberQuery};
+use ports::{MemberPattern, MemberQuery, PageRequest};
 use sql_store::backend::Backend;
 use sql_store::plans::{self, OnlineQuery, Samples};
 use sql_store::{SqlStore, SqlxDialect};
@@ -207,8 +207,7 @@ pub fn samples() -> Samples {
             text: text.to_owned(),
             digits: digits.to_owned(),
         },
-        after_email: None,
-        limit: 50,
+        page: PageRequest::first(50),
     };
     let local = email.split('@').next().unwrap_or_default().to_owned();
     let part_of_email = &local[local.find('.').map_or(0, |dot| dot + 1)..];
@@ -225,8 +224,7 @@ pub fn samples() -> Samples {
                 "e-mail prefix".to_owned(),
                 MemberQuery {
                     pattern: MemberPattern::EmailPrefix(local[..local.len() - 3].to_owned()),
-                    after_email: None,
-                    limit: 50,
+                    page: PageRequest::first(50),
                 },
             ),
             ("part of an e-mail".to_owned(), anywhere(part_of_email, "")),

@@ -21,6 +21,7 @@ use super::dto::{
 };
 use super::error::{ApiError, ApiResult, ProblemBody};
 use super::extract::{Admin, AppJson, AppPath, AppQuery, Staff};
+use super::paging::{PageQuery, Paged};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -42,28 +43,38 @@ struct MemberSearch {
     email: String,
 }
 
-/// Search members by e-mail (cx, admin).
-#[utoipa::path(get, path = "/admin/members", tag = "admin", security(("bearer" = [])), params(MemberSearch),
-    responses((status = 200, body = List<MemberBody>), (status = 403, body = ProblemBody)))]
+/// Search members by e-mail (cx, admin), by e-mail, a page at a time.
+#[utoipa::path(get, path = "/admin/members", tag = "admin", security(("bearer" = [])), params(MemberSearch, PageQuery),
+    responses((status = 200, body = Paged<MemberBody>), (status = 403, body = ProblemBody), (status = 422, body = ProblemBody)))]
 async fn search_members(
     State(state): State<AppState>,
     _staff: Staff,
     AppQuery(q): AppQuery<MemberSearch>,
-) -> ApiResult<Json<List<MemberBody>>> {
-    let members = state.services.members.search(&q.email).await?;
-    Ok(Json(List::of(members, MemberBody::from)))
+    AppQuery(page): AppQuery<PageQuery>,
+) -> ApiResult<Json<Paged<MemberBody>>> {
+    let members = state
+        .services
+        .members
+        .search(&q.email, page.after()?, page.limit)
+        .await?;
+    Ok(Json(Paged::of(members, MemberBody::from)))
 }
 
-/// A member's policies (cx, admin).
-#[utoipa::path(get, path = "/admin/members/{id}/policies", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path)),
-    responses((status = 200, body = List<PolicyBody>), (status = 403, body = ProblemBody)))]
+/// A member's policies, newest first, a page at a time (cx, admin).
+#[utoipa::path(get, path = "/admin/members/{id}/policies", tag = "admin", security(("bearer" = [])), params(("id" = Uuid, Path), PageQuery),
+    responses((status = 200, body = Paged<PolicyBody>), (status = 403, body = ProblemBody), (status = 422, body = ProblemBody)))]
 async fn member_policies(
     State(state): State<AppState>,
     _staff: Staff,
     AppPath(id): AppPath<Uuid>,
-) -> ApiResult<Json<List<PolicyBody>>> {
-    let policies = state.services.insurance.member_policies(MemberId(id)).await?;
-    Ok(Json(List::of(policies, PolicyBody::from)))
+    AppQuery(page): AppQuery<PageQuery>,
+) -> ApiResult<Json<Paged<PolicyBody>>> {
+    let policies = state
+        .services
+        .insurance
+        .member_policies(MemberId(id), page.after()?, page.limit)
+        .await?;
+    Ok(Json(Paged::of(policies, PolicyBody::from)))
 }
 
 /// Expire a policy effective at a given time (cx, admin). An earlier time than the current

@@ -10,9 +10,10 @@ use uuid::Uuid;
 use core_domain::CampaignId;
 
 use super::AppState;
-use super::dto::{CouponBody, List};
+use super::dto::CouponBody;
 use super::error::{ApiResult, ProblemBody};
-use super::extract::{AppPath, Auth, Idempotent};
+use super::extract::{AppPath, AppQuery, Auth, Idempotent};
+use super::paging::{PageQuery, Paged};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -42,10 +43,19 @@ async fn issue_coupon(
     ))
 }
 
-/// The caller's coupons.
-#[utoipa::path(get, path = "/coupons", tag = "coupons", security(("bearer" = [])), responses((status = 200, body = List<CouponBody>)))]
-async fn my_coupons(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<List<CouponBody>>> {
+/// The caller's coupons, newest first, a page at a time.
+#[utoipa::path(get, path = "/coupons", tag = "coupons", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Paged<CouponBody>), (status = 422, body = ProblemBody)))]
+async fn my_coupons(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(page): AppQuery<PageQuery>,
+) -> ApiResult<Json<Paged<CouponBody>>> {
     let now = state.ports.clock.now();
-    let coupons = state.services.coupons.my_coupons(auth.0.member_id).await?;
-    Ok(Json(List::of(coupons, |c| CouponBody::at(c, now))))
+    let coupons = state
+        .services
+        .coupons
+        .my_coupons(auth.0.member_id, page.after()?, page.limit)
+        .await?;
+    Ok(Json(Paged::of(coupons, |c| CouponBody::at(c, now))))
 }

@@ -265,9 +265,14 @@ pub struct StatementBody {
     pub from: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
     pub to: OffsetDateTime,
+    /// One page of the period's sessions, oldest first.
     pub sessions: Vec<SessionBody>,
+    /// Of every session in the period, not only this page's.
     pub insured_minutes: i64,
+    /// Of every session in the period, not only this page's.
     pub premium: i64,
+    /// The cursor of the next page of sessions, `null` on the last one.
+    pub next: Option<String>,
 }
 
 impl From<Statement> for StatementBody {
@@ -278,6 +283,7 @@ impl From<Statement> for StatementBody {
             to: s.to,
             insured_minutes: s.insured_minutes,
             premium: s.premium,
+            next: None,
             sessions: s
                 .sessions
                 .into_iter()

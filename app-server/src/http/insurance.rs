@@ -20,6 +20,7 @@ use super::AppState;
 use super::dto::{CancellationBody, EnrolBody, List, PlanBody, PolicyBody, SessionBody, StatementBody, parse_time};
 use super::error::{ApiError, ApiResult, ProblemBody};
 use super::extract::{AppJson, AppPath, AppQuery, Auth, RawBody, Rider};
+use super::paging::{self, PageQuery, Paged};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -57,12 +58,20 @@ async fn enrol(
     Ok((StatusCode::CREATED, Json(policy.into())))
 }
 
-/// The caller's policies, newest first (riders).
-#[utoipa::path(get, path = "/insurance/policies", tag = "insurance", security(("bearer" = [])),
-    responses((status = 200, body = List<PolicyBody>), (status = 403, body = ProblemBody)))]
-async fn my_policies(State(state): State<AppState>, Rider(claims): Rider) -> ApiResult<Json<List<PolicyBody>>> {
-    let policies = state.services.insurance.my_policies(claims.member_id).await?;
-    Ok(Json(List::of(policies, PolicyBody::from)))
+/// The caller's policies, newest first, a page at a time (riders).
+#[utoipa::path(get, path = "/insurance/policies", tag = "insurance", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Paged<PolicyBody>), (status = 403, body = ProblemBody), (status = 422, body = ProblemBody)))]
+async fn my_policies(
+    State(state): State<AppState>,
+    Rider(claims): Rider,
+    AppQuery(page): AppQuery<PageQuery>,
+) -> ApiResult<Json<Paged<PolicyBody>>> {
+    let policies = state
+        .services
+        .insurance
+        .my_policies(claims.member_id, page.after()?, page.limit)
+        .await?;
+    Ok(Json(Paged::of(policies, PolicyBody::from)))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -76,27 +85,32 @@ struct Period {
     to: String,
 }
 
-/// Insured minutes and premium per session for `[from, to)` (owner, cx, admin).
+/// Insured minutes and premium per session for `[from, to)` (owner, cx, admin): the
+/// sessions a page at a time, oldest first, the totals of every session.
 #[utoipa::path(get, path = "/insurance/policies/{id}/statement", tag = "insurance", security(("bearer" = [])),
-    params(("id" = Uuid, Path), Period),
+    params(("id" = Uuid, Path), Period, PageQuery),
     responses((status = 200, body = StatementBody), (status = 404, body = ProblemBody), (status = 422, body = ProblemBody)))]
 async fn statement(
     State(state): State<AppState>,
     auth: Auth,
     AppPath(id): AppPath<Uuid>,
     AppQuery(period): AppQuery<Period>,
+    AppQuery(page): AppQuery<PageQuery>,
 ) -> ApiResult<Json<StatementBody>> {
     let (from, to) = (parse_time("from", &period.from)?, parse_time("to", &period.to)?);
     let caller = Caller {
         member_id: auth.0.member_id,
         role: auth.0.role,
     };
-    let statement = state
+    let (statement, next) = state
         .services
         .insurance
-        .statement(caller, PolicyId(id), from, to)
+        .statement(caller, PolicyId(id), from, to, page.after()?, page.limit)
         .await?;
-    Ok(Json(statement.into()))
+    Ok(Json(StatementBody {
+        next: next.as_ref().map(paging::encode),
+        ..statement.into()
+    }))
 }
 
 /// Start a driving session under the active policy (riders).

@@ -14,6 +14,7 @@ pub mod members;
 pub mod openapi;
 pub mod ops;
 pub mod orders;
+pub mod paging;
 pub mod wallet;
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -10,9 +10,10 @@ use uuid::Uuid;
 use core_domain::{CouponId, OrderId, ProductId};
 
 use super::AppState;
-use super::dto::{List, NewOrderBody, OrderBody, PaymentBody};
+use super::dto::{NewOrderBody, OrderBody, PaymentBody};
 use super::error::{ApiResult, ProblemBody};
-use super::extract::{AppJson, AppPath, Auth, Idempotent};
+use super::extract::{AppJson, AppPath, AppQuery, Auth, Idempotent};
+use super::paging::{PageQuery, Paged};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -48,11 +49,20 @@ async fn place_order(
     Ok((StatusCode::CREATED, Json(order.into())))
 }
 
-/// The caller's orders, newest first.
-#[utoipa::path(get, path = "/orders", tag = "orders", security(("bearer" = [])), responses((status = 200, body = List<OrderBody>)))]
-async fn my_orders(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<List<OrderBody>>> {
-    let orders = state.services.orders.list(auth.0.member_id).await?;
-    Ok(Json(List::of(orders, OrderBody::from)))
+/// The caller's orders, newest first, a page at a time.
+#[utoipa::path(get, path = "/orders", tag = "orders", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Paged<OrderBody>), (status = 422, body = ProblemBody)))]
+async fn my_orders(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(page): AppQuery<PageQuery>,
+) -> ApiResult<Json<Paged<OrderBody>>> {
+    let orders = state
+        .services
+        .orders
+        .list(auth.0.member_id, page.after()?, page.limit)
+        .await?;
+    Ok(Json(Paged::of(orders, OrderBody::from)))
 }
 
 /// One of the caller's orders.

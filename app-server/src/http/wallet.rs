@@ -6,9 +6,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
-use super::dto::{ChargeBody, LedgerBody, List, WalletBody};
+use super::dto::{ChargeBody, LedgerBody, WalletBody};
 use super::error::{ApiResult, ProblemBody};
-use super::extract::{AppJson, Auth, Idempotent};
+use super::extract::{AppJson, AppQuery, Auth, Idempotent};
+use super::paging::{PageQuery, Paged};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -46,9 +47,18 @@ async fn charge(
     Ok(Json(WalletBody { balance }))
 }
 
-/// The caller's ledger, newest first.
-#[utoipa::path(get, path = "/points/history", tag = "points", security(("bearer" = [])), responses((status = 200, body = List<LedgerBody>)))]
-async fn history(State(state): State<AppState>, auth: Auth) -> ApiResult<Json<List<LedgerBody>>> {
-    let entries = state.services.wallet.history(auth.0.member_id, 100).await?;
-    Ok(Json(List::of(entries, LedgerBody::from)))
+/// The caller's ledger, newest first, a page at a time.
+#[utoipa::path(get, path = "/points/history", tag = "points", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Paged<LedgerBody>), (status = 422, body = ProblemBody)))]
+async fn history(
+    State(state): State<AppState>,
+    auth: Auth,
+    AppQuery(page): AppQuery<PageQuery>,
+) -> ApiResult<Json<Paged<LedgerBody>>> {
+    let entries = state
+        .services
+        .wallet
+        .history(auth.0.member_id, page.after()?, page.limit)
+        .await?;
+    Ok(Json(Paged::of(entries, LedgerBody::from)))
 }

@@ -39,7 +39,7 @@ pub async fn search(State(state): State<AppState>, page: Page, Query(query): Que
         let members = state
             .services
             .members
-            .find(&text, query.after.as_deref(), PAGE_SIZE)
+            .find(&text, query.after.clone(), Some(PAGE_SIZE))
             .await
             .map_err(|e| page.failed(e))?;
         Some(members)
@@ -52,7 +52,7 @@ pub async fn search(State(state): State<AppState>, page: Page, Query(query): Que
             button type="submit" { (lang.t(Msg::Search)) }
         }
         @if let Some(members) = &found {
-            @if members.is_empty() {
+            @if members.items.is_empty() {
                 p role="status" { (lang.t(Msg::NoResults)) }
             } @else {
                 table {
@@ -65,7 +65,7 @@ pub async fn search(State(state): State<AppState>, page: Page, Query(query): Que
                         th scope="col" { (lang.t(Msg::Status)) }
                     } }
                     tbody {
-                        @for m in members {
+                        @for m in &members.items {
                             tr {
                                 td { a href={ "/admin/members/" (m.id) } { (m.name) } }
                                 td { (m.email) }
@@ -80,11 +80,9 @@ pub async fn search(State(state): State<AppState>, page: Page, Query(query): Que
                     @if query.after.is_some() {
                         a href={ "/admin/members?q=" (super::view::urlencode(&text)) } { (lang.t(Msg::FirstPage)) }
                     }
-                    @if members.len() as i64 == PAGE_SIZE {
-                        @if let Some(last) = members.last() {
-                            a href={ "/admin/members?q=" (super::view::urlencode(&text)) "&after=" (super::view::urlencode(&last.email)) } rel="next" {
-                                (lang.t(Msg::NextPage))
-                            }
+                    @if let Some(last) = &members.next {
+                        a href={ "/admin/members?q=" (super::view::urlencode(&text)) "&after=" (super::view::urlencode(last)) } rel="next" {
+                            (lang.t(Msg::NextPage))
                         }
                     }
                 }
@@ -110,7 +108,7 @@ pub async fn show(State(state): State<AppState>, page: Page, Path(id): Path<Stri
     let policies = state
         .services
         .insurance
-        .member_policies(id)
+        .every_policy(id)
         .await
         .map_err(|e| page.failed(e))?;
     let licence = state.services.licences.record(id).await.map_err(|e| page.failed(e))?;

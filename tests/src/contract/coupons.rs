@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use core_domain::coupon::{Coupon, CouponCampaign, CouponStatus, Discount, NewCampaign};
 use core_domain::{CampaignId, CouponId, OrderId};
-use ports::{Consistency, StoreError, Unique};
+use ports::{Consistency, PageRequest, StoreError, Unique};
 
 use super::{Stores, assert_store_error, now, stored_rider};
 
@@ -123,9 +123,10 @@ pub async fn a_second_coupon_of_a_campaign_is_a_coupon_per_member_conflict(store
     assert_eq!(
         stores
             .coupons
-            .coupons_of_member(m.id, Consistency::Eventual)
+            .coupons_of_member(m.id, &PageRequest::first(10), Consistency::Eventual)
             .await
-            .unwrap(),
+            .unwrap()
+            .items,
         vec![other, used]
     );
     assert_eq!(

@@ -8,7 +8,7 @@ use core_domain::insurance::{
     Actor, DrivingSession, ExpiryReason, InsurancePlan, NewPlan, NewPolicy, PlanPatch, Policy, PolicyStatus,
 };
 use core_domain::{AuditId, MemberId, PlanId, PolicyId, SessionId};
-use ports::{Consistency, StoreError, Unique};
+use ports::{Consistency, PageRequest, StoreError, Unique};
 
 use super::{Stores, assert_store_error, now, stored_rider};
 
@@ -145,9 +145,10 @@ pub async fn a_policy_round_trips(stores: Stores) {
     assert_eq!(
         stores
             .insurance
-            .policies_of_member(member.id, Consistency::Strong)
+            .policies_of_member(member.id, &PageRequest::first(10), Consistency::Strong)
             .await
-            .unwrap(),
+            .unwrap()
+            .items,
         vec![newer, older]
     );
     assert_eq!(
@@ -186,9 +187,10 @@ pub async fn a_second_active_policy_is_an_active_policy_conflict(stores: Stores)
     uow.commit().await.unwrap();
     let statuses: Vec<PolicyStatus> = stores
         .insurance
-        .policies_of_member(member.id, Consistency::Strong)
+        .policies_of_member(member.id, &PageRequest::first(10), Consistency::Strong)
         .await
         .unwrap()
+        .items
         .into_iter()
         .map(|p| p.status)
         .collect();

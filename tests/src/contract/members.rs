@@ -4,7 +4,7 @@ use time::Duration;
 
 use core_domain::MemberId;
 use core_domain::member::{Member, MemberStatus, NewMember, Role};
-use ports::{Consistency, MemberPattern, MemberQuery, StoreError, Unique};
+use ports::{Consistency, MemberPattern, MemberQuery, PageRequest, StoreError, Unique};
 use uuid::Uuid;
 
 use super::{Stores, assert_store_error, now, rider, stored_rider};
@@ -88,14 +88,17 @@ pub async fn a_duplicate_email_is_a_member_email_conflict(stores: Stores) {
 async fn search(stores: &Stores, pattern: MemberPattern, after: Option<&str>, limit: i64) -> Vec<String> {
     let query = MemberQuery {
         pattern,
-        after_email: after.map(str::to_owned),
-        limit,
+        page: PageRequest {
+            after: after.map(str::to_owned),
+            limit,
+        },
     };
     stores
         .members
         .search_members(&query, Consistency::Eventual)
         .await
         .unwrap()
+        .items
         .into_iter()
         .map(|m| m.email)
         .collect()

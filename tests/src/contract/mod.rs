@@ -11,6 +11,7 @@ mod insurance;
 mod licences;
 mod members;
 mod orders;
+mod paging;
 mod tokens;
 mod units_of_work;
 mod wallet;
@@ -31,6 +32,7 @@ pub use insurance::*;
 pub use licences::*;
 pub use members::*;
 pub use orders::*;
+pub use paging::*;
 pub use tokens::*;
 pub use units_of_work::*;
 pub use wallet::*;
@@ -94,6 +96,7 @@ macro_rules! contract_tests {
             campaigns_page_by_id_with_their_issued_counts,
             a_second_coupon_of_a_campaign_is_a_coupon_per_member_conflict,
             an_order_with_lines_round_trips_with_its_payment,
+            a_members_lists_page_by_their_keys_through_ties_and_additions,
             popular_products_rank_units_of_recently_paid_orders,
             stale_orders_are_pending_orders_created_by_the_cutoff,
             an_idempotency_key_is_new_then_seen_with_its_response,

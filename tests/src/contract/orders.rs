@@ -6,7 +6,7 @@ use uuid::Uuid;
 use core_domain::coupon::Coupon;
 use core_domain::order::{Order, OrderLine, OrderStatus, Payment};
 use core_domain::{CouponId, MemberId, OrderId, PaymentId};
-use ports::Consistency;
+use ports::{Consistency, PageRequest};
 
 use super::catalog::stored_product;
 use super::coupons::stored_campaign;
@@ -99,17 +99,19 @@ pub async fn an_order_with_lines_round_trips_with_its_payment(stores: Stores) {
     assert_eq!(
         stores
             .orders
-            .orders_of_member(m.id, 10, Consistency::Strong)
+            .orders_of_member(m.id, &PageRequest::first(10), Consistency::Strong)
             .await
-            .unwrap(),
+            .unwrap()
+            .items,
         vec![placed.clone(), earlier.clone()]
     );
     assert_eq!(
         stores
             .orders
-            .orders_of_member(m.id, 1, Consistency::Strong)
+            .orders_of_member(m.id, &PageRequest::first(1), Consistency::Strong)
             .await
-            .unwrap(),
+            .unwrap()
+            .items,
         vec![placed]
     );
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use core_domain::LedgerId;
 use core_domain::wallet::{LedgerEntry, LedgerKind, MAX_BALANCE};
-use ports::Consistency;
+use ports::{Consistency, PageRequest};
 
 use super::{Stores, now, stored_rider};
 
@@ -69,7 +69,12 @@ pub async fn concurrent_credits_all_land_with_a_ledger_row_each(stores: Stores) 
     // Every credit saw a distinct balance: none was lost.
     assert_eq!(afters, (1..=200).collect::<BTreeSet<i64>>());
     assert_eq!(stores.wallet.balance(m.id, Consistency::Strong).await.unwrap(), 200);
-    let ledger = stores.wallet.ledger(m.id, 1_000, Consistency::Strong).await.unwrap();
+    let ledger = stores
+        .wallet
+        .ledger(m.id, &PageRequest::first(1_000), Consistency::Strong)
+        .await
+        .unwrap()
+        .items;
     assert_eq!(ledger.len(), 200);
     assert_eq!(ledger.iter().map(|e| e.balance_after).collect::<BTreeSet<_>>(), afters);
 }
@@ -96,7 +101,14 @@ pub async fn ledger_reads_newest_first(stores: Stores) {
     uow.commit().await.unwrap();
     let read = |limit| {
         let stores = stores.clone();
-        async move { stores.wallet.ledger(m.id, limit, Consistency::Eventual).await.unwrap() }
+        async move {
+            stores
+                .wallet
+                .ledger(m.id, &PageRequest::first(limit), Consistency::Eventual)
+                .await
+                .unwrap()
+                .items
+        }
     };
     assert_eq!(read(10).await, vec![refund.clone(), payment.clone(), charge]);
     assert_eq!(read(2).await, vec![refund, payment]);

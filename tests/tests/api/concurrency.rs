@@ -67,9 +67,14 @@ async fn a_thousand_concurrent_one_point_charges_end_at_exactly_a_thousand() {
         .runtime
         .ports
         .wallet
-        .ledger(member_id(&member), 5_000, Consistency::Strong)
+        .ledger(
+            member_id(&member),
+            &ports::PageRequest::first(5_000),
+            Consistency::Strong,
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert_eq!(ledger.len(), 1_000);
     assert!(ledger.iter().all(|e| e.amount == 1 && e.kind.as_str() == "charge"));
     let after: HashSet<i64> = ledger.iter().map(|e| e.balance_after).collect();
