@@ -44,7 +44,7 @@ async fn coupons_are_issued_first_come_first_served_and_once_per_member() {
     assert_eq!(items(&mine)[0]["id"], coupon["id"]);
     assert_eq!(
         json_body(app.get("/coupons", Some(&third)).await, 200).await,
-        json!({ "items": [] })
+        json!({ "items": [], "next": null })
     );
 
     let unknown = format!("/coupons/{}/issue", uuid::Uuid::now_v7());
@@ -120,7 +120,7 @@ async fn a_campaign_that_has_not_started_issues_nothing() {
     assert_problem(response, 409, "coupon.not_started").await;
     assert_eq!(
         json_body(app.get("/coupons", Some(&rider)).await, 200).await,
-        json!({ "items": [] })
+        json!({ "items": [], "next": null })
     );
 }
 

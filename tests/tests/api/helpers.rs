@@ -496,8 +496,10 @@ impl TestApp {
             .expect("balance")
     }
 
+    /// The newest 100 rows of the member's ledger (the largest page).
     pub async fn history(&self, token: &str) -> Vec<Value> {
-        json_body(self.get("/points/history", Some(token)).await, 200).await["items"]
+        let page = self.get_query("/points/history", Some(token), &[("limit", "100")]);
+        json_body(page.await, 200).await["items"]
             .as_array()
             .expect("items")
             .clone()

@@ -15,6 +15,7 @@ mod licences;
 mod members;
 mod ops;
 mod orders;
+mod paging;
 mod wallet;
 
 pub const BACKEND: helpers::Backend = helpers::Backend::Sqlite;

@@ -244,7 +244,7 @@ async fn staff_find_members_by_email_prefix_with_their_withdrawal_time() {
         200,
     )
     .await;
-    assert_eq!(none, json!({ "items": [] }));
+    assert_eq!(none, json!({ "items": [], "next": null }));
     let empty = app.get_query("/admin/members", Some(&cx), &[("email", "  ")]).await;
     assert_problem(empty, 422, "validation.failed").await;
 }

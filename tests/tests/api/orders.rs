@@ -139,7 +139,7 @@ async fn an_order_beyond_the_stock_or_of_an_unknown_product_takes_nothing() {
     assert_eq!(app.product_stock(&scarce["id"]).await, 5);
     assert_eq!(
         json_body(app.get("/orders", Some(&rider)).await, 200).await,
-        json!({ "items": [] })
+        json!({ "items": [], "next": null })
     );
 }
 
@@ -233,7 +233,7 @@ async fn an_order_is_visible_and_payable_only_by_its_member() {
     .await;
     assert_eq!(
         json_body(app.get("/orders", Some(&other)).await, 200).await,
-        json!({ "items": [] })
+        json!({ "items": [], "next": null })
     );
     assert_eq!(app.balance(&other).await, 10_000);
 }

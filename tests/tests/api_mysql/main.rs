@@ -25,6 +25,8 @@ mod members;
 mod ops;
 #[path = "../api/orders.rs"]
 mod orders;
+#[path = "../api/paging.rs"]
+mod paging;
 #[path = "../api/wallet.rs"]
 mod wallet;
 
