@@ -268,13 +268,8 @@ impl InsuranceService {
         after: Option<PolicyKey>,
         limit: Option<i64>,
     ) -> Result<Page<Policy, PolicyKey>, InsuranceError> {
-        let page = paging::page(after, limit)?;
         let consistency = self.freshness.for_member(member_id).await;
-        Ok(self
-            .ports
-            .insurance
-            .policies_of_member(member_id, &page, consistency)
-            .await?)
+        self.policies_page(member_id, after, limit, consistency).await
     }
 
     /// One page of any member's policies, newest first, for CX. Staff act on what they see:
@@ -285,11 +280,21 @@ impl InsuranceService {
         after: Option<PolicyKey>,
         limit: Option<i64>,
     ) -> Result<Page<Policy, PolicyKey>, InsuranceError> {
+        self.policies_page(member_id, after, limit, Consistency::Strong).await
+    }
+
+    async fn policies_page(
+        &self,
+        member_id: MemberId,
+        after: Option<PolicyKey>,
+        limit: Option<i64>,
+        consistency: Consistency,
+    ) -> Result<Page<Policy, PolicyKey>, InsuranceError> {
         let page = paging::page(after, limit)?;
         Ok(self
             .ports
             .insurance
-            .policies_of_member(member_id, &page, Consistency::Strong)
+            .policies_of_member(member_id, &page, consistency)
             .await?)
     }
 
@@ -349,10 +354,7 @@ impl InsuranceService {
             .filter(|line| page.after.is_none_or(|after| key(line) > after))
             .take(usize::try_from(page.probe()).unwrap_or(usize::MAX))
             .collect();
-        let lines = Page::from_probe(rest, &page, |line| {
-            let at = key(&line);
-            (line, at)
-        });
+        let lines = Page::keyed(rest, &page, key);
         statement.sessions = lines.items;
         Ok((statement, lines.next))
     }

@@ -59,6 +59,14 @@ impl<T, K> Page<T, K> {
         }
     }
 
+    /// [`Self::from_probe`] for rows that carry their own key, `key` of each.
+    pub fn keyed(rows: Vec<T>, request: &PageRequest<K>, key: impl Fn(&T) -> K) -> Self {
+        Self::from_probe(rows, request, |row| {
+            let k = key(&row);
+            (row, k)
+        })
+    }
+
     /// The same page with its rows turned into `U`s.
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U, K> {
         Page {

@@ -194,12 +194,9 @@ pub(crate) async fn coupons_of_member(
     .limit(page.probe())
     .fetch_all(conn, coupon)
     .await?;
-    Ok(Page::from_probe(coupons, page, |c| {
-        let key = TimeKey {
-            at: c.issued_at,
-            tie: c.id,
-        };
-        (c, key)
+    Ok(Page::keyed(coupons, page, |c| TimeKey {
+        at: c.issued_at,
+        tie: c.id,
     }))
 }
 

@@ -191,12 +191,9 @@ async fn policies_page(
     page: &PageRequest<PolicyKey>,
 ) -> Result<Page<Policy, PolicyKey>, StoreError> {
     let policies = policies_page_statement(member_id, page).fetch_all(conn, policy).await?;
-    Ok(Page::from_probe(policies, page, |p| {
-        let key = TimeKey {
-            at: p.created_at,
-            tie: p.id,
-        };
-        (p, key)
+    Ok(Page::keyed(policies, page, |p| TimeKey {
+        at: p.created_at,
+        tie: p.id,
     }))
 }
 

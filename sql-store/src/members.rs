@@ -186,10 +186,7 @@ pub(crate) const DIGIT_GRAM: usize = 4;
 pub(crate) async fn search(conn: &mut impl SqlConn, query: &MemberQuery) -> Result<Page<Member, String>, StoreError> {
     let search = Search::new(query);
     let members = search.statement(conn.dialect()).fetch_all(conn, member).await?;
-    Ok(Page::from_probe(members, &query.page, |m| {
-        let key = m.email.clone();
-        (m, key)
-    }))
+    Ok(Page::keyed(members, &query.page, |m| m.email.clone()))
 }
 
 /// The members whose id `found` lists (`select … member_id …`), that match the `like` of

@@ -186,12 +186,9 @@ pub(crate) async fn orders_of_member(
     page: &PageRequest<OrderKey>,
 ) -> Result<Page<Order, OrderKey>, StoreError> {
     let orders = with_lines(conn, orders_of_member_statement(member_id, page)).await?;
-    Ok(Page::from_probe(orders, page, |order| {
-        let key = TimeKey {
-            at: order.created_at,
-            tie: order.id,
-        };
-        (order, key)
+    Ok(Page::keyed(orders, page, |o| TimeKey {
+        at: o.created_at,
+        tie: o.id,
     }))
 }
 
