@@ -36,6 +36,27 @@ pub const CONSUMER_HEADER: &str = "consumer";
 /// The longest error text kept in a dead-letter header.
 const MAX_ERROR_LEN: usize = 2_000;
 
+/// The delivery log's line for a consumed `message` (README, "Following a message"): one
+/// per outcome, with the same fields as the relay's `produced` lines.
+macro_rules! consumed {
+    ($level:expr, $message:expr, $group:expr, $event_id:expr, $event_type:expr, $outcome:expr, $($rest:tt)+) => {
+        tracing::event!(
+            target: "hexride::delivery",
+            $level,
+            direction = "consumed",
+            topic = $message.topic(),
+            partition = $message.partition(),
+            offset = $message.offset(),
+            key = %String::from_utf8_lossy($message.key().unwrap_or_default()),
+            event_id = %$event_id,
+            event_type = %$event_type,
+            consumer = %$group,
+            outcome = $outcome,
+            $($rest)+
+        )
+    };
+}
+
 type Stop = Shared<BoxFuture<'static, ()>>;
 type GroupConsumer = StreamConsumer<GroupContext>;
 
@@ -211,7 +232,16 @@ impl KafkaConsumer {
         loop {
             let handled = AssertUnwindSafe(self.handler.handle(&event)).catch_unwind().await;
             let error = match handled {
-                Ok(Ok(())) => {
+                Ok(Ok(handled)) => {
+                    consumed!(
+                        tracing::Level::INFO,
+                        message,
+                        consumer,
+                        event.id,
+                        event.event_type(),
+                        handled.as_str(),
+                        "event consumed"
+                    );
                     metrics::counter!("kafka_consumer_messages_total", "consumer" => consumer.to_owned(), "outcome" => "handled")
                         .increment(1);
                     return Outcome::Done;
@@ -230,7 +260,7 @@ impl KafkaConsumer {
                 }
                 HandlerError::Transient(reason) => {
                     let pause = backoff(attempt, &self.settings);
-                    tracing::warn!(consumer, event_id = %event.id, attempt, %reason, ?pause, "handler failed; retrying");
+                    consumed!(tracing::Level::WARN, message, consumer, event.id, event.event_type(), "retried", attempt, %reason, ?pause, "handler failed; retrying");
                     metrics::counter!("kafka_consumer_retries_total", "consumer" => consumer.to_owned()).increment(1);
                     if sleep_or_stop(pause, stop).await {
                         return Outcome::Stopped;
@@ -285,13 +315,14 @@ impl KafkaConsumer {
                 .send(&topic, message.key(), message.payload(), headers.clone(), deadline)
                 .await
             {
-                Ok(()) => {
-                    tracing::error!(
-                        consumer = %self.group,
-                        event_id = event_id.as_deref().unwrap_or("-"),
-                        topic = message.topic(),
-                        partition = message.partition(),
-                        offset = message.offset(),
+                Ok(_) => {
+                    consumed!(
+                        tracing::Level::ERROR,
+                        message,
+                        self.group,
+                        event_id.as_deref().unwrap_or("-"),
+                        event_type.as_deref().unwrap_or("-"),
+                        "dead_lettered",
                         %error,
                         "message dead-lettered to {topic}"
                     );

@@ -104,7 +104,7 @@ impl Producer {
         payload: Option<&[u8]>,
         headers: OwnedHeaders,
         deadline: Instant,
-    ) -> Result<(), SendError> {
+    ) -> Result<Delivered, SendError> {
         let producer = self.get();
         let result = match enqueue(&producer, topic, key, payload, headers, deadline).await {
             Ok(delivery) => await_delivery(delivery, deadline).await,
@@ -161,13 +161,23 @@ pub(crate) async fn enqueue(
     }
 }
 
+/// Where the broker put a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
+
 /// Waits for a delivery report until `deadline`.
 pub(crate) async fn await_delivery(
     delivery: rdkafka::producer::DeliveryFuture,
     deadline: Instant,
-) -> Result<(), SendError> {
+) -> Result<Delivered, SendError> {
     match tokio::time::timeout_at(deadline, delivery).await {
-        Ok(Ok(Ok(_))) => Ok(()),
+        Ok(Ok(Ok(delivery))) => Ok(Delivered {
+            partition: delivery.partition,
+            offset: delivery.offset,
+        }),
         Ok(Ok(Err((error, _)))) => Err(classify(&error)),
         Ok(Err(_cancelled)) => Err(SendError::Retriable("the producer was closed before delivery".into())),
         Err(_) => Err(SendError::Retriable("no delivery report in time".into())),

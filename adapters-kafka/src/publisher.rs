@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use ports::{ComponentHealth, EventPublisher, HealthCheck, HealthStatus, OutboxRecord, PublishError};
 
-use crate::producer::{Producer, SendError, await_delivery, enqueue};
+use crate::producer::{Delivered, Producer, SendError, await_delivery, enqueue};
 use crate::settings::KafkaSettings;
 
 /// Header carrying the event id (consumers and the data platform deduplicate on it).
@@ -72,12 +72,12 @@ impl EventPublisher for KafkaPublisher {
         let deadline = Instant::now() + settings.delivery_timeout + std::time::Duration::from_secs(1);
         let producer = self.producer.get();
         let mut queued = Vec::with_capacity(records.len());
-        for record in records {
-            let topic = settings.topic(&record.topic);
+        let topics: Vec<String> = records.iter().map(|r| settings.topic(&r.topic)).collect();
+        for (record, topic) in records.iter().zip(&topics) {
             queued.push(
                 enqueue(
                     &producer,
-                    &topic,
+                    topic,
                     Some(record.key.as_bytes()),
                     Some(record.payload.as_bytes()),
                     Self::headers(record),
@@ -97,15 +97,51 @@ impl EventPublisher for KafkaPublisher {
         if results.iter().any(|r| matches!(r, Err(SendError::Retriable(_)))) {
             self.producer.retire(producer);
         }
+        for ((record, topic), result) in records.iter().zip(&topics).zip(&results) {
+            log_produced(record, topic, result);
+        }
         results
             .into_iter()
             .map(|result| {
-                result.map_err(|error| match error {
+                result.map(|_| ()).map_err(|error| match error {
                     SendError::Retriable(reason) => PublishError::Failed(reason),
                     SendError::Refused(reason) => PublishError::Permanent(reason),
                 })
             })
             .collect()
+    }
+}
+
+/// The delivery log's line for a record the relay published (README, "Following a
+/// message"): where it landed, or why it did not (the relay retries it).
+fn log_produced(record: &OutboxRecord, topic: &str, result: &Result<Delivered, SendError>) {
+    match result {
+        Ok(Delivered { partition, offset }) => tracing::info!(
+            target: "hexride::delivery",
+            direction = "produced",
+            topic,
+            partition,
+            offset,
+            key = %record.key,
+            event_id = %record.id,
+            event_type = %record.event_type,
+            outcome = "delivered",
+            "event produced"
+        ),
+        Err(error) => tracing::warn!(
+            target: "hexride::delivery",
+            direction = "produced",
+            topic,
+            key = %record.key,
+            event_id = %record.id,
+            event_type = %record.event_type,
+            outcome = match error {
+                SendError::Retriable(_) => "retried",
+                SendError::Refused(_) => "refused",
+            },
+            %error,
+            "event not produced"
+        ),
     }
 }
 

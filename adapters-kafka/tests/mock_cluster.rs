@@ -19,7 +19,7 @@ use adapters_kafka::{
 };
 use core_domain::event::{DomainEvent, EventPayload, MEMBER_EVENTS};
 use core_domain::{EventId, MemberId};
-use ports::{EventHandler, EventPublisher, HandlerError, OutboxRecord, PublishError};
+use ports::{EventHandler, EventPublisher, Handled, HandlerError, OutboxRecord, PublishError};
 
 fn settings(cluster: &MockCluster<'_, impl rdkafka::ClientContext>) -> KafkaSettings {
     KafkaSettings {
@@ -74,9 +74,9 @@ impl EventHandler for Recorder {
         vec![MEMBER_EVENTS]
     }
 
-    async fn handle(&self, event: &DomainEvent) -> Result<(), HandlerError> {
+    async fn handle(&self, event: &DomainEvent) -> Result<Handled, HandlerError> {
         self.seen.lock().unwrap().push(event.id);
-        Ok(())
+        Ok(Handled::Applied)
     }
 }
 

@@ -31,7 +31,24 @@ impl InProcessPublisher {
             .iter()
             .filter(|h| h.topics().contains(&record.topic.as_str()))
         {
-            if let Err(error) = handler.handle(&event).await {
+            let handled = handler.handle(&event).await;
+            // The delivery log (README, "Following a message"): one line per consumer.
+            tracing::info!(
+                target: "hexride::delivery",
+                direction = "consumed",
+                topic = %record.topic,
+                key = %record.key,
+                event_id = %record.id,
+                event_type = %record.event_type,
+                consumer = handler.name(),
+                outcome = match &handled {
+                    Ok(handled) => handled.as_str(),
+                    Err(HandlerError::Transient(_)) => "retried",
+                    Err(HandlerError::Permanent(_)) => "failed",
+                },
+                "event consumed in process"
+            );
+            if let Err(error) = handled {
                 tracing::warn!(
                     consumer = handler.name(),
                     event_id = %record.id,
@@ -74,7 +91,7 @@ mod tests {
 
     use core_domain::event::{EventPayload, MEMBER_EVENTS, PAYMENT_EVENTS};
     use core_domain::{EventId, MemberId, OrderId, PaymentId};
-    use ports::HandlerError;
+    use ports::{Handled, HandlerError};
     use time::macros::datetime;
     use uuid::Uuid;
 
@@ -113,11 +130,11 @@ mod tests {
             self.topics.clone()
         }
 
-        async fn handle(&self, event: &DomainEvent) -> Result<(), HandlerError> {
+        async fn handle(&self, event: &DomainEvent) -> Result<Handled, HandlerError> {
             self.seen.lock().unwrap().push(event.id);
             match &self.fail {
                 Some(error) => Err(error.clone()),
-                None => Ok(()),
+                None => Ok(Handled::Applied),
             }
         }
     }

@@ -13,8 +13,8 @@ use time::OffsetDateTime;
 use core_domain::EventId;
 use core_domain::event::{DomainEvent, EventPayload, PAYMENT_EVENTS};
 use ports::{
-    Consistency, DataPlatformSink, Database, EventHandler, EventPublisher, EventTrailReads, HandlerError, OutboxStore,
-    SinkError, StoreError,
+    Consistency, DataPlatformSink, Database, EventHandler, EventPublisher, EventTrailReads, Handled, HandlerError,
+    OutboxStore, SinkError, StoreError,
 };
 
 use crate::Ports;
@@ -235,12 +235,12 @@ impl EventHandler for DataPlatformHandler {
         vec![PAYMENT_EVENTS]
     }
 
-    async fn handle(&self, event: &DomainEvent) -> Result<(), HandlerError> {
+    async fn handle(&self, event: &DomainEvent) -> Result<Handled, HandlerError> {
         if !matches!(event.payload, EventPayload::PaymentSucceeded { .. }) {
-            return Ok(());
+            return Ok(Handled::Ignored);
         }
         if self.already_delivered(event.id).await.map_err(transient)? {
-            return Ok(());
+            return Ok(Handled::Duplicate);
         }
         self.sink.send(event).await.map_err(|e| match e {
             SinkError::Unavailable(m) => HandlerError::Transient(m),
@@ -252,8 +252,10 @@ impl EventHandler for DataPlatformHandler {
             uow.commit().await
         };
         match record.await {
-            // A conflict: a concurrent delivery of the same event recorded it first.
-            Ok(_) | Err(StoreError::Conflict(_)) => Ok(()),
+            Ok(_) => Ok(Handled::Applied),
+            // A concurrent delivery of the same event recorded it first (the platform
+            // deduplicates on the event id).
+            Err(StoreError::Conflict(_)) => Ok(Handled::Duplicate),
             Err(e) => Err(transient(e)),
         }
     }
@@ -503,14 +505,17 @@ mod tests {
         let mut sink = MockDataPlatformSink::new();
         sink.expect_send().times(1).returning(|_| Ok(()));
         let handler = handler(true, true, sink);
-        handler.handle(&payment_event()).await.expect("delivered");
+        assert_eq!(handler.handle(&payment_event()).await, Ok(Handled::Applied));
     }
 
     #[tokio::test]
     async fn a_delivery_another_instance_recorded_first_is_done_and_a_failed_record_is_retried() {
-        for (commit, delivered) in [
-            (StoreError::Conflict(ports::Unique::Other("inbox_pkey".into())), true),
-            (StoreError::unavailable("down"), false),
+        for (commit, outcome) in [
+            (
+                StoreError::Conflict(ports::Unique::Other("inbox_pkey".into())),
+                Some(Handled::Duplicate),
+            ),
+            (StoreError::unavailable("down"), None),
         ] {
             let mut inbox = MockEventTrailReads::new();
             inbox.expect_consumed().return_once(|_, _, _| Ok(false));
@@ -522,10 +527,10 @@ mod tests {
             let mut sink = MockDataPlatformSink::new();
             sink.expect_send().times(1).returning(|_| Ok(()));
             let handler = DataPlatformHandler::new(Arc::new(db), Arc::new(inbox), Arc::new(sink));
-            let outcome = handler.handle(&payment_event()).await;
-            assert_eq!(outcome.is_ok(), delivered, "{outcome:?}");
-            if !delivered {
-                assert!(matches!(outcome, Err(HandlerError::Transient(_))));
+            let handled = handler.handle(&payment_event()).await;
+            assert_eq!(handled.as_ref().ok().copied(), outcome, "{handled:?}");
+            if outcome.is_none() {
+                assert!(matches!(handled, Err(HandlerError::Transient(_))));
             }
         }
     }
@@ -535,7 +540,7 @@ mod tests {
         let mut sink = MockDataPlatformSink::new();
         sink.expect_send().never();
         let handler = handler(false, false, sink);
-        handler.handle(&payment_event()).await.expect("skipped");
+        assert_eq!(handler.handle(&payment_event()).await, Ok(Handled::Duplicate));
     }
 
     #[tokio::test]

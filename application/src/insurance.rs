@@ -17,7 +17,8 @@ use core_domain::licence::{LicenceError, LicenceStatus};
 use core_domain::member::Role;
 use core_domain::{AuditId, EventId, Krw, MemberId, PlanId, PolicyId, SessionId, ValidationErrors};
 use ports::{
-    Consistency, EventHandler, HandlerError, Page, PolicyKey, StoreError, TimeKey, TrailEvent, Unique, UnitOfWork,
+    Consistency, EventHandler, Handled, HandlerError, Page, PolicyKey, StoreError, TimeKey, TrailEvent, Unique,
+    UnitOfWork,
 };
 
 use crate::paging;
@@ -630,17 +631,18 @@ impl InsuranceService {
 
     /// The `insurance-expiry` consumer's effect: expires every policy of a withdrawn member
     /// effective at the withdrawal, recording the event in the inbox in the same transaction.
+    /// How many policies changed; `None` when the inbox already held the event.
     pub async fn expire_for_withdrawal(
         &self,
         event_id: EventId,
         member_id: MemberId,
         withdrawn_at: OffsetDateTime,
-    ) -> Result<usize, InsuranceError> {
+    ) -> Result<Option<usize>, InsuranceError> {
         retry::on_lost_race(|| async {
             let mut uow = self.ports.db.begin().await?;
             if !uow.events().record_inbox(INSURANCE_EXPIRY, event_id).await? {
                 uow.rollback().await?;
-                return Ok(0);
+                return Ok(None);
             }
             let mut changed = 0;
             for mut policy in uow.insurance().policies_of_member(member_id).await? {
@@ -656,7 +658,7 @@ impl InsuranceService {
                 changed += usize::from(policy.version != before);
             }
             uow.commit().await?;
-            Ok(changed)
+            Ok(Some(changed))
         })
         .await
     }
@@ -684,23 +686,24 @@ impl EventHandler for InsuranceExpiryHandler {
         vec![MEMBER_EVENTS]
     }
 
-    async fn handle(&self, event: &DomainEvent) -> Result<(), HandlerError> {
+    async fn handle(&self, event: &DomainEvent) -> Result<Handled, HandlerError> {
         let EventPayload::MemberWithdrawn {
             member_id,
             withdrawn_at,
         } = event.payload
         else {
-            return Ok(());
+            return Ok(Handled::Ignored);
         };
         match self
             .service
             .expire_for_withdrawal(event.id, member_id, withdrawn_at)
             .await
         {
-            Ok(changed) => {
+            Ok(Some(changed)) => {
                 tracing::info!(%member_id, changed, event_id = %event.id, "policies expired for withdrawal");
-                Ok(())
+                Ok(Handled::Applied)
             }
+            Ok(None) => Ok(Handled::Duplicate),
             Err(InsuranceError::Store(e)) => Err(crate::events::transient(e)),
             // A withdrawal dated in the future of this clock: clocks differ, try again later.
             Err(InsuranceError::InvalidEffectiveAt) => {
@@ -967,7 +970,7 @@ mod tests {
             .expire_for_withdrawal(EventId(Uuid::now_v7()), member_id, withdrawn_at)
             .await
             .expect("ok");
-        assert_eq!(changed, 1);
+        assert_eq!(changed, Some(1));
     }
 
     #[tokio::test]
@@ -986,7 +989,7 @@ mod tests {
             )
             .await
             .expect("ok");
-        assert_eq!(changed, 0);
+        assert_eq!(changed, None, "the inbox held it: a duplicate");
     }
 
     #[tokio::test]

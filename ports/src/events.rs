@@ -113,6 +113,28 @@ pub trait EventPublisher: Send + Sync {
     async fn publish(&self, records: &[OutboxRecord]) -> Vec<Result<(), PublishError>>;
 }
 
+/// What a handler did with an event it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Its effect is now committed.
+    Applied,
+    /// Its inbox already held it: an earlier delivery applied it, nothing changed now.
+    Duplicate,
+    /// Not an event this consumer acts on.
+    Ignored,
+}
+
+impl Handled {
+    /// `applied`, `duplicate` or `ignored`: the outcome in delivery logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Applied => "applied",
+            Self::Duplicate => "duplicate",
+            Self::Ignored => "ignored",
+        }
+    }
+}
+
 /// Why a handler did not apply an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {
@@ -133,12 +155,12 @@ pub trait EventHandler: Send + Sync {
     fn name(&self) -> &'static str;
     /// The topics it consumes.
     fn topics(&self) -> Vec<&'static str>;
-    /// Applies the event's effect, at most once per event id.
+    /// Applies the event's effect, at most once per event id, and says which it was.
     ///
     /// # Errors
     /// [`HandlerError::Transient`] to be retried; [`HandlerError::Permanent`] to be
     /// dead-lettered.
-    async fn handle(&self, event: &DomainEvent) -> Result<(), HandlerError>;
+    async fn handle(&self, event: &DomainEvent) -> Result<Handled, HandlerError>;
 }
 
 /// Why the data platform did not take an event.

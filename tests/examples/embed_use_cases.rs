@@ -23,7 +23,7 @@ use application::members::SignUp;
 use application::{Ports, Services, Settings};
 use async_trait::async_trait;
 use core_domain::event::DomainEvent;
-use ports::{EventHandler, HandlerError, Quota, StorePorts};
+use ports::{EventHandler, Handled, HandlerError, Quota, StorePorts};
 
 /// An event handler of the embedding application: it records the events it is handed.
 #[derive(Default)]
@@ -39,9 +39,9 @@ impl EventHandler for Recorder {
         vec!["member-events", "payment-events"]
     }
 
-    async fn handle(&self, event: &DomainEvent) -> Result<(), HandlerError> {
+    async fn handle(&self, event: &DomainEvent) -> Result<Handled, HandlerError> {
         self.0.lock().unwrap().push(event.event_type().to_owned());
-        Ok(())
+        Ok(Handled::Applied)
     }
 }
 

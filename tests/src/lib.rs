@@ -6,6 +6,7 @@ pub mod contract;
 pub mod kafka;
 pub mod licence_provider;
 pub mod load;
+pub mod log_capture;
 pub mod redis;
 pub mod routing;
 pub mod scale;

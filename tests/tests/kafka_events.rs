@@ -36,7 +36,7 @@ use application::idempotency::IdempotencyKey;
 use application::members::SignUp;
 use core_domain::event::{DomainEvent, EventPayload, INSURANCE_EVENTS, MEMBER_EVENTS, PAYMENT_EVENTS};
 use core_domain::{EventId, MemberId, PlanId, PolicyId};
-use ports::{EventHandler, EventPublisher, HandlerError, OutboxRecord};
+use ports::{EventHandler, EventPublisher, Handled, HandlerError, OutboxRecord};
 use tests::kafka::{TopicMessage, produce_raw, read_topic};
 use tests::services;
 
@@ -334,6 +334,7 @@ where
 async fn a_thousand_withdrawals_expire_every_policy_exactly_once() {
     let _serial = SERIAL.lock().await;
     let Some(env) = env(false).await else { return };
+    let log = tests::log_capture::capture();
     let app = env.start(|_| {}).await;
     let services = app.runtime.services.clone();
     let riders = riders_with_policies(&services, 1_000).await;
@@ -349,6 +350,66 @@ async fn a_thousand_withdrawals_expire_every_policy_exactly_once() {
     // registered + withdrawn per member, one policy_expired per policy.
     env.wait_outbox_sent(3_000, Duration::from_secs(60)).await;
     env.assert_expired_exactly_once(1_000).await;
+
+    // The delivery log answers "was this member's withdrawal delivered?" for each of
+    // them: produced once, and consumed once where it was produced, applied.
+    let members: HashSet<String> = members_of(&riders).iter().map(ToString::to_string).collect();
+    let withdrawals = |direction: &'static str| {
+        let members = &members;
+        move |line: &tests::log_capture::Line| {
+            line["target"] == "hexride::delivery"
+                && line.get("direction").map(String::as_str) == Some(direction)
+                && line.get("event_type").map(String::as_str) == Some("member.withdrawn")
+                && line.get("key").is_some_and(|k| members.contains(k))
+        }
+    };
+    eventually(Duration::from_secs(30), "a consumed line per withdrawal", || async {
+        log.lines(withdrawals("consumed")).len() >= 1_000
+    })
+    .await;
+    let produced = log.lines(withdrawals("produced"));
+    let consumed = log.lines(withdrawals("consumed"));
+    assert_eq!((produced.len(), consumed.len()), (1_000, 1_000));
+    let topic = env.topic(MEMBER_EVENTS);
+    let group = app_server::kafka::settings(&app.runtime.config)
+        .expect("kafka settings")
+        .group("insurance-expiry");
+    let at = |line: &tests::log_capture::Line| {
+        (
+            line["event_id"].clone(),
+            line["partition"].clone(),
+            line["offset"].clone(),
+            line["key"].clone(),
+        )
+    };
+    let produced_at: HashSet<_> = produced
+        .iter()
+        .inspect(|line| {
+            assert_eq!(
+                (line["outcome"].as_str(), line["topic"].as_str()),
+                ("delivered", topic.as_str()),
+                "{line:?}"
+            );
+        })
+        .map(at)
+        .collect();
+    let consumed_at: HashSet<_> = consumed
+        .iter()
+        .inspect(|line| {
+            assert_eq!(
+                (
+                    line["outcome"].as_str(),
+                    line["topic"].as_str(),
+                    line["consumer"].as_str()
+                ),
+                ("applied", topic.as_str(), group.as_str()),
+                "{line:?}"
+            );
+        })
+        .map(at)
+        .collect();
+    assert_eq!(produced_at.len(), 1_000, "one event id and offset per withdrawal");
+    assert_eq!(consumed_at, produced_at, "each consumed where it was produced");
     app.shutdown().await;
 }
 
@@ -421,20 +482,20 @@ impl EventHandler for CrashAfterApplying {
         self.inner.topics()
     }
 
-    async fn handle(&self, event: &DomainEvent) -> Result<(), HandlerError> {
-        self.inner.handle(event).await?;
+    async fn handle(&self, event: &DomainEvent) -> Result<Handled, HandlerError> {
+        let handled = self.inner.handle(event).await?;
         if matches!(event.payload, EventPayload::MemberWithdrawn { .. }) {
             self.applied.notify_one();
             std::future::pending::<()>().await;
         }
-        Ok(())
+        Ok(handled)
     }
 }
 
 /// The real handler, recording each withdrawal it is given and what the handler answered.
 struct Recording {
     inner: Arc<dyn EventHandler>,
-    withdrawals: StdMutex<Vec<(EventId, Result<(), HandlerError>)>>,
+    withdrawals: StdMutex<Vec<(EventId, Result<Handled, HandlerError>)>>,
 }
 
 #[async_trait]
@@ -447,7 +508,7 @@ impl EventHandler for Recording {
         self.inner.topics()
     }
 
-    async fn handle(&self, event: &DomainEvent) -> Result<(), HandlerError> {
+    async fn handle(&self, event: &DomainEvent) -> Result<Handled, HandlerError> {
         let result = self.inner.handle(event).await;
         if matches!(event.payload, EventPayload::MemberWithdrawn { .. }) {
             self.withdrawals.lock().unwrap().push((event.id, result.clone()));
@@ -469,6 +530,7 @@ fn expiry_handler(app: &Running) -> Arc<dyn EventHandler> {
 async fn a_withdrawal_redelivered_after_a_consumer_crash_is_a_no_op() {
     let _serial = SERIAL.lock().await;
     let Some(env) = env(false).await else { return };
+    let log = tests::log_capture::capture();
     // API only: the test runs the relay and the consumers itself.
     let app = env.start(|c| c.server.role = InstanceRole::Api).await;
     let (stop_relay, relay_stopped) = server::Shutdown::new();
@@ -515,12 +577,40 @@ async fn a_withdrawal_redelivered_after_a_consumer_crash_is_a_no_op() {
 
     let redelivered = recording.withdrawals.lock().unwrap().clone();
     assert_eq!(redelivered.len(), 1, "{redelivered:?}");
-    assert_eq!(redelivered[0].1, Ok(()), "the redelivery is handled");
+    assert_eq!(
+        redelivered[0].1,
+        Ok(Handled::Duplicate),
+        "the redelivery is handled as a duplicate"
+    );
     assert!(
         !committed,
         "the crashed consumer had not committed the withdrawal's offset"
     );
     env.assert_expired_exactly_once(1).await;
+
+    // The delivery log: produced once; consumed once, where it was produced, as a
+    // duplicate (the crashed consumer's handler never returned, so it logged nothing).
+    let event_id = redelivered[0].0.to_string();
+    let of_event = |direction: &'static str| {
+        let event_id = event_id.clone();
+        move |line: &tests::log_capture::Line| {
+            line["target"] == "hexride::delivery"
+                && line.get("event_id") == Some(&event_id)
+                && line.get("direction").map(String::as_str) == Some(direction)
+        }
+    };
+    eventually(Duration::from_secs(10), "the redelivery's consumed line", || async {
+        !log.lines(of_event("consumed")).is_empty()
+    })
+    .await;
+    let (produced, consumed) = (log.lines(of_event("produced")), log.lines(of_event("consumed")));
+    assert_eq!(produced.len(), 1, "{produced:?}");
+    let outcomes: Vec<&str> = consumed.iter().map(|l| l["outcome"].as_str()).collect();
+    assert_eq!(outcomes, ["duplicate"], "{consumed:?}");
+    for field in ["topic", "partition", "offset", "key"] {
+        assert_eq!(consumed[0][field], produced[0][field], "{field}");
+    }
+    assert_eq!(consumed[0]["consumer"], group);
 
     // A graceful stop commits what was handled: the group is at the end of the topic.
     let _ = stop_consumer.send(true);
@@ -631,14 +721,14 @@ impl EventHandler for Scripted {
         vec![MEMBER_EVENTS]
     }
 
-    async fn handle(&self, event: &DomainEvent) -> Result<(), HandlerError> {
+    async fn handle(&self, event: &DomainEvent) -> Result<Handled, HandlerError> {
         *self.calls.lock().unwrap().entry(event.id).or_default() += 1;
         if event.id == self.transient {
             Err(HandlerError::Transient("database unavailable".into()))
         } else if event.id == self.permanent {
             Err(HandlerError::Permanent("member unknown to this system".into()))
         } else {
-            Ok(())
+            Ok(Handled::Applied)
         }
     }
 }
