@@ -194,15 +194,16 @@ def run(base_url: str, admin_token: str) -> None:
     equal(paid.total, total, "order.total after payment")
 
     step("the order is listed (GET /api/v1/orders)")
-    mine = expect(orders_mine.sync_detailed(client=rider), HTTPStatus.OK, models.ListOrderBody)
+    mine = expect(orders_mine.sync_detailed(client=rider), HTTPStatus.OK, models.PagedOrderBody)
     check(any(item.id == order.id for item in mine.items), "the paid order is not in my_orders")
+    equal(mine.next_, None, "one page of orders: no next cursor")
 
     step("the balance is charged minus paid (GET /api/v1/points)")
     wallet = expect(points_balance.sync_detailed(client=rider), HTTPStatus.OK, models.WalletBody)
     equal(wallet.balance, charged - total, "wallet.balance after payment")
 
     step("the ledger has the charge and the payment (GET /api/v1/points/history)")
-    ledger = expect(points_history.sync_detailed(client=rider), HTTPStatus.OK, models.ListLedgerBody)
+    ledger = expect(points_history.sync_detailed(client=rider), HTTPStatus.OK, models.PagedLedgerBody)
     kinds = [entry.kind for entry in ledger.items]
     check("charge" in kinds and "payment" in kinds, f"ledger kinds: {kinds}")
     equal(ledger.items[0].balance_after, charged - total, "newest ledger entry's balance_after")

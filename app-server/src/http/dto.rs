@@ -272,6 +272,7 @@ pub struct StatementBody {
     /// Of every session in the period, not only this page's.
     pub premium: i64,
     /// The cursor of the next page of sessions, `null` on the last one.
+    #[schema(required = true)]
     pub next: Option<String>,
 }
 

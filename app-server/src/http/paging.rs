@@ -42,6 +42,7 @@ pub struct Paged<T> {
     /// The page's items, in the list's order.
     pub items: Vec<T>,
     /// The cursor of the next page, `null` on the last one.
+    #[schema(required = true)]
     pub next: Option<String>,
 }
 
