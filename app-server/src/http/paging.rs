@@ -49,9 +49,10 @@ pub struct Paged<T> {
 impl<T> Paged<T> {
     /// The body of `page`, each item turned into a `T` by `f`.
     pub fn of<D, K: Serialize>(page: Page<D, K>, f: impl FnMut(D) -> T) -> Self {
+        let page = page.map(f);
         Self {
             next: page.next.as_ref().map(encode),
-            items: page.items.into_iter().map(f).collect(),
+            items: page.items,
         }
     }
 }
